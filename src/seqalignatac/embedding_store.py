@@ -7,12 +7,16 @@ This is the contract between ``embed`` (writer) and stage 1 (lazy reader).  Layo
 - attrs: ``model`` (name), ``model_fingerprint``, ``pooling``, ``format_version``
 
 The embed step may add datasets/attrs (progress, shard info); readers ignore unknown ones.
+``embed --shard I/N`` writes attrs ``shard`` ("I/N"), ``n_total`` (records in the FASTA) and
+``source_ids_sha256`` (hash of all FASTA ids in order); :func:`merge_embeddings` uses them to
+check that the parts are the complete set of shards of one FASTA, embedded by one model.
 """
 
 from __future__ import annotations
 
 import os
 from typing import Mapping, Sequence
+import hashlib
 
 import h5py
 import numpy as np
@@ -39,7 +43,7 @@ def write_embeddings(
         with h5py.File(tmp, "w") as f:
             f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
             f.create_dataset(
-                "embeddings", data=embeddings, chunks=(min(len(ids), 4096) or 1, embeddings.shape[1])
+                "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
             )
             f.attrs["format_version"] = FORMAT_VERSION
             for k, v in (attrs or {}).items():
@@ -106,3 +110,96 @@ def read_embeddings(path: str | os.PathLike, ids: Sequence[str] | None = None) -
         if ids is None:
             return store.ids, store._f["embeddings"][:].astype(np.float32)
         return np.asarray(ids, dtype=object), store.take(ids)
+
+
+def ids_digest(ids: Sequence[str]) -> str:
+    """Order-sensitive SHA-256 of peak ids (identifies the FASTA a shard came from)."""
+    h = hashlib.sha256()
+    for pid in ids:
+        h.update(pid.encode("utf-8") + b"\n")
+    return h.hexdigest()
+
+
+def _parse_shard(value: object, path: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in str(value).split("/"))
+    except ValueError:
+        raise InputError(f"bad shard attribute {value!r}", path) from None
+    return i, n
+
+
+def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike) -> dict:
+    """Concatenate stores into one, streaming; shards are put back in FASTA order.
+
+    All parts must come from the same model (fingerprint) and dimension; shards of one FASTA
+    must be complete (1..N, each once).  Returns a small summary.
+    """
+    if not parts:
+        raise InputError("embed-merge needs at least one part")
+    stores = [EmbeddingStore(p) for p in parts]
+    try:
+        first = stores[0]
+        fp = first.attrs.get("model_fingerprint")
+        for st in stores[1:]:
+            if st.attrs.get("model_fingerprint") != fp:
+                raise InputError(
+                    f"written by another model ({st.attrs.get('model')!r}) than {first.path} "
+                    f"({first.attrs.get('model')!r}); embed all parts with the same --model and --dtype",
+                    st.path,
+                )
+            if st.dim != first.dim:
+                raise InputError(f"embedding dimension {st.dim} differs from {first.path} ({first.dim})", st.path)
+        sharded = [st for st in stores if "shard" in st.attrs]
+        attrs = {k: v for k, v in first.attrs.items() if k not in ("shard", "format_version")}
+        if sharded:
+            if len(sharded) != len(stores):
+                raise InputError("mixes shard outputs with unsharded stores; merge the shards of one run", sharded[0].path)
+            keyed = {}
+            for st in stores:
+                i, n = _parse_shard(st.attrs["shard"], st.path)
+                src = st.attrs.get("source_ids_sha256")
+                if src != first.attrs.get("source_ids_sha256") or n != _parse_shard(first.attrs["shard"], first.path)[1]:
+                    raise InputError(f"shard {i}/{n} comes from another FASTA or shard count than {first.path}", st.path)
+                if i in keyed:
+                    raise InputError(f"shard {i}/{n} given twice (also {keyed[i].path})", st.path)
+                keyed[i] = st
+            missing = [i for i in range(1, n + 1) if i not in keyed]
+            if missing:
+                raise InputError(f"shards {', '.join(f'{i}/{n}' for i in missing)} are missing; "
+                                 "pass every shard of the run", first.path)  # fmt: skip
+            stores = [keyed[i] for i in range(1, n + 1)]
+        ids = np.concatenate([st.ids for st in stores]) if stores else np.array([], dtype=object)
+        if len(set(ids.tolist())) != len(ids):
+            seen: set[str] = set()
+            dup = next(p for p in ids.tolist() if p in seen or seen.add(p))
+            raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
+        dtype = first._f["embeddings"].dtype
+        with atomic_path(out) as tmp:
+            with h5py.File(tmp, "w") as f:
+                f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+                d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,
+                                     chunks=(min(len(ids), 4096), first.dim) if len(ids) else None)  # fmt: skip
+                row = 0
+                for st in stores:
+                    src = st._f["embeddings"]
+                    for a in range(0, len(st), 65536):
+                        block = src[a : a + 65536]
+                        d[row : row + len(block)] = block
+                        row += len(block)
+                f.attrs["format_version"] = FORMAT_VERSION
+                for k, v in attrs.items():
+                    f.attrs[k] = v
+                f.attrs["merged_from"] = len(stores)
+        return {"parts": len(stores), "n": int(len(ids)), "dim": first.dim}
+    finally:
+        for st in stores:
+            st.close()
+
+
+def export_npz(path: str | os.PathLike, out: str | os.PathLike) -> dict:
+    """Write ``ids`` (unicode strings) and ``embeddings`` (float32) to an .npz for other tools."""
+    ids, emb = read_embeddings(path)
+    with atomic_path(out) as tmp:
+        with open(tmp, "wb") as fh:  # a file object keeps numpy from appending another .npz
+            np.savez(fh, ids=np.asarray(ids, dtype=str), embeddings=emb.astype(np.float32, copy=False))
+    return {"n": int(len(ids)), "dim": int(emb.shape[1])}

@@ -1,0 +1,38 @@
+process SEQALIGNATAC_TRAIN {
+    tag "${meta.id}"
+    label 'process_medium'
+    label 'process_gpu'
+
+    conda "${moduleDir}/environment.yml"
+    container "${ task.accelerator ? 'ghcr.io/seqalignatac/seqalignatac:0.1.0-cuda' : 'ghcr.io/seqalignatac/seqalignatac:0.1.0' }"
+
+    input:
+    tuple val(meta), path(accessibility), path(embeddings)   // embeddings: [] for --method lsi
+
+    output:
+    tuple val(meta), path("train/cell_embeddings.h5ad"), emit: cells
+    tuple val(meta), path("train"),                      emit: dir
+    tuple val("${task.process}"), val('seqalignatac'), eval('seqalignatac --version | sed "s/.* //"'), emit: versions_seqalignatac, topic: versions
+    tuple val("${task.process}"), val('torch'), eval('python3 -c "import torch; print(torch.__version__)"'), emit: versions_torch, topic: versions
+
+    script:
+    def args       = task.ext.args ?: ''
+    def device     = task.accelerator ? 'cuda' : 'cpu'
+    def embeddings_opt = embeddings ? "--embeddings ${embeddings}" : ''
+    """
+    seqalignatac_train.py \\
+        --accessibility ${accessibility} \\
+        ${embeddings_opt} \\
+        --outdir train \\
+        --device ${device} \\
+        --threads ${task.cpus} \\
+        --no-progress \\
+        ${args}
+    """
+
+    stub:
+    """
+    mkdir -p train
+    touch train/cell_embeddings.h5ad train/model.safetensors train/training_curve.tsv train/training_curve.png train/train_summary.json
+    """
+}

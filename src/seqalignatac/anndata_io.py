@@ -1,0 +1,77 @@
+"""Read and check the user's .h5ad files (cells x peaks) with clear errors."""
+
+from __future__ import annotations
+
+import os
+import warnings
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from .errors import InputError, require_file
+from .peaks import coords_from_var, looks_like_peak_ids
+
+
+def read_h5ad(path: str | os.PathLike, what: str = "input .h5ad"):
+    """``anndata.read_h5ad`` with an InputError for missing, unreadable or non-h5ad files."""
+    import anndata as ad
+
+    p = require_file(path, what)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ad.read_h5ad(p)
+    except Exception as exc:  # h5py/anndata raise many types for a bad file
+        raise InputError(f"cannot read as .h5ad ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
+                         "is it an AnnData file? Use `seqalignatac convert` for MatrixMarket or 10x input", p) from None
+
+
+def csr_matrix(adata, path) -> sp.csr_matrix:
+    """``adata.X`` as CSR (dense and CSC inputs converted); InputError when absent or empty."""
+    x = adata.X
+    if x is None:
+        raise InputError("has no X matrix", path)
+    if not sp.issparse(x):
+        x = sp.csr_matrix(np.asarray(x))
+    x = sp.csr_matrix(x) if not isinstance(x, sp.csr_matrix) else x
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(f"matrix is empty ({x.shape[0]} cells x {x.shape[1]} peaks)", path)
+    if x.nnz == 0 or not np.any(x.data):
+        raise InputError(f"matrix has no non-zero values ({x.shape[0]} cells x {x.shape[1]} peaks)", path)
+    if np.any(x.data < 0):
+        raise InputError("matrix has negative values; expected counts or 0/1 accessibility", path)
+    return x
+
+
+def check_unique(adata, path) -> None:
+    """Duplicate cell or peak names are an input error (they make the mapping ambiguous)."""
+    for axis, names in (("cell", adata.obs_names), ("peak", adata.var_names)):
+        dup = names.duplicated()
+        if dup.any():
+            first = names[dup][0]
+            raise InputError(f"{int(dup.sum())} duplicate {axis} names (first: '{first}'); "
+                             f"make them unique (e.g. adata.{'obs' if axis == 'cell' else 'var'}_names_make_unique())",
+                             path)
+
+
+def peak_coords(adata, path) -> pd.DataFrame:
+    """Coordinates of the peaks (columns) of a cells x peaks AnnData; detects a transposed file."""
+    has_cols = any(c in adata.var.columns for c in ("chrom", "chr", "seqnames"))
+    if not has_cols and not looks_like_peak_ids(adata.var_names) and looks_like_peak_ids(adata.obs_names):
+        raise InputError("the rows (obs) look like peaks and the columns like cells; expected cells x peaks: "
+                         "transpose it (adata.T) before use", path)
+    return coords_from_var(adata.var, path)
+
+
+def labels(adata, key: str, path, what: str = "label key") -> pd.Series:
+    """``obs[key]`` as strings with NaN for missing; InputError if absent or all missing."""
+    if key not in adata.obs.columns:
+        cols = ", ".join(map(str, adata.obs.columns[:20])) or "(none)"
+        raise InputError(f"{what} '{key}' is not an obs column; available: {cols}", path)
+    s = adata.obs[key]
+    out = pd.Series(s.astype(object).where(s.notna(), None).to_numpy(), index=adata.obs_names, dtype=object)
+    out = out.map(lambda v: None if v is None or (isinstance(v, str) and v.strip() in ("", "nan", "NaN", "NA")) else str(v))
+    if out.isna().all():
+        raise InputError(f"{what} '{key}' has no labels (every value is missing)", path)
+    return out

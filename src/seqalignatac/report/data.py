@@ -1,0 +1,164 @@
+"""Read one pair's published step folders (docs/design.md layout) into plain Python objects.
+
+Only what the report shows is read: ``obs``/``var`` of the accessibility matrix (``X`` stays on
+disk), the cell embeddings, predictions and the JSON/CSV/TSV summaries.  Missing optional files
+(metrics when the query has no labels, extraction summary when stage 1 ran LSI) give ``None``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError, require_file
+
+log = logging.getLogger(__name__)
+
+EMBEDDING_KEY = "X_seqalignatac"
+
+
+@dataclass
+class PairData:
+    pair_id: str
+    prepare_summary: dict[str, Any]
+    obs: pd.DataFrame  # all prepared cells: domain, label, original_id, ...
+    n_peaks: int
+    peaks_reference_only: int | None  # shared peaks open in no query cell
+    train_summary: dict[str, Any]
+    curve: pd.DataFrame | None
+    cells_obs: pd.DataFrame  # cells kept by stage 1 (rows of the embedding)
+    embedding: np.ndarray  # cells x dims, float32
+    annotate_summary: dict[str, Any]
+    predictions: pd.DataFrame  # indexed by cell_id
+    metrics: dict[str, Any] | None = None
+    per_class: pd.DataFrame | None = None
+    confusion: pd.DataFrame | None = None
+    extract_summary: dict[str, Any] | None = None
+    embed_attrs: dict[str, Any] | None = None
+    run_params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def has_query_labels(self) -> bool:
+        q = self.obs.loc[self.obs["domain"].astype(str) == "query", "label"] if "label" in self.obs else []
+        return len(q) > 0 and pd.Series(q).notna().any()
+
+
+def _json(path: Path) -> dict[str, Any]:
+    require_file(path, "step summary")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise InputError(f"not valid JSON ({e.msg} at line {e.lineno}); re-run the step that wrote it", path) from None
+
+
+def _optional_json(path: Path) -> dict[str, Any] | None:
+    return _json(path) if path.is_file() else None
+
+
+def _read_h5ad(path: Path, backed: bool = False):
+    import anndata as ad
+
+    require_file(path, "AnnData file")
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as e:  # h5py/anndata raise many types for a broken file
+        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); re-run the step that wrote it", path) from None
+
+
+def load_pair(
+    pair_id: str,
+    prepare_dir: str | os.PathLike,
+    train_dir: str | os.PathLike,
+    annotate_dir: str | os.PathLike,
+    extract_dir: str | os.PathLike | None = None,
+    embed_dir: str | os.PathLike | None = None,
+    run_params: dict[str, Any] | None = None,
+) -> PairData:
+    prep, train, ann = Path(prepare_dir), Path(train_dir), Path(annotate_dir)
+    for d, what in ((prep, "--prepare-dir"), (train, "--train-dir"), (ann, "--annotate-dir")):
+        if not d.is_dir():
+            raise InputError(f"{what} is not a folder; give the step's output folder", d)
+
+    acc = _read_h5ad(prep / "accessibility.h5ad", backed=True)
+    try:
+        obs = acc.obs.copy()
+        n_peaks = int(acc.n_vars)
+        ref_only = None
+        if "n_cells_query" in acc.var.columns:
+            ref_only = int((np.asarray(acc.var["n_cells_query"]) == 0).sum())
+    finally:
+        acc.file.close()
+    if "domain" not in obs.columns:
+        raise InputError("obs has no 'domain' column; re-run `seqalignatac prepare`", prep / "accessibility.h5ad")
+
+    cells = _read_h5ad(train / "cell_embeddings.h5ad")
+    if EMBEDDING_KEY not in cells.obsm:
+        raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / "cell_embeddings.h5ad")
+    curve = None
+    if (train / "training_curve.tsv").is_file():
+        curve = pd.read_csv(train / "training_curve.tsv", sep="\t")
+
+    pred_path = Path(require_file(ann / "predictions.csv", "predictions"))
+    predictions = pd.read_csv(pred_path, dtype={"cell_id": str})
+    missing = {"cell_id", "predicted_label", "confidence", "is_unknown"} - set(predictions.columns)
+    if missing:
+        raise InputError(f"predictions lack column(s) {sorted(missing)}; re-run `seqalignatac annotate`", pred_path)
+    predictions["is_unknown"] = predictions["is_unknown"].astype(str).str.lower().isin(["true", "1"])
+    predictions = predictions.set_index("cell_id")
+
+    per_class = confusion = None
+    if (ann / "per_class.csv").is_file():
+        per_class = pd.read_csv(ann / "per_class.csv", index_col=0)
+    if (ann / "confusion_matrix.csv").is_file():
+        confusion = pd.read_csv(ann / "confusion_matrix.csv", index_col=0)
+
+    embed_attrs = None
+    if embed_dir is not None and (Path(embed_dir) / "embeddings.h5").is_file():
+        import h5py
+
+        with h5py.File(Path(embed_dir) / "embeddings.h5", "r") as f:
+            embed_attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            if "embeddings" in f:
+                embed_attrs.setdefault("n_peaks", int(f["embeddings"].shape[0]))
+                embed_attrs.setdefault("dim", int(f["embeddings"].shape[1]))
+
+    extract_summary = None
+    if extract_dir is not None:
+        extract_summary = _optional_json(Path(extract_dir) / "peaks.fa.summary.json")
+
+    return PairData(
+        pair_id=pair_id,
+        prepare_summary=_json(prep / "prepare_summary.json"),
+        obs=obs,
+        n_peaks=n_peaks,
+        peaks_reference_only=ref_only,
+        train_summary=_json(train / "train_summary.json"),
+        curve=curve,
+        cells_obs=cells.obs.copy(),
+        embedding=np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32),
+        annotate_summary=_optional_json(ann / "annotate_summary.json") or {},
+        predictions=predictions,
+        metrics=_optional_json(ann / "metrics.json"),
+        per_class=per_class,
+        confusion=confusion,
+        extract_summary=extract_summary,
+        embed_attrs=embed_attrs,
+        run_params=dict(run_params or {}),
+    )
+
+
+def _plain(v: Any) -> Any:
+    if isinstance(v, bytes):
+        return v.decode(errors="replace")
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v

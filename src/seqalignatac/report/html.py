@@ -1,0 +1,363 @@
+"""Build the per-pair HTML report and the index over pairs (jinja2 templates, figures inlined)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .. import __version__
+from ..atomic import write_text
+from ..metrics import UNKNOWN, evaluate
+from . import figures
+from .data import PairData, load_pair
+from .mqc import read_mqc, write_mqc
+
+log = logging.getLogger(__name__)
+
+VERSION_PACKAGES = (
+    "seqalignatac", "numpy", "scipy", "pandas", "anndata", "h5py", "torch", "transformers",
+    "torch-geometric", "scikit-learn", "faiss-cpu", "pyfaidx", "pyranges", "umap-learn", "matplotlib",
+)
+
+# prepare_summary.json keys shown in the harmonization table, with what they mean.
+HARMONIZATION_ROWS = (
+    ("reference.peaks", "Reference peaks (input)"),
+    ("query.peaks", "Query peaks (input)"),
+    ("query_peaks_mapped", "Query peaks overlapping a reference peak"),
+    ("query_peaks_unmapped", "Query peaks with no reference counterpart (dropped)"),
+    ("reference_peaks_with_query_peak", "Reference peaks with at least one query peak"),
+    ("reference_peaks_with_several_query_peaks", "Reference peaks with several query peaks (OR-ed)"),
+    ("min_cells_per_peak", "Minimum cells per kept peak"),
+    ("peaks_dropped_rare", "Reference peaks dropped as rare"),
+    ("peaks_kept", "Shared peaks kept"),
+    ("query_accessibility_retained_mapped", "Query accessibility on mapped peaks"),
+    ("query_accessibility_retained", "Query accessibility on kept peaks"),
+    ("reference.cells_without_shared_peaks", "Reference cells with no open shared peak"),
+    ("query.cells_without_shared_peaks", "Query cells with no open shared peak"),
+    ("overlap_width", "Overlap width W (bp)"),
+)
+FRACTION_KEYS = {"query_accessibility_retained_mapped", "query_accessibility_retained"}
+
+
+def _env():
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("seqalignatac.report", "templates"),
+        autoescape=jinja2.select_autoescape(["html", "j2"]),
+        undefined=jinja2.StrictUndefined,  # a missing template value is a bug, not a blank
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["num"] = fmt_num
+    return env
+
+
+def fmt_num(v: Any, digits: int = 3) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    if isinstance(v, (float, np.floating)):
+        if v != v:
+            return "–"
+        if float(v).is_integer() and abs(v) >= 1000:
+            return f"{int(v):,}"
+        return f"{float(v):.{digits}f}" if abs(v) < 1000 else f"{float(v):,.1f}"
+    return str(v)
+
+
+def _get(d: Mapping[str, Any] | None, dotted: str) -> Any:
+    cur: Any = d
+    for part in dotted.split("."):
+        if not isinstance(cur, Mapping) or part not in cur:
+            return None
+        cur = cur[part]
+    return cur
+
+
+def flatten(d: Mapping[str, Any], prefix: str = "", max_list: int = 8) -> list[tuple[str, str]]:
+    """Scalar leaves of a nested dict as (dotted key, text); long lists are shortened."""
+    out: list[tuple[str, str]] = []
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, Mapping):
+            out.extend(flatten(v, key + ".", max_list))
+        elif isinstance(v, (list, tuple)) and not v:
+            out.append((key, "none"))
+        elif isinstance(v, (list, tuple)):
+            items = ", ".join(fmt_num(x) for x in list(v)[:max_list])
+            out.append((key, items + (f", … ({len(v)} items)" if len(v) > max_list else "")))
+        else:
+            out.append((key, fmt_num(v)))
+    return out
+
+
+def software_versions() -> list[tuple[str, str]]:
+    rows = [("python", platform.python_version())]
+    for name in VERSION_PACKAGES:
+        try:
+            rows.append((name, metadata.version(name)))
+        except metadata.PackageNotFoundError:
+            continue
+    return rows
+
+
+def _query_truth(data: PairData) -> pd.Series | None:
+    if not data.has_query_labels:
+        return None
+    q = data.obs[data.obs["domain"].astype(str) == "query"]["label"]
+    return q.astype(object).where(q.notna(), None)
+
+
+def summary_row(data: PairData) -> dict[str, Any]:
+    """Headline numbers (the MultiQC row and the index row)."""
+    ps, ts = data.prepare_summary, data.train_summary
+    pred = data.predictions
+    row: dict[str, Any] = {
+        "reference_cells": _get(ps, "cells.reference") or int((data.obs["domain"].astype(str) == "reference").sum()),
+        "query_cells": _get(ps, "cells.query") or int((data.obs["domain"].astype(str) == "query").sum()),
+        "shared_peaks": data.n_peaks,
+        "query_signal_kept": _get(ps, "query_accessibility_retained"),
+        "stage1_auroc": _first_number(ts, ("auroc", "val_auroc", "heldout_auroc", "held_out_auroc", "metrics.auroc")),
+        "mean_confidence": float(pred["confidence"].mean()) if len(pred) else None,
+        "unknown_rate": float(pred["is_unknown"].mean()) if len(pred) else None,
+    }
+    m = data.metrics
+    if m is not None:
+        row["accuracy"] = m.get("accuracy")
+        row["macro_f1"] = m.get("macro_f1")
+    return {k: v for k, v in row.items() if v is not None}
+
+
+def _first_number(d: Mapping[str, Any], keys: Sequence[str]) -> float | None:
+    for k in keys:
+        v = _get(d, k)
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return float(v)
+    return None
+
+
+def _fill_metrics(data: PairData) -> None:
+    """Score predictions against known query labels when annotate did not write the metric files."""
+    truth = _query_truth(data)
+    if truth is None or (data.metrics is not None and data.per_class is not None and data.confusion is not None):
+        return
+    common = data.predictions.index.intersection(truth.index[truth.notna()])
+    if len(common) == 0:
+        return
+    res = evaluate(truth.loc[common].astype(str).to_numpy(), data.predictions.loc[common, "predicted_label"].astype(str).to_numpy())
+    if data.metrics is None:
+        data.metrics = {k: v for k, v in res.items() if k not in ("per_class", "confusion")}
+    if data.per_class is None:
+        data.per_class = res["per_class"]
+    if data.confusion is None:
+        data.confusion = res["confusion"]
+
+
+def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_000) -> dict[str, Any]:
+    t0 = time.perf_counter()
+    _fill_metrics(data)
+    obs = data.obs
+    domain = obs["domain"].astype(str)
+    truth = _query_truth(data)
+    pred = data.predictions
+    all_labels = list(obs["label"].dropna().astype(str).unique()) + list(pred["predicted_label"].astype(str).unique())
+    colors = figures.label_colors(all_labels)
+
+    # --- what went in
+    ref_lab = obs.loc[domain == "reference", "label"].astype(str)
+    comp = pd.DataFrame({"reference": ref_lab.value_counts()})
+    if truth is not None:
+        comp["query"] = truth.dropna().astype(str).value_counts()
+    comp = comp.fillna(0).astype(int).sort_index()
+    inputs = {
+        "domains": [
+            {"name": d, "cells": int((domain == d).sum()),
+             "peaks_in_file": _get(data.prepare_summary, f"{d}.peaks"),
+             "path": _get(data.prepare_summary, f"{d}.path") or "",
+             "label_key": _get(data.prepare_summary, f"{d}.label_key") or "",
+             "n_labels": int(obs.loc[domain == d, "label"].dropna().nunique())}
+            for d in ("reference", "query")
+        ],
+        "composition": [{"label": k, **{c: int(v) for c, v in r.items()}} for k, r in comp.iterrows()],
+        "composition_columns": list(comp.columns),
+        "composition_figure": figures.label_composition_figure(comp, colors) if len(comp) else None,
+        "n_peaks": data.n_peaks,
+    }
+
+    # --- harmonization
+    harmon = []
+    for key, what in HARMONIZATION_ROWS:
+        v = _get(data.prepare_summary, key)
+        if v is None:
+            continue
+        harmon.append({"what": what, "value": f"{100 * v:.1f} %" if key in FRACTION_KEYS else fmt_num(v)})
+    renames = data.prepare_summary.get("chromosome_renames") or {}
+    extract = data.extract_summary
+
+    # --- stage 1
+    ts = data.train_summary
+    stage1 = {
+        "figure": figures.training_curve_figure(data.curve) if data.curve is not None else None,
+        "rows": [(k, v) for k, v in flatten(ts) if not k.startswith(("params.", "config.", "history"))][:40],
+        "auroc": summary_row(data).get("stage1_auroc"),
+        "method": ts.get("method", ""),
+    }
+
+    # --- UMAP (subsampled; rows of the stage-1 embedding)
+    cells_domain = data.cells_obs["domain"].astype(str).to_numpy()
+    idx, coords = figures.compute_umap(data.embedding, seed=umap_seed, max_cells=max_umap_cells)
+    cd = cells_domain[idx]
+    names = data.cells_obs.index.to_numpy()[idx]
+    labels = data.cells_obs["label"].astype(object).to_numpy()[idx]
+    q_names = names[cd == "query"]
+    q_pred = pred["predicted_label"].reindex(q_names).astype(object).fillna("(not annotated)").astype(str).to_numpy()
+    q_truth = None
+    if truth is not None:
+        q_truth = pd.Series(labels[cd == "query"]).astype(object).fillna("(no label)").astype(str).to_numpy()
+    umap_fig = figures.umap_figure(coords, cd, np.asarray(labels[cd == "reference"]).astype(str), q_pred, q_truth, colors)
+    umap_info = {"figure": umap_fig, "n_shown": len(idx), "n_total": data.embedding.shape[0],
+                 "dims": int(data.embedding.shape[1])}
+
+    # --- predictions
+    unknown = pred["is_unknown"].to_numpy(dtype=bool)
+    counts = pred["predicted_label"].astype(str).value_counts()
+    threshold = _first_number(data.annotate_summary, ("unknown.threshold", "unknown_threshold", "threshold"))
+    predictions = {
+        "n": int(len(pred)),
+        "unknown_rate": float(unknown.mean()) if len(pred) else 0.0,
+        "n_unknown": int(unknown.sum()),
+        "mean_confidence": float(pred["confidence"].mean()) if len(pred) else 0.0,
+        "median_confidence": float(pred["confidence"].median()) if len(pred) else 0.0,
+        "counts": [{"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")} for k, v in counts.items()],
+        "counts_figure": figures.prediction_counts_figure(pred["predicted_label"], colors) if len(pred) else None,
+        "confidence_figure": figures.confidence_figure(pred["confidence"].to_numpy(float), unknown, threshold) if len(pred) else None,
+        "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:40],
+    }
+
+    # --- accuracy (query labels known)
+    evaluation = None
+    if data.metrics is not None:
+        pc = data.per_class
+        evaluation = {
+            "accuracy": data.metrics.get("accuracy"),
+            "macro_f1": data.metrics.get("macro_f1"),
+            "n_cells": data.metrics.get("n_cells"),
+            "per_class": [] if pc is None else [
+                {"label": str(k), **r} for k, r in zip(pc.index, pc.to_dict("records"))
+            ],
+            "per_class_columns": [] if pc is None else list(pc.columns),
+            "confusion_figure": figures.confusion_figure(data.confusion) if data.confusion is not None and data.confusion.size else None,
+        }
+
+    params = {
+        "run": data.run_params,
+        "prepare": {k: v for k, v in data.prepare_summary.items() if k in ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")},
+        "extract": extract or {},
+        "embed": data.embed_attrs or {},
+        "train": data.train_summary,
+        "annotate": data.annotate_summary,
+    }
+    ctx = {
+        "pair_id": data.pair_id,
+        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "headline": summary_row(data),
+        "inputs": inputs,
+        "harmonization": harmon,
+        "renames": renames,
+        "extract": [(k, v) for k, v in flatten(extract)] if extract else [],
+        "embed": [(k, v) for k, v in flatten(data.embed_attrs)] if data.embed_attrs else [],
+        "stage1": stage1,
+        "umap": umap_info,
+        "predictions": predictions,
+        "evaluation": evaluation,
+        "versions": software_versions(),
+        "params": [(section, flatten(p)) for section, p in params.items() if p],
+    }
+    log.info("report context for %s built in %.1f s", data.pair_id, time.perf_counter() - t0)
+    return ctx
+
+
+def render_report(ctx: Mapping[str, Any]) -> str:
+    return _env().get_template("report.html.j2").render(**ctx)
+
+
+def build_report(
+    pair_id: str,
+    prepare_dir: str | os.PathLike,
+    train_dir: str | os.PathLike,
+    annotate_dir: str | os.PathLike,
+    outdir: str | os.PathLike,
+    extract_dir: str | os.PathLike | None = None,
+    embed_dir: str | os.PathLike | None = None,
+    run_params: Mapping[str, Any] | None = None,
+    max_umap_cells: int = 20_000,
+    seed: int = 0,
+) -> dict[str, Path]:
+    """Write ``<pair_id>_report.html`` and ``<pair_id>_mqc.tsv`` into ``outdir``; return their paths."""
+    data = load_pair(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, dict(run_params or {}))
+    ctx = build_context(data, umap_seed=seed, max_umap_cells=max_umap_cells)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    html_path, mqc_path = out / f"{pair_id}_report.html", out / f"{pair_id}_mqc.tsv"
+    write_mqc(mqc_path, pair_id, ctx["headline"])
+    write_text(html_path, render_report(ctx))  # last: the HTML marks the report as done
+    return {"html": html_path, "mqc": mqc_path}
+
+
+# ----------------------------------------------------------------------------------- index
+
+def build_index(outdir: str | os.PathLike, status: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
+    """``OUTDIR/index.html``: one row per pair folder with a report (and per pair in ``status``).
+
+    ``status`` (from the runner) maps pair_id -> {"ok": bool, "error": str, "seconds": float}; pairs
+    found on disk but absent from it are listed from their MultiQC table alone.
+    """
+    out = Path(outdir)
+    status = dict(status or {})
+    pair_ids = list(status)
+    for mqc in sorted(out.glob("*/report/*_mqc.tsv")):
+        pid = mqc.parent.parent.name
+        if pid not in pair_ids:
+            pair_ids.append(pid)
+    rows = []
+    for pid in pair_ids:
+        mqc = out / pid / "report" / f"{pid}_mqc.tsv"
+        html_rel = f"{pid}/report/{pid}_report.html"
+        st = status.get(pid, {})
+        has_report = (out / html_rel).is_file()
+        rows.append({
+            "pair_id": pid,
+            "ok": bool(st.get("ok", has_report)),
+            "error": st.get("error", ""),
+            "seconds": st.get("seconds"),
+            "link": html_rel if has_report else None,
+            "numbers": read_mqc(mqc) if mqc.is_file() else {},
+        })
+    from .mqc import COLUMNS
+
+    cols = [c for c in COLUMNS if any(c in r["numbers"] for r in rows)]
+    text = _env().get_template("index.html.j2").render(
+        rows=rows, columns=[(c, COLUMNS[c][0], COLUMNS[c][1]) for c in cols], version=__version__,
+        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        n_failed=sum(not r["ok"] for r in rows),
+    )
+    path = out / "index.html"
+    write_text(path, text)
+    return path
+
+
+__all__ = ["build_report", "build_index", "build_context", "render_report", "summary_row"]

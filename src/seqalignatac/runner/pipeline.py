@@ -1,0 +1,327 @@
+"""Every step for every pair of a samplesheet, in one process (CPU or one GPU), no Nextflow.
+
+Per pair: prepare -> extract -> embed -> train -> annotate -> report, written to the layout of
+docs/design.md.  Each step is skipped when its inputs and parameters are unchanged since it last
+finished (see :mod:`.stamps`); a step that a killed run left unfinished resumes.  A failing pair
+is reported with its error and the other pairs still run.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from .. import __version__
+from ..errors import InputError
+from ..samplesheet import Pair
+from .stamps import STAMP_DIR, Stamps, plan
+
+log = logging.getLogger(__name__)
+
+STEPS = ("prepare", "extract", "embed", "train", "annotate", "report")
+
+
+@dataclass
+class RunOptions:
+    """Settings shared by every pair (``seqalignatac run`` options)."""
+
+    fasta: Path | None = None
+    model: str | None = None  # kmer[:K], NT directory or hub name; not needed for train_method='lsi'
+    train_method: str = "nt"  # nt | lsi
+    annotate_method: str = "gda"  # gda | knn
+    width: int | str = 1002
+    overlap_width: int | None = None  # None: prepare's default
+    min_peak_frac: float | None = None
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | None = None
+    cache_dir: Path | None = None
+    threads: int | None = None
+    seed: int = 0
+    train_overrides: dict[str, Any] = field(default_factory=dict)  # TrainConfig fields (epochs, ...)
+    annotate_overrides: dict[str, Any] = field(default_factory=dict)  # annotate keyword arguments
+    max_umap_cells: int = 20_000
+    force: bool = False  # ignore stamps: run every step again
+    progress: bool = True
+
+    @property
+    def uses_sequence(self) -> bool:
+        return self.train_method == "nt"
+
+
+@dataclass
+class Step:
+    name: str
+    folder: Path
+    inputs: dict[str, Path]
+    params: dict[str, Any]
+    outputs: list[Path]
+    run: Callable[[], Any]
+
+
+@dataclass
+class PairResult:
+    pair_id: str
+    ok: bool
+    error: str = ""
+    seconds: float = 0.0
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    resumed: list[str] = field(default_factory=list)
+    report: Path | None = None
+
+
+# ----------------------------------------------------------------------------------- options
+
+LSI_OPTIONS = ("n_components", "depth_corr_cutoff", "normalize", "n_iter")
+ANNOTATE_KEYWORDS = ("unknown", "unknown_quantile", "calibration_fraction", "knn_k")
+
+
+def allowed_overrides(opts: RunOptions) -> tuple[set[str], set[str]]:
+    """Names accepted in ``train_overrides`` and ``annotate_overrides`` for these options."""
+    from dataclasses import fields
+
+    from ..stage2.train import GDAConfig
+
+    if opts.train_method == "lsi":
+        train = set(LSI_OPTIONS)
+    else:
+        from ..stage1.trainer import TrainConfig
+
+        train = {f.name for f in fields(TrainConfig)} - {"seed"}
+    return train, ({f.name for f in fields(GDAConfig)} | set(ANNOTATE_KEYWORDS))
+
+
+def check_options(opts: RunOptions) -> None:
+    """Unknown step options fail once, before any pair starts, listing what is allowed."""
+    train_ok, annotate_ok = allowed_overrides(opts)
+    for flag, given, ok in (("--train-opt", opts.train_overrides, train_ok),
+                            ("--annotate-opt", opts.annotate_overrides, annotate_ok)):
+        bad = sorted(set(given) - ok)
+        if bad:
+            raise InputError(f"{flag}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(sorted(ok))}")
+    if "hidden" in opts.train_overrides:  # TrainConfig wants a tuple of widths
+        h = opts.train_overrides["hidden"]
+        opts.train_overrides["hidden"] = tuple(h) if isinstance(h, (list, tuple)) else (int(h),)
+
+
+# ----------------------------------------------------------------------------------- steps
+
+def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> list[Step]:
+    """The step list of one pair; each ``run`` calls the step's Python function."""
+    from ..extract import DEFAULT_WIDTH  # noqa: F401  (fail early if the package is broken)
+    from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
+
+    d = {s: pair_dir / s for s in STEPS}
+    acc = d["prepare"] / "accessibility.h5ad"
+    peaks_bed = d["prepare"] / "peaks.bed"
+    peaks_fa = d["extract"] / "peaks.fa"
+    emb = d["embed"] / "embeddings.h5"
+    cells = d["train"] / "cell_embeddings.h5ad"
+    overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
+    min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
+
+    def prepare() -> None:
+        from ..prepare import run_prepare
+
+        run_prepare(pair.reference, pair.query, pair.reference_label_key, pair.query_label_key, d["prepare"],
+                    overlap_width=overlap, min_peak_frac=min_frac)
+
+    def extract() -> None:
+        from ..extract import extract_sequences
+
+        extract_sequences(peaks_bed, fasta, peaks_fa, width=opts.width)
+
+    def embed() -> None:
+        from ..embed.runner import embed_fasta
+
+        embed_fasta(str(peaks_fa), str(opts.model), str(emb), device=opts.device, dtype=opts.dtype,
+                    batch_size=opts.batch_size, cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
+                    threads=opts.threads, progress=opts.progress)
+
+    def train() -> None:
+        from ..stage1.cli import read_accessibility
+
+        adata = read_accessibility(str(acc))
+        if opts.train_method == "lsi":
+            from ..stage1 import lsi
+
+            lsi(adata, seed=opts.seed, outdir=d["train"], resume=True, path=str(acc), **opts.train_overrides)
+        else:
+            from ..stage1.trainer import TrainConfig, train
+
+            cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
+            train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d["train"],
+                  resume=True, progress=opts.progress, path=str(acc))
+
+    def annotate() -> None:
+        from dataclasses import fields
+
+        from ..stage2.api import annotate_full, config_with
+        from ..stage2.outputs import read_cells, write_outputs
+        from ..stage2.train import GDAConfig
+
+        # annotate_overrides: GDAConfig fields (epochs, k, ...) or annotate_full keywords (unknown, ...)
+        cfg_names = {f.name for f in fields(GDAConfig)}
+        cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
+        kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
+        res = annotate_full(read_cells(cells), "X_seqalignatac", opts.annotate_method, config=cfg, device=opts.device,
+                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
+        write_outputs(res, d["annotate"], "label")
+
+    def report() -> None:
+        from ..report.html import build_report
+
+        build_report(pair.pair_id, d["prepare"], d["train"], d["annotate"], d["report"],
+                     extract_dir=d["extract"] if opts.uses_sequence else None,
+                     embed_dir=d["embed"] if opts.uses_sequence else None,
+                     run_params=_run_params(pair, fasta, opts), max_umap_cells=opts.max_umap_cells, seed=opts.seed)
+
+    steps = [
+        Step("prepare", d["prepare"], {"reference": pair.reference, "query": pair.query},
+             {"label_key": pair.reference_label_key, "query_label_key": pair.query_label_key,
+              "overlap_width": overlap, "min_peak_frac": min_frac},
+             [acc, peaks_bed, d["prepare"] / "prepare_summary.json"], prepare),
+    ]
+    train_inputs = {"accessibility": acc}
+    if opts.uses_sequence:
+        model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
+        steps += [
+            Step("extract", d["extract"], {"peaks": peaks_bed, "fasta": Path(fasta)}, {"width": str(opts.width)},
+                 [peaks_fa, d["extract"] / "peaks.fa.summary.json"], extract),
+            Step("embed", d["embed"], {"fasta": peaks_fa, **model_inputs}, {"model": str(opts.model), "dtype": opts.dtype},
+                 [emb], embed),
+        ]
+        train_inputs["embeddings"] = emb
+    steps += [
+        Step("train", d["train"], train_inputs, {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
+             [cells, d["train"] / "train_summary.json"], train),
+        Step("annotate", d["annotate"], {"cells": cells},
+             {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
+             [d["annotate"] / "predictions.csv", d["annotate"] / "query_annotated.h5ad"], annotate),
+        Step("report", d["report"],
+             {"accessibility": acc, "prepare_summary": d["prepare"] / "prepare_summary.json", "cells": cells,
+              "train_summary": d["train"] / "train_summary.json", "predictions": d["annotate"] / "predictions.csv"},
+             {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
+             [d["report"] / f"{pair.pair_id}_report.html", d["report"] / f"{pair.pair_id}_mqc.tsv"], report),
+    ]
+    return steps
+
+
+def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, Any]:
+    p = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k not in ("progress", "force")}
+    p.update(reference=str(pair.reference), query=str(pair.query), reference_label_key=pair.reference_label_key,
+             query_label_key=pair.query_label_key or "", fasta=str(fasta) if fasta else "")
+    if not opts.uses_sequence:
+        for k in ("model", "width", "dtype", "batch_size", "cache_dir"):
+            p.pop(k, None)
+    return p
+
+
+def _empty_folder(folder: Path) -> None:
+    """Remove what an earlier, different run left in a step folder (never the folder's parent)."""
+    if folder.is_dir():
+        for child in folder.iterdir():
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
+
+
+# ----------------------------------------------------------------------------------- one pair
+
+def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> PairResult:
+    """All steps of one pair; never raises for a problem of this pair (KeyboardInterrupt excepted)."""
+    from tqdm import tqdm
+
+    t0 = time.perf_counter()
+    res = PairResult(pair.pair_id, ok=False)
+    pair_dir = outdir / pair.pair_id
+    stamps = Stamps(pair_dir)
+    bar = None
+    try:
+        fasta = pair.check_files(opts.fasta, need_fasta=opts.uses_sequence)
+        steps = pair_steps(pair, fasta, opts, pair_dir)
+        bar = tqdm(total=len(steps), desc=f"{label}{pair.pair_id}", unit="step", file=sys.stderr,
+                   disable=not opts.progress, leave=True, dynamic_ncols=True)
+        for step in steps:
+            bar.set_postfix_str(step.name)
+            planned = plan(step.name, __version__, step.params, step.inputs)
+            if not opts.force and stamps.is_done(step.name, planned, step.outputs):
+                res.skipped.append(step.name)
+                log.info("%s: %s up to date, skipped", pair.pair_id, step.name)
+                bar.update(1)
+                continue
+            resume = not opts.force and stamps.was_started(step.name, planned)
+            if resume:
+                res.resumed.append(step.name)
+                log.info("%s: %s resumes an interrupted run", pair.pair_id, step.name)
+            else:
+                _empty_folder(step.folder)
+                log.info("%s: %s ...", pair.pair_id, step.name)
+            stamps.start(step.name, planned)
+            ts, cpu0 = time.perf_counter(), time.process_time()
+            step.run()
+            gc.collect()  # steps hold large matrices; free them before the next one
+            missing = [str(o) for o in step.outputs if not o.exists()]
+            if missing:
+                raise RuntimeError(f"step {step.name} finished without writing {', '.join(missing)}")
+            stamps.finish(step.name, planned, step.outputs, time.perf_counter() - ts, time.process_time() - cpu0)
+            res.ran.append(step.name)
+            log.info("%s: %s done in %.1f s (CPU %.1f s)", pair.pair_id, step.name, time.perf_counter() - ts,
+                     time.process_time() - cpu0)
+            bar.update(1)
+        res.ok = True
+        res.report = pair_dir / "report" / f"{pair.pair_id}_report.html"
+    except InputError as e:
+        res.error = e.format_message()
+    except Exception as e:  # noqa: BLE001 - one pair's failure must not stop the others
+        log_path = pair_dir / STAMP_DIR / "error.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc())
+        res.error = f"{type(e).__name__}: {e} (traceback in {log_path})"
+    finally:
+        if bar is not None:
+            bar.close()
+    res.seconds = time.perf_counter() - t0
+    return res
+
+
+# ----------------------------------------------------------------------------------- all pairs
+
+def run_pipeline(pairs: Sequence[Pair], outdir: str | os.PathLike, opts: RunOptions,
+                 on_result: Callable[[PairResult], None] | None = None) -> list[PairResult]:
+    """Run every pair, then write ``OUTDIR/index.html``; returns one result per pair."""
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError("--outdir exists and is not a folder", out)
+    out.mkdir(parents=True, exist_ok=True)
+    if opts.uses_sequence and not opts.model:
+        raise InputError("--model is required (kmer, a Nucleotide Transformer directory or hub name) "
+                         "unless --train-method lsi")
+    check_options(opts)
+    if opts.uses_sequence:
+        from ..embed.hub import resolve_model
+
+        resolve_model(str(opts.model))  # a bad --model fails once, before any pair starts
+    results: list[PairResult] = []
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    with logging_redirect_tqdm():
+        for i, pair in enumerate(pairs, 1):
+            r = run_pair(pair, out, opts, label=f"[{i}/{len(pairs)}] ")
+            results.append(r)
+            if on_result is not None:
+                on_result(r)
+    from ..report.html import build_index
+
+    build_index(out, {r.pair_id: {"ok": r.ok, "error": r.error, "seconds": r.seconds} for r in results})
+    return results

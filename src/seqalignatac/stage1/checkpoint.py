@@ -1,0 +1,56 @@
+"""Training checkpoints: everything needed to continue a run bit-for-bit.
+
+One file, ``OUTDIR/checkpoint/state.pt``, replaced atomically: model and optimizer states,
+per-cell weights and their Adam moments, the best state so far, the history, the position in
+the epoch and the random-number-generator states.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..atomic import atomic_path
+from ..errors import InputError
+from .outputs import CHECKPOINT_DIR
+
+log = logging.getLogger(__name__)
+
+STATE_FILE = "state.pt"
+
+
+def checkpoint_path(outdir: str | Path) -> Path:
+    return Path(outdir) / CHECKPOINT_DIR / STATE_FILE
+
+
+def save_checkpoint(outdir: str | Path, state: dict[str, Any]) -> None:
+    path = checkpoint_path(outdir)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+    log.debug("checkpoint: epoch %s step %s", state.get("epoch"), state.get("step"))
+
+
+def load_checkpoint(outdir: str | Path) -> dict[str, Any] | None:
+    path = checkpoint_path(outdir)
+    if not path.exists():
+        return None
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # a truncated file cannot happen (atomic), a foreign one can
+        raise InputError(f"cannot read the checkpoint ({type(e).__name__}: {e}); delete it to start over", path) from None
+
+
+def rng_state() -> dict[str, Any]:
+    state = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])

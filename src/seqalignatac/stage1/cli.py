@@ -1,0 +1,103 @@
+"""``seqalignatac train``: a thin click wrapper around :func:`train` and :func:`lsi`."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import click
+
+from ..errors import InputError, require_file
+
+log = logging.getLogger(__name__)
+
+
+def _widths(ctx, param, value: str) -> tuple[int, ...]:
+    if value is None or value.strip() in ("", "none", "0"):
+        return ()
+    try:
+        out = tuple(int(v) for v in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"comma-separated integers expected, got {value!r}") from None
+    if any(v < 1 for v in out):
+        raise click.BadParameter("every width must be >= 1")
+    return out
+
+
+def read_accessibility(path: str):
+    import anndata as ad
+
+    require_file(path, "accessibility file")
+    try:
+        return ad.read_h5ad(path)
+    except Exception as e:  # h5py/anndata raise many types for a non-h5ad file
+        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass the accessibility.h5ad "
+                         "written by prepare", path) from None
+
+
+@click.command(context_settings={"show_default": True})
+@click.option("--accessibility", required=True, type=click.Path(dir_okay=False),
+              help="accessibility.h5ad from prepare (cells x peaks, binarized).")
+@click.option("--embeddings", type=click.Path(dir_okay=False),
+              help="Peak embedding store (embeddings.h5) from embed; required for --method nt.")
+@click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("--method", type=click.Choice(["nt", "lsi"]), default="nt",
+              help="nt: sequence-to-accessibility network; lsi: TF-IDF + SVD ablation (no sequence).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
+@click.option("--seed", type=int, default=0)
+@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--hidden", "hidden", default="256", callback=_widths,
+              help="Hidden layer widths before the bottleneck, comma separated ('none' for no hidden layer).")
+@click.option("--bottleneck", type=click.IntRange(1), default=32, help="Cell-embedding size h.")
+@click.option("--activation", type=click.Choice(["gelu", "relu"]), default="gelu")
+@click.option("--dropout", type=click.FloatRange(0, 0.9), default=0.2, help="Dropout before the bottleneck.")
+@click.option("--epochs", type=click.IntRange(1), default=300, help="Maximum epochs.")
+@click.option("--patience", type=click.IntRange(1), default=20, help="Stop after this many epochs without a better held-out AUROC.")
+@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-2)
+@click.option("--batch-size", type=click.IntRange(1), default=128, help="Peaks per step.")
+@click.option("--cell-block-size", type=click.IntRange(0), default=0,
+              help="Cells per step (0: all cells if they fit the per-step budget, else blocks of it).")
+@click.option("--max-step-entries", type=click.IntRange(1), default=None,
+              help="Per-step budget of peak x cell entries (default 2^25 on CPU, 2^28 on GPU).")
+@click.option("--max-steps-per-epoch", type=click.IntRange(0), default=0,
+              help="0: an epoch visits every (peak, cell) pair; else a random subset of this many steps "
+                   "(more frequent early-stopping checks at atlas scale).")
+@click.option("--holdout-fraction", type=click.FloatRange(0.01, 0.5), default=0.1,
+              help="Peaks held out for early stopping and the held-out AUROC/AUPRC.")
+@click.option("--checkpoint-minutes", type=click.FloatRange(0), default=10.0,
+              help="Also checkpoint within an epoch this often (checkpoints are always written at epoch ends).")
+@click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in --outdir.")
+@click.option("--lsi-components", type=click.IntRange(1), default=30, help="LSI: SVD components computed.")
+@click.option("--lsi-normalize", type=click.Choice(["l2", "zscore", "none"]), default="l2",
+              help="LSI: per-cell L2, per-component z-score, or raw scores.")
+@click.option("--depth-corr-cutoff", type=click.FloatRange(0, 1, min_open=True), default=0.75,
+              help="LSI: drop components whose |corr| with log depth exceeds this.")
+@click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
+def train_command(accessibility, embeddings, outdir, method, device, seed, threads, hidden, bottleneck,
+                  activation, dropout, epochs, patience, lr, batch_size, cell_block_size, max_step_entries,
+                  max_steps_per_epoch, holdout_fraction, checkpoint_minutes, resume, lsi_components, lsi_normalize,
+                  depth_corr_cutoff, progress):
+    """Stage 1: cell embeddings (obsm['X_seqalignatac']) for reference and query cells together."""
+    if method == "nt" and not embeddings:
+        raise InputError("--embeddings is required for --method nt (or use --method lsi)")
+    adata = read_accessibility(accessibility)
+    if method == "lsi":
+        from .lsi import lsi
+
+        _, summary = lsi(adata, n_components=lsi_components, depth_corr_cutoff=depth_corr_cutoff,
+                         normalize=lsi_normalize, seed=seed, outdir=outdir, resume=resume, path=accessibility)
+        click.echo(f"LSI: {summary['n_cells']} cells x {summary['dims']} dims "
+                   f"(dropped components {summary['dropped_components'] or 'none'}) -> {Path(outdir)}", err=True)
+        return
+    require_file(embeddings, "embedding store")
+    from .trainer import TrainConfig, train
+
+    cfg = TrainConfig(hidden=hidden, bottleneck=bottleneck, activation=activation, dropout=dropout,
+                      epochs=epochs, patience=patience, lr=lr, batch_size=batch_size,
+                      cell_block_size=cell_block_size, max_step_entries=max_step_entries,
+                      holdout_fraction=holdout_fraction, max_steps_per_epoch=max_steps_per_epoch, seed=seed)
+    _, summary = train(adata, embeddings, config=cfg, device=device, threads=threads, outdir=outdir,
+                       resume=resume, checkpoint_minutes=checkpoint_minutes, progress=progress,
+                       path=accessibility, free_input=True)
+    click.echo(f"stage 1: {summary['n_cells']} cells x {summary['dims']} dims, held-out AUROC "
+               f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}) -> {Path(outdir)}", err=True)

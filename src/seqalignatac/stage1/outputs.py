@@ -1,0 +1,148 @@
+"""The stage-1 output folder (same layout for every ``--method``; see docs/design.md).
+
+``cell_embeddings.h5ad``  all used cells, ``obs`` carried over, ``X`` empty,
+                          ``obsm['X_seqalignatac']``, ``uns['seqalignatac']['stage1']``
+``model.safetensors``     weights (network) or loadings/IDF (LSI), config in the metadata
+``training_curve.tsv/.png``  per-epoch metrics (network) or per-component table (LSI)
+``train_summary.json``    the summary dict
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+import pandas as pd
+
+from ..atomic import atomic_path, write_h5ad, write_json, write_text
+from ..errors import InputError
+from . import EMBEDDING_KEY
+
+log = logging.getLogger(__name__)
+
+RESULT_FILES = (
+    "cell_embeddings.h5ad",
+    "model.safetensors",
+    "training_curve.tsv",
+    "training_curve.png",
+    "train_summary.json",
+)
+CHECKPOINT_DIR = "checkpoint"
+RUN_FILE = "run.json"  # fingerprint of the run that owns the folder
+
+
+def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], resume: bool) -> Path:
+    """Create ``outdir`` or check that it belongs to this run.
+
+    Without ``resume`` the folder must hold no stage-1 files.  With ``resume`` it must hold
+    nothing or files of a run with the same fingerprint (inputs and settings).
+    """
+    out = Path(outdir)
+    if out.exists() and not out.is_dir():
+        raise InputError("output path exists and is not a folder; choose another --outdir", out)
+    out.mkdir(parents=True, exist_ok=True)
+    existing = [f for f in (*RESULT_FILES, CHECKPOINT_DIR, RUN_FILE) if (out / f).exists()]
+    run_file = out / RUN_FILE
+    if existing and not resume:
+        raise InputError(
+            f"output folder already holds files of another run ({', '.join(existing)}); choose a new --outdir, "
+            "delete them, or pass --resume to continue the same run", out)
+    if existing and resume:
+        if not run_file.exists():
+            raise InputError(
+                f"output folder holds stage-1 files ({', '.join(existing)}) but no {RUN_FILE}; "
+                "it was not written by a resumable run: choose a new --outdir", out)
+        old = json.loads(run_file.read_text())
+        fp = _jsonable(fingerprint)
+        diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+        if diff:
+            raise InputError(
+                f"--resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
+                "use the same inputs and options, or a new --outdir", out)
+    write_json(run_file, _jsonable(fingerprint))
+    return out
+
+
+def _jsonable(obj: Any) -> Any:
+    return json.loads(json.dumps(obj, default=str))
+
+
+def h5ad_safe(obj: Any) -> Any:
+    """Summary values that AnnData can store in ``uns`` (no None, lists of one type)."""
+    if isinstance(obj, Mapping):
+        return {str(k): h5ad_safe(v) for k, v in obj.items() if v is not None}
+    if isinstance(obj, (list, tuple)):
+        items = [h5ad_safe(v) for v in obj if v is not None]
+        if all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in items):
+            return np.asarray(items, dtype=float if any(isinstance(v, float) for v in items) else int)
+        return np.asarray([str(v) for v in items], dtype=object)
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def cell_embeddings_adata(adata, keep_cells: np.ndarray, embedding: np.ndarray, summary: Mapping[str, Any]):
+    """AnnData of the kept cells: ``obs`` unchanged, empty ``X``, embedding in obsm."""
+    import anndata as ad
+
+    obs = adata.obs.iloc[np.flatnonzero(keep_cells)].copy()
+    cells = ad.AnnData(obs=obs)
+    cells.obsm[EMBEDDING_KEY] = np.ascontiguousarray(embedding, dtype=np.float32)
+    uns = {}
+    prev = adata.uns.get("seqalignatac") if hasattr(adata, "uns") else None
+    if isinstance(prev, Mapping):
+        uns.update({k: v for k, v in prev.items() if k != "stage1"})
+    uns["stage1"] = h5ad_safe(summary)
+    cells.uns["seqalignatac"] = uns
+    return cells
+
+
+def write_results(
+    outdir: str | os.PathLike,
+    cells,
+    summary: Mapping[str, Any],
+    tensors: Mapping[str, np.ndarray],
+    curve: pd.DataFrame,
+    plot,
+) -> None:
+    """Write every result file atomically; the summary last (its presence marks completion)."""
+    out = Path(outdir)
+    write_h5ad(cells, out / "cell_embeddings.h5ad")
+    save_safetensors(out / "model.safetensors", tensors, {"seqalignatac_stage1": json.dumps(_jsonable(summary))})
+    write_text(out / "training_curve.tsv", curve.to_csv(sep="\t", index=False))
+    with atomic_path(out / "training_curve.png") as tmp:
+        plot(curve, tmp)
+    write_json(out / "train_summary.json", summary)
+
+
+def save_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
+    from safetensors.numpy import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
+
+
+def new_figure(ncols: int, width: float = 4.2, height: float = 3.2):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, ncols, figsize=(width * ncols, height), squeeze=False)
+    return fig, axes[0]
+
+
+def save_figure(fig, path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110, format="png")
+    plt.close(fig)

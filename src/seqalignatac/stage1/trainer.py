@@ -1,0 +1,364 @@
+"""Training loop of the stage-1 network (reference and query cells in one model).
+
+See :mod:`.model` for the network and :mod:`.batches` for how steps are cut from the sparse
+matrix.  Early stopping watches the AUROC on held-out peaks (every cell); the state of the best
+epoch is what gets written.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import InputError
+from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
+from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from .data import aligned_embeddings, binarized_csr, domains, nonempty_cells, peaks_by_cells
+from .model import CellHead, PeakEncoder, output_step
+from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one run (all of them enter the run fingerprint used by ``--resume``)."""
+
+    hidden: tuple[int, ...] = (256,)
+    bottleneck: int = 32  # scBasset's default cell-embedding size
+    activation: str = "gelu"
+    dropout: float = 0.2
+    epochs: int = 300
+    patience: int = 20
+    lr: float = 1e-2  # scBasset/SANGO: Adam lr 0.01, betas (0.95, 0.9995)
+    betas: tuple[float, float] = (0.95, 0.9995)
+    batch_size: int = 128
+    cell_block_size: int = 0
+    max_step_entries: int | None = None
+    holdout_fraction: float = 0.1
+    seed: int = 0
+    eval_cells: int = 10_000  # cells sampled for the AUROC/AUPRC estimate (all when fewer)
+    eval_entries: int = 2_000_000  # max peak x cell entries scored per estimate (AUROC s.e. ~0.001)
+    min_delta: float = 1e-4  # smallest held-out AUROC gain that counts as better
+    max_steps_per_epoch: int = 0  # 0: full epochs; else each epoch is a random subset of that many steps
+
+    def check(self, path=None) -> None:
+        if self.bottleneck < 1 or any(w < 1 for w in self.hidden):
+            raise InputError("layer widths must be >= 1", path)
+        if self.activation not in ("gelu", "relu"):
+            raise InputError(f"activation must be gelu or relu, got {self.activation!r}", path)
+        if not 0 < self.holdout_fraction < 1:
+            raise InputError(f"holdout fraction must be in (0, 1), got {self.holdout_fraction}", path)
+        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise InputError("epochs, patience, batch size and lr must be positive", path)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise InputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
+    if device not in ("cpu", "cuda"):
+        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    return torch.device(device)
+
+
+def train(
+    adata,
+    embeddings: Any,
+    config: TrainConfig | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    outdir: str | os.PathLike | None = None,
+    resume: bool = False,
+    checkpoint_minutes: float = 10.0,
+    checkpoint_steps: int | None = None,
+    progress: bool = True,
+    path: str | os.PathLike | None = None,
+    callback: Callable[[int], None] | None = None,
+    free_input: bool = False,
+    **overrides: Any,
+) -> tuple[Any, dict]:
+    """Train stage 1 on all cells of ``adata`` and return ``(cell_embeddings, summary)``.
+
+    ``embeddings``: an embedding-store path, ``EmbeddingStore``, DataFrame indexed by peak id,
+    ``(ids, array)`` or an array aligned to ``adata.var_names``.  ``overrides`` replace fields of
+    ``config`` (``train(adata, emb, epochs=5)``).  With ``outdir`` the standard layout is written
+    and checkpoints are kept in ``outdir/checkpoint`` (at every epoch end, every
+    ``checkpoint_minutes`` and every ``checkpoint_steps`` steps); ``resume=True`` continues from
+    there and gives the same result as an uninterrupted run (same device and threads).
+    ``callback(global_step)`` is called after every step.  ``free_input=True`` sets ``adata.X``
+    to None once it has been indexed (the CLI does this: at atlas scale the matrix is the
+    largest object and the trainer keeps its own peaks x cells index).
+    """
+    t_start = time.time()
+    cfg = replace(config or TrainConfig(), **overrides)
+    cfg.hidden = tuple(int(w) for w in cfg.hidden)
+    cfg.check(path)
+    dev = resolve_device(device)
+    if threads:
+        torch.set_num_threads(int(threads))
+
+    X = binarized_csr(adata, path)
+    keep = nonempty_cells(X, path)
+    depth = np.diff(X.indptr)[keep].astype(np.float64)
+    acc = peaks_by_cells(X, keep)
+    del X
+    if free_input:
+        adata.X = None
+    E, emb_info = aligned_embeddings(adata.var_names, embeddings, path)
+    n_peaks, n_cells = acc.n_peaks, acc.n_cells
+    if n_peaks < 4:
+        raise InputError(f"only {n_peaks} peaks: stage 1 needs peaks to learn from", path)
+
+    fingerprint = dict(asdict(cfg), input=os.path.abspath(path) if path else "",
+                       embeddings=os.path.abspath(emb_info["embedding_path"]) if "embedding_path" in emb_info else "",
+                       n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
+    if outdir is not None:
+        prepare_outdir(outdir, fingerprint, resume)
+
+    # Held-out peaks (early stopping, reported AUROC/AUPRC): a seeded random split.
+    rng = np.random.default_rng(cfg.seed)
+    order = rng.permutation(n_peaks)
+    n_hold = min(n_peaks - 1, max(1, int(round(cfg.holdout_fraction * n_peaks))))
+    hold_peaks, train_peaks = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+    eval_cells = np.sort(rng.choice(n_cells, size=min(n_cells, cfg.eval_cells), replace=False))
+    per_peak = max(1, cfg.eval_entries // len(eval_cells))
+    eval_hold = np.sort(rng.choice(hold_peaks, size=min(len(hold_peaks), per_peak), replace=False))
+    eval_train = np.sort(rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)),
+                                    replace=False))
+
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    E_t = torch.from_numpy(E).to(dev)
+    model = PeakEncoder(E.shape[1], cfg.hidden, cfg.bottleneck, cfg.activation, cfg.dropout).to(dev)
+    Etr = E[train_peaks]
+    model.set_standardization(torch.from_numpy(Etr.mean(0)).to(dev), torch.from_numpy(Etr.std(0)).to(dev))
+    del Etr
+    head = CellHead(n_cells, cfg.bottleneck, dev, cfg.lr, cfg.betas, generator=g)
+    # Start each cell's bias at the logit of its accessible fraction: depth is absorbed from step 1.
+    frac = np.clip(depth / n_peaks, 1e-6, 1 - 1e-6)
+    head.b.copy_(torch.from_numpy(np.log(frac / (1 - frac)).astype(np.float32)))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+
+    max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
+    block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
+    batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, train_peaks, cfg.batch_size, block, dev,
+                              cfg.max_steps_per_epoch)
+    del acc
+    log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
+             n_peaks, n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
+
+    st = _State()
+    if resume and outdir is not None:
+        ck = load_checkpoint(outdir)
+        if ck is not None:
+            st = _restore(ck, model, opt, head, dev)
+            log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
+    last_ck = time.time()
+    global_step = st.global_step
+
+    def checkpoint() -> None:
+        nonlocal last_ck
+        if outdir is not None:
+            save_checkpoint(outdir, _snapshot(st, model, opt, head))
+            last_ck = time.time()
+
+    while not st.finished:
+        epoch = st.epoch
+        plan = batches.plan(cfg.seed, epoch)
+        if st.step_losses is None or st.step == 0:
+            st.step_losses = torch.zeros(len(plan), dtype=torch.float64, device=dev)
+        st.step_losses = st.step_losses.to(dev)
+        model.train()
+        t_epoch = time.time()
+        bar = _bar(len(plan), st.step, f"epoch {epoch + 1}", progress)
+        for k in range(st.step, len(plan)):
+            peaks, cells, rows, cols = batches.step(plan, k)
+            H = model(E_t[peaks])
+            Zb, bb = head.rows(cells)
+            with torch.no_grad():
+                loss, gH, gZ, gb = output_step(H.detach(), Zb, bb, rows, cols)
+            opt.zero_grad(set_to_none=True)
+            H.backward(gH)
+            opt.step()
+            head.step(cells, gZ, gb)
+            st.step_losses[k] = loss  # summed at the epoch end, in step order (no sync here)
+            st.step, global_step = k + 1, global_step + 1
+            st.global_step = global_step
+            bar.update(1)
+            if callback is not None:
+                callback(global_step)
+            if (checkpoint_steps and global_step % checkpoint_steps == 0) or (
+                    checkpoint_minutes and time.time() - last_ck > 60 * checkpoint_minutes):
+                st.epoch_seconds += time.time() - t_epoch
+                t_epoch = time.time()
+                checkpoint()
+        bar.close()
+        st.epoch_seconds += time.time() - t_epoch
+
+        hold = evaluate(model, head, E_t, batches, eval_hold, eval_cells, dev)
+        trn = evaluate(model, head, E_t, batches, eval_train, eval_cells, dev)
+        row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, len(plan)), train_auroc=trn["auroc"],
+                   train_auprc=trn["auprc"], heldout_loss=hold["loss"], heldout_auroc=hold["auroc"],
+                   heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
+        st.history.append(row)
+        log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
+                 row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
+        score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
+        if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
+            st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
+            st.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+            st.best_Z, st.best_b = head.Z.detach().cpu().clone(), head.b.detach().cpu().clone()
+        else:
+            st.bad_epochs += 1
+        st.epoch, st.step, st.step_losses, st.epoch_seconds = epoch + 1, 0, None, 0.0
+        st.stopped_early = st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs
+        st.finished = st.epoch >= cfg.epochs or st.stopped_early
+        checkpoint()
+
+    # The written embeddings are those of the best epoch.
+    model.load_state_dict(st.best_model)
+    Z = st.best_Z.numpy()
+    best = st.history[st.best_epoch - 1]
+    dom = domains(adata, path)
+    summary = dict(
+        method="nt",
+        dims=int(cfg.bottleneck),
+        train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
+        heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
+        best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
+        seed=cfg.seed, device=dev.type,
+        n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(train_peaks), n_heldout_peaks=n_hold,
+        n_reference_cells=int((dom[keep] == "reference").sum()) if dom is not None else None,
+        n_query_cells=int((dom[keep] == "query").sum()) if dom is not None else None,
+        n_dropped_cells=int((~keep).sum()),
+        dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
+        nnz=int(batches.indices.numel()), density=round(float(batches.indices.numel()) / (n_peaks * n_cells), 6),
+        steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps, cell_block_size=block, n_cell_blocks=batches.n_blocks,
+        metric_entries=dict(heldout=int(len(eval_hold) * len(eval_cells)), train=int(len(eval_train) * len(eval_cells)),
+                            exact=bool(len(eval_cells) == n_cells and len(eval_hold) == n_hold)),
+        seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
+        seconds=round(time.time() - t_start, 2),
+        config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        **emb_info,
+    )
+    cells = cell_embeddings_adata(adata, keep, Z, summary)
+    if outdir is not None:
+        tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
+        tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=hold_peaks.astype(np.int64))
+        write_results(outdir, cells, summary, tensors, pd.DataFrame(st.history), _plot_curve)
+    return cells, summary
+
+
+@torch.no_grad()
+def evaluate(model: PeakEncoder, head: CellHead, E: torch.Tensor, batches: PeakCellBatches, peaks: np.ndarray,
+             cells: np.ndarray, dev: torch.device, chunk_entries: int = 1 << 24) -> dict[str, float]:
+    """BCE, AUROC and AUPRC over ``peaks`` x ``cells`` (eval mode; sklearn metrics)."""
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
+    model.eval()
+    cells_t = torch.as_tensor(cells, dtype=torch.int64, device=dev)
+    slot = torch.full((batches.n_cells,), -1, dtype=torch.int64, device=dev)
+    slot[cells_t] = torch.arange(len(cells), device=dev)
+    Zs, bs = head.Z[cells_t], head.b[cells_t]
+    step = max(1, chunk_entries // len(cells))
+    scores, labels = [], []
+    for s in range(0, len(peaks), step):
+        p = torch.as_tensor(peaks[s:s + step], dtype=torch.int64, device=dev)
+        L = torch.addmm(bs, model(E[p]), Zs.T)
+        y = torch.zeros_like(L, dtype=torch.bool)
+        rows, cols = gather_rows(batches.indptr, batches.indices, p)
+        c = slot[cols]
+        m = c >= 0
+        y[rows[m], c[m]] = True
+        scores.append(L.flatten().float().cpu().numpy())
+        labels.append(y.flatten().cpu().numpy())
+    model.train()
+    s_all, y_all = np.concatenate(scores), np.concatenate(labels)
+    loss = float(np.mean(np.logaddexp(0, s_all) - y_all * s_all))
+    if y_all.all() or not y_all.any():
+        return {"loss": loss, "auroc": float("nan"), "auprc": float("nan")}
+    return {"loss": loss, "auroc": float(roc_auc_score(y_all, s_all)),
+            "auprc": float(average_precision_score(y_all, s_all))}
+
+
+@dataclass
+class _State:
+    epoch: int = 0  # completed epochs
+    step: int = 0  # completed steps in the current epoch
+    global_step: int = 0
+    step_losses: torch.Tensor | None = None
+    epoch_seconds: float = 0.0
+    history: list = field(default_factory=list)
+    best_score: float = -math.inf
+    best_epoch: int = 0
+    bad_epochs: int = 0
+    stopped_early: bool = False
+    finished: bool = False
+    best_model: dict | None = None
+    best_Z: torch.Tensor | None = None
+    best_b: torch.Tensor | None = None
+
+
+_SCALARS = ("epoch", "step", "global_step", "epoch_seconds", "best_score", "best_epoch", "bad_epochs",
+            "stopped_early", "finished")
+
+
+def _snapshot(st: _State, model, opt, head: CellHead) -> dict[str, Any]:
+    return {
+        "scalars": {k: getattr(st, k) for k in _SCALARS},
+        "history": copy.deepcopy(st.history),
+        "step_losses": None if st.step_losses is None else st.step_losses.cpu(),
+        "model": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()},
+        "optimizer": opt.state_dict(),
+        "head": head.state(),
+        "best_model": st.best_model,
+        "best_Z": st.best_Z,
+        "best_b": st.best_b,
+        "rng": rng_state(),
+    }
+
+
+def _restore(ck: dict[str, Any], model, opt, head: CellHead, dev: torch.device) -> _State:
+    st = _State(**ck["scalars"])
+    st.history = list(ck["history"])
+    st.step_losses = ck["step_losses"]
+    st.best_model, st.best_Z, st.best_b = ck["best_model"], ck["best_Z"], ck["best_b"]
+    model.load_state_dict(ck["model"])
+    opt.load_state_dict(ck["optimizer"])
+    head.load(ck["head"])
+    set_rng_state(ck["rng"])
+    return st
+
+
+def _bar(total: int, initial: int, desc: str, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not enabled,
+                file=sys.stderr, mininterval=1.0)
+
+
+def _plot_curve(curve: pd.DataFrame, path) -> None:
+    fig, (ax1, ax2) = new_figure(2)
+    ax1.plot(curve["epoch"], curve["train_loss"], label="train (running)")
+    ax1.plot(curve["epoch"], curve["heldout_loss"], label="held-out peaks")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("BCE")
+    ax1.legend()
+    ax2.plot(curve["epoch"], curve["train_auroc"], label="train AUROC")
+    ax2.plot(curve["epoch"], curve["heldout_auroc"], label="held-out AUROC")
+    ax2.plot(curve["epoch"], curve["heldout_auprc"], label="held-out AUPRC", linestyle="--")
+    ax2.set_xlabel("epoch")
+    ax2.legend()
+    save_figure(fig, path)

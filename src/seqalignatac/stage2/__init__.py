@@ -1,0 +1,10 @@
+"""Stage 2: graph domain adaptation (A2GNN) from labeled reference cells to query cells.
+
+``annotate(cells)`` -> (annotated query AnnData, summary); ``--method knn`` is the
+Embedding+kNN baseline on the same embeddings.
+"""
+
+from .api import annotate, annotate_full
+from .train import GDAConfig
+
+__all__ = ["annotate", "annotate_full", "GDAConfig"]

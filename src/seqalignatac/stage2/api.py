@@ -1,0 +1,265 @@
+"""Stage 2 as a Python function: cell embeddings (AnnData) in, annotated query AnnData out."""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, replace
+from typing import Any
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+from ..metrics import UNKNOWN
+from .graphs import build_graph, clip_k, l2_normalize
+from .train import GDAConfig, TrainResult, resolve_device, seed_everything, train_gda
+from .unknown import STRATEGIES, call_unknown, confidence_entropy, distance_scores, held_out_mask
+
+log = logging.getLogger(__name__)
+
+METHODS = ("gda", "knn")
+
+
+@dataclass
+class Stage2Result:
+    query: ad.AnnData
+    summary: dict[str, Any]
+    predictions: pd.DataFrame
+    train: TrainResult | None = None
+
+
+def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str | None):
+    """Split ``cells`` into reference and query; every user mistake -> InputError."""
+    if "domain" not in cells.obs.columns:
+        raise InputError(
+            "obs has no 'domain' column; stage 2 needs obs['domain'] = 'reference' or 'query' "
+            "for every cell (run `seqalignatac prepare` then `train`, which set it)",
+            source,
+        )
+    domain = cells.obs["domain"].astype(str).to_numpy()
+    bad = sorted(set(domain) - {"reference", "query"})
+    if bad:
+        raise InputError(
+            f"obs['domain'] has values {bad[:5]}; only 'reference' and 'query' are allowed", source
+        )
+    if embedding_key not in cells.obsm:
+        raise InputError(
+            f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); "
+            "pass the right --embedding-key",
+            source,
+        )
+    x = np.asarray(cells.obsm[embedding_key])
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise InputError(f"obsm[{embedding_key!r}] must be a cells x dims matrix, got shape {x.shape}", source)
+    finite = np.isfinite(x).all(axis=1)
+    if not finite.all():
+        first = cells.obs_names[np.flatnonzero(~finite)[0]]
+        raise InputError(
+            f"obsm[{embedding_key!r}] has NaN or infinite values in {int((~finite).sum())} cells "
+            f"(first: {first!r}); re-run stage 1 or drop those cells",
+            source,
+        )
+    is_ref = domain == "reference"
+    if not (~is_ref).any():
+        raise InputError("the query has no cells (no obs['domain'] == 'query'); nothing to annotate", source)
+    if not is_ref.any():
+        raise InputError("the reference has no cells (no obs['domain'] == 'reference')", source)
+    if label_key not in cells.obs.columns:
+        raise InputError(
+            f"obs has no {label_key!r} column, so the reference has no labels; pass --label-key", source
+        )
+    labels = cells.obs[label_key]
+    ref_labels = labels[is_ref]
+    has_label = ref_labels.notna().to_numpy() & (ref_labels.astype(str).str.strip() != "").to_numpy()
+    if not has_label.any():
+        raise InputError(
+            f"the reference has no labels: obs[{label_key!r}] is empty for all {int(is_ref.sum())} reference cells",
+            source,
+        )
+    if not has_label.all():
+        warnings.warn(
+            f"{int((~has_label).sum())} reference cells have no label; they stay in the graph but are not trained on",
+            stacklevel=3,
+        )
+    ref_str = ref_labels.astype(str).to_numpy()
+    if (ref_str[has_label] == UNKNOWN).any():
+        raise InputError(f"the reference label {UNKNOWN!r} is reserved for unknown cells; rename that class", source)
+    counts = pd.Series(ref_str[has_label]).value_counts()
+    singles = sorted(counts.index[counts < 2])
+    if singles:
+        warnings.warn(
+            f"reference classes with a single cell: {', '.join(map(str, singles))}; "
+            "they are trained on but cannot be held out for calibration",
+            stacklevel=3,
+        )
+    return x.astype(np.float32), is_ref, ref_str, has_label
+
+
+def annotate_full(
+    cells: ad.AnnData,
+    embedding_key: str = "X_seqalignatac",
+    method: str = "gda",
+    *,
+    label_key: str = "label",
+    config: GDAConfig | None = None,
+    unknown: str = "distance",
+    unknown_quantile: float = 0.05,
+    calibration_fraction: float = 0.1,
+    knn_k: int = 15,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+    source: str | None = None,
+) -> Stage2Result:
+    """Annotate the query cells of ``cells``; see :func:`annotate` for the return layout."""
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if unknown not in STRATEGIES:
+        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
+    if not 0.0 <= unknown_quantile < 1.0:
+        raise InputError(f"--unknown-quantile must be in [0, 1), not {unknown_quantile}")
+    if not 0.0 <= calibration_fraction < 0.5:
+        raise InputError(f"--calibration-fraction must be in [0, 0.5), not {calibration_fraction}")
+    config = config or GDAConfig()
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    x, is_ref, ref_str, has_label = _validate(cells, embedding_key, label_key, source)
+    classes = np.array(sorted(set(ref_str[has_label])), dtype=object)
+    class_index = {c: i for i, c in enumerate(classes)}
+    y_ref = np.array([class_index.get(c, -1) for c in np.where(has_label, ref_str, "")], dtype=np.int64)
+    x_ref, x_query = x[is_ref], x[~is_ref]
+    labeled = np.flatnonzero(has_label)
+    held = np.zeros(x_ref.shape[0], dtype=bool)
+    held[labeled[held_out_mask(y_ref[labeled], calibration_fraction, seed)]] = True
+    train_mask = has_label & ~held
+    log.info(
+        "stage 2 (%s): %d reference cells (%d trained on, %d held out for calibration), %d query cells, %d classes",
+        method, x_ref.shape[0], int(train_mask.sum()), int(held.sum()), x_query.shape[0], classes.size,
+    )
+
+    train_res: TrainResult | None = None
+    if method == "gda":
+        try:
+            dev = resolve_device(device)
+        except ValueError as e:
+            raise InputError(str(e)) from None
+        a_ref = build_graph(x_ref, config.k, what="reference", method=config.knn_method, threads=threads, seed=seed)
+        a_query = build_graph(x_query, config.k, what="query", method=config.knn_method, threads=threads, seed=seed)
+        train_res = train_gda(
+            x_ref, np.maximum(y_ref, 0), train_mask, x_query, a_ref, a_query, classes.size, config,
+            device=dev, seed=seed, progress=progress,
+        )
+        q_proba, held_proba = train_res.query_proba, train_res.reference_proba[held]
+        graph_info = {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
+    else:
+        from sklearn.neighbors import KNeighborsClassifier
+
+        kk = clip_k(knn_k, int(train_mask.sum()) + 1, "reference")
+        clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
+        xr = l2_normalize(x_ref)
+        clf.fit(xr[train_mask], y_ref[train_mask])
+        cols = clf.classes_
+        q_proba = np.zeros((x_query.shape[0], classes.size), dtype=np.float32)
+        q_proba[:, cols] = clf.predict_proba(l2_normalize(x_query))
+        held_proba = np.zeros((int(held.sum()), classes.size), dtype=np.float32)
+        if held.any():
+            held_proba[:, cols] = clf.predict_proba(xr[held])
+        graph_info = {"knn_k": int(kk)}
+
+    conf, ent = confidence_entropy(q_proba)
+    held_conf, _ = confidence_entropy(held_proba) if held.any() else (np.array([]), None)
+    best_idx = q_proba.argmax(axis=1)
+    q_dist = h_dist = None
+    if unknown in ("distance", "both") and held.any():
+        q_dist, h_dist = distance_scores(
+            x_query, best_idx, x_ref[held], y_ref[held], x_ref[train_mask], y_ref[train_mask], config.k, threads
+        )
+    flags, unknown_info = call_unknown(unknown, unknown_quantile, conf, held_conf, q_dist, h_dist)
+    best = classes[best_idx]
+    predicted = np.where(flags, UNKNOWN, best)
+
+    order = np.argsort(-q_proba, axis=1, kind="stable")[:, :3]
+    query = cells[~is_ref].copy()
+    pred = pd.DataFrame(
+        {
+            "cell_id": query.obs_names.to_numpy(),
+            "predicted_label": predicted,
+            "confidence": conf,
+            "entropy": ent,
+            "is_unknown": flags,
+            "best_label": best,
+        }
+    )
+    for j in range(3):
+        has = j < classes.size
+        pred[f"top{j + 1}_label"] = classes[order[:, j]] if has else ""
+        pred[f"top{j + 1}_prob"] = np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0] if has else np.nan
+
+    obs = query.obs
+    obs["seqalignatac_prediction"] = pd.Categorical(predicted)
+    obs["seqalignatac_confidence"] = conf.astype(np.float32)
+    obs["seqalignatac_entropy"] = ent.astype(np.float32)
+    obs["seqalignatac_unknown"] = flags
+    obs["seqalignatac_best_label"] = pd.Categorical(best)
+    query.obsm["seqalignatac_proba"] = q_proba.astype(np.float32)
+    if method == "gda":
+        query.obsm["seqalignatac_hidden"] = train_res.query_hidden.astype(np.float32)  # type: ignore[union-attr]
+
+    summary: dict[str, Any] = {
+        "method": method,
+        "embedding_key": embedding_key,
+        "label_key": label_key,
+        "seed": seed,
+        "n_reference": int(x_ref.shape[0]),
+        "n_reference_trained": int(train_mask.sum()),
+        "n_reference_held_out": int(held.sum()),
+        "n_query": int(x_query.shape[0]),
+        "classes": [str(c) for c in classes],
+        "unknown": unknown_info,
+        "unknown_rate": float(flags.mean()),
+        "held_out_reference_accuracy": (
+            float((held_proba.argmax(1) == y_ref[held]).mean()) if held.any() else None
+        ),
+        "graph": graph_info,
+        "config": config.to_dict() if method == "gda" else {"knn_k": knn_k},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    if train_res is not None:
+        summary["train_seconds"] = round(train_res.seconds, 3)
+        summary["device"] = str(dev)
+        summary["final_loss"] = train_res.curve[-1] if train_res.curve else None
+    uns = dict(query.uns.get("seqalignatac", {}))
+    uns["classes"] = summary["classes"]
+    uns["stage2"] = {k: v for k, v in summary.items() if k != "classes"}
+    query.uns["seqalignatac"] = uns
+    return Stage2Result(query=query, summary=summary, predictions=pred, train=train_res)
+
+
+def annotate(
+    cells: ad.AnnData,
+    embedding_key: str = "X_seqalignatac",
+    method: str = "gda",
+    **kwargs: Any,
+) -> tuple[ad.AnnData, dict[str, Any]]:
+    """Annotate the query cells of a stage-1 ``cell_embeddings`` AnnData.
+
+    Returns ``(query AnnData, summary)``: the query cells with
+    ``obs['seqalignatac_prediction' | '_confidence' | '_entropy' | '_unknown' | '_best_label']``,
+    ``obsm['seqalignatac_proba']`` (class order in ``uns['seqalignatac']['classes']``).
+    Keyword arguments: see :func:`annotate_full`.
+    """
+    res = annotate_full(cells, embedding_key, method, **kwargs)
+    return res.query, res.summary
+
+
+def config_with(**overrides: Any) -> GDAConfig:
+    """A :class:`GDAConfig` with the given fields replaced (``None`` values keep the default)."""
+    return replace(GDAConfig(), **{k: v for k, v in overrides.items() if v is not None})

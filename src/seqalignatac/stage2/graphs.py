@@ -1,0 +1,147 @@
+"""Cosine kNN graphs over cell embeddings, normalized as A_hat = D^-1/2 (A + I) D^-1/2.
+
+Exact neighbours (scikit-learn) for small data; an inverted-file index from faiss (cosine =
+inner product of L2-normalized rows) for large data, so a million cells take minutes.
+Everything stays sparse: the graph has at most n * (2k + 1) non-zeros.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+log = logging.getLogger(__name__)
+
+EXACT_MAX_CELLS = 50_000  # above this, "auto" switches to the approximate faiss index
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    return x / np.maximum(norms, 1e-12)
+
+
+def clip_k(k: int, n_cells: int, what: str) -> int:
+    """k may not exceed n-1 neighbours (self excluded); clip with a warning."""
+    if k < 1:
+        raise ValueError("k must be at least 1")
+    if k > n_cells - 1:
+        new_k = max(n_cells - 1, 0)
+        warnings.warn(
+            f"k={k} is larger than the {n_cells} {what} cells allow; using k={new_k}", stacklevel=2
+        )
+        log.warning("k=%d clipped to %d for the %s graph (%d cells)", k, new_k, what, n_cells)
+        return new_k
+    return k
+
+
+def knn_indices(
+    x: np.ndarray,
+    k: int,
+    *,
+    method: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+    nprobe: int = 16,
+) -> np.ndarray:
+    """Indices (n x k) of each row's k nearest other rows by cosine similarity."""
+    n = x.shape[0]
+    if k == 0:
+        return np.empty((n, 0), dtype=np.int64)
+    xn = l2_normalize(x)
+    if method == "auto":
+        method = "exact" if n <= EXACT_MAX_CELLS else "faiss"
+    if method == "exact":
+        from sklearn.neighbors import NearestNeighbors
+
+        # Euclidean on unit vectors orders neighbours exactly as cosine does.
+        nn = NearestNeighbors(n_neighbors=k + 1, n_jobs=threads).fit(xn)
+        idx = nn.kneighbors(xn, return_distance=False)
+    elif method == "faiss":
+        idx = _faiss_knn(xn, k + 1, threads=threads, seed=seed, nprobe=nprobe)
+    else:
+        raise ValueError(f"unknown kNN method {method!r} (use auto, exact or faiss)")
+    return _drop_self(idx, k)
+
+
+def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
+    """Remove each row's own index (usually column 0; duplicates can reorder it)."""
+    n = idx.shape[0]
+    is_self = idx == np.arange(n)[:, None]
+    # Rows where self was not returned (exact duplicates): drop the last column instead.
+    missing = ~is_self.any(axis=1)
+    is_self[missing, -1] = True
+    # Invalid faiss results (-1) are replaced by self loops, which the graph adds anyway.
+    out = idx[~is_self].reshape(n, k)
+    bad = out < 0
+    if bad.any():
+        out[bad] = np.broadcast_to(np.arange(n)[:, None], out.shape)[bad]
+    return out
+
+
+def _faiss_knn(xn: np.ndarray, k: int, *, threads: int | None, seed: int, nprobe: int) -> np.ndarray:
+    import faiss
+
+    if threads:
+        faiss.omp_set_num_threads(int(threads))
+    n, d = xn.shape
+    nlist = int(min(max(4 * np.sqrt(n), 16), n // 39 if n >= 39 * 16 else 16))
+    quantizer = faiss.IndexFlatIP(d)
+    index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+    index.cp.seed = int(seed)
+    rng = np.random.default_rng(seed)
+    train = xn[rng.choice(n, size=min(n, 64 * nlist), replace=False)] if n > 64 * nlist else xn
+    index.train(train)
+    index.add(xn)
+    index.nprobe = int(nprobe)
+    log.info("faiss IVF index: %d cells, %d lists, nprobe %d", n, nlist, nprobe)
+    _, idx = index.search(xn, k)
+    return idx.astype(np.int64)
+
+
+def normalized_adjacency(idx: np.ndarray) -> sp.csr_matrix:
+    """Symmetric A (an edge if either cell lists the other) + I, then D^-1/2 (A+I) D^-1/2."""
+    n, k = idx.shape
+    rows = np.repeat(np.arange(n, dtype=np.int64), k)
+    a = sp.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, idx.ravel())), shape=(n, n))
+    a = a.maximum(a.T).tocsr()
+    a.setdiag(1.0)
+    a.data[:] = 1.0
+    deg = np.asarray(a.sum(axis=1)).ravel()
+    dinv = 1.0 / np.sqrt(deg)
+    a = sp.diags(dinv.astype(np.float32)) @ a @ sp.diags(dinv.astype(np.float32))
+    a = a.tocsr().astype(np.float32)
+    a.sort_indices()
+    return a
+
+
+def build_graph(
+    x: np.ndarray,
+    k: int,
+    *,
+    what: str = "",
+    method: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+) -> sp.csr_matrix:
+    """The normalized cosine kNN graph of the rows of ``x`` (k clipped to n-1 with a warning)."""
+    k = clip_k(k, x.shape[0], what)
+    return normalized_adjacency(knn_indices(x, k, method=method, threads=threads, seed=seed))
+
+
+def to_torch(a: sp.csr_matrix, device: torch.device | str = "cpu") -> torch.Tensor:
+    """scipy CSR -> torch sparse CSR (float32) on ``device``."""
+    a = a.tocsr()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "CSR support is in beta" notices
+        t = torch.sparse_csr_tensor(
+            torch.from_numpy(a.indptr.astype(np.int64)),
+            torch.from_numpy(a.indices.astype(np.int64)),
+            torch.from_numpy(a.data.astype(np.float32)),
+            size=a.shape,
+        )
+    return t.to(device)

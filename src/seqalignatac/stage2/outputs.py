@@ -1,0 +1,154 @@
+"""Writing the annotate/evaluate folder layout of docs/design.md (atomically)."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from ..atomic import atomic_path, write_csv, write_h5ad, write_json
+from ..errors import InputError, require_file
+from ..metrics import evaluate, summary_dict
+
+
+def read_cells(path: str | os.PathLike):
+    import anndata as ad
+
+    p = require_file(path, "cell embeddings (.h5ad)")
+    try:
+        return ad.read_h5ad(p)
+    except Exception as e:  # h5py/anndata raise many types for a bad file
+        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass stage 1's cell_embeddings.h5ad", p) from None
+
+
+def metrics_tables(y_true: pd.Series, predictions: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Metrics for ``predicted_label`` (Unknown counts as wrong) plus the arg-max labels."""
+    res = evaluate(y_true.to_numpy(), predictions["predicted_label"].to_numpy())
+    out = summary_dict(res)
+    if "best_label" in predictions.columns:
+        out["argmax"] = summary_dict(evaluate(y_true.to_numpy(), predictions["best_label"].to_numpy()))
+        out["argmax"].pop("unknown_rate", None)
+        known = ~predictions["predicted_label"].eq("Unknown").to_numpy()
+        if known.any():
+            r = evaluate(y_true.to_numpy()[known], predictions["predicted_label"].to_numpy()[known])
+            out["accuracy_on_called_cells"] = r["accuracy"]
+    return out, res["per_class"], res["confusion"]
+
+
+def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, extra: dict | None = None) -> dict:
+    metrics, per_class, confusion = metrics_tables(y_true, predictions)
+    if extra:
+        metrics.update(extra)
+    write_json(outdir / "metrics.json", metrics)
+    write_csv(per_class, outdir / "per_class.csv")
+    write_csv(confusion, outdir / "confusion_matrix.csv")
+    return metrics
+
+
+def query_truth(query, label_key: str) -> pd.Series | None:
+    """The query's known labels (cells without one dropped), or None when there are none."""
+    if label_key not in query.obs.columns:
+        return None
+    lab = query.obs[label_key]
+    lab = lab[lab.notna() & (lab.astype(str).str.strip() != "")].astype(str)
+    return lab if len(lab) else None
+
+
+def write_model(path: Path, state: dict, metadata: dict[str, str]) -> None:
+    from safetensors.torch import save_file
+
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+
+
+def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
+    """Known labels by cell id from an .h5ad (``obs[label_key]``) or a CSV/TSV (``cell_id`` column)."""
+    p = require_file(path, "truth file")
+    if p.endswith(".h5ad"):
+        import anndata as ad
+
+        try:
+            obs = ad.read_h5ad(p, backed="r").obs
+        except Exception as e:
+            raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e})", p) from None
+        if label_key not in obs.columns:
+            raise InputError(f"obs has no {label_key!r} column (found: {', '.join(obs.columns)}); pass --label-key", p)
+        lab = obs[label_key]
+    else:
+        sep = "\t" if p.endswith((".tsv", ".tsv.gz", ".txt")) else ","
+        try:
+            df = pd.read_csv(p, sep=sep)
+        except Exception as e:
+            raise InputError(f"cannot read as a table ({type(e).__name__}: {e})", p) from None
+        if label_key not in df.columns:
+            raise InputError(f"no column {label_key!r} (found: {', '.join(map(str, df.columns))}); pass --label-key", p)
+        id_col = "cell_id" if "cell_id" in df.columns else df.columns[0]
+        lab = df.set_index(id_col)[label_key]
+        lab.index = lab.index.astype(str)
+    lab = lab[lab.notna() & (lab.astype(str).str.strip() != "")].astype(str)
+    if lab.index.duplicated().any():
+        raise InputError(f"cell id {lab.index[lab.index.duplicated()][0]!r} appears twice", p)
+    return lab
+
+
+def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
+    p = require_file(path, "predictions CSV")
+    try:
+        df = pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str})
+    except Exception as e:
+        raise InputError(f"cannot read as CSV ({type(e).__name__}: {e})", p) from None
+    for col in ("cell_id", "predicted_label"):
+        if col not in df.columns:
+            raise InputError(f"no column {col!r}; pass the predictions.csv written by `seqalignatac annotate`", p)
+    return df
+
+
+def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | os.PathLike) -> dict:
+    """`seqalignatac evaluate`: score a predictions.csv against known labels; write the tables."""
+    pred = read_predictions(predictions)
+    lab = read_truth(truth, label_key)
+    common = pred["cell_id"].isin(lab.index).to_numpy()
+    if not common.any():
+        raise InputError(
+            f"no cell id of {predictions} has a {label_key!r} label here; check that the files belong together",
+            truth,
+        )
+    if not common.all():
+        warnings.warn(f"{int((~common).sum())} predicted cells have no known label and are not scored", stacklevel=2)
+    pred = pred[common].reset_index(drop=True)
+    y = lab.loc[pred["cell_id"]].reset_index(drop=True)
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    return write_metrics(out, y, pred, {"n_predictions_without_truth": int((~common).sum())})
+
+
+def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str, Any]:
+    """predictions.csv, query_annotated.h5ad, metrics (when labels), model, summary."""
+    out = Path(outdir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = dict(result.summary)
+    write_csv(result.predictions, out / "predictions.csv", index=False)
+    write_h5ad(result.query, out / "query_annotated.h5ad")
+    truth = query_truth(result.query, label_key)
+    if truth is not None:
+        pred = result.predictions.set_index("cell_id").loc[truth.index].reset_index()
+        metrics = write_metrics(out, truth.reset_index(drop=True), pred)
+        summary["metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate")}
+        summary["metrics"]["argmax_accuracy"] = metrics["argmax"]["accuracy"]
+        summary["metrics"]["argmax_macro_f1"] = metrics["argmax"]["macro_f1"]
+    if result.train is not None:
+        write_model(
+            out / "model.safetensors",
+            result.train.model.state_dict(),
+            {"classes": "\t".join(summary["classes"]), "config": str(summary["config"])},
+        )
+        write_csv(pd.DataFrame(result.train.curve), out / "training_curve.tsv", sep="\t", index=False)
+    summary["outputs"] = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    write_json(out / "annotate_summary.json", summary)
+    return summary
+
+
+__all__ = ["evaluate_files", "write_outputs", "read_cells"]

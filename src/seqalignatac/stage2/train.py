@@ -1,0 +1,141 @@
+"""Full-batch training of the A2GNN model on a reference graph and a query graph."""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from torch.nn import functional as F
+from tqdm.auto import tqdm
+
+from .model import A2GNN, Graph, grl_rate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GDAConfig:
+    """Stage-2 hyper-parameters (defaults chosen as docs/stage2.md explains)."""
+
+    k: int = 15  # neighbours per cell in each domain's kNN graph
+    source_depth: int = 0  # propagation steps of conv2 on the labeled reference (A2GNN: 0)
+    target_depth: int = 30  # K: propagation steps of conv2 on the query (A2GNN: 30)
+    head_depth: int = 1  # propagation steps of the classifier graph conv (A2GNN: 1)
+    hidden: int = 128
+    dropout: float = 0.1
+    alpha: float = 0.1  # weight of the domain loss
+    epochs: int = 200
+    lr: float = 0.01
+    weight_decay: float = 5e-4
+    class_weight: str = "balanced"  # "balanced" (inverse class frequency) or "none"
+    knn_method: str = "auto"  # auto | exact | faiss
+    chunk_nnz: int = 50_000_000
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TrainResult:
+    model: A2GNN
+    query_proba: np.ndarray
+    reference_proba: np.ndarray
+    query_hidden: np.ndarray
+    reference_hidden: np.ndarray
+    curve: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
+    return torch.device(device)
+
+
+def train_gda(
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    train_mask: np.ndarray,
+    x_query: np.ndarray,
+    a_ref: sp.csr_matrix,
+    a_query: sp.csr_matrix,
+    n_classes: int,
+    config: GDAConfig,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainResult:
+    """Train on the reference cells in ``train_mask``; return class probabilities for all cells."""
+    seed_everything(seed)
+    t0 = time.perf_counter()
+    xs = torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float32)).to(device)
+    xt = torch.from_numpy(np.ascontiguousarray(x_query, dtype=np.float32)).to(device)
+    gs = Graph(a_ref, device, config.chunk_nnz)
+    gt = Graph(a_query, device, config.chunk_nnz)
+    y = torch.from_numpy(y_ref.astype(np.int64)).to(device)
+    mask = torch.from_numpy(train_mask.astype(bool)).to(device)
+
+    weight = None
+    if config.class_weight == "balanced":
+        counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
+        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+        weight = torch.tensor(w, dtype=torch.float32, device=device)
+    elif config.class_weight != "none":
+        raise ValueError(f"class_weight must be 'balanced' or 'none', not {config.class_weight!r}")
+
+    model = A2GNN(xs.shape[1], n_classes, hidden=config.hidden, dropout=config.dropout).to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    dom_y = torch.cat(
+        [torch.zeros(xs.shape[0], dtype=torch.long), torch.ones(xt.shape[0], dtype=torch.long)]
+    ).to(device)
+    curve: list[dict] = []
+    bar = tqdm(range(config.epochs), desc="stage 2 (GDA)", disable=not progress, leave=False)
+    for epoch in bar:
+        model.train()
+        rate = grl_rate(epoch / config.epochs)
+        logits_s, dom_s, _ = model(xs, gs, config.source_depth, config.head_depth, rate)
+        _, dom_t, _ = model(xt, gt, config.target_depth, 0, rate)  # query class logits unused
+        cls_loss = F.nll_loss(F.log_softmax(logits_s[mask], dim=1), y[mask], weight=weight)
+        dom_loss = F.cross_entropy(torch.cat([dom_s, dom_t]), dom_y)
+        loss = cls_loss + config.alpha * dom_loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(loss.detach()),
+                "cls_loss": float(cls_loss.detach()),
+                "domain_loss": float(dom_loss.detach()),
+                "grl": rate,
+            }
+        )
+        bar.set_postfix(loss=f"{curve[-1]['loss']:.3f}")
+
+    model.eval()
+    with torch.no_grad():
+        ls, _, hs = model(xs, gs, config.source_depth, config.head_depth)
+        lt, _, ht = model(xt, gt, config.target_depth, config.head_depth)
+    return TrainResult(
+        model=model.cpu(),
+        query_proba=F.softmax(lt, dim=1).cpu().numpy(),
+        reference_proba=F.softmax(ls, dim=1).cpu().numpy(),
+        query_hidden=ht.cpu().numpy(),
+        reference_hidden=hs.cpu().numpy(),
+        curve=curve,
+        seconds=time.perf_counter() - t0,
+    )

@@ -1,0 +1,79 @@
+//
+// Pipeline start and end: parameter validation, the pairs channel, the completion summary.
+//
+
+include { validateParameters  } from 'plugin/nf-schema'
+include { paramsSummaryLog    } from 'plugin/nf-schema'
+include { samplesheetToList   } from 'plugin/nf-schema'
+include { SEQALIGNATAC_SIMULATE } from '../../../modules/local/seqalignatac/simulate'
+
+workflow PIPELINE_INITIALISATION {
+
+    take:
+    version          // boolean: print the version and exit
+    validate_params  // boolean: validate parameters against nextflow_schema.json
+    input            // string: samplesheet CSV (docs/design.md columns), or null with --simulate
+    fasta            // string: genome FASTA for rows without a 'fasta' column value
+    simulate         // boolean: generate a small synthetic dataset instead of reading --input
+    outdir           // string: where results go
+
+    main:
+    if (version) {
+        log.info("${workflow.manifest.name} ${workflow.manifest.version}")
+        System.exit(0)
+    }
+    if (validate_params) {
+        validateParameters()
+    }
+    log.info(paramsSummaryLog(workflow))
+    if (!outdir) {
+        error("--outdir is required: the folder the results are written to")
+    }
+
+    def ch_pairs = channel.empty()
+    if (simulate) {
+        // Test data made by a first step: one simulated dataset, used by two pairs with the
+        // same peaks (with and without query labels), so the embedding is shared.
+        SEQALIGNATAC_SIMULATE([ id: 'simulated' ])
+        ch_pairs = SEQALIGNATAC_SIMULATE.out.data.flatMap { _meta, reference, query, genome ->
+            [
+                [ [ id: 'sim_labeled',   label_key: 'cell_type', query_label_key: 'cell_type' ], reference, query, genome ],
+                [ [ id: 'sim_unlabeled', label_key: 'cell_type', query_label_key: null ],        reference, query, genome ]
+            ]
+        }
+    } else if (input) {
+        def default_genome = fasta ? file(fasta, checkIfExists: true) : null
+        def rows = samplesheetToList(input, "${projectDir}/assets/schema_input.json")
+        ch_pairs = channel.fromList(rows).map { meta, reference, query, genome ->
+            def pair_genome = genome ?: default_genome
+            if (!pair_genome) {
+                error("${input}: pair '${meta.id}' has no genome FASTA: fill its 'fasta' column or give --fasta")
+            }
+            [ meta + [ query_label_key: meta.query_label_key ?: null ], reference, query, pair_genome ]
+        }
+    } else {
+        error("Give --input samplesheet.csv (columns: pair_id,reference,reference_label_key,query[,query_label_key,fasta]), or use -profile test")
+    }
+
+    emit:
+    pairs = ch_pairs   // channel: [ meta: [ id, label_key, query_label_key ], reference.h5ad, query.h5ad, genome FASTA ]
+}
+
+workflow PIPELINE_COMPLETION {
+
+    take:
+    outdir           // string
+    monochrome_logs  // boolean
+
+    main:
+    workflow.onComplete {
+        def green = monochrome_logs ? '' : '\033[0;32m'
+        def red   = monochrome_logs ? '' : '\033[0;31m'
+        def reset = monochrome_logs ? '' : '\033[0m'
+        if (workflow.success) {
+            log.info("${green}-[${workflow.manifest.name}]- finished: open ${outdir}/index.html${reset}")
+        } else {
+            log.info("${red}-[${workflow.manifest.name}]- failed; see the task errors above and ${outdir}/pipeline_info/${reset}")
+        }
+    }
+}

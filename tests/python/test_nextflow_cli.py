@@ -1,0 +1,506 @@
+"""The Nextflow modules call the real `seqalignatac` commands with options those commands have.
+
+Each module's `script:` block is parsed: every call of `seqalignatac <sub>` or of a `bin/` script is
+checked against the click command it runs (unknown options, missing required options, bad choice
+values), including the options the module gets through `task.ext.args` from conf/modules.config
+and through `def x = "..."` strings of the script block. The checker is also run on broken module
+texts to show that it catches each kind of mistake.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shlex
+import stat
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+import pytest
+
+from seqalignatac.cli import COMMANDS, cli
+
+ROOT = Path(__file__).resolve().parents[2]
+MODULES = ROOT / "modules" / "local"
+BIN = ROOT / "bin"
+MODULES_CONFIG = ROOT / "conf" / "modules.config"
+
+# Options of a step that the pipeline deliberately does not expose as parameters (reason given).
+NOT_EXPOSED: dict[str, dict[str, str]] = {
+    "simulate": {
+        "--peaks-per-cell": "test data only: the simulator's default depth is fine",
+        "--reference-fraction": "test data only",
+        "--edge-peaks": "test data only",
+        "--no-genome": "the pipeline always needs the genome",
+    },
+    "nt-tiny": {"--arch": "test model only; v2 is the architecture of the default NT"},
+    "annotate": {"--label-key": "prepare always writes the reference labels to obs['label'], the default"},
+    "train": {"--resume": "every Nextflow attempt starts in a fresh work folder; -resume does this job"},
+    "report": {
+        "--pair-dir": "shortcut for the one-machine layout; the module passes each folder",
+        "--index": "used by the INDEX module, not by REPORT",
+    },
+}
+
+
+# --------------------------------------------------------------------------- parsing helpers
+
+
+def strip_comments(text: str) -> str:
+    """Drop // line comments and /* */ blocks outside string literals (enough for our files)."""
+    out, i, n = [], 0, len(text)
+    quote: str | None = None
+    while i < n:
+        c = text[i]
+        if quote:
+            if text.startswith(quote, i):
+                out.append(quote)
+                i += len(quote)
+                quote = None
+                continue
+            if c == "\\" and i + 1 < n:
+                out.append(text[i : i + 2])
+                i += 2
+                continue
+            out.append(c)
+            i += 1
+            continue
+        if text.startswith('"""', i) or text.startswith("'''", i):
+            quote = text[i : i + 3]
+            out.append(quote)
+            i += 3
+        elif c in "\"'":
+            quote = c
+            out.append(c)
+            i += 1
+        elif text.startswith("//", i) and (i == 0 or text[i - 1] != ":"):  # keep URLs (https://)
+            j = text.find("\n", i)
+            i = n if j < 0 else j
+        elif text.startswith("/*", i):
+            j = text.find("*/", i + 2)
+            i = n if j < 0 else j + 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def matching_brace(text: str, open_index: int) -> int:
+    """Index of the `}` closing the `{` at open_index (braces in our configs are balanced)."""
+    depth = 0
+    for i in range(open_index, len(text)):
+        if text[i] == "{":
+            depth += 1
+        elif text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+    raise ValueError("unbalanced braces")
+
+
+def string_literals(expr: str) -> list[str]:
+    """The contents of the "..." and '...' literals of a Groovy expression."""
+    return [m.group(2) for m in re.finditer(r"(\"|')((?:\\.|(?!\1).)*)\1", expr)]
+
+
+def interpolations_to_values(text: str) -> str:
+    """Replace ${...} and $name by VALUE so shell tokenizing sees one word per value."""
+    text = re.sub(r"\$\{[^{}]*\}", "VALUE", text)
+    return re.sub(r"\$[A-Za-z_]\w*", "VALUE", text)
+
+
+def tokens_of(text: str) -> list[str]:
+    try:
+        return shlex.split(text.replace("\\\\", "\\"))
+    except ValueError:
+        return text.split()
+
+
+def ext_args_by_process(config_text: str) -> dict[str, list[str]]:
+    """process name -> tokens of the ext.args expressions in conf/modules.config withName blocks."""
+    text = strip_comments(config_text)
+    result: dict[str, list[str]] = {}
+    for m in re.finditer(r"withName\s*:\s*['\"]?([^'\"{]+?)['\"]?\s*\{", text):
+        body = text[m.end() : matching_brace(text, m.end() - 1)]
+        a = re.search(r"\bext\.args\s*=", body)
+        if not a:
+            continue
+        rest = body[a.end() :]
+        stop = re.search(r"\n\s*(ext\.\w+|publishDir|\w+)\s*=", rest)
+        expr = rest[: stop.start()] if stop else rest
+        toks: list[str] = []
+        for lit in string_literals(expr):
+            toks += tokens_of(interpolations_to_values(lit))
+        for name in m.group(1).split("|"):
+            result.setdefault(name.strip(), []).extend(toks)
+    return result
+
+
+@dataclass
+class Call:
+    """One command line of a module's script block."""
+
+    process: str
+    module: Path
+    program: str  # 'seqalignatac' or a bin/ script name
+    subcommand: str | None
+    tokens: list[str] = field(default_factory=list)
+
+
+def process_name(module_text: str) -> str:
+    m = re.search(r"^\s*process\s+(\w+)\s*\{", module_text, re.M)
+    if not m:
+        raise ValueError("no `process NAME {` found")
+    return m.group(1)
+
+
+def script_block(module_text: str) -> str:
+    text = strip_comments(module_text)
+    m = re.search(r"^\s*script:\s*$", text, re.M)
+    if not m:
+        raise ValueError("no script: section")
+    end = re.search(r"^\s*stub:\s*$", text[m.end() :], re.M)
+    return text[m.end() : m.end() + end.start()] if end else text[m.end() :]
+
+
+def bin_subcommand(script: Path) -> str | None:
+    """SUBCOMMAND of a bin/ wrapper, or None for a stand-alone click script."""
+    m = re.search(r'^SUBCOMMAND\s*=\s*"([^"]+)"', script.read_text(), re.M)
+    return m.group(1) if m else None
+
+
+def calls_in_module(module_text: str, module: Path, ext_args: dict[str, list[str]]) -> list[Call]:
+    name = process_name(module_text)
+    block = script_block(module_text)
+    defs = dict(re.findall(r"^\s*def\s+(\w+)\s*=\s*(.+)$", block, re.M))
+    m = re.search(r'"""(.*?)"""', block, re.S)
+    if not m:
+        raise ValueError(f"{module}: no command string in the script block")
+    shell = m.group(1).replace("\\\\\n", " ")  # Groovy `\\` + newline = shell line continuation
+    calls = []
+    for line in shell.splitlines():
+        raw = line.strip()
+        if not raw or raw.startswith("#"):
+            continue
+        first = raw.split()[0]
+        if first == "seqalignatac":
+            program, sub = first, raw.split()[1]
+        elif re.fullmatch(r"seqalignatac_\w+\.py", first):
+            program = first
+            script = BIN / first
+            sub = bin_subcommand(script) if script.is_file() else None
+        else:
+            continue
+        toks: list[str] = []
+        rest = raw.split(None, 2 if program == "seqalignatac" else 1)[2 if program == "seqalignatac" else 1:]
+        for word in re.split(r"(\$\{[^{}]*\})", rest[0] if rest else ""):
+            var = re.fullmatch(r"\$\{\s*(\w+)\s*\}", word)
+            if var and var.group(1) == "args":
+                toks += ext_args.get(name, [])
+            elif var and var.group(1) in defs and string_literals(defs[var.group(1)]) and "--" in defs[var.group(1)]:
+                for lit in string_literals(defs[var.group(1)]):
+                    toks += tokens_of(interpolations_to_values(lit))
+            else:
+                toks += tokens_of(interpolations_to_values(word))
+        calls.append(Call(name, module, program, sub, toks))
+    return calls
+
+
+def click_command_for(call: Call) -> click.Command:
+    if call.program == "seqalignatac" or call.subcommand:
+        sub = call.subcommand
+        if sub not in COMMANDS:
+            raise LookupError(f"`seqalignatac {sub}` is not a command (known: {', '.join(sorted(COMMANDS))})")
+        with click.Context(cli) as ctx:
+            cmd = cli.get_command(ctx, sub)
+        assert cmd is not None
+        return cmd
+    script = BIN / call.program
+    if not script.is_file():
+        raise LookupError(f"bin/{call.program} does not exist")
+    spec = importlib.util.spec_from_file_location(f"_bin_{script.stem}", script)
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    cmd = getattr(mod, "main", None)
+    if not isinstance(cmd, click.Command):
+        raise LookupError(f"bin/{call.program} has neither SUBCOMMAND nor a click command `main`")
+    return cmd
+
+
+def check_call(call: Call, cmd: click.Command) -> list[str]:
+    """Problems of one call: unknown options, missing required options/arguments, bad choices."""
+    where = f"{call.module.relative_to(ROOT) if call.module.is_relative_to(ROOT) else call.module} ({call.process})"
+    options: dict[str, click.Option] = {}
+    for p in cmd.params:
+        if isinstance(p, click.Option):
+            for o in [*p.opts, *p.secondary_opts]:
+                options[o] = p
+    seen: set[str] = set()
+    positionals = 0
+    problems = []
+    toks = call.tokens
+    i = 0
+    while i < len(toks):
+        tok = toks[i]
+        if tok.startswith("--"):
+            opt, _, inline = tok.partition("=")
+            p = options.get(opt)
+            if p is None:
+                problems.append(f"{where}: `{call.program}` has no option {opt} ({cmd.name}: {', '.join(sorted(options))})")
+                i += 1
+                continue
+            seen.add(p.name or opt)
+            if not (p.is_flag or p.count):
+                value = inline or (toks[i + 1] if i + 1 < len(toks) else None)
+                if value is None:
+                    problems.append(f"{where}: {opt} needs a value")
+                elif isinstance(p.type, click.Choice) and value != "VALUE" and "VALUE" not in value:
+                    if value not in p.type.choices:
+                        problems.append(f"{where}: {opt} {value!r} is not one of {list(p.type.choices)}")
+                i += 0 if inline else 1
+        else:
+            positionals += 1
+        i += 1
+    for p in cmd.params:
+        if isinstance(p, click.Option) and p.required and p.name not in seen:
+            problems.append(f"{where}: `{call.program}` is missing the required option {p.opts[0]}")
+        if isinstance(p, click.Argument) and p.required and positionals == 0:
+            problems.append(f"{where}: `{call.program}` is missing its {p.name.upper()} argument(s)")
+    return problems
+
+
+def check_module_text(module_text: str, module: Path, config_text: str) -> list[str]:
+    try:
+        calls = calls_in_module(module_text, module, ext_args_by_process(config_text))
+    except ValueError as e:
+        return [str(e)]
+    problems = []
+    for call in calls:
+        try:
+            cmd = click_command_for(call)
+        except LookupError as e:
+            problems.append(f"{module}: {e}")
+            continue
+        problems += check_call(call, cmd)
+    return problems
+
+
+def module_files() -> list[Path]:
+    return sorted(p for p in MODULES.glob("*/*/main.nf")) + sorted(p for p in MODULES.glob("*/main.nf"))
+
+
+def seqalignatac_modules() -> list[Path]:
+    return sorted(MODULES.glob("seqalignatac/*/main.nf"))
+
+
+# --------------------------------------------------------------------------- the real modules
+
+
+@pytest.mark.parametrize("module", seqalignatac_modules(), ids=lambda p: p.parent.name)
+def test_module_calls_match_the_cli(module: Path) -> None:
+    config = MODULES_CONFIG.read_text()
+    text = module.read_text()
+    calls = calls_in_module(text, module, ext_args_by_process(config))
+    assert len(calls) == 1, f"{module}: a module runs exactly one seqalignatac step, found {len(calls)}"
+    assert calls[0].program.startswith("seqalignatac_"), f"{module}: call the step through its bin/ script"
+    problems = check_module_text(text, module, config)
+    assert not problems, "\n".join(problems)
+
+
+def test_every_step_option_is_exposed_or_excused() -> None:
+    """Every option of every step is set by its module, by a pipeline parameter, or excused above."""
+    config = MODULES_CONFIG.read_text()
+    used: dict[str, set[str]] = {}
+    commands: dict[str, click.Command] = {}
+    for module in seqalignatac_modules():
+        for call in calls_in_module(module.read_text(), module, ext_args_by_process(config)):
+            cmd = click_command_for(call)
+            key = call.subcommand or call.program
+            commands[key] = cmd
+            used.setdefault(key, set()).update(t.partition("=")[0] for t in call.tokens if t.startswith("--"))
+    missing = []
+    for key, cmd in commands.items():
+        for p in cmd.params:
+            if not isinstance(p, click.Option) or p.hidden or "--help" in p.opts:
+                continue
+            names = {*p.opts, *p.secondary_opts}
+            if names & used[key] or names & set(NOT_EXPOSED.get(key, {})):
+                continue
+            missing.append(f"{key} {p.opts[0]}")
+    assert not missing, (
+        "step options with no pipeline parameter (add a param + ext.args in conf/modules.config + "
+        "nextflow_schema.json, or list them in NOT_EXPOSED with the reason): " + ", ".join(missing)
+    )
+
+
+def test_params_used_in_modules_config_exist() -> None:
+    """Every params.X in conf/modules.config is a pipeline parameter (no typo goes unnoticed)."""
+    declared = set(re.findall(r"^\s{4}(\w+)\s*=", _params_block((ROOT / "nextflow.config").read_text()), re.M))
+    used = set(re.findall(r"params\.(\w+)", strip_comments(MODULES_CONFIG.read_text())))
+    assert used - declared == set(), f"conf/modules.config uses undeclared params: {sorted(used - declared)}"
+
+
+def _params_block(config: str) -> str:
+    text = strip_comments(config)
+    m = re.search(r"^params\s*\{", text, re.M)
+    assert m, "nextflow.config has no params { } block"
+    return text[m.end() : matching_brace(text, m.end() - 1)]
+
+
+def test_every_module_uses_a_bin_script_that_exists() -> None:
+    for module in seqalignatac_modules():
+        for call in calls_in_module(module.read_text(), module, {}):
+            assert (BIN / call.program).is_file(), f"{module}: bin/{call.program} is missing"
+
+
+# --------------------------------------------------------------------------- bin/ scripts
+
+
+def _git_mode(path: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "ls-files", "-s", "--", str(path.relative_to(ROOT))],
+            cwd=ROOT, capture_output=True, text=True, check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return out.split()[0] if out.strip() else None
+
+
+@pytest.mark.parametrize("script", sorted(BIN.glob("*.py")), ids=lambda p: p.name)
+def test_bin_script_is_executable_with_portable_shebang(script: Path) -> None:
+    assert script.read_text().splitlines()[0] == "#!/usr/bin/env python3", f"{script}: wrong shebang"
+    assert script.stat().st_mode & stat.S_IXUSR, f"{script}: not executable (chmod a+x)"
+    mode = _git_mode(script)
+    if mode is not None:  # tracked: the executable bit must be in git too (a fresh clone keeps it)
+        assert mode == "100755", f"{script}: git mode {mode}; run `git update-index --chmod=+x {script.name}`"
+
+
+@pytest.mark.parametrize("script", sorted(BIN.glob("*.py")), ids=lambda p: p.name)
+def test_bin_script_wraps_a_real_command(script: Path) -> None:
+    sub = bin_subcommand(script)
+    if sub is not None:
+        assert sub in COMMANDS, f"{script}: SUBCOMMAND {sub!r} is not a seqalignatac command"
+    r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}"})
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert "--" in r.stdout and "Usage" in r.stdout
+
+
+def test_fetch_model_script_fails_cleanly_offline(tmp_path: Path) -> None:
+    script = BIN / "seqalignatac_fetch_model.py"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
+           "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}"}
+    r = subprocess.run([str(script), "--model", "InstaDeepAI/not-a-model", "--outdir", str(tmp_path / "m")],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 2
+    assert r.stderr.startswith("Error: InstaDeepAI/not-a-model:") and "--nt_model" in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+# --------------------------------------------------------------------------- the checker catches mistakes
+
+GOOD_MODULE = '''
+process SEQALIGNATAC_EXTRACT {
+    tag "${meta.id}"
+    input:
+    tuple val(meta), path(peaks), path(genome)
+    output:
+    tuple val(meta), path("extract/peaks.fa"), emit: fasta
+    script:
+    def args = task.ext.args ?: ''
+    """
+    mkdir -p extract
+    seqalignatac_extract.py \\\\
+        --peaks ${peaks} \\\\
+        --fasta ${genome} \\\\
+        --out extract/peaks.fa \\\\
+        ${args}
+    """
+    stub:
+    """
+    touch extract/peaks.fa --not-checked-in-stub
+    """
+}
+'''
+GOOD_CONFIG = """
+process {
+    withName: 'SEQALIGNATAC_EXTRACT' {
+        ext.args = { "--width ${params.extract_width}" }
+    }
+}
+"""
+
+
+def _check(module_text: str, config_text: str = GOOD_CONFIG) -> list[str]:
+    return check_module_text(module_text, ROOT / "modules/local/seqalignatac/extract/main.nf", config_text)
+
+
+def test_checker_accepts_a_good_module() -> None:
+    assert _check(GOOD_MODULE) == []
+
+
+def test_checker_rejects_an_unknown_option_in_the_module() -> None:
+    broken = GOOD_MODULE.replace("--out extract/peaks.fa", "--output extract/peaks.fa")
+    problems = _check(broken)
+    assert any("has no option --output" in p for p in problems), problems
+    assert any("missing the required option --out" in p for p in problems), problems
+
+
+def test_checker_rejects_a_missing_required_option() -> None:
+    broken = GOOD_MODULE.replace("        --fasta ${genome} \\\\\n", "")
+    assert broken != GOOD_MODULE
+    problems = _check(broken)
+    assert problems == [f"modules/local/seqalignatac/extract/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
+
+
+def test_checker_rejects_an_unknown_option_in_ext_args() -> None:
+    broken_config = GOOD_CONFIG.replace("--width", "--window")
+    problems = _check(GOOD_MODULE, broken_config)
+    assert any("has no option --window" in p for p in problems), problems
+
+
+def test_checker_rejects_an_unknown_option_in_a_def_string() -> None:
+    broken = GOOD_MODULE.replace(
+        "def args = task.ext.args ?: ''",
+        "def args = task.ext.args ?: ''\n    def opt = meta.x ? \"--center-on ${meta.x}\" : ''",
+    ).replace("        ${args}", "        ${opt} \\\\\n        ${args}")
+    problems = _check(broken)
+    assert any("has no option --center-on" in p for p in problems), problems
+
+
+def test_checker_rejects_a_bad_choice_and_an_unknown_subcommand() -> None:
+    train = GOOD_MODULE.replace("process SEQALIGNATAC_EXTRACT", "process SEQALIGNATAC_TRAIN").replace(
+        """seqalignatac_extract.py \\\\
+        --peaks ${peaks} \\\\
+        --fasta ${genome} \\\\
+        --out extract/peaks.fa \\\\""",
+        """seqalignatac train \\\\
+        --accessibility a.h5ad \\\\
+        --outdir train \\\\
+        --method umap \\\\""",
+    )
+    problems = _check(train, "")
+    assert any("--method 'umap' is not one of" in p for p in problems), problems
+    unknown = train.replace("seqalignatac train", "seqalignatac trian")
+    assert any("`seqalignatac trian` is not a command" in p for p in _check(unknown, ""))
+
+
+def test_checker_rejects_a_missing_bin_script() -> None:
+    broken = GOOD_MODULE.replace("seqalignatac_extract.py", "seqalignatac_extrct.py")
+    assert any("bin/seqalignatac_extrct.py does not exist" in p for p in _check(broken))
+
+
+def test_checker_catches_a_broken_copy_of_a_real_module() -> None:
+    """The real EMBED module with one option renamed fails; unchanged it passes."""
+    module = MODULES / "seqalignatac" / "embed" / "main.nf"
+    text = module.read_text()
+    config = MODULES_CONFIG.read_text()
+    assert check_module_text(text, module, config) == []
+    broken = text.replace("--shard ${shard}/${meta.shards}", "--shards ${shard}/${meta.shards}")
+    assert broken != text
+    assert any("has no option --shards" in p for p in check_module_text(broken, module, config))

