@@ -88,7 +88,8 @@ def run_pool(emb: NTEmbedder, tokens: np.ndarray, bs: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtypes: list[str], cos_peaks: int, seed: int) -> dict:
+def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtypes: list[str], cos_peaks: int, seed: int,
+          fp32_peaks: int | None = None) -> dict:
     arch, sizes = CONFIGS[name]
     cfg = nt_config(arch, **sizes)
     torch.manual_seed(seed)
@@ -110,16 +111,17 @@ def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtyp
         dtype = getattr(torch, dname)
         model = model32 if dname == "float32" else copy.deepcopy(model32).to(dtype)
         emb = NTEmbedder(model, tok, device, dtype)
-        run_pool(emb, tokens[: min(bs, n_peaks)], bs)  # warm-up (kernels, allocator)
+        n = min(n_peaks, fp32_peaks) if (dname == "float32" and fp32_peaks) else n_peaks
+        run_pool(emb, tokens[: min(bs, n)], bs)  # warm-up (kernels, allocator)
         sync(device)
         t = time.perf_counter()
-        run_pool(emb, tokens[:n_peaks], bs)
+        run_pool(emb, tokens[:n], bs)
         sync(device)
         sec = time.perf_counter() - t
         pooled[dname] = run_pool(emb, tokens[:cos_peaks], bs) if cos_peaks else None
-        flops = 2.0 * P * n_peaks * T / sec
-        row[dname] = {"seconds": round(sec, 3), "peaks_per_s": round(n_peaks / sec, 2),
-                      "tokens_per_s": round(n_peaks * T / sec, 1), "model_tflops": round(flops / 1e12, 3)}  # fmt: skip
+        flops = 2.0 * P * n * T / sec
+        row[dname] = {"peaks": n, "seconds": round(sec, 3), "peaks_per_s": round(n / sec, 2),
+                      "tokens_per_s": round(n * T / sec, 1), "model_tflops": round(flops / 1e12, 3)}  # fmt: skip
         if device.startswith("cuda"):
             row[dname]["max_memory_gib"] = round(torch.cuda.max_memory_allocated() / 2**30, 2)
             peak = bf16_peak(torch.cuda.get_device_name(0))
@@ -158,7 +160,7 @@ def to_markdown(res: dict) -> str:
             cos = r.get("cosine_bfloat16_vs_float32")
             cos_s = f"{cos['min']:.5f} / {cos['mean']:.5f} ({cos['peaks']} peaks)" if cos and d == "bfloat16" else ""
             frac = x.get("fraction_of_bf16_peak")
-            lines.append(f"| {r['config']} | {r['params'] / 1e6:.1f}M | {d} | {r['batch_size']} | {r['peaks']} | {x['peaks_per_s']} | "
+            lines.append(f"| {r['config']} | {r['params'] / 1e6:.1f}M | {d} | {r['batch_size']} | {x['peaks']} | {x['peaks_per_s']} | "
                          f"{x['tokens_per_s']:.0f} | {x['model_tflops']} | {'' if frac is None else f'{frac:.1%}'} | {cos_s} |")  # fmt: skip
     for s in res.get("skipped", []):
         lines.append(f"\nSkipped: {s}")
@@ -174,6 +176,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--dtypes", default=None, help="default: bfloat16,float32")
     ap.add_argument("--cos-peaks", type=int, default=None, help="peaks for the bf16-vs-fp32 cosine (default 512 GPU, 16 CPU)")
+    ap.add_argument("--fp32-peaks", type=int, default=None, help="timed peaks for float32 (default 2048 GPU: fp32 is ~10x slower)")
     ap.add_argument("--skip", action="append", default=[], help="note on something not run (goes into the report)")
     ap.add_argument("--out", default=None, help="output prefix (default benchmarks/results/embed_throughput_<cpu|gpu>)")
     ap.add_argument("--seed", type=int, default=0)
@@ -189,7 +192,8 @@ def main() -> None:
            "device_name": torch.cuda.get_device_name(0) if gpu else "CPU", "machine": machine_info(),
            "dtypes": dtypes, "results": [], "skipped": a.skip}  # fmt: skip
     for name in a.configs.split(","):
-        res["results"].append(bench(name, a.device, n, a.width, a.batch_size, dtypes, cos_peaks, a.seed))
+        fp32_peaks = a.fp32_peaks or (2048 if gpu else None)
+        res["results"].append(bench(name, a.device, n, a.width, a.batch_size, dtypes, cos_peaks, a.seed, fp32_peaks))
         if gpu:
             torch.cuda.empty_cache()
     res["machine"]["load_average_end"] = os.getloadavg()

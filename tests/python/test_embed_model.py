@@ -179,3 +179,22 @@ def test_hub_name_offline_gives_clear_message(monkeypatch, tmp_path):
         resolve_model("InstaDeepAI/nucleotide-transformer-v2-50m-multi-species")
     msg = str(e.value)
     assert "cannot download model" in msg and "--model DIR" in msg and "\n" not in msg
+
+
+def test_hub_name_fetches_only_weights_config_tokenizer(tiny, monkeypatch):
+    import huggingface_hub
+
+    seen = []
+
+    def fake_snapshot_download(repo, revision=None, allow_patterns=None, local_files_only=False, **kw):
+        seen.append((repo, revision, tuple(allow_patterns), local_files_only))
+        return str(tiny["v2"])
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    spec = resolve_model("InstaDeepAI/nucleotide-transformer-v2-50m-multi-species@abc123")
+    assert spec.kind == "nt" and spec.path == str(tiny["v2"])
+    repo, rev, patterns, local_only = seen[0]
+    assert repo == "InstaDeepAI/nucleotide-transformer-v2-50m-multi-species" and rev == "abc123" and local_only
+    assert not any(p.endswith(".py") or p in ("*", "*.*") for p in patterns)
+    assert {"config.json", "vocab.txt"} <= set(patterns) and any("safetensors" in p for p in patterns)
+    load_nt(spec.path)

@@ -141,8 +141,9 @@ def test_cache_hits_duplicates_and_reuse_across_fastas(tiny, fa, tmp_path, monke
     assert sum(calls) == 8
 
 
-def test_padded_batches_equal_one_at_a_time(tiny, fa, tmp_path):
-    path, ids, seqs = fa  # mixes 61, 66 bp and an N-containing peak: padded batches
+def test_padded_batches_equal_one_at_a_time(tiny, tmp_path):
+    seqs = random_seqs(4, 66) + random_seqs(3, 61) + ["ACGTNNACGTACGTAGGATTACAGATTACA", "ACGTAC" * 3 + "acgt"]
+    path = write_fa(tmp_path / "mixed.fa", [f"m{i}" for i in range(len(seqs))], seqs)  # padded batches
     a = embed_fasta(path, tiny["v1"], str(tmp_path / "a.h5"), device="cpu", batch_size=64, cache_dir=str(tmp_path / "c1"), progress=False)
     b = embed_fasta(path, tiny["v1"], str(tmp_path / "b.h5"), device="cpu", batch_size=1, cache_dir=str(tmp_path / "c2"), progress=False)
     assert a.batch_size == 64 and b.batch_size == 1

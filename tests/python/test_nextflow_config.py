@@ -254,3 +254,10 @@ def test_broken_samplesheets_fail_naming_row_and_column(real_sheet: Path, edit: 
     real_sheet.write_text(text.replace(edit[0], edit[1], 1) if edit[0] != "p2.b," else text.replace("\np2.b,", "\n" + edit[1]))
     errors = validate_sheet(real_sheet)
     assert any(expected in e for e in errors), errors
+
+
+def test_multiqc_does_not_feed_the_versions_topic() -> None:
+    """MULTIQC consumes the collected `versions` topic; emitting to it too would hang the run."""
+    workflow = (ROOT / "workflows" / "seqalignatac.nf").read_text()
+    assert "channel.topic('versions')" in workflow and "MULTIQC(" in workflow
+    assert "topic: versions" not in _strip_comments((ROOT / "modules/local/multiqc/main.nf").read_text())

@@ -48,7 +48,7 @@ def render_gstring(template: str, bindings: dict[str, str]) -> str:
             return '"'
         expr = m.group(3).strip()
         if expr not in bindings:
-            raise KeyError(f"no test binding for ${{{expr}}}")
+            raise KeyError("no test binding for ${" + expr + "}")
         return str(bindings[expr])
 
     return re.sub(r"(\\\\)|(\\\$)|\$\{([^{}]*)\}|(\\\")", sub, template)

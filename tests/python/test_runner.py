@@ -120,25 +120,25 @@ def test_killed_run_resumes(sim, tmp_path):
                      f"p,{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']}\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "seqalignatac", "run", "--samplesheet", str(sheet), "--fasta", sim["fasta"],
-           "--outdir", str(out), "--model", "kmer", "--epochs", "200", "--train-opt", "hidden=64",
+           "--outdir", str(out), "--model", "kmer", "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5",
            "--annotate-opt", "epochs=30", "--seed", "0", "--threads", "2", "--max-umap-cells", "400", "--no-progress"]
-    started = out / "p" / ".seqalignatac" / "train.started.json"
+    checkpoint = out / "p" / "train" / "checkpoint" / "state.pt"  # written at every epoch end
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        deadline = time.time() + 120
-        while not started.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.05)
-        assert started.exists(), "train never started"
-        time.sleep(1.0)  # let it train a little (and checkpoint at epoch ends)
-        os.killpg(proc.pid, signal.SIGKILL)
+        deadline = time.time() + 300
+        while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert checkpoint.exists(), "stage 1 never reached its first epoch end"
+        os.killpg(proc.pid, signal.SIGKILL)  # mid-training: at least `patience` more epochs were due
     finally:
         proc.wait(timeout=30)
+    assert (out / "p" / ".seqalignatac" / "train.started.json").exists()
     assert not (out / "p" / "train" / "train_summary.json").exists()
     assert not (out / "p" / ".seqalignatac" / "train.done.json").exists()
 
     pairs = read_samplesheet(sheet)
     opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
-                      train_overrides={"hidden": [64], "epochs": 200}, annotate_overrides={"epochs": 30})
+                      train_overrides={"hidden": [64], "patience": 5, "epochs": 40}, annotate_overrides={"epochs": 30})
     (r,) = run_pipeline(pairs, out, opts)
     assert r.ok, r.error
     assert r.skipped == ["prepare", "extract", "embed"]

@@ -161,6 +161,22 @@ def test_missing_embedding_key(cells):
         annotate(cells, embedding_key="X_other", config=TINY, progress=False)
 
 
+def test_cuda_without_gpu_is_a_clear_error(cells):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(InputError, match="no CUDA GPU"):
+        annotate(cells, device="cuda", config=TINY, progress=False)
+
+
+def test_no_calibration_cells_still_writes(cells, tmp_path):
+    from seqalignatac.stage2.outputs import write_outputs
+
+    res = annotate_full(cells, method="knn", calibration_fraction=0.0, progress=False)
+    assert res.summary["unknown_rate"] == 0.0 and res.summary["held_out_reference_accuracy"] is None
+    summary = write_outputs(res, tmp_path / "o", "label")
+    assert "query_annotated.h5ad" in summary["outputs"]
+
+
 # --- CLI ---------------------------------------------------------------------------------
 
 def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):

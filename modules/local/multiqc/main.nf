@@ -13,7 +13,8 @@ process MULTIQC {
     output:
     path "multiqc_report.html", emit: report
     path "multiqc_data",        emit: data
-    tuple val("${task.process}"), val('multiqc'), eval('multiqc --version | sed "s/.* //"'), emit: versions_multiqc, topic: versions
+    // Not on the `versions` topic: MULTIQC's input waits for that topic to close, so it would hang.
+    tuple val("${task.process}"), val('multiqc'), eval('multiqc --version | sed "s/.* //"'), emit: versions_multiqc
 
     script:
     def args = task.ext.args ?: ''

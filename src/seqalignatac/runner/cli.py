@@ -138,9 +138,9 @@ def run_command(samplesheet, fasta, model, outdir, width, overlap_width, min_pea
 @click.option("--model", "model_kind", type=click.Choice(["kmer", "nt-tiny"]), default="kmer", show_default=True,
               help="kmer: k-mer spectra (fast, informative); nt-tiny: a tiny random Nucleotide Transformer "
                    "(exercises the NT code path; random weights carry little signal).")
-@click.option("--cells", type=click.IntRange(100), default=1500, show_default=True, help="Simulated cells (both domains).")
-@click.option("--peaks", type=click.IntRange(100), default=3000, show_default=True, help="Simulated peaks.")
-@click.option("--cell-types", type=click.IntRange(2), default=6, show_default=True)
+@click.option("--cells", type=click.IntRange(100), default=1000, show_default=True, help="Simulated cells (both domains).")
+@click.option("--peaks", type=click.IntRange(100), default=2000, show_default=True, help="Simulated peaks.")
+@click.option("--cell-types", type=click.IntRange(2), default=5, show_default=True)
 @common_options
 def demo_command(outdir, model_kind, cells, peaks, cell_types, train_method, annotate_method, device, threads, seed,
                  epochs, train_opts, annotate_opts, max_umap_cells, force, progress):

@@ -20,6 +20,9 @@ from .pipeline import PairResult, RunOptions, run_pipeline
 log = logging.getLogger(__name__)
 
 PAIR_ID = "demo"
+# Stage 1 peaks within a few epochs on this small simulation; a shorter early-stopping patience
+# (train's default is 20) keeps the demo within minutes on a laptop.  --train-opt overrides it.
+DEMO_TRAIN = {"patience": 5}
 
 
 def _simulate_once(data: Path, **params: Any) -> dict[str, Any]:
@@ -48,7 +51,7 @@ def _tiny_model(model_dir: Path, seed: int) -> Path:
     return model_dir
 
 
-def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1500, n_peaks: int = 3000, n_cell_types: int = 6,
+def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1000, n_peaks: int = 2000, n_cell_types: int = 5,
              train_method: str = "nt", annotate_method: str = "gda", device: str = "auto", threads: int | None = None,
              seed: int = 0, epochs: int | None = None, train_opts: dict | None = None,
              annotate_opts: dict | None = None, max_umap_cells: int = 20_000, force: bool = False,
@@ -63,7 +66,7 @@ def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1500, n_peak
         write_text(sheet, text)
     opts = RunOptions(model=model, train_method=train_method, annotate_method=annotate_method, device=device,
                       threads=threads, seed=seed, cache_dir=outdir / "embed_cache",
-                      train_overrides={**(train_opts or {}), **({"epochs": epochs} if epochs else {})},
+                      train_overrides={**DEMO_TRAIN, **(train_opts or {}), **({"epochs": epochs} if epochs else {})},
                       annotate_overrides=dict(annotate_opts or {}), max_umap_cells=max_umap_cells,
                       force=force, progress=progress)
     results_dir = outdir / "results"

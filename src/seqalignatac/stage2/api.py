@@ -238,7 +238,7 @@ def annotate_full(
         summary["final_loss"] = train_res.curve[-1] if train_res.curve else None
     uns = dict(query.uns.get("seqalignatac", {}))
     uns["classes"] = summary["classes"]
-    uns["stage2"] = {k: v for k, v in summary.items() if k != "classes"}
+    uns["stage2"] = {k: v for k, v in summary.items() if k != "classes" and v is not None}  # h5ad has no None
     query.uns["seqalignatac"] = uns
     return Stage2Result(query=query, summary=summary, predictions=pred, train=train_res)
 

@@ -24,12 +24,12 @@ class GDAConfig:
 
     k: int = 15  # neighbours per cell in each domain's kNN graph
     source_depth: int = 0  # propagation steps of conv2 on the labeled reference (A2GNN: 0)
-    target_depth: int = 30  # K: propagation steps of conv2 on the query (A2GNN: 30)
+    target_depth: int = 2  # K: propagation steps of conv2 on the query (A2GNN: 30; see docs/stage2.md)
     head_depth: int = 1  # propagation steps of the classifier graph conv (A2GNN: 1)
-    hidden: int = 128
+    hidden: int = 64  # A2GNN: 128
     dropout: float = 0.1
-    alpha: float = 0.1  # weight of the domain loss
-    epochs: int = 200
+    alpha: float = 0.1  # weight of the domain loss (A2GNN: 0.001)
+    epochs: int = 100  # A2GNN: 200
     lr: float = 0.01
     weight_decay: float = 5e-4
     class_weight: str = "balanced"  # "balanced" (inverse class frequency) or "none"
