@@ -164,6 +164,10 @@ def to_markdown(res: dict) -> str:
                          f"{x['tokens_per_s']:.0f} | {x['model_tflops']} | {'' if frac is None else f'{frac:.1%}'} | {cos_s} |")  # fmt: skip
     for s in res.get("skipped", []):
         lines.append(f"\nSkipped: {s}")
+    if res["device_name"] == "CPU":
+        lines.append("\nGPU run pending (no GPU was lent to this session). On a GPU machine run:\n"
+                     "`python benchmarks/embed_throughput.py --device cuda` (v2-50m, v2-500m, v1-2.5b; 16,384 peaks "
+                     "in bf16, 2,048 in fp32, cosine on 512); it writes benchmarks/results/embed_throughput_gpu.{md,json}.")
     return "\n".join(lines) + "\n"
 
 

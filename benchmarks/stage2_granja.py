@@ -70,6 +70,7 @@ def build_cells(workdir: Path, drop_reference_label: str | None = None, threads:
         keep = ~((acc.obs["domain"] == "reference") & (acc.obs["label"] == drop_reference_label)).to_numpy()
         acc = acc[keep].copy()
     cells, lsi_summary = lsi(acc)
+    print(f"built: {acc.n_obs} cells x {acc.n_vars} peaks, LSI {lsi_summary['dims']} dims", flush=True)
     return cells, {"n_peaks": int(acc.n_vars), "n_cells": int(acc.n_obs), "lsi_dims": lsi_summary["dims"]}
 
 
@@ -114,6 +115,7 @@ def main() -> None:
 
     cells, build = build_cells(workdir, threads=args.threads)
     rows = [run_method(cells, m, args.seed, args.threads)[0] for m in ("gda", "knn")]
+    print({r["method"]: (round(r["accuracy"], 3), round(r["macro_f1"], 3)) for r in rows}, flush=True)
 
     cells_nk, build_nk = build_cells(workdir, drop_reference_label=NOVEL, threads=args.threads)
     novel = []
@@ -125,7 +127,7 @@ def main() -> None:
         novel.append({"method": m, "unknown_rate_query_nk": float(unk[is_nk].mean()),
                       "unknown_rate_query_others": float(unk[~is_nk].mean()), "n_query_nk": int(is_nk.sum()),
                       "nk_predicted_as": q.loc[is_nk, "seqalignatac_best_label"].value_counts().head(3).to_dict(),
-                      "accuracy_others_argmax": float((q["label"] == q["seqalignatac_best_label"])[~is_nk].mean())})
+                      "accuracy_others_argmax": float((q["label"].astype(str) == q["seqalignatac_best_label"].astype(str))[~is_nk].mean())})
 
     info["load_average_end"] = os.getloadavg()
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,

@@ -2,8 +2,8 @@
 
 Real data lives outside the repository (``../shared/data`` beside the checkout, or the folder
 named by ``--data`` / ``SEQALIGNATAC_DATA``).  The matrix ships as MatrixMarket (peaks x cells,
-fragment counts); this module turns it into cells x peaks AnnData per donor.  Nothing here looks
-at a query's labels except to store them in ``obs`` for scoring afterwards.
+fragment counts); ``seqalignatac convert --split-by Group`` turns it into one cells x peaks .h5ad
+per donor.  Nothing here looks at a query's labels except to keep them for scoring afterwards.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from pathlib import Path
 import anndata as ad
 import numpy as np
 import pandas as pd
-import scipy.io
 import scipy.sparse as sp
 
 GRANJA_DIR = "granja2019_bmmc_hemato"
@@ -57,47 +56,44 @@ def coarse_label(fine: str) -> str:
     return _COARSE_BY_PREFIX[m.group(1)]
 
 
-def load_granja(data_dir: Path | str | None = None) -> ad.AnnData:
-    """All 14,125 cells x 10,000 peaks, CSR float32 counts, with ``obs`` from ``cells.tsv``.
-
-    ``var`` carries ``chrom``/``start``/``end`` (0-based BED) and ``var_names`` are
-    ``chrom:start-end``; ``obs['coarse_label']`` holds the 6-group label.
-    """
+def cells_with_coarse(data_dir: Path | str | None, out: Path) -> Path:
+    """``cells.tsv`` plus a ``coarse_label`` column (derived from ``BioClassification``)."""
     folder = Path(data_dir or default_data_dir()) / GRANJA_DIR
-    mtx = folder / "counts_peaks_x_cells.mtx.gz"
-    for f in (mtx, folder / "cells.tsv", folder / "peaks.tsv"):
-        if not f.is_file():
-            raise FileNotFoundError(f"{f}: missing; point --data (or SEQALIGNATAC_DATA) at the shared data folder")
-    cells = pd.read_csv(folder / "cells.tsv", sep="\t", index_col="cell_id")
-    peaks = pd.read_csv(folder / "peaks.tsv", sep="\t")
-    x = sp.csr_matrix(scipy.io.mmread(mtx).T, dtype=np.float32)
-    if x.shape != (len(cells), len(peaks)):
-        raise ValueError(f"{mtx}: shape {x.shape[::-1]} does not match peaks.tsv x cells.tsv")
-    var = pd.DataFrame(
-        {"chrom": peaks["chrom"].astype(str).values,
-         "start": peaks["chromStart"].astype(np.int64).values,
-         "end": peaks["chromEnd"].astype(np.int64).values},
-        index=pd.Index(
-            peaks["chrom"].astype(str) + ":" + peaks["chromStart"].astype(str) + "-" + peaks["chromEnd"].astype(str),
-            name=None,
-        ),
-    )
-    obs = cells.copy()
-    obs.index = obs.index.astype(str)
-    obs[COARSE_KEY] = [coarse_label(v) for v in obs[LABEL_KEY]]
-    for col in (LABEL_KEY, COARSE_KEY, DONOR_KEY):
-        obs[col] = obs[col].astype(str)
-    return ad.AnnData(X=x, obs=obs, var=var)
+    src = folder / "cells.tsv"
+    if not src.is_file():
+        raise FileNotFoundError(f"{src}: missing; point --data (or SEQALIGNATAC_DATA) at the shared data folder")
+    cells = pd.read_csv(src, sep="\t", dtype={"cell_id": str})
+    cells[COARSE_KEY] = [coarse_label(v) for v in cells[LABEL_KEY]]
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp-write")
+    cells.to_csv(tmp, sep="\t", index=False)
+    tmp.replace(out)
+    return out
 
 
-def split(adata: ad.AnnData, direction: str) -> tuple[ad.AnnData, ad.AnnData]:
-    """Reference and query AnnData for one direction (copies, same peaks)."""
+def convert_command(data_dir: Path | str | None, cells_tsv: Path, outdir: Path, python: str) -> list[str]:
+    """``seqalignatac convert`` of the Granja matrix into one .h5ad per donor (``Group``)."""
+    folder = Path(data_dir or default_data_dir()) / GRANJA_DIR
+    return [python, "-m", "seqalignatac", "convert", "--matrix", str(folder / "counts_peaks_x_cells.mtx.gz"),
+            "--peaks", str(folder / "peaks.tsv"), "--cells", str(cells_tsv), "--out", str(outdir),
+            "--split-by", DONOR_KEY]
+
+
+def load_donor(convert_dir: Path, donor: str) -> ad.AnnData:
+    """One donor's cells x peaks AnnData as written by ``seqalignatac convert --split-by Group``."""
+    a = ad.read_h5ad(Path(convert_dir) / f"{donor}.h5ad")
+    a.X = sp.csr_matrix(a.X, dtype=np.float32)
+    for col in (LABEL_KEY, COARSE_KEY):
+        a.obs[col] = a.obs[col].astype(str)
+    return a
+
+
+def donors(direction: str) -> tuple[str, str]:
+    """(reference donor, query donor) of a direction name."""
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; choose from {sorted(DIRECTIONS)}")
-    ref_donor, query_donor = DIRECTIONS[direction]
-    ref = adata[adata.obs[DONOR_KEY] == ref_donor].copy()
-    query = adata[adata.obs[DONOR_KEY] == query_donor].copy()
-    return ref, query
+    return DIRECTIONS[direction]
 
 
 def drop_types(ref: ad.AnnData, coarse_group: str) -> ad.AnnData:

@@ -34,6 +34,8 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         tmp.mkdir()
     try:
         yield tmp
+        # mkstemp/mkdtemp create owner-only entries; published files must follow the umask.
+        os.chmod(tmp, (0o777 if is_dir else 0o666) & ~_umask())
         if is_dir and target.is_dir():
             shutil.rmtree(target)
         os.replace(tmp, target)
@@ -43,6 +45,12 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         else:
             tmp.unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def write_text(path: str | os.PathLike, text: str) -> None:

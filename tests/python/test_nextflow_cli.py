@@ -504,3 +504,35 @@ def test_checker_catches_a_broken_copy_of_a_real_module() -> None:
     broken = text.replace("--shard ${shard}/${meta.shards}", "--shards ${shard}/${meta.shards}")
     assert broken != text
     assert any("has no option --shards" in p for p in check_module_text(broken, module, config))
+
+
+def _fetch_main() -> click.Command:
+    return click_command_for(Call("SEQALIGNATAC_FETCHMODEL", MODULES, "seqalignatac_fetch_model.py", None))
+
+
+def test_fetch_model_script_downloads_into_outdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Success path with the Hub client replaced by a fake (no network in tests)."""
+    import huggingface_hub
+    from click.testing import CliRunner
+
+    seen = {}
+
+    def fake_snapshot_download(repo_id, revision, local_dir, cache_dir, ignore_patterns):  # noqa: ANN001
+        seen.update(repo_id=repo_id, revision=revision, ignore=ignore_patterns)
+        Path(local_dir).mkdir(parents=True)
+        (Path(local_dir) / "config.json").write_text("{}")
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
+    r = CliRunner().invoke(_fetch_main(), ["--model", "org/nt", "--outdir", str(tmp_path / "m"), "--revision", "v2"])
+    assert r.exit_code == 0, r.output
+    assert seen["repo_id"] == "org/nt" and seen["revision"] == "v2" and "*.h5" in seen["ignore"]
+    assert (tmp_path / "m" / "config.json").is_file()
+
+    def no_config(repo_id, revision, local_dir, cache_dir, ignore_patterns):  # noqa: ANN001
+        Path(local_dir).mkdir(parents=True)
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", no_config)
+    r = CliRunner().invoke(_fetch_main(), ["--model", "org/x", "--outdir", str(tmp_path / "n")])
+    assert r.exit_code == 2 and "no config.json" in r.output
