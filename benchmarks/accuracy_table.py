@@ -219,9 +219,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tools", nargs="+", default=DEFAULT_TOOLS, choices=list(TOOLS))
     ap.add_argument("--reuse", action="store_true", help="keep runs that already finished")
     ap.add_argument("--timeout", type=float, default=None, help="seconds before a peer run is stopped")
+    ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
     ap.add_argument("--work", type=Path, default=runner.SCRATCH / "work")
     ap.add_argument("--out", type=Path, default=runner.RESULTS / "accuracy_table")
     args = ap.parse_args(argv)
+    runner.LOCK_ENABLED = not args.no_lock
     data = Path(args.data or granja.default_data_dir())
     fasta = data / FASTA_REL
     work = args.work

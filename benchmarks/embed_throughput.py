@@ -24,7 +24,7 @@ import time
 import numpy as np
 import torch
 
-from seqalignatac.embed.nt_model import build_nt, n_params
+from seqalignatac.embed.nt_model import build_nt, n_params, to_device_dtype
 from seqalignatac.embed.runner import NTEmbedder, default_batch_size
 from seqalignatac.embed.tiny import nt_config
 from seqalignatac.embed.tokenizer import NTTokenizer, nt_vocab
@@ -109,7 +109,7 @@ def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtyp
     pooled = {}
     for dname in dtypes:
         dtype = getattr(torch, dname)
-        model = model32 if dname == "float32" else copy.deepcopy(model32).to(dtype)
+        model = model32 if dname == "float32" else to_device_dtype(copy.deepcopy(model32), device, dtype)
         emb = NTEmbedder(model, tok, device, dtype)
         n = min(n_peaks, fp32_peaks) if (dname == "float32" and fp32_peaks) else n_peaks
         run_pool(emb, tokens[: min(bs, n)], bs)  # warm-up (kernels, allocator)

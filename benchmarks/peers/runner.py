@@ -27,12 +27,14 @@ BENCH = REPO / "benchmarks"
 RESULTS = BENCH / "results"
 SCRATCH = Path(os.environ.get("SEQALIGNATAC_BENCH_SCRATCH", BENCH / "_scratch"))
 HEAVY_LOCK = Path(os.environ.get("SEQALIGNATAC_HEAVY_LOCK", "/tmp/seqalignatac-heavy.lock"))
+# Off only for quick checks of the scripts themselves (--no-lock); recorded results hold the lock.
+LOCK_ENABLED = True
 
 
 @contextlib.contextmanager
 def heavy_lock(enabled: bool = True) -> Iterator[float]:
     """Hold the machine-wide heavy-job lock; yields the seconds spent waiting for it."""
-    if not enabled:
+    if not (enabled and LOCK_ENABLED):
         yield 0.0
         return
     t0 = time.time()
@@ -159,7 +161,9 @@ def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
         if v is None:
             return "–"
         if isinstance(v, float):
-            return f"{v:.3f}"
+            if abs(v) >= 100:
+                return f"{v:,.0f}"
+            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
         return str(v).replace("|", "\\|")
     head = "| " + " | ".join(h for _, h in columns) + " |"
     sep = "| " + " | ".join("---" for _ in columns) + " |"

@@ -130,8 +130,6 @@ def _read_10x_h5(path: str):
 
 def read_matrix(matrix, peaks=None, cells=None, cells_axis: str = "auto"):
     """Return an AnnData (cells x peaks) from any supported input (see module doc)."""
-    import anndata as ad
-
     mpath = os.fspath(matrix)
     if not os.path.exists(mpath):
         raise InputError("matrix does not exist; check the path", mpath)

@@ -12,7 +12,6 @@ import json
 import logging
 import os
 from collections import Counter
-from pathlib import Path
 
 import click
 import numpy as np

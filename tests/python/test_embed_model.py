@@ -198,3 +198,24 @@ def test_hub_name_fetches_only_weights_config_tokenizer(tiny, monkeypatch):
     assert not any(p.endswith(".py") or p in ("*", "*.*") for p in patterns)
     assert {"config.json", "vocab.txt"} <= set(patterns) and any("safetensors" in p for p in patterns)
     load_nt(spec.path)
+
+
+def test_bf16_keeps_rotary_frequencies_in_fp32(tiny):
+    m = load_nt(tiny["v2"], dtype=torch.bfloat16)
+    assert m.rotary_embeddings.inv_freq.dtype == torch.float32
+    assert m.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    ref = load_nt(tiny["v2"])
+    torch.testing.assert_close(m.rotary_embeddings.inv_freq, ref.rotary_embeddings.inv_freq, rtol=0, atol=0)
+
+
+def test_contact_head_loaded_when_present_zero_when_absent(tiny, tmp_path):
+    d = _copy(tiny["v1"], tmp_path / "m")
+    sd = _sd(d)
+    sd["esm.contact_head.regression.weight"] = torch.full_like(sd["esm.contact_head.regression.weight"], 0.5)
+    save_file(sd, d / "model.safetensors")
+    assert torch.all(load_nt(d).contact_head.regression.weight == 0.5)
+    del sd["esm.contact_head.regression.weight"], sd["esm.contact_head.regression.bias"]
+    save_file(sd, d / "model.safetensors")
+    m = load_nt(d)
+    assert not any(t.is_meta for t in m.state_dict().values())
+    assert torch.all(m.contact_head.regression.weight == 0)

@@ -197,7 +197,7 @@ def test_resume_after_interruption(tiny, tmp_path, monkeypatch):
 
         return hook
 
-    with pytest.raises(Killed):  # dies while batch 3 is in flight: batches 1 and 2 are finished
+    with pytest.raises(Killed):  # interrupted after batch 3 was computed: batches 1-3 are kept
         embed_fasta(path, tiny["v2"], str(out), device="cpu", batch_size=8, cache_dir=cache, progress=False, _on_batch=kill_after(3))
     assert not out.exists()  # nothing that looks finished
     # a torn write (killed mid-append) must be ignored, not misread
@@ -208,7 +208,7 @@ def test_resume_after_interruption(tiny, tmp_path, monkeypatch):
     real = runner.NTEmbedder.pool
     monkeypatch.setattr(runner.NTEmbedder, "pool", lambda self, t, c: (calls.append(len(t)), real(self, t, c))[1])
     r = embed_fasta(path, tiny["v2"], str(out), device="cpu", batch_size=8, cache_dir=cache, progress=False)
-    assert r.n_cached == 16 and sum(calls) == 24  # the two finished batches are not redone
+    assert r.n_cached == 24 and sum(calls) == 16  # the three finished batches are not redone
     ref = tmp_path / "ref.h5"
     embed_fasta(path, tiny["v2"], str(ref), device="cpu", batch_size=8, cache_dir=str(tmp_path / "fresh"), progress=False)
     np.testing.assert_allclose(read_embeddings(out)[1], read_embeddings(ref)[1], atol=1e-6)

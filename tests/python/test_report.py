@@ -66,7 +66,7 @@ def test_report_content_matches_the_step_outputs(pipeline_run):
     # Every figure is an inline PNG; nothing refers to another file or the network.
     imgs = re.findall(r'<img id="([\w-]+)"[^>]* src="([^"]{0,40})', text)
     assert {i for i, _ in imgs} == {"fig-composition", "fig-training", "fig-umap", "fig-counts", "fig-confidence",
-                                    "fig-confusion"}
+                                    "fig-confusion", "fig-stage2"}
     assert all(src.startswith("data:image/png;base64,") for _, src in imgs)
     assert "http://" not in text and "https://" not in text
     # Per-class table rows: one per true class.
@@ -238,7 +238,8 @@ def test_probe_detects_errors_and_broken_images(tmp_path):
     assert any("boom" in line for line in console)
 
 
-EXPECTED_FIGURES = {"fig-composition", "fig-training", "fig-umap", "fig-counts", "fig-confidence", "fig-confusion"}
+EXPECTED_FIGURES = {"fig-composition", "fig-training", "fig-umap", "fig-counts", "fig-confidence", "fig-confusion",
+                    "fig-stage2"}
 
 
 def test_report_opens_without_errors_and_every_figure_renders(pipeline_run, tmp_path):

@@ -1,14 +1,11 @@
 """`seqalignatac run` end to end on simulated data: a broken pair does not stop a good one,
-re-runs skip unchanged steps, a changed parameter re-runs only what depends on it, and a killed
-run resumes without redoing finished steps."""
+re-runs skip unchanged steps, a changed parameter or output re-runs only what depends on it,
+the LSI/kNN ablation runs without genome or model.  (Kill/resume and the demo: test_runner_resume.py.)"""
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -113,35 +110,19 @@ def test_unknown_step_option_fails_before_any_work(two_pairs, tmp_path):
     assert res.exit_code == 2 and "expected KEY=VALUE" in res.output
 
 
-def test_killed_run_resumes(sim, tmp_path):
-    """SIGKILL the runner while stage 1 trains; the next run skips finished steps and resumes train."""
+def test_lsi_knn_run_needs_no_genome_or_model(sim, tmp_path):
+    """The sequence-free ablation: prepare, train (LSI), annotate (kNN), report; no extract/embed."""
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query,query_label_key\n"
-                     f"p,{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']}\n")
-    out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "seqalignatac", "run", "--samplesheet", str(sheet), "--fasta", sim["fasta"],
-           "--outdir", str(out), "--model", "kmer", "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5",
-           "--annotate-opt", "epochs=30", "--seed", "0", "--threads", "2", "--max-umap-cells", "400", "--no-progress"]
-    checkpoint = out / "p" / "train" / "checkpoint" / "state.pt"  # written at every epoch end
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        deadline = time.time() + 300
-        while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
-            time.sleep(0.02)
-        assert checkpoint.exists(), "stage 1 never reached its first epoch end"
-        os.killpg(proc.pid, signal.SIGKILL)  # mid-training: at least `patience` more epochs were due
-    finally:
-        proc.wait(timeout=30)
-    assert (out / "p" / ".seqalignatac" / "train.started.json").exists()
-    assert not (out / "p" / "train" / "train_summary.json").exists()
-    assert not (out / "p" / ".seqalignatac" / "train.done.json").exists()
-
-    pairs = read_samplesheet(sheet)
-    opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
-                      train_overrides={"hidden": [64], "patience": 5, "epochs": 40}, annotate_overrides={"epochs": 30})
-    (r,) = run_pipeline(pairs, out, opts)
-    assert r.ok, r.error
-    assert r.skipped == ["prepare", "extract", "embed"]
-    assert r.resumed == ["train"]
-    assert r.ran == ["train", "annotate", "report"]
-    assert (out / "p" / "report" / "p_report.html").is_file()
+    sheet.write_text("pair_id,reference,reference_label_key,query\n"
+                     f"lsi,{sim['reference']},{sim['label_key']},{sim['query']}\n")
+    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "o"),
+                                   "--train-method", "lsi", "--annotate-method", "knn", "--max-umap-cells", "300",
+                                   "--no-progress"])
+    assert res.exit_code == 0, res.output
+    pair = tmp_path / "o" / "lsi"
+    assert sorted(p.name for p in pair.iterdir() if not p.name.startswith(".")) == ["annotate", "prepare", "report",
+                                                                                    "train"]
+    assert json.loads((pair / "train" / "train_summary.json").read_text())["method"] == "lsi"
+    assert not (pair / "annotate" / "metrics.json").exists()  # no query_label_key: nothing to score
+    text = (pair / "report" / "lsi_report.html").read_text()
+    assert "Accuracy against" not in text and 'id="fig-umap"' in text

@@ -199,25 +199,49 @@ def load_nt(model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
     with torch.device("meta"):
         model = build_nt(cfg)
     check_state_dict(model, sd, wpath)
-    for k in [k for k in sd if UNUSED_OK.match(k) and not k.startswith("encoder.layer.")]:
-        del sd[k]
-    model = model.to_empty(device="cpu")
-    # Non-persistent / recomputable buffers are not in checkpoints; set them from the config.
-    model.embeddings.position_ids.copy_(torch.arange(model.embeddings.position_ids.shape[-1]).expand(1, -1))
-    if model.rotary_embeddings is not None:
-        inv, _ = model.rotary_embeddings.compute_default_rope_parameters(model.config)
-        model.rotary_embeddings.inv_freq.copy_(inv)
+    model_keys = set(model.state_dict())
+    for k in [k for k in sd if k not in model_keys and not k.endswith(".rotary_embeddings.inv_freq")]:
+        del sd[k]  # lm_head.*, old position_ids: checked as allowed above
+    # assign=True adopts the checkpoint tensors instead of copying them: peak memory = one checkpoint.
     # EsmModel.load_hook maps old per-layer rotary inv_freq keys onto the model-level buffer.
-    result = model.load_state_dict(sd, strict=False)
-    leftover = [k for k in result.unexpected_keys]
+    result = model.load_state_dict(sd, strict=False, assign=True)
+    leftover = list(result.unexpected_keys)
     absent = [k for k in result.missing_keys if not MISSING_OK.match(k)]
-    if any(k.startswith("contact_head.") for k in result.missing_keys):
-        with torch.no_grad():  # unused by embeddings; defined values instead of uninitialized memory
-            for p in model.contact_head.parameters():
-                p.zero_()
     if leftover or absent:  # check_state_dict should have caught these; never load silently
         raise InputError(f"checkpoint load left {_few(leftover + absent)} unmatched", wpath)
-    return model.to(device=device, dtype=dtype).eval()
+    _materialize_rest(model)
+    return to_device_dtype(model, device, dtype)
+
+
+def to_device_dtype(model: EsmModel, device: str | torch.device, dtype: torch.dtype) -> EsmModel:
+    """Cast weights, but keep the rotary frequencies in fp32: in bf16 the angles of late
+    positions would be off by a large fraction of a radian."""
+    rot = model.rotary_embeddings
+    inv = rot.inv_freq.detach().float().clone() if rot is not None else None
+    model = model.to(device=device, dtype=dtype)
+    if rot is not None:
+        rot.register_buffer("inv_freq", inv.to(device))
+    return model.eval()
+
+
+def _materialize_rest(model: EsmModel) -> None:
+    """Give the tensors no checkpoint holds real values: unused contact head (zeros),
+    position ids and, when absent, the rotary frequencies (both computed from the config)."""
+    with torch.no_grad():
+        for mod in model.modules():
+            for name, p in list(mod.named_parameters(recurse=False)):
+                if p.is_meta:
+                    setattr(mod, name, nn.Parameter(torch.zeros(p.shape, dtype=torch.float32), requires_grad=False))
+        emb = model.embeddings
+        n = emb.position_ids.shape[-1]
+        emb.register_buffer("position_ids", torch.arange(n).expand(1, -1), persistent=False)
+        rot = model.rotary_embeddings
+        if rot is not None and rot.inv_freq.is_meta:
+            inv, _ = rot.compute_default_rope_parameters(model.config)
+            rot.register_buffer("inv_freq", inv)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:  # pragma: no cover - a transformers change we have not seen
+        raise RuntimeError(f"tensors left uninitialized after loading: {_few(left)}")
 
 
 def fingerprint_files(model_dir: str | os.PathLike, cache_dir: str | os.PathLike | None = None) -> str:

@@ -105,15 +105,17 @@ class NTEmbedder:
         tok = NTTokenizer.from_dir(model_dir, default_max_length=model.config.max_position_embeddings - 2)
         return cls(model, tok, device, dtype)
 
-    def check_lengths(self, counts: np.ndarray, lengths: np.ndarray, ids: Sequence[str], path: str) -> None:
+    def check_lengths(self, counts: np.ndarray, seqs: Sequence[str], ids: Sequence[str], path: str) -> None:
         cap = self.tokenizer.model_max_length
         over = np.flatnonzero(counts > cap)
         if over.size:
             i = int(over[0])
+            n_other = len(seqs[i]) - sum(seqs[i].count(b) for b in "ACGT")
+            why = f"; N and other non-ACGT letters are one token each, this peak has {n_other}" if n_other else ""
             raise InputError(
-                f"{over.size} peaks are longer than the model's context, e.g. {ids[i]} ({int(lengths[i])} bp = "
-                f"{int(counts[i])} tokens); this model takes at most {cap} tokens, i.e. "
-                f"{(cap - 1) * 6} bp without N; extract narrower peaks (extract --width)",
+                f"{over.size} peaks are longer than the model's context, e.g. {ids[i]} ({len(seqs[i])} bp = "
+                f"{int(counts[i])} tokens{why}); this model takes at most {cap} tokens, i.e. "
+                f"{(cap - 1) * 6} bp without N; extract narrower peaks (extract --width) or drop them",
                 path,
             )
 
@@ -233,7 +235,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
     todo = np.flatnonzero(~hit)
 
     tokens, counts = emb.tokenizer.encode_many([useqs[i] for i in todo])
-    emb.check_lengths(counts, np.array([len(useqs[i]) for i in todo]), [uids[i] for i in todo], fasta)
+    emb.check_lengths(counts, [useqs[i] for i in todo], [uids[i] for i in todo], fasta)
     order = np.argsort(counts, kind="stable")  # equal token counts side by side: no padding
     bs = batch_size or default_batch_size(dev, emb.dim, int(counts.max(initial=1)))
     bar = tqdm(total=len(todo), unit=" peaks", desc="embed", disable=not progress or len(todo) == 0,
@@ -267,6 +269,11 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
             _finish(pending, todo, ukeys, vec, cache, bar)
             pending = None
     finally:
+        if pending is not None:  # interrupted (Ctrl-C, error elsewhere): keep the batch already computed
+            try:
+                _finish(pending, todo, ukeys, vec, cache, bar)
+            except Exception:  # e.g. the CUDA context itself failed; the batch is redone on resume
+                pass
         bar.close()
         cache.close()
     write_embeddings(out, ids, vec[row_of], {**attrs, "batch_size": bs, "device": dev})

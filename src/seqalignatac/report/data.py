@@ -37,6 +37,7 @@ class PairData:
     embedding: np.ndarray  # cells x dims, float32
     annotate_summary: dict[str, Any]
     predictions: pd.DataFrame  # indexed by cell_id
+    annotate_curve: pd.DataFrame | None = None  # stage-2 per-epoch losses (gda only)
     metrics: dict[str, Any] | None = None
     per_class: pd.DataFrame | None = None
     confusion: pd.DataFrame | None = None
@@ -113,6 +114,9 @@ def load_pair(
     predictions["is_unknown"] = predictions["is_unknown"].astype(str).str.lower().isin(["true", "1"])
     predictions = predictions.set_index("cell_id")
 
+    annotate_curve = None
+    if (ann / "training_curve.tsv").is_file():
+        annotate_curve = pd.read_csv(ann / "training_curve.tsv", sep="\t")
     per_class = confusion = None
     if (ann / "per_class.csv").is_file():
         per_class = pd.read_csv(ann / "per_class.csv", index_col=0)
@@ -145,6 +149,7 @@ def load_pair(
         embedding=np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32),
         annotate_summary=_optional_json(ann / "annotate_summary.json") or {},
         predictions=predictions,
+        annotate_curve=annotate_curve,
         metrics=_optional_json(ann / "metrics.json"),
         per_class=per_class,
         confusion=confusion,

@@ -127,7 +127,7 @@ def umap_figure(
 
 # ----------------------------------------------------------------------------------- stage 1
 
-def training_curve_figure(curve: pd.DataFrame) -> str | None:
+def training_curve_figure(curve: pd.DataFrame, loss_title: str = "loss", metric_title: str = "held-out metrics") -> str | None:
     """Losses in one panel, metrics within [0, 1] (AUROC, AUPRC, ...) in another, any other column alone."""
     num = curve.select_dtypes("number")
     if num.empty:
@@ -137,7 +137,7 @@ def training_curve_figure(curve: pd.DataFrame) -> str | None:
     rest = [c for c in num.columns if c != xcol and not c.lower().endswith(("seconds", "time", "lr", "_s"))]
     losses = [c for c in rest if "loss" in c.lower()]
     unit = [c for c in rest if c not in losses and num[c].between(0, 1).all()]
-    groups = [(g, t) for g, t in ((losses, "loss"), (unit, "held-out metrics" if losses else "")) if g]
+    groups = [(g, t) for g, t in ((losses, loss_title), (unit, metric_title if losses else "")) if g]
     groups += [([c], c) for c in rest if c not in losses and c not in unit]
     if not groups:
         return None
@@ -160,7 +160,7 @@ def training_curve_figure(curve: pd.DataFrame) -> str | None:
 def label_composition_figure(table: pd.DataFrame, colors: dict[str, str]) -> str:
     """Stacked horizontal bars: fraction of each label in the reference and the query."""
     frac = table.div(table.sum(axis=0).replace(0, np.nan), axis=1).fillna(0.0)
-    fig, ax = plt.subplots(figsize=(9, 0.6 + 0.55 * frac.shape[1]))
+    fig, ax = plt.subplots(figsize=(7.5, 1.3 + 0.45 * frac.shape[1]))
     left = np.zeros(frac.shape[1])
     for lab in frac.index:
         vals = frac.loc[lab].to_numpy()
@@ -169,7 +169,7 @@ def label_composition_figure(table: pd.DataFrame, colors: dict[str, str]) -> str
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of cells")
     ax.invert_yaxis()
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=7,
+    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8,
               ncol=1 if len(frac.index) <= 12 else 2)
     fig.tight_layout()
     return to_data_uri(fig)

@@ -16,7 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..atomic import write_text
-from ..metrics import UNKNOWN, evaluate
+from ..metrics import evaluate
 from . import figures
 from .data import PairData, load_pair
 from .mqc import read_mqc, write_mqc
@@ -206,6 +206,12 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         harmon.append({"what": what, "value": f"{100 * v:.1f} %" if key in FRACTION_KEYS else fmt_num(v)})
     renames = data.prepare_summary.get("chromosome_renames") or {}
     extract = data.extract_summary
+    for key, what in (("written", "Peak sequences extracted"),
+                      ("peaks_on_absent_contigs", "Peaks on contigs absent from the FASTA (no sequence)"),
+                      ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
+                      ("all_n_sequences", "Peak sequences that are all N")):
+        if extract and extract.get(key) is not None:
+            harmon.append({"what": what, "value": fmt_num(extract[key])})
 
     # --- stage 1
     ts = data.train_summary
@@ -234,7 +240,8 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     # --- predictions
     unknown = pred["is_unknown"].to_numpy(dtype=bool)
     counts = pred["predicted_label"].astype(str).value_counts()
-    threshold = _first_number(data.annotate_summary, ("unknown.threshold", "unknown_threshold", "threshold"))
+    threshold = _first_number(data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold",
+                                                      "unknown_threshold"))
     predictions = {
         "n": int(len(pred)),
         "unknown_rate": float(unknown.mean()) if len(pred) else 0.0,
@@ -244,7 +251,11 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         "counts": [{"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")} for k, v in counts.items()],
         "counts_figure": figures.prediction_counts_figure(pred["predicted_label"], colors) if len(pred) else None,
         "confidence_figure": figures.confidence_figure(pred["confidence"].to_numpy(float), unknown, threshold) if len(pred) else None,
-        "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:40],
+        "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:60],
+        "method": data.annotate_summary.get("method", ""),
+        "curve_figure": (figures.training_curve_figure(data.annotate_curve, "stage-2 training loss",
+                                                       "gradient-reversal weight")
+                         if data.annotate_curve is not None and len(data.annotate_curve) else None),
     }
 
     # --- accuracy (query labels known)

@@ -117,7 +117,6 @@ def check_options(opts: RunOptions) -> None:
 
 def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> list[Step]:
     """The step list of one pair; each ``run`` calls the step's Python function."""
-    from ..extract import DEFAULT_WIDTH  # noqa: F401  (fail early if the package is broken)
     from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
 
     d = {s: pair_dir / s for s in STEPS}
@@ -311,6 +310,8 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
         if bar is not None:
             bar.close()
     res.seconds = time.perf_counter() - t0
+    if not res.ok:
+        log.error("%s: FAILED: %s", pair.pair_id, res.error)  # now, not only in the summary at the end
     return res
 
 

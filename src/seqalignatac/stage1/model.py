@@ -114,8 +114,8 @@ def output_step(H: torch.Tensor, Z: torch.Tensor, b: torch.Tensor, rows: torch.T
     """
     n = H.shape[0] * Z.shape[0]
     L = torch.addmm(b, H, Z.T)  # B x cells logits
-    loss = torch.nn.functional.softplus(L).sum() - L[rows, cols].sum()
     ones = L[rows, cols]
+    loss = torch.nn.functional.softplus(L).sum() - ones.sum()
     G = L.sigmoid_()
     G[rows, cols] = torch.sigmoid(ones) - 1  # (row, col) pairs are unique: plain assignment is exact
     G.mul_(1.0 / n)

@@ -1,0 +1,179 @@
+"""Helpers behind the benchmark tables (benchmarks/): labels, exchange files, scoring, collection."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks"
+sys.path.insert(0, str(BENCH / "peers"))
+sys.path.insert(0, str(BENCH))
+
+import exchange  # noqa: E402
+import granja  # noqa: E402
+import lsi_logreg  # noqa: E402
+import runner  # noqa: E402
+import throughput_table  # noqa: E402
+from unknown_table import unknown_metrics  # noqa: E402
+
+FINE = ["01_HSC", "05_CMP.LMPP", "06_CLP.1", "07_GMP", "11_CD14.Mono.1", "12_CD14.Mono.2", "15_CLP.2", "16_Pre.B",
+        "17_B", "19_CD8.N", "20_CD4.N1", "21_CD4.N2", "22_CD4.M", "23_CD8.EM", "24_CD8.CM", "25_NK"]
+
+
+def test_coarse_groups_follow_issue_definition():
+    got = {f: granja.coarse_label(f) for f in FINE}
+    assert {f for f, g in got.items() if g == "Progenitor"} == {"01_HSC", "05_CMP.LMPP", "06_CLP.1", "15_CLP.2"}
+    assert {f for f, g in got.items() if g == "GMP"} == {"07_GMP"}
+    assert {f for f, g in got.items() if g == "Mono"} == {"11_CD14.Mono.1", "12_CD14.Mono.2"}
+    assert {f for f, g in got.items() if g == "B"} == {"16_Pre.B", "17_B"}
+    assert {f for f, g in got.items() if g == "T"} == {"19_CD8.N", "20_CD4.N1", "21_CD4.N2", "22_CD4.M",
+                                                       "23_CD8.EM", "24_CD8.CM"}
+    assert {f for f, g in got.items() if g == "NK"} == {"25_NK"}
+
+
+@pytest.mark.parametrize("bad", ["Unk", "02_Early.Eryth", "", "NK"])
+def test_coarse_label_rejects_unknown_types(bad):
+    with pytest.raises(ValueError, match="no coarse group"):
+        granja.coarse_label(bad)
+
+
+def test_direction_names():
+    assert granja.donors("D6toD5") == ("BMMC_D6T1", "BMMC_D5T1")
+    assert granja.donors("D5toD6") == ("BMMC_D5T1", "BMMC_D6T1")
+    with pytest.raises(ValueError, match="unknown direction"):
+        granja.donors("D1toD2")
+
+
+def _toy(n_ref=300, n_query=120, n_peaks=200, seed=0):
+    """Three cell types, each opening its own block of peaks; query with fewer reads (a batch effect)."""
+    rng = np.random.default_rng(seed)
+    types = np.array(["A", "B", "C"])
+
+    def cells(n, p_open):
+        y = types[rng.integers(0, 3, n)]
+        prob = np.full((n, n_peaks), 0.02)
+        for i, t in enumerate(types):
+            prob[y == t, i * 60:(i + 1) * 60] = p_open
+        return sp.csr_matrix((rng.random((n, n_peaks)) < prob).astype(np.float32)), y
+
+    rx, ry = cells(n_ref, 0.5)
+    qx, qy = cells(n_query, 0.3)
+    peaks = pd.DataFrame({"chrom": "chr1", "start": np.arange(n_peaks) * 1000, "end": np.arange(n_peaks) * 1000 + 500},
+                         index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
+    return rx, ry, qx, qy, peaks
+
+
+def test_exchange_round_trip_keeps_query_labels_out(tmp_path):
+    rx, ry, qx, qy, peaks = _toy()
+    folder = exchange.write(tmp_path / "ex", rx, [f"r{i}" for i in range(rx.shape[0])], ry, qx,
+                            [f"q{i}" for i in range(qx.shape[0])], peaks)
+    data = exchange.read(folder)
+    assert (data["ref_x"] != rx).nnz == 0 and (data["query_x"] != qx).nnz == 0
+    assert list(data["ref_labels"]) == list(ry)
+    assert list(data["peaks"]["peak_id"]) == list(peaks.index)
+    # nothing a tool can read holds the query's truth
+    assert list(pd.read_csv(folder / "query_cells.tsv", sep="\t").columns) == ["cell_id"]
+
+
+def test_predictions_round_trip_and_missing_column(tmp_path):
+    path = tmp_path / "p.csv"
+    exchange.write_predictions(path, ["a", "b"], ["T", exchange.UNKNOWN], [0.9, 0.2])
+    df = exchange.read_predictions(path)
+    assert df.loc["b", "predicted_label"] == "Unknown" and df.loc["a", "confidence"] == pytest.approx(0.9)
+    (tmp_path / "bad.csv").write_text("cell,label\na,T\n")
+    with pytest.raises(ValueError, match="missing column"):
+        exchange.read_predictions(tmp_path / "bad.csv")
+
+
+def test_lsi_logreg_baseline_learns_toy_types(tmp_path):
+    rx, ry, qx, qy, peaks = _toy()
+    qids = [f"q{i}" for i in range(qx.shape[0])]
+    folder = exchange.write(tmp_path / "ex", rx, [f"r{i}" for i in range(rx.shape[0])], ry, qx, qids, peaks)
+    for clf in ("logreg", "knn15"):
+        out = tmp_path / f"{clf}.csv"
+        assert lsi_logreg.main(["--exchange", str(folder), "--out", str(out), "--classifier", clf]) == 0
+        pred = exchange.read_predictions(out).loc[qids, "predicted_label"].to_numpy()
+        assert (pred == qy).mean() > 0.9
+
+
+def test_lsi_features_are_fitted_on_reference_only():
+    rx, _, qx, _, _ = _toy()
+    r1, q1 = lsi_logreg.lsi_features(rx, qx)
+    r2, q2 = lsi_logreg.lsi_features(rx, qx[:10])
+    assert r1.shape[1] == lsi_logreg.N_COMPONENTS - 1
+    np.testing.assert_allclose(r1, r2)          # the query cannot move the reference features
+    np.testing.assert_allclose(q1[:10], q2, atol=1e-10)  # nor other query cells a query cell's
+
+
+def test_unknown_metrics():
+    truth = pd.Series(["25_NK", "25_NK", "17_B", "17_B", "22_CD4.M"], index=list("abcde"))
+    pred = pd.Series(["Unknown", "22_CD4.M", "17_B", "Unknown", "22_CD4.M"], index=list("abcde"))
+    m = unknown_metrics(truth, pred, {"25_NK"})
+    assert m["removed_type_unknown_share"] == 0.5
+    assert m["others_unknown_share"] == pytest.approx(1 / 3)
+    assert m["others_accuracy"] == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="no cell of the removed"):
+        unknown_metrics(truth, pred, {"16_Pre.B"})
+
+
+def test_run_measured_reports_time_memory_and_failure(tmp_path):
+    runner.LOCK_ENABLED = False
+    try:
+        ok = runner.run_measured([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(1.0)"],
+                                 tmp_path / "ok.log")
+        assert ok["rc"] == 0 and ok["wall_s"] >= 1.0 and ok["peak_rss_mb"] > 150
+        bad = runner.run_measured([sys.executable, "-c", "raise SystemExit('boom')"], tmp_path / "bad.log")
+        assert bad["rc"] != 0 and "boom" in runner.tail(tmp_path / "bad.log")
+        slow = runner.run_measured([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "slow.log",
+                                   timeout_s=1)
+        assert slow["timed_out"] and slow["wall_s"] < 20
+    finally:
+        runner.LOCK_ENABLED = True
+
+
+def test_md_table_formats_numbers_and_missing():
+    md = runner.md_table([{"a": 0.12345, "b": None, "c": 1234.5, "d": "x|y"}],
+                         [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")])
+    assert "| 0.123 | – | 1,234 | x\\|y |" in md
+
+
+def test_throughput_collector_reads_sources_and_lists_missing(tmp_path):
+    (tmp_path / "stage1_scale_cpu.json").write_text(json.dumps({
+        "command": "python benchmarks/stage1_scale.py", "machine": {"date": "2026-01-01", "load_average": [3.0, 2, 1]},
+        "results": [{"cells": 100000, "peaks": 100000, "device": "cpu", "epoch_seconds": 12.5, "peak_rss_gb": 1.5}]}))
+    (tmp_path / "demo_walltime.json").write_text(json.dumps({
+        "date": "2026-01-01", "first_run": {"wall_seconds": 99.0, "peak_rss_mib": 500}, "model": "kmer"}))
+    (tmp_path / "something_else.json").write_text("{}")
+    (tmp_path / "stage2_scale_broken.json").write_text("{not json")
+    rows, missing, unread = throughput_table.collect(tmp_path)
+    measures = {(r["area"], r["measure"], r["value"]) for r in rows}
+    assert ("stage 1", "stage 1 epoch time", 12.5) in measures
+    assert ("stage 1", "stage 1 peak memory", 1.5) in measures
+    assert any(r["area"] == "demo" and r["value"] == 99.0 for r in rows)
+    assert rows[0]["load_1min"] == 3.0 or rows[1]["load_1min"] == 3.0
+    assert "stage-1 time & memory at 300k cells" in missing and "embedding peaks/s on GPU" in missing
+    assert "demo wall time" not in missing
+    assert "something_else.json" in unread and any(u.startswith("stage2_scale_broken.json") for u in unread)
+    assert throughput_table.main(["--results", str(tmp_path)]) == 0
+    assert "Not measured yet" in (tmp_path / "throughput_table.md").read_text()
+
+
+@pytest.mark.realdata
+def test_granja_cells_with_coarse_matches_readme_counts(shared_data, tmp_path):
+    out = granja.cells_with_coarse(shared_data, tmp_path / "cells.tsv")
+    cells = pd.read_csv(out, sep="\t")
+    counts = cells.groupby(["Group", "coarse_label"]).size()
+    assert counts[("BMMC_D5T1", "NK")] == 217 and counts[("BMMC_D6T1", "NK")] == 313
+    assert counts[("BMMC_D5T1", "B")] == 91 + 660 and counts[("BMMC_D6T1", "T")] == 570 + 1573 + 30 + 1243 + 42 + 440
+    assert len(cells) == 14125
+
+
+def test_missing_data_folder_is_reported(tmp_path):
+    with pytest.raises(FileNotFoundError, match="SEQALIGNATAC_DATA"):
+        granja.cells_with_coarse(tmp_path, tmp_path / "cells.tsv")
