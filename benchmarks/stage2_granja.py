@@ -26,7 +26,6 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "granja2019_bmmc_hemato"
@@ -54,8 +53,6 @@ def machine_info() -> dict:
 
 def build_cells(workdir: Path, drop_reference_label: str | None = None, threads: int = 2):
     """convert -> prepare (all peaks) -> LSI; optionally without one reference class."""
-    import anndata as ad
-
     from seqalignatac.convert import convert
     from seqalignatac.prepare import prepare
     from seqalignatac.stage1.lsi import lsi

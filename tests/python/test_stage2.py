@@ -7,7 +7,6 @@ displaced by a batch shift is a legitimate input and keeps these tests fast.
 from __future__ import annotations
 
 import json
-import warnings
 
 import anndata as ad
 import numpy as np
