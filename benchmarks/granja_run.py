@@ -65,7 +65,13 @@ def main() -> None:
     ap.add_argument("--model", default="kmer")
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     ap.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more `run` options")
+    ap.add_argument("--markdown-only", action="store_true", help="re-render the .md from the existing .json")
     args = ap.parse_args()
+    if args.markdown_only:
+        res_dir = Path(args.results)
+        result = json.loads((res_dir / "granja_run.json").read_text())
+        (res_dir / "granja_run.md").write_text(markdown(result, args.model))
+        return
     data, work = Path(args.data), Path(args.workdir)
     granja, genome = data / "granja2019_bmmc_hemato", data / "hg19_partial_genome" / "hg19_subset.fa.gz"
     if not granja.is_dir():
@@ -122,26 +128,35 @@ def main() -> None:
     res_dir = Path(args.results)
     res_dir.mkdir(parents=True, exist_ok=True)
     (res_dir / "granja_run.json").write_text(json.dumps(result, indent=2) + "\n")
-    m = info
-    rows = "\n".join(f"| {k} | {v['seconds']:.1f} | {v['cpu_seconds'] or 0:.1f} |" for k, v in steps.items())
-    md = f"""# `seqalignatac run` on Granja 2019 BMMC (D6T1 reference -> D5T1 query), `--model {args.model}`
+    md = markdown(result, args.model)
+    (res_dir / "granja_run.md").write_text(md)
+    print(md)
+
+
+def markdown(result: dict, model: str) -> str:
+    m, run, data, q = result["machine"], result["run"], result["data"], result["quality_smoke_test"]
+    rows = "\n".join(f"| {k} | {v['seconds']:.1f} | {v['cpu_seconds'] or 0:.1f} |" for k, v in run["steps"].items())
+    la0 = ", ".join(f"{x:.2f}" for x in m["load_average_start"])
+    la1 = ", ".join(f"{x:.2f}" for x in result["load_average_end"])
+    return f"""# `seqalignatac run` on Granja 2019 BMMC (D6T1 reference -> D5T1 query), `--model {model}`
 
 Date {result['date']}; {m['cpu_model']}, {m['cpu_count']} cores, {m['mem_total']} RAM; load average
-{', '.join(f'{x:.2f}' for x in m['load_average_start'])} at the start, {', '.join(f'{x:.2f}' for x in load_end)} at the end
-(the machine is shared: other jobs ran at the same time). seqalignatac {m['versions'].get('seqalignatac')},
-torch {m['versions'].get('torch')}, Python {m['python']}.
+{la0} at the start, {la1} at the end (the machine is shared: other jobs ran at the same time, so
+times are inflated). seqalignatac {m['versions'].get('seqalignatac')}, torch {m['versions'].get('torch')},
+Python {m['python']}.
 
 | what | value |
 | --- | --- |
-| `run` wall time (all steps, one process) | **{wall:.1f} s** |
-| `run` peak memory (RSS) | **{rss / 1024:.0f} MiB** |
-| `convert` (10x-style MatrixMarket -> two .h5ad) | {conv_wall:.1f} s, {conv_rss / 1024:.0f} MiB |
-| cells (reference / query) | {prep['cells']['reference']:,} / {prep['cells']['query']:,} |
-| shared peaks after prepare | {prep['peaks_kept']:,} |
-| peaks with hg19 sequence in the partial genome | {ext.get('written'):,} ({ext.get('peaks_on_absent_contigs'):,} on contigs absent from it) |
-| stage-1 held-out AUROC | {train.get('heldout_auroc', float('nan')):.3f} |
-| accuracy / macro-F1 (16 types; smoke test only, see below) | {metrics['accuracy']:.3f} / {metrics['macro_f1']:.3f} |
-| Unknown rate | {metrics['unknown_rate']:.3f} |
+| `run` wall time (all six steps, one process) | **{run['wall_seconds']:.1f} s** |
+| `run` peak memory (RSS) | **{run['peak_rss_mib']:.0f} MiB** |
+| `convert` (MatrixMarket -> one .h5ad per donor) | {result['convert']['wall_seconds']:.1f} s, {result['convert']['peak_rss_mib']:.0f} MiB |
+| cells (reference / query) | {data['reference_cells']:,} / {data['query_cells']:,} |
+| peaks kept by prepare (open in >= 1 % of cells) | {data['peaks_kept']:,} of 10,000 |
+| of these, peaks with sequence in the partial hg19 | {data['peaks_with_sequence']:,} ({data['peaks_on_absent_contigs']:,} on contigs absent from it) |
+| cells / peaks used by stage 1 | {data['stage1_cells']:,} / {data['stage1_peaks']:,} |
+| stage-1 held-out AUROC | {q['stage1_heldout_auroc']:.3f} |
+| accuracy / macro-F1 (16 types; smoke test only, see below) | {q['accuracy']:.3f} / {q['macro_f1']:.3f} |
+| Unknown rate | {q['unknown_rate']:.3f} |
 
 Per step (wall / CPU seconds):
 
@@ -149,19 +164,20 @@ Per step (wall / CPU seconds):
 | --- | --- | --- |
 {rows}
 
-Accuracy is not a measure of the method here: the partial genome holds real sequence for only
-{ext.get('written'):,} of the 10,000 peaks (chr20, chr22 in part, chrX up to 70 Mb), where a cell has a median of
-about 8 open peaks; the data README's LSI baseline on those peaks reaches 0.19 accuracy.
+Accuracy here does not measure the method. The partial genome has real sequence only on chr20,
+part of chr22 and chrX up to 70 Mb. That covers {data['peaks_with_sequence']:,} of the
+{data['peaks_kept']:,} peaks that prepare keeps, and a cell has few open peaks among them (the
+data README: a median of 8 over its 575 covered peaks). The README's LSI + logistic-regression
+baseline on those 575 peaks reaches 0.19 accuracy. This run shows that the whole pipeline
+completes on real 10x data, with its time and memory.
 
 Commands:
 
 ```
-{shlex.join(convert_cmd)}
-{shlex.join(run_cmd)}
+{result['commands']['convert']}
+{result['commands']['run']}
 ```
 """
-    (res_dir / "granja_run.md").write_text(md)
-    print(md)
 
 
 if __name__ == "__main__":

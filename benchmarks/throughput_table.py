@@ -85,7 +85,7 @@ def prepare_rows(doc: dict) -> Iterable[Row]:
 
 def stage_rows(area: str) -> Callable[[dict], Iterable[Row]]:
     def rows(doc: dict) -> Iterable[Row]:
-        for r in doc.get("results", []):
+        for r in doc.get("results") or ([doc] if "cells" in doc else []):
             if not isinstance(r, dict) or "cells" not in r:
                 continue
             device = r.get("device", "?")
@@ -93,6 +93,11 @@ def stage_rows(area: str) -> Callable[[dict], Iterable[Row]]:
             secs = r.get("epoch_seconds", r.get("seconds", r.get("train_seconds", r.get("wall_seconds"))))
             what = "epoch time" if "epoch_seconds" in r else "time"
             extra = []
+            if isinstance(secs, dict):  # stage2_scale: {"graph_reference", "graph_query", "train", ...}
+                epochs = _get(r, "config", "epochs")
+                extra.append(f"kNN graphs {secs.get('graph_reference')} + {secs.get('graph_query')} s; "
+                             f"{secs.get('train_per_epoch')} s/epoch x {epochs} epochs")
+                secs, what = secs.get("graphs_plus_train", secs.get("train")), "graphs + training time"
             if r.get("extrapolated"):
                 extra.append(f"extrapolated from {r.get('steps_measured')} steps")
             for k in ("epochs", "seconds_per_epoch"):
@@ -101,6 +106,8 @@ def stage_rows(area: str) -> Callable[[dict], Iterable[Row]]:
             yield {"area": area, "measure": f"{area} {what}", "scale": scale, "value": secs, "unit": "s",
                    "device": device, "extra": "; ".join(extra) or None}
             mem = r.get("peak_rss_gb", r.get("peak_gb"))
+            if isinstance(r.get("peak_rss_gib"), dict) and r["peak_rss_gib"]:
+                mem = max(v for v in r["peak_rss_gib"].values() if isinstance(v, (int, float)))
             if mem is None and r.get("peak_rss_mb") is not None:
                 mem = round(r["peak_rss_mb"] / 1024, 2)
             if mem is not None:

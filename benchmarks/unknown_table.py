@@ -176,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     convert_dir = work / "convert"
     cells = granja.cells_with_coarse(data, work / "cells_with_coarse.tsv")
     conv = ours.step("convert", granja.convert_command(data, cells, convert_dir, sys.executable), work,
-                     [convert_dir / f"{d}.h5ad" for d in granja.DONORS], args.reuse)
+                     [convert_dir / f"{d}.h5ad" for d in granja.DONORS], args.reuse, heavy=False)
     if conv["rc"] != 0:
         sys.exit(f"seqalignatac convert failed: {conv.get('error')}")
     out_json = args.out.with_suffix(".json")

@@ -29,14 +29,16 @@ SEQALIGNATAC = [sys.executable, "-m", "seqalignatac"]
 THREADS = "2"
 
 
-def step(name: str, cmd: list[str], workdir: Path, outputs: list[Path], reuse: bool) -> dict[str, Any]:
-    """Run one measured step unless ``reuse`` and a successful record and its outputs exist."""
+def step(name: str, cmd: list[str], workdir: Path, outputs: list[Path], reuse: bool, heavy: bool = True) -> dict[str, Any]:
+    """Run one measured step unless ``reuse`` and a successful record and its outputs exist.
+
+    ``heavy`` steps (over ~2 CPU-minutes or 3 GB here) hold the machine-wide heavy-job lock."""
     record_path = workdir / f"step_{name}.json"
     if reuse and record_path.is_file() and all(p.exists() for p in outputs):
         rec = json.loads(record_path.read_text())
         if rec.get("rc") == 0:
             return rec
-    rec = runner.run_measured(cmd, workdir / "logs" / f"{name}.log", env={"OMP_NUM_THREADS": THREADS})
+    rec = runner.run_measured(cmd, workdir / "logs" / f"{name}.log", env={"OMP_NUM_THREADS": THREADS}, lock=heavy)
     rec["step"] = name
     if rec["rc"] != 0:
         rec["error"] = runner.tail(Path(rec["log"]))
@@ -48,21 +50,21 @@ def prepare(workdir: Path, ref_h5ad: Path, query_h5ad: Path, reuse: bool) -> dic
     out = workdir / "prepare"
     return step("prepare", [*SEQALIGNATAC, "prepare", "--reference", str(ref_h5ad), "--query", str(query_h5ad),
                             "--label-key", granja.LABEL_KEY, "--outdir", str(out)],
-                workdir, [out / "accessibility.h5ad", out / "peaks.bed"], reuse)
+                workdir, [out / "accessibility.h5ad", out / "peaks.bed"], reuse, heavy=False)
 
 
 def kmer_stage1(workdir: Path, fasta: Path, reuse: bool) -> list[dict[str, Any]]:
     recs = []
     peaks_fa = workdir / "extract" / "peaks.fa"
     recs.append(step("extract", [*SEQALIGNATAC, "extract", "--peaks", str(workdir / "prepare" / "peaks.bed"),
-                                 "--fasta", str(fasta), "--out", str(peaks_fa)], workdir, [peaks_fa], reuse))
+                                 "--fasta", str(fasta), "--out", str(peaks_fa)], workdir, [peaks_fa], reuse, heavy=False))
     emb = workdir / "embed" / "embeddings.h5"
     cache = workdir / "embed" / "cache"
     if not (reuse and emb.exists()):
         shutil.rmtree(cache, ignore_errors=True)  # a warm cache would time a lookup, not the embedding
     recs.append(step("embed", [*SEQALIGNATAC, "embed", "--fasta", str(peaks_fa), "--model", "kmer", "--out", str(emb),
                                "--device", "cpu", "--cache-dir", str(cache), "--threads", THREADS, "--no-progress"],
-                     workdir, [emb], reuse))
+                     workdir, [emb], reuse, heavy=False))
     out = workdir / "train_kmer"
     recs.append(step("train_kmer", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
                                     "--embeddings", str(emb), "--outdir", str(out), "--method", "nt",
@@ -75,7 +77,7 @@ def lsi_stage1(workdir: Path, reuse: bool) -> list[dict[str, Any]]:
     out = workdir / "train_lsi"
     return [step("train_lsi", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
                                "--outdir", str(out), "--method", "lsi", "--device", "cpu", "--threads", THREADS,
-                               "--no-progress"], workdir, [out / "cell_embeddings.h5ad"], reuse)]
+                               "--no-progress"], workdir, [out / "cell_embeddings.h5ad"], reuse, heavy=False)]
 
 
 def cells_for_level(cells: Path, level: str) -> tuple[Path, str]:
@@ -103,7 +105,7 @@ def annotate(workdir: Path, features: str, method: str, level: str, reuse: bool,
     out = workdir / name
     return step(name, [*SEQALIGNATAC, "annotate", "--cells", str(cells), "--outdir", str(out), "--method", method,
                        "--label-key", key, "--device", "cpu", "--threads", THREADS, "--quiet-progress", *(extra or [])],
-                workdir, [out / "predictions.csv"], reuse)
+                workdir, [out / "predictions.csv"], reuse, heavy=(method == "gda"))
 
 
 def predictions(workdir: Path, annotate_dir: str) -> pd.DataFrame:

@@ -183,7 +183,8 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         build_report(pair.pair_id, d["prepare"], d["train"], d["annotate"], d["report"],
                      extract_dir=d["extract"] if opts.uses_sequence else None,
                      embed_dir=d["embed"] if opts.uses_sequence else None,
-                     run_params=_run_params(pair, fasta, opts), max_umap_cells=opts.max_umap_cells, seed=opts.seed)
+                     run_params={**_run_params(pair, fasta, opts), "overlap_width": overlap, "min_peak_frac": min_frac},
+                     max_umap_cells=opts.max_umap_cells, seed=opts.seed)
 
     steps = [
         Step("prepare", d["prepare"], {"reference": pair.reference, "query": pair.query},

@@ -257,7 +257,9 @@ def train(
     if outdir is not None:
         tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
         tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=hold_peaks.astype(np.int64))
-        write_results(outdir, cells, summary, tensors, pd.DataFrame(st.history), _plot_curve)
+        curve = pd.DataFrame(st.history)
+        curve["best"] = curve["epoch"] == st.best_epoch  # the epoch whose weights were written
+        write_results(outdir, cells, summary, tensors, curve, _plot_curve)
     return cells, summary
 
 
@@ -359,6 +361,9 @@ def _plot_curve(curve: pd.DataFrame, path) -> None:
     ax2.plot(curve["epoch"], curve["train_auroc"], label="train AUROC")
     ax2.plot(curve["epoch"], curve["heldout_auroc"], label="held-out AUROC")
     ax2.plot(curve["epoch"], curve["heldout_auprc"], label="held-out AUPRC", linestyle="--")
+    if curve["best"].any():
+        best = int(curve["epoch"][curve["best"]].iloc[0])
+        ax2.axvline(best, color="grey", linestyle=":", label=f"best epoch ({best})")
     ax2.set_xlabel("epoch")
     ax2.legend()
     save_figure(fig, path)
