@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -107,14 +108,16 @@ class Direction:
         return folder
 
 
+NO_PREDICTION = "(no prediction)"
+
+
 def score(pred: pd.DataFrame, truth: pd.Series, col: str = "predicted_label") -> dict[str, Any]:
-    missing = truth.index.difference(pred.index)
-    if len(missing):
-        raise ValueError(f"{len(missing)} query cells have no prediction (e.g. {missing[0]})")
-    p = pred.loc[truth.index, col].astype(str).to_numpy()
+    """Score against every query cell; a cell a tool dropped (e.g. no open peak left) counts as wrong."""
+    p = pred[col].astype(str).reindex(truth.index).fillna(NO_PREDICTION).to_numpy()
     m = evaluate(truth.to_numpy(), p)
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "unknown_rate": m["unknown_rate"],
-            "n_query_cells": m["n_cells"], "per_class_f1": {str(k): float(v) for k, v in m["per_class"]["f1"].items()}}
+            "n_query_cells": m["n_cells"], "n_without_prediction": int((p == NO_PREDICTION).sum()),
+            "per_class_f1": {str(k): float(v) for k, v in m["per_class"]["f1"].items()}}
 
 
 def run_ours(d: Direction, tool: str, level: str, fasta: Path, reuse: bool) -> dict[str, Any]:
@@ -129,7 +132,7 @@ def run_ours(d: Direction, tool: str, level: str, fasta: Path, reuse: bool) -> d
                            "commands": [s["command"] for s in steps]}
     failed = [s for s in steps if s["rc"] != 0]
     if failed:
-        row["status"] = f"failed at {failed[0]['step']}: {failed[0].get('error', '')}"
+        row["status"] = f"failed at {failed[0]['step']}: {failed[0].get('error', '')[-300:]}"
         return row
     pred = ours.predictions(d.dir, f"annotate_{features}_{method}_{level}")
     row.update(score(pred, d.truth(level)))
@@ -206,6 +209,13 @@ def render(result: dict[str, Any]) -> str:
         "upper bounds; the per-run load average is in the JSON.\n",
     ]
     rows = []
+    have = {(r["direction"], r["level"], r["tool"]) for r in result["rows"]}
+    grid = [(d, lv, t) for d in granja.DIRECTIONS for lv in ("fine", "coarse") for t in DEFAULT_TOOLS]
+    result = {**result, "rows": sorted(
+        [*result["rows"], *({"direction": d, "level": lv, "tool": t, "status": "not run yet (see README)"}
+                            for d, lv, t in grid if (d, lv, t) not in have)],
+        key=lambda r: (list(granja.DIRECTIONS).index(r["direction"]), ["fine", "coarse"].index(r["level"]),
+                       DEFAULT_TOOLS.index(r["tool"])))}
     for r in result["rows"]:
         # arg-max accuracy: our best_label (Unknown ignored); tools without Unknown output: the same as accuracy
         argmax = r.get("accuracy_best_label", r.get("accuracy") if r.get("unknown_rate") == 0 else None)
@@ -230,7 +240,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
     ap.add_argument("--work", type=Path, default=runner.SCRATCH / "work")
     ap.add_argument("--out", type=Path, default=runner.RESULTS / "accuracy_table")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the JSON; run nothing")
     args = ap.parse_args(argv)
+    if args.render_only:
+        runner.write_text(args.out.with_suffix(".md"), render(json.loads(args.out.with_suffix(".json").read_text())))
+        return 0
     runner.LOCK_ENABLED = not args.no_lock
     data = Path(args.data or granja.default_data_dir())
     fasta = data / FASTA_REL
@@ -275,6 +289,8 @@ def main(argv: list[str] | None = None) -> int:
             py = runner.SCRATCH / "venvs" / PEER_ENV[peer] / "bin" / "python"
             if py.exists():
                 versions[peer] = runner.pip_versions(py, PEER_PACKAGES[peer])
+                freeze = subprocess.run([str(py), "-m", "pip", "freeze"], capture_output=True, text=True)
+                result.setdefault("peer_pip_freeze", {})[peer] = freeze.stdout.split()
     result["versions"] = versions
     runner.write_json(out_json, result)
     runner.write_text(args.out.with_suffix(".md"), render(result))

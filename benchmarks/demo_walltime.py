@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
@@ -27,26 +25,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_S = 180.0
-
-
-def machine_info() -> dict:
-    def first(path, key):
-        try:
-            return next(ln.split(":", 1)[1].strip() for ln in open(path) if ln.startswith(key))
-        except (OSError, StopIteration):
-            return ""
-
-    versions = {}
-    for pkg in ("seqalignatac", "numpy", "torch", "anndata", "umap-learn", "numba"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {"cpu_model": first("/proc/cpuinfo", "model name"), "cpu_count": os.cpu_count(),
-            "mem_total": first("/proc/meminfo", "MemTotal"), "platform": platform.platform(),
-            "python": platform.python_version(), "versions": versions}
 
 
 def timed(cmd: list[str], log_path: Path) -> dict:
@@ -88,7 +70,7 @@ def main() -> None:
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"benchmark": "demo_walltime", "date": date, "machine": machine_info(), "command": shlex.join(cmd),
+    result = {"benchmark": "demo_walltime", "date": date, "machine": machine_info(("seqalignatac", "numpy", "torch", "anndata", "umap-learn", "numba")), "command": shlex.join(cmd),
               "model": args.model, "first_run": first, "steps": steps, "rerun_all_up_to_date": again,
               "target_seconds": TARGET_S, "meets_target": first["wall_seconds"] < TARGET_S,
               "demo_accuracy": metrics["accuracy"], "demo_macro_f1": metrics["macro_f1"]}

@@ -17,39 +17,19 @@ import datetime as dt
 import gzip
 import json
 import os
-import platform
 import shlex
 import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
+from _common import machine_info, timed
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "hg19_partial_genome" / "hg19_subset.fa.gz"
-
-
-def machine_info() -> dict:
-    cpu = ""
-    try:
-        cpu = next(ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    mem = ""
-    try:
-        mem = next(ln.split(":", 1)[1].strip() for ln in open("/proc/meminfo") if ln.startswith("MemTotal"))
-    except (OSError, StopIteration):
-        pass
-    import pyfaidx
-
-    from seqalignatac import __version__
-
-    return {"cpu_model": cpu, "cpu_count": os.cpu_count(), "mem_total": mem, "load_average_start": os.getloadavg(),
-            "platform": platform.platform(), "python": platform.python_version(), "seqalignatac": __version__,
-            "pyfaidx": pyfaidx.__version__, "numpy": np.__version__}
 
 
 def fai_lengths(fasta: Path) -> dict[str, int]:
@@ -82,17 +62,6 @@ def random_bed(path: Path, lengths: dict[str, int], n: int, rng) -> None:
             fh.write(f"{names[c]}\t{s}\t{s + w}\tpeak{i}\n")
 
 
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process (os.wait4 gives that child's own rusage)."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed ({status}): {shlex.join(cmd)}")
-    return wall, usage.ru_maxrss
-
-
 def run_extract(bed: Path, fasta: Path, out: Path, width: str) -> dict:
     cmd = [sys.executable, "-m", "seqalignatac", "-q", "extract", "--peaks", str(bed), "--fasta", str(fasta),
            "--out", str(out), "--width", width]
@@ -112,7 +81,7 @@ def main() -> None:
     ap.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    info = machine_info()
+    info = machine_info(("seqalignatac", "pyfaidx", "numpy"))
     work = Path(args.workdir or tempfile.mkdtemp(prefix="extract_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     runs = {}
@@ -154,7 +123,7 @@ def main() -> None:
           f"{args.peaks:,} random 200-800 bp peaks, window {args.width} bp, genome: {genome}.", "",
           f"Machine: {info['cpu_model']}, {info['cpu_count']} cores, {info['mem_total']} RAM; load average "
           f"{info['load_average_start']} at start, {info['load_average_end']} at end (machine shared with other jobs). "
-          f"Python {info['python']}, pyfaidx {info['pyfaidx']}, numpy {info['numpy']}.", "",
+          f"Python {info['python']}, pyfaidx {info['versions']['pyfaidx']}, numpy {info['versions']['numpy']}.", "",
           "| FASTA | wall s (CLI, incl. start-up) | peaks/s | peak RSS MB | output MB | clipped | identical |",
           "| --- | --- | --- | --- | --- | --- | --- |"]
     for k, r in runs.items():

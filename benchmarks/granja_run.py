@@ -17,36 +17,18 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.metadata
 import json
 import os
-import platform
 import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from _common import machine_info
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
-
-
-def machine_info() -> dict:
-    def first(path, key):
-        try:
-            return next(ln.split(":", 1)[1].strip() for ln in open(path) if ln.startswith(key))
-        except (OSError, StopIteration):
-            return ""
-
-    versions = {}
-    for pkg in ("seqalignatac", "numpy", "scipy", "anndata", "torch", "scikit-learn", "umap-learn"):
-        try:
-            versions[pkg] = importlib.metadata.version(pkg)
-        except importlib.metadata.PackageNotFoundError:
-            pass
-    return {"cpu_model": first("/proc/cpuinfo", "model name"), "cpu_count": os.cpu_count(),
-            "mem_total": first("/proc/meminfo", "MemTotal"), "load_average_start": os.getloadavg(),
-            "platform": platform.platform(), "python": platform.python_version(), "versions": versions}
 
 
 def timed(cmd: list[str], log_path: Path) -> tuple[float, int, int]:
@@ -77,7 +59,7 @@ def main() -> None:
     if not granja.is_dir():
         raise SystemExit(f"real data not found at {granja}")
     work.mkdir(parents=True, exist_ok=True)
-    info = machine_info()
+    info = machine_info(("seqalignatac", "numpy", "scipy", "anndata", "torch", "scikit-learn", "umap-learn"))
     exe = [sys.executable, "-m", "seqalignatac"]
 
     h5 = work / "h5ad"

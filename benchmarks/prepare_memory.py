@@ -18,46 +18,15 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import shlex
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from _common import machine_info, timed
+
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def machine_info() -> dict:
-    def first(path, key):
-        try:
-            return next(ln.split(":", 1)[1].strip() for ln in open(path) if ln.startswith(key))
-        except (OSError, StopIteration):
-            return ""
-
-    import importlib.metadata
-    import numpy
-    import scipy
-
-    from seqalignatac import __version__
-
-    return {"cpu_model": first("/proc/cpuinfo", "model name"), "cpu_count": os.cpu_count(),
-            "mem_total": first("/proc/meminfo", "MemTotal"), "load_average_start": os.getloadavg(),
-            "platform": platform.platform(), "python": platform.python_version(), "seqalignatac": __version__,
-            "anndata": importlib.metadata.version("anndata"), "scipy": scipy.__version__, "numpy": numpy.__version__}
-
-
-def timed(cmd: list[str]) -> tuple[float, int]:
-    """Wall seconds and peak RSS (KiB) of one child process."""
-    t = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"failed ({status}): {shlex.join(cmd)}")
-    return wall, usage.ru_maxrss
 
 
 def main() -> None:
@@ -71,7 +40,7 @@ def main() -> None:
                     help="instead: time `simulate` alone at 1,000,000 cells x 100,000 peaks (100 reads/cell, no "
                          "genome) -> results/simulate_scale.{json,md}")
     args = ap.parse_args()
-    info = machine_info()
+    info = machine_info(("seqalignatac", "anndata", "scipy", "numpy"))
     if args.simulate_scale:
         return simulate_scale(args, info)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prepare_bench_"))
@@ -122,7 +91,7 @@ def main() -> None:
           f"{d['query_nnz']:,}.", "",
           f"Machine: {info['cpu_model']}, {info['cpu_count']} cores, {info['mem_total']} RAM; load average "
           f"{info['load_average_start']} at start, {info['load_average_end']} at end (shared with other jobs). "
-          f"Python {info['python']}, anndata {info['anndata']}, scipy {info['scipy']}, numpy {info['numpy']}.", "",
+          f"Python {info['python']}, anndata {info['versions']['anndata']}, scipy {info['versions']['scipy']}, numpy {info['versions']['numpy']}.", "",
           "| step | wall s | peak RSS GB |", "| --- | --- | --- |",
           f"| simulate ({args.cells:,} cells x {args.peaks:,} peaks, chunked) | {s['wall_s']} | {s['peak_rss_gb']} |",
           *[f"| prepare, {k} (CLI, incl. reading and writing h5ad) | {r['wall_s']} | {r['peak_rss_gb']} |"

@@ -53,7 +53,7 @@ NO_UNKNOWN = {
 def unknown_metrics(truth: pd.Series, pred: pd.Series, removed: set[str]) -> dict[str, Any]:
     """Share of removed-type cells called Unknown, share of other cells called Unknown, accuracy on others."""
     t = truth.astype(str)
-    p = pred.reindex(t.index).astype(str)
+    p = pred.reindex(t.index).fillna("(no prediction)").astype(str)  # a dropped cell is not an Unknown call
     is_removed = t.isin(removed).to_numpy()
     is_unknown = (p == UNKNOWN).to_numpy()
     if not is_removed.any():
@@ -144,6 +144,10 @@ COLUMNS = [("direction", "direction"), ("removed", "removed from reference"), ("
 
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
+    have = {(r["direction"], r["removed"], r["tool"]) for r in result["rows"]}
+    rows = list(result["rows"]) + [
+        {"direction": "D6toD5", "removed": g, "tool": t, "tool_name": TOOLS[t], "status": "not run yet (see README)"}
+        for g in ("NK", "B") for t in TOOLS if ("D6toD5", g, t) not in have]
     out = [
         "# Table 2: unknown-type detection (Granja 2019 bone marrow)\n",
         f"Produced by `{result['command']}` on {m['date_utc']} ({m['cpu_model']}, {m['cpu_cores']} cores, "
@@ -152,7 +156,7 @@ def render(result: dict[str, Any]) -> str:
         "`removed type -> Unknown`: share of that group's query cells labeled Unknown (higher is better); "
         "`others -> Unknown`: share of all other query cells labeled Unknown (lower is better); "
         "`accuracy on others`: fine-label accuracy on those other cells (Unknown counts as wrong).\n",
-        runner.md_table(result["rows"], COLUMNS),
+        runner.md_table(rows, COLUMNS),
         "\nNot run (no unknown-type output): " + "; ".join(NO_UNKNOWN.values()) + ".\n",
     ]
     return "\n".join(out)
@@ -169,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
     ap.add_argument("--work", type=Path, default=runner.SCRATCH / "work")
     ap.add_argument("--out", type=Path, default=runner.RESULTS / "unknown_table")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the JSON; run nothing")
     args = ap.parse_args(argv)
+    if args.render_only:
+        runner.write_text(args.out.with_suffix(".md"), render(json.loads(args.out.with_suffix(".json").read_text())))
+        return 0
     runner.LOCK_ENABLED = not args.no_lock
     data = Path(args.data or granja.default_data_dir())
     work = args.work

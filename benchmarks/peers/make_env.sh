@@ -37,7 +37,7 @@ case "$peer" in
     "$venv/bin/pip" install -q --upgrade "pip<24" wheel
     "$venv/bin/pip" install -q tensorflow==2.7.1 "numpy==1.19.2" "anndata==0.7.4" "scanpy==1.8.2" "h5py==2.10.0" \
         "protobuf<3.20" "pandas<1.4" "scipy<1.8" "scikit-learn<1.1" "matplotlib<3.6" "numba<0.56" "llvmlite<0.39" psutil
-    "$venv/bin/pip" install -q --no-deps Cellcano
+    "$venv/bin/pip" install -q --no-deps Cellcano==1.0.4
     ;;
   *) echo "unknown peer '$peer' (scmingle, epipack, cellcano)" >&2; exit 2 ;;
 esac

@@ -163,7 +163,7 @@ def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
         if isinstance(v, float):
             if abs(v) >= 100:
                 return f"{v:,.0f}"
-            return f"{v:.1f}" if abs(v) >= 10 else f"{v:.3f}"
+            return f"{v:.1f}" if abs(v) > 1 else f"{v:.3f}"
         return str(v).replace("|", "\\|")
     head = "| " + " | ".join(h for _, h in columns) + " |"
     sep = "| " + " | ".join("---" for _ in columns) + " |"

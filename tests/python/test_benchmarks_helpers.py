@@ -177,3 +177,20 @@ def test_granja_cells_with_coarse_matches_readme_counts(shared_data, tmp_path):
 def test_missing_data_folder_is_reported(tmp_path):
     with pytest.raises(FileNotFoundError, match="SEQALIGNATAC_DATA"):
         granja.cells_with_coarse(tmp_path, tmp_path / "cells.tsv")
+
+
+def test_tables_list_every_row_not_run_yet():
+    import accuracy_table
+    import unknown_table
+
+    machine = runner.machine_info()
+    row = {"direction": "D6toD5", "level": "fine", "tool": "lsi_logreg", "accuracy": 0.5, "macro_f1": 0.4,
+           "unknown_rate": 0.0, "wall_s": 3.0, "peak_rss_mb": 100.0, "status": "ok"}
+    md = accuracy_table.render({"machine": machine, "versions": {}, "rows": [row], "invocations": []})
+    lines = [line for line in md.splitlines() if line.startswith("| D")]
+    assert len(lines) == 2 * 2 * len(accuracy_table.TOOLS)  # directions x levels x tools, nothing dropped
+    assert sum("not run yet" in line for line in lines) == len(lines) - 1
+    assert "| 0.500 | 0.400 | 0.000 | 0.500 |" in md  # a tool without Unknown: arg-max accuracy = accuracy
+    md2 = unknown_table.render({"command": "x", "machine": machine, "rows": []})
+    assert md2.count("not run yet") == 2 * len(unknown_table.TOOLS)
+    assert "Cellcano" in md2  # tools with no Unknown output are named, not dropped

@@ -15,7 +15,7 @@ import pandas as pd
 from ..errors import InputError
 from ..metrics import UNKNOWN
 from .graphs import build_graph, clip_k, l2_normalize
-from .train import GDAConfig, TrainResult, resolve_device, seed_everything, train_gda
+from .train import INPUT_NORMS, GDAConfig, TrainResult, resolve_device, seed_everything, train_gda
 from .unknown import STRATEGIES, call_unknown, confidence_entropy, distance_scores, held_out_mask
 
 log = logging.getLogger(__name__)
@@ -98,6 +98,46 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
     return x.astype(np.float32), is_ref, ref_str, has_label
 
 
+def _check_config(config: GDAConfig) -> None:
+    """The extension options' ranges, as one-line errors."""
+    if config.input_norm not in INPUT_NORMS:
+        raise InputError(f"--input-norm must be one of {', '.join(INPUT_NORMS)}, not {config.input_norm!r}")
+    if not 0.0 <= config.knn_mix <= 1.0:
+        raise InputError(f"--knn-mix must be in [0, 1], not {config.knn_mix}")
+    if config.ensemble < 1:
+        raise InputError(f"--ensemble must be at least 1, not {config.ensemble}")
+    if config.self_train_epochs < 0:
+        raise InputError(f"--self-train-epochs must be >= 0, not {config.self_train_epochs}")
+    if not 0.0 < config.pseudo_fraction <= 1.0:
+        raise InputError(f"--pseudo-fraction must be in (0, 1], not {config.pseudo_fraction}")
+
+
+def knn_transfer(
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    train_mask: np.ndarray,
+    held: np.ndarray,
+    x_query: np.ndarray,
+    n_classes: int,
+    knn_k: int,
+    threads: int | None,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """kNN label transfer (cosine, vote fractions): (query proba, held-out proba, k used)."""
+    from sklearn.neighbors import KNeighborsClassifier
+
+    kk = clip_k(knn_k, int(train_mask.sum()) + 1, "reference")
+    clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
+    xr = l2_normalize(x_ref)
+    clf.fit(xr[train_mask], y_ref[train_mask])
+    cols = clf.classes_
+    q_proba = np.zeros((x_query.shape[0], n_classes), dtype=np.float32)
+    q_proba[:, cols] = clf.predict_proba(l2_normalize(x_query))
+    held_proba = np.zeros((int(held.sum()), n_classes), dtype=np.float32)
+    if held.any():
+        held_proba[:, cols] = clf.predict_proba(xr[held])
+    return q_proba, held_proba, int(kk)
+
+
 def annotate_full(
     cells: ad.AnnData,
     embedding_key: str = "X_seqalignatac",
@@ -125,6 +165,7 @@ def annotate_full(
     if not 0.0 <= calibration_fraction < 0.5:
         raise InputError(f"--calibration-fraction must be in [0, 0.5), not {calibration_fraction}")
     config = config or GDAConfig()
+    _check_config(config)
     if threads:
         import torch
 
@@ -159,19 +200,13 @@ def annotate_full(
         )
         q_proba, held_proba = train_res.query_proba, train_res.reference_proba[held]
         graph_info = {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
+        if config.knn_mix > 0:
+            # Mix with kNN label transfer: kNN is strong in-domain, GDA across the shift.
+            kq, kh, _ = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, knn_k, threads)
+            w = float(config.knn_mix)
+            q_proba, held_proba = (1 - w) * q_proba + w * kq, (1 - w) * held_proba + w * kh
     else:
-        from sklearn.neighbors import KNeighborsClassifier
-
-        kk = clip_k(knn_k, int(train_mask.sum()) + 1, "reference")
-        clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
-        xr = l2_normalize(x_ref)
-        clf.fit(xr[train_mask], y_ref[train_mask])
-        cols = clf.classes_
-        q_proba = np.zeros((x_query.shape[0], classes.size), dtype=np.float32)
-        q_proba[:, cols] = clf.predict_proba(l2_normalize(x_query))
-        held_proba = np.zeros((int(held.sum()), classes.size), dtype=np.float32)
-        if held.any():
-            held_proba[:, cols] = clf.predict_proba(xr[held])
+        q_proba, held_proba, kk = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, knn_k, threads)
         graph_info = {"knn_k": int(kk)}
 
     conf, ent = confidence_entropy(q_proba)

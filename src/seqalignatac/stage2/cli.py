@@ -37,6 +37,18 @@ _D = GDAConfig()
 @click.option("--class-weight", type=click.Choice(["balanced", "none"]), default=_D.class_weight, show_default=True)
 @click.option("--knn-method", type=click.Choice(["auto", "exact", "faiss"]), default=_D.knn_method, show_default=True,
               help="Exact neighbours (scikit-learn) or an approximate faiss index; auto: faiss above 50,000 cells.")
+@click.option("--input-norm", type=click.Choice(["none", "l2", "zscore", "l2+zscore"]), default=_D.input_norm,
+              show_default=True, help="Per-cell L2 and/or per-feature z-score (reference statistics) before the network.")
+@click.option("--self-train-epochs", default=_D.self_train_epochs, show_default=True, type=int,
+              help="Extra epochs trained with confident, class-balanced query pseudo-labels (0: off).")
+@click.option("--pseudo-fraction", default=_D.pseudo_fraction, show_default=True, type=float,
+              help="Per predicted class, the most confident fraction of query cells used as pseudo-labels.")
+@click.option("--pseudo-weight", default=_D.pseudo_weight, show_default=True, type=float,
+              help="Weight of the pseudo-label loss.")
+@click.option("--ensemble", default=_D.ensemble, show_default=True, type=int,
+              help="Models trained with consecutive seeds; their probabilities are averaged.")
+@click.option("--knn-mix", default=_D.knn_mix, show_default=True, type=float,
+              help="Weight w of kNN label transfer in the final probabilities: (1 - w) GDA + w kNN.")
 @click.option("--knn-k", default=15, show_default=True, type=int, help="Neighbours voting in --method knn.")
 @click.option("--unknown", type=click.Choice(["confidence", "distance", "both", "none"]), default="distance",
               show_default=True, help="How a query cell is called Unknown (thresholds from held-out reference cells).")
@@ -47,7 +59,8 @@ _D = GDAConfig()
 @click.option("--quiet-progress", is_flag=True, help="No progress bar.")
 def annotate_command(cells, outdir, method, embedding_key, label_key, device, seed, threads, k, target_depth,
                      source_depth, head_depth, alpha, epochs, lr, weight_decay, hidden, dropout, class_weight,
-                     knn_method, knn_k, unknown, unknown_quantile, calibration_fraction, quiet_progress) -> None:
+                     knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, ensemble, knn_mix,
+                     knn_k, unknown, unknown_quantile, calibration_fraction, quiet_progress) -> None:
     """Stage 2: label the query cells of CELLS from its reference cells."""
     from .api import annotate_full, config_with
     from .outputs import read_cells, write_outputs
@@ -56,7 +69,9 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
     adata = read_cells(cells)
     config = config_with(k=k, target_depth=target_depth, source_depth=source_depth, head_depth=head_depth,
                          alpha=alpha, epochs=epochs, lr=lr, weight_decay=weight_decay, hidden=hidden,
-                         dropout=dropout, class_weight=class_weight, knn_method=knn_method)
+                         dropout=dropout, class_weight=class_weight, knn_method=knn_method, input_norm=input_norm,
+                         self_train_epochs=self_train_epochs, pseudo_fraction=pseudo_fraction,
+                         pseudo_weight=pseudo_weight, ensemble=ensemble, knn_mix=knn_mix)
     res = annotate_full(adata, embedding_key, method, label_key=label_key, config=config, unknown=unknown,
                         unknown_quantile=unknown_quantile, calibration_fraction=calibration_fraction, knn_k=knn_k,
                         device=device, seed=seed, threads=threads, progress=not quiet_progress, source=cells)

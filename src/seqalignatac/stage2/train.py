@@ -35,6 +35,13 @@ class GDAConfig:
     class_weight: str = "balanced"  # "balanced" (inverse class frequency) or "none"
     knn_method: str = "auto"  # auto | exact | faiss
     chunk_nnz: int = 50_000_000
+    # Extensions beyond A2GNN (options; defaults chosen as docs/stage2.md explains).
+    input_norm: str = "none"  # none | l2 | zscore | l2+zscore: per-cell L2 and/or per-feature z-score (reference stats)
+    self_train_epochs: int = 0  # second phase: extra epochs with confident query pseudo-labels (0 = off)
+    pseudo_fraction: float = 0.5  # per predicted class, the most confident fraction of query cells pseudo-labeled
+    pseudo_weight: float = 1.0  # weight of the pseudo-label NLL
+    ensemble: int = 1  # models trained with seeds seed..seed+n-1; their probabilities are averaged
+    knn_mix: float = 0.0  # final probabilities = (1 - w) GDA + w kNN label transfer (on the input embedding)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -65,6 +72,37 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+INPUT_NORMS = ("none", "l2", "zscore", "l2+zscore")
+
+
+def normalize_inputs(x_ref: np.ndarray, x_query: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per-cell L2 and/or per-feature z-score with the *reference* mean and sd (no query statistics
+    beyond the transform itself, so the query's shift is left for the domain adaptation)."""
+    if mode not in INPUT_NORMS:
+        raise ValueError(f"input_norm must be one of {', '.join(INPUT_NORMS)}, not {mode!r}")
+    xr, xq = x_ref.astype(np.float32), x_query.astype(np.float32)
+    if mode in ("l2", "l2+zscore"):
+        xr = xr / np.maximum(np.linalg.norm(xr, axis=1, keepdims=True), 1e-12)
+        xq = xq / np.maximum(np.linalg.norm(xq, axis=1, keepdims=True), 1e-12)
+    if mode in ("zscore", "l2+zscore"):
+        mu, sd = xr.mean(axis=0), xr.std(axis=0)
+        sd = np.where(sd > 1e-8, sd, 1.0)
+        xr, xq = (xr - mu) / sd, (xq - mu) / sd
+    return np.ascontiguousarray(xr, dtype=np.float32), np.ascontiguousarray(xq, dtype=np.float32)
+
+
+def pseudo_labels(proba: np.ndarray, fraction: float) -> np.ndarray:
+    """Class-balanced confident pseudo-labels: per predicted class, its most confident ``fraction``
+    of query cells keep their arg-max label; the others get -1 (scNym/Cellcano-style self-training)."""
+    pred, conf = proba.argmax(1), proba.max(1)
+    out = np.full(pred.shape, -1, dtype=np.int64)
+    for c in np.unique(pred):
+        idx = np.flatnonzero(pred == c)
+        n = int(np.ceil(fraction * idx.size))
+        out[idx[np.argsort(-conf[idx], kind="stable")[:n]]] = c
+    return out
+
+
 def train_gda(
     x_ref: np.ndarray,
     y_ref: np.ndarray,
@@ -79,7 +117,40 @@ def train_gda(
     seed: int = 0,
     progress: bool = True,
 ) -> TrainResult:
-    """Train on the reference cells in ``train_mask``; return class probabilities for all cells."""
+    """Train on the reference cells in ``train_mask``; return class probabilities for all cells.
+
+    With ``config.ensemble > 1`` that many models (seeds ``seed``, ``seed + 1``, ...) are trained
+    and their probabilities averaged; the first model, its hidden layer and its curve are returned.
+    """
+    t0 = time.perf_counter()
+    x_ref, x_query = normalize_inputs(x_ref, x_query, config.input_norm)
+    runs = [
+        _train_one(x_ref, y_ref, train_mask, x_query, a_ref, a_query, n_classes, config,
+                   device=device, seed=seed + i, progress=progress)
+        for i in range(max(1, config.ensemble))
+    ]
+    first = runs[0]
+    if len(runs) > 1:
+        first.query_proba = np.mean([r.query_proba for r in runs], axis=0)
+        first.reference_proba = np.mean([r.reference_proba for r in runs], axis=0)
+    first.seconds = time.perf_counter() - t0
+    return first
+
+
+def _train_one(
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    train_mask: np.ndarray,
+    x_query: np.ndarray,
+    a_ref: sp.csr_matrix,
+    a_query: sp.csr_matrix,
+    n_classes: int,
+    config: GDAConfig,
+    *,
+    device: torch.device,
+    seed: int = 0,
+    progress: bool = True,
+) -> TrainResult:
     seed_everything(seed)
     t0 = time.perf_counter()
     xs = torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float32)).to(device)
@@ -103,15 +174,31 @@ def train_gda(
         [torch.zeros(xs.shape[0], dtype=torch.long), torch.ones(xt.shape[0], dtype=torch.long)]
     ).to(device)
     curve: list[dict] = []
-    bar = tqdm(range(config.epochs), desc="stage 2 (GDA)", disable=not progress, leave=False)
+    total = config.epochs + max(0, config.self_train_epochs)
+    bar = tqdm(range(total), desc="stage 2 (GDA)", disable=not progress, leave=False)
+    pseudo: torch.Tensor | None = None
     for epoch in bar:
+        if epoch == config.epochs and config.self_train_epochs > 0:
+            # Phase 2: confident, class-balanced query pseudo-labels from the phase-1 model.
+            model.eval()
+            with torch.no_grad():
+                lt, _, _ = model(xt, gt, config.target_depth, config.head_depth)
+            pseudo = torch.from_numpy(
+                pseudo_labels(F.softmax(lt, dim=1).cpu().numpy(), config.pseudo_fraction)
+            ).to(device)
         model.train()
-        rate = grl_rate(epoch / config.epochs)
+        rate = grl_rate(min(epoch / config.epochs, 1.0))
         logits_s, dom_s, _ = model(xs, gs, config.source_depth, config.head_depth, rate)
-        _, dom_t, _ = model(xt, gt, config.target_depth, 0, rate)  # query class logits unused
+        # Query class logits are only needed for the pseudo-label phase.
+        logits_t, dom_t, _ = model(xt, gt, config.target_depth, config.head_depth if pseudo is not None else 0, rate)
         cls_loss = F.nll_loss(F.log_softmax(logits_s[mask], dim=1), y[mask], weight=weight)
         dom_loss = F.cross_entropy(torch.cat([dom_s, dom_t]), dom_y)
         loss = cls_loss + config.alpha * dom_loss
+        pl_loss = torch.zeros(())
+        if pseudo is not None:
+            keep = pseudo >= 0
+            pl_loss = F.nll_loss(F.log_softmax(logits_t[keep], dim=1), pseudo[keep], weight=weight)
+            loss = loss + config.pseudo_weight * pl_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -121,6 +208,7 @@ def train_gda(
                 "loss": float(loss.detach()),
                 "cls_loss": float(cls_loss.detach()),
                 "domain_loss": float(dom_loss.detach()),
+                "pseudo_loss": float(pl_loss.detach()),
                 "grl": rate,
             }
         )
