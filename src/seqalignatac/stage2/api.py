@@ -104,6 +104,8 @@ def _check_config(config: GDAConfig) -> None:
         raise InputError(f"--input-norm must be one of {', '.join(INPUT_NORMS)}, not {config.input_norm!r}")
     if not 0.0 <= config.knn_mix <= 1.0:
         raise InputError(f"--knn-mix must be in [0, 1], not {config.knn_mix}")
+    if config.knn_space not in ("input", "hidden"):
+        raise InputError(f"--knn-space must be input or hidden, not {config.knn_space!r}")
     if config.ensemble < 1:
         raise InputError(f"--ensemble must be at least 1, not {config.ensemble}")
     if config.self_train_epochs < 0:
@@ -202,7 +204,10 @@ def annotate_full(
         graph_info = {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
         if config.knn_mix > 0:
             # Mix with kNN label transfer: kNN is strong in-domain, GDA across the shift.
-            kq, kh, _ = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, knn_k, threads)
+            xr_k, xq_k = (
+                (train_res.reference_hidden, train_res.query_hidden) if config.knn_space == "hidden" else (x_ref, x_query)
+            )
+            kq, kh, _ = knn_transfer(xr_k, y_ref, train_mask, held, xq_k, classes.size, knn_k, threads)
             w = float(config.knn_mix)
             q_proba, held_proba = (1 - w) * q_proba + w * kq, (1 - w) * held_proba + w * kh
     else:

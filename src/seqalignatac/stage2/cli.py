@@ -49,6 +49,8 @@ _D = GDAConfig()
               help="Models trained with consecutive seeds; their probabilities are averaged.")
 @click.option("--knn-mix", default=_D.knn_mix, show_default=True, type=float,
               help="Weight w of kNN label transfer in the final probabilities: (1 - w) GDA + w kNN.")
+@click.option("--knn-space", type=click.Choice(["input", "hidden"]), default=_D.knn_space, show_default=True,
+              help="Where the --knn-mix kNN runs: the input embedding or GDA's encoder output.")
 @click.option("--knn-k", default=15, show_default=True, type=int, help="Neighbours voting in --method knn.")
 @click.option("--unknown", type=click.Choice(["confidence", "distance", "both", "none"]), default="distance",
               show_default=True, help="How a query cell is called Unknown (thresholds from held-out reference cells).")
@@ -59,7 +61,7 @@ _D = GDAConfig()
 @click.option("--quiet-progress", is_flag=True, help="No progress bar.")
 def annotate_command(cells, outdir, method, embedding_key, label_key, device, seed, threads, k, target_depth,
                      source_depth, head_depth, alpha, epochs, lr, weight_decay, hidden, dropout, class_weight,
-                     knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, ensemble, knn_mix,
+                     knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, ensemble, knn_mix, knn_space,
                      knn_k, unknown, unknown_quantile, calibration_fraction, quiet_progress) -> None:
     """Stage 2: label the query cells of CELLS from its reference cells."""
     from .api import annotate_full, config_with
@@ -71,7 +73,8 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
                          alpha=alpha, epochs=epochs, lr=lr, weight_decay=weight_decay, hidden=hidden,
                          dropout=dropout, class_weight=class_weight, knn_method=knn_method, input_norm=input_norm,
                          self_train_epochs=self_train_epochs, pseudo_fraction=pseudo_fraction,
-                         pseudo_weight=pseudo_weight, ensemble=ensemble, knn_mix=knn_mix)
+                         pseudo_weight=pseudo_weight, ensemble=ensemble, knn_mix=knn_mix,
+                         knn_space=knn_space)
     res = annotate_full(adata, embedding_key, method, label_key=label_key, config=config, unknown=unknown,
                         unknown_quantile=unknown_quantile, calibration_fraction=calibration_fraction, knn_k=knn_k,
                         device=device, seed=seed, threads=threads, progress=not quiet_progress, source=cells)
