@@ -33,24 +33,33 @@ from stage2_granja import DATA, LABEL, machine_info  # noqa: E402
 
 # (name, GDAConfig overrides, LSI n_components).  Old defaults first, then one change at a
 # time, then combinations of what helped.
-OLD = dict(input_norm="none", epochs=100, hidden=64, lr=0.01, self_train_epochs=0, ensemble=1, knn_mix=0.0)
+OLD = dict(input_norm="none", epochs=100, hidden=64, dropout=0.1, lr=0.01, class_weight="balanced", target_depth=2,
+           self_train_epochs=0, ensemble=1, knn_mix=0.0, knn_space="input")
 GRIDS: dict[str, list[tuple[str, dict, int]]] = {
+    # Every configuration that was tried, in the order tried (rounds of about five).
     "default": [
         ("old defaults", OLD, 30),
         ("zscore", {**OLD, "input_norm": "zscore"}, 30),
         ("l2+zscore", {**OLD, "input_norm": "l2+zscore"}, 30),
-        ("epochs 300", {**OLD, "epochs": 300}, 30),
-        ("zscore, epochs 300", {**OLD, "input_norm": "zscore", "epochs": 300}, 30),
-        ("zscore, hidden 128", {**OLD, "input_norm": "zscore", "hidden": 128}, 30),
-        ("zscore, dropout 0.3", {**OLD, "input_norm": "zscore", "dropout": 0.3}, 30),
-        ("zscore, source depth 1", {**OLD, "input_norm": "zscore", "source_depth": 1}, 30),
-        ("zscore, alpha 0.01", {**OLD, "input_norm": "zscore", "alpha": 0.01}, 30),
-        ("zscore, self-train 50", {**OLD, "input_norm": "zscore", "self_train_epochs": 50}, 30),
-        ("zscore, knn mix 0.5", {**OLD, "input_norm": "zscore", "knn_mix": 0.5}, 30),
-        ("zscore, ensemble 3", {**OLD, "input_norm": "zscore", "ensemble": 3}, 30),
-        ("zscore, LSI 50", {**OLD, "input_norm": "zscore"}, 50),
+        ("LSI 50 components", OLD, 50),
+        ("epochs 200, lr 0.005", {**OLD, "epochs": 200, "lr": 0.005}, 30),
+        ("hidden 128, dropout 0.3", {**OLD, "hidden": 128, "dropout": 0.3}, 30),
+        ("class weight none", {**OLD, "class_weight": "none"}, 30),
+        ("self-train 50", {**OLD, "self_train_epochs": 50}, 30),
+        ("ensemble 3", {**OLD, "ensemble": 3}, 30),
+        ("knn mix 0.2", {**OLD, "knn_mix": 0.2}, 30),
+        ("knn mix 0.3", {**OLD, "knn_mix": 0.3}, 30),
+        ("knn mix 0.5", {**OLD, "knn_mix": 0.5}, 30),
+        ("knn mix 0.3 (hidden space)", {**OLD, "knn_mix": 0.3, "knn_space": "hidden"}, 30),
+        ("knn mix 0.5 (hidden space)", {**OLD, "knn_mix": 0.5, "knn_space": "hidden"}, 30),
+        ("self-train 50, knn mix 0.3", {**OLD, "self_train_epochs": 50, "knn_mix": 0.3}, 30),
+        ("knn mix 0.3, target depth 4", {**OLD, "knn_mix": 0.3, "target_depth": 4}, 30),
+        ("knn mix 0.3, hidden 128, dropout 0.3", {**OLD, "knn_mix": 0.3, "hidden": 128, "dropout": 0.3}, 30),
+        ("knn mix 0.3, ensemble 3 (new defaults)", {**OLD, "knn_mix": 0.3, "ensemble": 3}, 30),
+        ("knn mix 0.4, ensemble 3", {**OLD, "knn_mix": 0.4, "ensemble": 3}, 30),
+        ("knn mix 0.3, ensemble 5", {**OLD, "knn_mix": 0.3, "ensemble": 5}, 30),
     ],
-    "quick": [("old defaults", OLD, 30)],
+    "quick": [("old defaults", OLD, 30), ("knn mix 0.3, ensemble 3 (new defaults)", {**OLD, "knn_mix": 0.3, "ensemble": 3}, 30)],
 }
 
 

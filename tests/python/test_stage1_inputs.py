@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -64,7 +66,28 @@ def test_peaks_without_embedding(files, tmp_path):
     ids = list(a.var_names)
     write_embeddings(tmp_path / "part.h5", ids[:25] + ["chrX:1-2", "chrX:3-4"], _emb(a)[:27])
     r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o2")
-    _one_line_error(r, "5 of 30 peaks have no embedding", "2 embedded ids are not peaks", ids[25])
+    _one_line_error(r, "5 of 30 peaks have no embedding", "2 embedded ids are not peaks", ids[25],
+                    "--missing-embeddings drop")
+
+
+def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
+    """Peaks on contigs absent from the FASTA have no sequence: drop them, count them, train on the rest."""
+    a, accp, _ = files
+    ids = list(a.var_names)
+    write_embeddings(tmp_path / "part.h5", ids[:25], _emb(a)[:25])
+    r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o3",
+             "--epochs", 1, "--hidden", 16, "--bottleneck", 4, "--no-progress", "--missing-embeddings", "drop")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((tmp_path / "o3" / "train_summary.json").read_text())
+    assert summary["n_peaks_without_embedding"] == 5
+    assert summary["n_peaks"] == 25
+    cells = ad.read_h5ad(tmp_path / "o3" / "cell_embeddings.h5ad")
+    assert cells.obsm[EMBEDDING_KEY].shape == (a.n_obs, 4)
+    # none at all is still an error, dropping or not
+    write_embeddings(tmp_path / "none.h5", ["chrX:1-2"], _emb(a)[:1])
+    r = _cli("--accessibility", accp, "--embeddings", tmp_path / "none.h5", "--outdir", tmp_path / "o4",
+             "--missing-embeddings", "drop")
+    _one_line_error(r, "none of the 30 peaks", "has an embedding")
 
 
 def test_extra_embedded_peaks_are_ignored(files):

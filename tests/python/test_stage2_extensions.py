@@ -11,7 +11,7 @@ from seqalignatac.stage2.train import normalize_inputs, pseudo_labels
 
 from test_stage2 import make_cells
 
-TINY = dict(hidden=32, epochs=40, source_depth=1, target_depth=2)
+TINY = dict(hidden=32, epochs=40, source_depth=1, target_depth=2, ensemble=1, knn_mix=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -43,10 +43,11 @@ def test_pseudo_labels_are_class_balanced_and_confident():
 
 @pytest.mark.parametrize(
     "extra",
-    [dict(input_norm="l2+zscore"), dict(self_train_epochs=10), dict(ensemble=2), dict(knn_mix=0.5)],
+    [dict(input_norm="l2+zscore"), dict(self_train_epochs=10), dict(ensemble=2), dict(knn_mix=0.5),
+     dict(knn_mix=0.5, knn_space="hidden")],
 )
 def test_extensions_run_learn_and_are_reproducible(cells, extra):
-    cfg = config_with(**TINY, **extra)
+    cfg = config_with(**{**TINY, **extra})
     a = annotate_full(cells, config=cfg, seed=3, progress=False)
     b = annotate_full(cells, config=cfg, seed=3, progress=False)
     pa = a.query.obsm["seqalignatac_proba"]
@@ -62,7 +63,7 @@ def test_ensemble_averages_models(cells):
     # No held-out cells, so the seed changes only the network's initialization and dropout.
     kw = dict(calibration_fraction=0.0, progress=False)
     one = annotate_full(cells, config=config_with(**TINY), seed=0, **kw).query.obsm["seqalignatac_proba"]
-    two = annotate_full(cells, config=config_with(**TINY, ensemble=2), seed=0, **kw)
+    two = annotate_full(cells, config=config_with(**{**TINY, "ensemble": 2}), seed=0, **kw)
     other = annotate_full(cells, config=config_with(**TINY), seed=1, **kw).query.obsm["seqalignatac_proba"]
     assert np.allclose(two.query.obsm["seqalignatac_proba"], (one + other) / 2, atol=1e-5)
 
@@ -70,8 +71,9 @@ def test_ensemble_averages_models(cells):
 @pytest.mark.parametrize(
     "bad, match",
     [(dict(input_norm="pca"), "--input-norm"), (dict(knn_mix=1.5), "--knn-mix"), (dict(ensemble=0), "--ensemble"),
+     (dict(knn_space="pca"), "--knn-space"),
      (dict(self_train_epochs=-1), "--self-train-epochs"), (dict(pseudo_fraction=0.0), "--pseudo-fraction")],
 )
 def test_bad_extension_values_are_clear_errors(cells, bad, match):
     with pytest.raises(InputError, match=match):
-        annotate_full(cells, config=config_with(**TINY, **bad), progress=False)
+        annotate_full(cells, config=config_with(**{**TINY, **bad}), progress=False)

@@ -157,10 +157,9 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         else:
             from ..stage1.trainer import TrainConfig, train
 
-            adata = _peaks_with_sequence(adata, emb, pair.pair_id)
             cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
             train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d["train"],
-                  resume=True, progress=opts.progress, path=str(acc))
+                  resume=True, progress=opts.progress, path=str(acc), missing_embeddings="drop")
 
     def annotate() -> None:
         from dataclasses import fields
@@ -215,24 +214,6 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
              [d["report"] / f"{pair.pair_id}_report.html", d["report"] / f"{pair.pair_id}_mqc.tsv"], report),
     ]
     return steps
-
-
-def _peaks_with_sequence(adata, emb: Path, pair_id: str):
-    """Drop (with a warning and a count) peaks that got no embedding: extract skips peaks on
-    contigs absent from the FASTA and reports them in peaks.fa.summary.json."""
-    from ..embedding_store import EmbeddingStore
-
-    with EmbeddingStore(emb) as store:
-        keep = adata.var_names.isin(store.ids)
-    n_missing = int((~keep).sum())
-    if n_missing == 0:
-        return adata
-    if n_missing == adata.n_vars:
-        raise InputError("no peak of the accessibility matrix has an embedding; is the FASTA the right genome?", emb)
-    log.warning("%s: %d of %d peaks have no sequence (contigs missing from the FASTA; see "
-                "extract/peaks.fa.summary.json); stage 1 uses the other %d", pair_id, n_missing, adata.n_vars,
-                int(keep.sum()))
-    return adata[:, keep].copy()
 
 
 def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, Any]:

@@ -72,11 +72,14 @@ def read_accessibility(path: str):
               help="LSI: per-cell L2, per-component z-score, or raw scores.")
 @click.option("--depth-corr-cutoff", type=click.FloatRange(0, 1, min_open=True), default=0.75,
               help="LSI: drop components whose |corr| with log depth exceeds this.")
+@click.option("--missing-embeddings", type=click.Choice(["error", "drop"]), default="error",
+              help="Peaks of the matrix without an embedding (e.g. on contigs absent from the FASTA): "
+                   "stop with an error, or train on the others and count them.")
 @click.option("--progress/--no-progress", default=True, help="Progress bar on stderr.")
 def train_command(accessibility, embeddings, outdir, method, device, seed, threads, hidden, bottleneck,
                   activation, dropout, epochs, patience, lr, batch_size, cell_block_size, max_step_entries,
                   max_steps_per_epoch, holdout_fraction, checkpoint_minutes, resume, lsi_components, lsi_normalize,
-                  depth_corr_cutoff, progress):
+                  depth_corr_cutoff, missing_embeddings, progress):
     """Stage 1: cell embeddings (obsm['X_seqalignatac']) for reference and query cells together."""
     if method == "nt" and not embeddings:
         raise InputError("--embeddings is required for --method nt (or use --method lsi)")
@@ -98,6 +101,6 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
                       holdout_fraction=holdout_fraction, max_steps_per_epoch=max_steps_per_epoch, seed=seed)
     _, summary = train(adata, embeddings, config=cfg, device=device, threads=threads, outdir=outdir,
                        resume=resume, checkpoint_minutes=checkpoint_minutes, progress=progress,
-                       path=accessibility, free_input=True)
+                       path=accessibility, free_input=True, missing_embeddings=missing_embeddings)
     click.echo(f"stage 1: {summary['n_cells']} cells x {summary['dims']} dims, held-out AUROC "
                f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}) -> {Path(outdir)}", err=True)

@@ -150,6 +150,45 @@ def aligned_embeddings(peak_ids: Sequence[str], embeddings: Any, path: str | os.
     return arr, info
 
 
+def embedded_ids(embeddings: Any) -> np.ndarray | None:
+    """The peak ids an embeddings argument covers (None for an array aligned by position)."""
+    from ..embedding_store import EmbeddingStore
+
+    if isinstance(embeddings, (str, os.PathLike)):
+        with EmbeddingStore(embeddings) as store:
+            return np.asarray(store.ids, dtype=object)
+    if isinstance(embeddings, EmbeddingStore):
+        return np.asarray(embeddings.ids, dtype=object)
+    if isinstance(embeddings, pd.DataFrame):
+        return np.asarray(embeddings.index.astype(str), dtype=object)
+    if isinstance(embeddings, tuple) and len(embeddings) == 2:
+        return np.asarray(embeddings[0], dtype=object).astype(str).astype(object)
+    return None
+
+
+def drop_peaks_without_embedding(adata, embeddings: Any, path=None):
+    """``adata`` restricted to the peaks that have an embedding, and how many were dropped.
+
+    ``extract`` skips peaks on contigs absent from the FASTA (and counts them in its summary),
+    so a pipeline run legitimately has a few peaks with no sequence; stage 1 can only use the
+    others.  No overlap at all is still an error: that is the wrong embeddings file.
+    """
+    ids = embedded_ids(embeddings)
+    if ids is None:
+        return adata, 0
+    keep = np.asarray(adata.var_names.isin(ids))
+    n_dropped = int((~keep).sum())
+    if n_dropped == 0:
+        return adata, 0
+    if n_dropped == adata.n_vars:
+        raise InputError(
+            f"none of the {adata.n_vars} peaks (e.g. {_examples(adata.var_names)}) has an embedding; "
+            "embed the peaks.bed/FASTA written by the same prepare run (is the FASTA the right genome?)", path)
+    log.warning("%d of %d peaks have no embedding (no sequence: see extract's summary); stage 1 uses the "
+                "other %d", n_dropped, adata.n_vars, int(keep.sum()))
+    return adata[:, keep], n_dropped
+
+
 def _from_ids(peak_ids, emb_ids, take, dim: int, path, info: dict) -> tuple[np.ndarray, dict]:
     emb_index = pd.Index(np.asarray(emb_ids, dtype=object))
     peak_index = pd.Index(peak_ids)
@@ -167,7 +206,8 @@ def _from_ids(peak_ids, emb_ids, take, dim: int, path, info: dict) -> tuple[np.n
         raise InputError(
             f"the embeddings and the accessibility matrix have different peak sets: {n_missing} of "
             f"{len(peak_ids)} peaks have no embedding (e.g. {_examples(missing)}) and {n_extra} embedded ids "
-            "are not peaks of the matrix; embed the peaks.bed/FASTA written by the same prepare run",
+            "are not peaks of the matrix; embed the peaks.bed/FASTA written by the same prepare run "
+            "(or pass --missing-embeddings drop to train on the peaks that have one)",
             path)
     if n_extra:
         log.warning("ignoring %d embedded peaks that are not in the accessibility matrix", n_extra)

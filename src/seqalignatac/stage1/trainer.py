@@ -23,7 +23,7 @@ import torch
 from ..errors import InputError
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from .data import aligned_embeddings, binarized_csr, domains, nonempty_cells, peaks_by_cells
+from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
 from .model import CellHead, PeakEncoder, output_step
 from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
 
@@ -87,6 +87,7 @@ def train(
     path: str | os.PathLike | None = None,
     callback: Callable[[int], None] | None = None,
     free_input: bool = False,
+    missing_embeddings: str = "error",
     **overrides: Any,
 ) -> tuple[Any, dict]:
     """Train stage 1 on all cells of ``adata`` and return ``(cell_embeddings, summary)``.
@@ -100,6 +101,8 @@ def train(
     ``callback(global_step)`` is called after every step.  ``free_input=True`` sets ``adata.X``
     to None once it has been indexed (the CLI does this: at atlas scale the matrix is the
     largest object and the trainer keeps its own peaks x cells index).
+    ``missing_embeddings="drop"`` trains on the peaks that have an embedding (peaks without
+    sequence are counted in the summary) instead of stopping with an error.
     """
     t_start = time.time()
     cfg = replace(config or TrainConfig(), **overrides)
@@ -109,12 +112,17 @@ def train(
     if threads:
         torch.set_num_threads(int(threads))
 
+    if missing_embeddings not in ("error", "drop"):
+        raise ValueError(f"missing_embeddings must be 'error' or 'drop', not {missing_embeddings!r}")
+    n_without = 0
+    if missing_embeddings == "drop":
+        adata, n_without = drop_peaks_without_embedding(adata, embeddings, path)
     X = binarized_csr(adata, path)
     keep = nonempty_cells(X, path)
     depth = np.diff(X.indptr)[keep].astype(np.float64)
     acc = peaks_by_cells(X, keep)
     del X
-    if free_input:
+    if free_input and not adata.is_view:  # a view (peaks dropped above) shares its parent's matrix
         adata.X = None
     E, emb_info = aligned_embeddings(adata.var_names, embeddings, path)
     n_peaks, n_cells = acc.n_peaks, acc.n_cells
@@ -252,6 +260,7 @@ def train(
         seconds=round(time.time() - t_start, 2),
         config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
         **emb_info,
+        n_peaks_without_embedding=n_without,
     )
     cells = cell_embeddings_adata(adata, keep, Z, summary)
     if outdir is not None:

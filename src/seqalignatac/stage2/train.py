@@ -40,8 +40,8 @@ class GDAConfig:
     self_train_epochs: int = 0  # second phase: extra epochs with confident query pseudo-labels (0 = off)
     pseudo_fraction: float = 0.5  # per predicted class, the most confident fraction of query cells pseudo-labeled
     pseudo_weight: float = 1.0  # weight of the pseudo-label NLL
-    ensemble: int = 1  # models trained with seeds seed..seed+n-1; their probabilities are averaged
-    knn_mix: float = 0.0  # final probabilities = (1 - w) GDA + w kNN label transfer
+    ensemble: int = 3  # models trained with seeds seed..seed+n-1; their probabilities are averaged
+    knn_mix: float = 0.3  # final probabilities = (1 - w) GDA + w kNN label transfer
     knn_space: str = "input"  # where that kNN runs: "input" (the embedding) or "hidden" (GDA's encoder output)
 
     def to_dict(self) -> dict:

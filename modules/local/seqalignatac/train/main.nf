@@ -18,7 +18,8 @@ process SEQALIGNATAC_TRAIN {
     script:
     def args       = task.ext.args ?: ''
     def device     = task.accelerator ? 'cuda' : 'cpu'
-    def embeddings_opt = embeddings ? "--embeddings ${embeddings}" : ''
+    // Peaks on contigs absent from the FASTA have no sequence (EXTRACT counts them): train on the rest.
+    def embeddings_opt = embeddings ? "--embeddings ${embeddings} --missing-embeddings drop" : ''
     """
     seqalignatac_train.py \\
         --accessibility ${accessibility} \\
