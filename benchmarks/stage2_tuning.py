@@ -29,12 +29,12 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from stage2_granja import DATA, LABEL, machine_info  # noqa: E402
+from stage2_granja import DATA, LABEL, machine_info
 
 # (name, GDAConfig overrides, LSI n_components).  Old defaults first, then one change at a
 # time, then combinations of what helped.
-OLD = dict(input_norm="none", epochs=100, hidden=64, dropout=0.1, lr=0.01, class_weight="balanced", target_depth=2,
-           self_train_epochs=0, ensemble=1, knn_mix=0.0, knn_space="input")
+OLD = {"input_norm": "none", "epochs": 100, "hidden": 64, "dropout": 0.1, "lr": 0.01, "class_weight": "balanced",
+       "target_depth": 2, "self_train_epochs": 0, "ensemble": 1, "knn_mix": 0.0, "knn_space": "input"}
 GRIDS: dict[str, list[tuple[str, dict, int]]] = {
     # Every configuration that was tried, in the order tried (rounds of about five).
     "default": [
@@ -157,13 +157,13 @@ def main() -> None:
     out = Path(args.out)
     write_json(out.with_suffix(".json"), result)
     lines = ["# Stage-2 tuning on sets that never see the reported pair's query labels", "",
-             f"Date {result['date']}; `{result['command']}`; {info['cpu_model']} x{info['cpu_count']}; load average "
+             (f"Date {result['date']}; `{result['command']}`; {info['cpu_model']} x{info['cpu_count']}; load average "
              f"start {tuple(round(v, 2) for v in info['load_average_start'])}, end "
-             f"{tuple(round(v, 2) for v in info['load_average_end'])}.", "",
-             "`reverse`: reference BMMC_D5T1 -> query BMMC_D6T1.  `depth`: BMMC_D6T1 alone, deeper half -> "
-             "shallower half.  Arg-max accuracy / macro-F1; held-out = accuracy on the 10% held-out reference cells.",
-             "", "| configuration | LSI | reverse acc | reverse F1 | depth acc | depth F1 | mean acc | mean F1 | "
-             "held-out (reverse) | seconds (reverse) |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+             f"{tuple(round(v, 2) for v in info['load_average_end'])}."), "",
+             ("`reverse`: reference BMMC_D5T1 -> query BMMC_D6T1.  `depth`: BMMC_D6T1 alone, deeper half -> "
+             "shallower half.  Arg-max accuracy / macro-F1; held-out = accuracy on the 10% held-out reference cells."),
+             "", ("| configuration | LSI | reverse acc | reverse F1 | depth acc | depth F1 | mean acc | mean F1 | "
+             "held-out (reverse) | seconds (reverse) |"), "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, b in baselines.items():
         lines.append(f"| {name} | | {b['reverse']['accuracy']:.3f} | {b['reverse']['macro_f1']:.3f} | "
                      f"{b['depth']['accuracy']:.3f} | {b['depth']['macro_f1']:.3f} | "

@@ -65,19 +65,12 @@ def kmer_stage1(workdir: Path, fasta: Path, reuse: bool) -> list[dict[str, Any]]
     recs.append(step("embed", [*SEQALIGNATAC, "embed", "--fasta", str(peaks_fa), "--model", "kmer", "--out", str(emb),
                                "--device", "cpu", "--cache-dir", str(cache), "--threads", THREADS, "--no-progress"],
                      workdir, [emb], reuse, heavy=False))
-    # `train` needs every peak of its matrix embedded; `seqalignatac run` drops the peaks without
-    # sequence (contigs absent from the partial genome) with its own helper, so we call that helper.
-    acc_seq = workdir / "prepare" / "accessibility_with_sequence.h5ad"
-    code = ("import anndata as ad, sys; from pathlib import Path; "
-            "from seqalignatac.runner.pipeline import _peaks_with_sequence; "
-            "from seqalignatac.atomic import write_h5ad; "
-            "a = _peaks_with_sequence(ad.read_h5ad(sys.argv[1]), Path(sys.argv[2]), 'benchmark'); "
-            "write_h5ad(a, sys.argv[3]); print(a.n_vars, 'peaks with sequence')")
-    recs.append(step("subset_sequence_peaks", [sys.executable, "-c", code, str(workdir / "prepare" / "accessibility.h5ad"),
-                                               str(emb), str(acc_seq)], workdir, [acc_seq], reuse, heavy=False))
     out = workdir / "train_kmer"
-    recs.append(step("train_kmer", [*SEQALIGNATAC, "train", "--accessibility", str(acc_seq),
+    # --missing-embeddings drop: peaks on contigs absent from the partial genome have no sequence;
+    # stage 1 trains on the others (the count is in train_summary.json).
+    recs.append(step("train_kmer", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
                                     "--embeddings", str(emb), "--outdir", str(out), "--method", "nt",
+                                    "--missing-embeddings", "drop",
                                     "--device", "cpu", "--threads", THREADS, "--no-progress"],
                      workdir, [out / "cell_embeddings.h5ad"], reuse))
     return recs

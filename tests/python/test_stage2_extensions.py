@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from test_stage2 import make_cells
 
 from seqalignatac.errors import InputError
 from seqalignatac.stage2.api import annotate_full, config_with
 from seqalignatac.stage2.train import normalize_inputs, pseudo_labels
 
-from test_stage2 import make_cells
-
-TINY = dict(hidden=32, epochs=40, source_depth=1, target_depth=2, ensemble=1, knn_mix=0.0)
+TINY = {"hidden": 32, "epochs": 40, "source_depth": 1, "target_depth": 2, "ensemble": 1, "knn_mix": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def test_normalize_inputs_uses_reference_statistics():
     zr, zq = normalize_inputs(xr, xq, "zscore")
     assert np.allclose(zr.mean(0), 0, atol=1e-5) and np.allclose(zr.std(0), 1, atol=1e-4)
     assert np.allclose(zq, (xq - xr.mean(0)) / xr.std(0), atol=1e-4)  # the query keeps its shift
-    lr, lq = normalize_inputs(xr, xq, "l2")
+    _, lq = normalize_inputs(xr, xq, "l2")
     assert np.allclose(np.linalg.norm(lq, axis=1), 1, atol=1e-5)
     same_r, _ = normalize_inputs(xr, xq, "none")
     assert np.allclose(same_r, xr)
@@ -43,8 +42,8 @@ def test_pseudo_labels_are_class_balanced_and_confident():
 
 @pytest.mark.parametrize(
     "extra",
-    [dict(input_norm="l2+zscore"), dict(self_train_epochs=10), dict(ensemble=2), dict(knn_mix=0.5),
-     dict(knn_mix=0.5, knn_space="hidden")],
+    [{"input_norm": "l2+zscore"}, {"self_train_epochs": 10}, {"ensemble": 2}, {"knn_mix": 0.5},
+     {"knn_mix": 0.5, "knn_space": "hidden"}],
 )
 def test_extensions_run_learn_and_are_reproducible(cells, extra):
     cfg = config_with(**{**TINY, **extra})
@@ -61,7 +60,7 @@ def test_extensions_run_learn_and_are_reproducible(cells, extra):
 
 def test_ensemble_averages_models(cells):
     # No held-out cells, so the seed changes only the network's initialization and dropout.
-    kw = dict(calibration_fraction=0.0, progress=False)
+    kw = {"calibration_fraction": 0.0, "progress": False}
     one = annotate_full(cells, config=config_with(**TINY), seed=0, **kw).query.obsm["seqalignatac_proba"]
     two = annotate_full(cells, config=config_with(**{**TINY, "ensemble": 2}), seed=0, **kw)
     other = annotate_full(cells, config=config_with(**TINY), seed=1, **kw).query.obsm["seqalignatac_proba"]
@@ -70,9 +69,9 @@ def test_ensemble_averages_models(cells):
 
 @pytest.mark.parametrize(
     "bad, match",
-    [(dict(input_norm="pca"), "--input-norm"), (dict(knn_mix=1.5), "--knn-mix"), (dict(ensemble=0), "--ensemble"),
-     (dict(knn_space="pca"), "--knn-space"),
-     (dict(self_train_epochs=-1), "--self-train-epochs"), (dict(pseudo_fraction=0.0), "--pseudo-fraction")],
+    [({"input_norm": "pca"}, "--input-norm"), ({"knn_mix": 1.5}, "--knn-mix"), ({"ensemble": 0}, "--ensemble"),
+     ({"knn_space": "pca"}, "--knn-space"),
+     ({"self_train_epochs": -1}, "--self-train-epochs"), ({"pseudo_fraction": 0.0}, "--pseudo-fraction")],
 )
 def test_bad_extension_values_are_clear_errors(cells, bad, match):
     with pytest.raises(InputError, match=match):

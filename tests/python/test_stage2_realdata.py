@@ -38,11 +38,13 @@ def test_granja_gda_and_knn(granja_lsi):
     warnings.simplefilter("ignore", UserWarning)
     scores = {}
     for method in ("gda", "knn"):
-        q, s = annotate(granja_lsi, method=method, threads=2, progress=False)
+        # One thread: on a shared 2-core machine two torch threads are several times slower.
+        q, s = annotate(granja_lsi, method=method, threads=1, progress=False)
         r = evaluate(q.obs["label"].astype(str), q.obs["seqalignatac_best_label"].astype(str))
         scores[method] = (r["accuracy"], r["macro_f1"])
         assert q.n_obs == 3790 and len(s["classes"]) == 16
         assert s["unknown_rate"] < 0.3
     # Far above chance (16 classes) for both; the exact numbers are the benchmark's business.
-    assert scores["gda"][0] > 0.55 and scores["gda"][1] > 0.35, scores
+    assert scores["gda"][0] > 0.6 and scores["gda"][1] > 0.45, scores
+    assert scores["gda"][0] > scores["knn"][0], scores
     assert scores["knn"][0] > 0.55 and scores["knn"][1] > 0.35, scores

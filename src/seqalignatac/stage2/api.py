@@ -15,8 +15,21 @@ import pandas as pd
 from ..errors import InputError
 from ..metrics import UNKNOWN
 from .graphs import build_graph, clip_k, l2_normalize
-from .train import INPUT_NORMS, GDAConfig, TrainResult, resolve_device, seed_everything, train_gda
-from .unknown import STRATEGIES, call_unknown, confidence_entropy, distance_scores, held_out_mask
+from .train import (
+    INPUT_NORMS,
+    GDAConfig,
+    TrainResult,
+    resolve_device,
+    seed_everything,
+    train_gda,
+)
+from .unknown import (
+    STRATEGIES,
+    call_unknown,
+    confidence_entropy,
+    distance_scores,
+    held_out_mask,
+)
 
 log = logging.getLogger(__name__)
 
