@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import scipy.io
 import scipy.sparse as sp
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
 from seqalignatac.cli import cli
@@ -142,16 +143,6 @@ def test_10x_h5(tmp_path, with_genes):
 # ---------------------------------------------------------------- bad input
 
 
-def _err(res, *needles):
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    line = res.output.strip().splitlines()[-1]
-    assert line.startswith("Error: ")
-    for n in needles:
-        assert n in line, line
-    return line
-
-
 @pytest.fixture
 def files(tmp_path):
     _mtx(tmp_path / "m.mtx", X.T)
@@ -162,34 +153,34 @@ def files(tmp_path):
 
 def test_missing_and_incomplete(files):
     t = files
-    _err(_run("--matrix", t / "nope.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "nope.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
          "nope.mtx", "does not exist")
-    _err(_run("--matrix", t / "m.mtx", "--out", t / "o.h5ad"), "m.mtx", "needs --peaks")
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "none.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--out", t / "o.h5ad"), "m.mtx", "needs --peaks")
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "none.tsv", "--out", t / "o.h5ad"),
          "none.tsv", "does not exist")
 
 
 def test_shape_mismatch(files):
     t = files
     (t / "b3.tsv").write_text("\n".join(CELLS[:3]) + "\n")
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b3.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b3.tsv", "--out", t / "o.h5ad"),
          "m.mtx", "3 x 4", "3 cells")
 
 
 def test_duplicate_names(files):
     t = files
     (t / "dup.tsv").write_text("\n".join(["A", "A", "B", "C"]) + "\n")
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "dup.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "dup.tsv", "--out", t / "o.h5ad"),
          "duplicate cell names", "'A'")
     _bed(t / "dupp.bed", ids=[PEAKS[0], PEAKS[0], PEAKS[2]])
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "dupp.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "dupp.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
          "duplicate peak names")
 
 
 def test_empty_matrix(files):
     t = files
     _mtx(t / "z.mtx", sp.coo_matrix((3, 4)))
-    _err(_run("--matrix", t / "z.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "z.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
          "z.mtx", "empty")
     assert not (t / "o.h5ad").exists()
 
@@ -197,23 +188,23 @@ def test_empty_matrix(files):
 def test_malformed_peaks_and_matrix(files):
     t = files
     (t / "bad.bed").write_text("chr1\t600\t100\nchr1\t1\t5\nchr2\t1\t9\n")
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "bad.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "bad.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
          "bad.bed", "start >= end")
     (t / "notmtx.mtx").write_text("hello\n")
-    _err(_run("--matrix", t / "notmtx.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+    assert_one_line_error(_run("--matrix", t / "notmtx.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
          "notmtx.mtx", "MatrixMarket")
     (t / "bad.h5").write_text("not hdf5")
-    _err(_run("--matrix", t / "bad.h5", "--out", t / "o.h5ad"), "bad.h5", "HDF5")
+    assert_one_line_error(_run("--matrix", t / "bad.h5", "--out", t / "o.h5ad"), "bad.h5", "HDF5")
     with h5py.File(t / "other.h5", "w") as f:
         f["x"] = [1, 2]
-    _err(_run("--matrix", t / "other.h5", "--out", t / "o.h5ad"), "other.h5", "not a 10x")
+    assert_one_line_error(_run("--matrix", t / "other.h5", "--out", t / "o.h5ad"), "other.h5", "not a 10x")
     (t / "emptydir").mkdir()
-    _err(_run("--matrix", t / "emptydir", "--out", t / "o.h5ad"), "emptydir", "matrix.mtx")
+    assert_one_line_error(_run("--matrix", t / "emptydir", "--out", t / "o.h5ad"), "emptydir", "matrix.mtx")
 
 
 def test_split_column_absent(files):
     t = files
-    _err(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "s",
+    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "s",
               "--split-by", "donor"), "b.tsv", "'donor'")
 
 

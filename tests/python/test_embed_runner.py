@@ -2,10 +2,8 @@
 resume, merge/export, and every bad input with its message."""
 
 import json
-import math
 import os
 
-import h5py
 import numpy as np
 import pytest
 import torch

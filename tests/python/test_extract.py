@@ -8,6 +8,7 @@ import struct
 
 import numpy as np
 import pytest
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
 from seqalignatac.cli import cli
@@ -158,16 +159,6 @@ def _run(*args):
     return CliRunner().invoke(cli, ["extract", *map(str, args)])
 
 
-def _err(res, *needles):
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    line = res.output.strip().splitlines()[-1]
-    assert line.startswith("Error: ")
-    for n in needles:
-        assert n in line, line
-    return line
-
-
 def test_cli_ok(genome, bed, tmp_path):
     res = _run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", "native",
                "--summary", tmp_path / "s.json")
@@ -179,26 +170,26 @@ def test_plain_gzip_fasta(bed, tmp_path):
     gz = tmp_path / "genome.fa.gz"
     with gzip.open(gz, "wt") as fh:
         fh.write(_fasta_text())
-    line = _err(_run("--peaks", bed, "--fasta", gz, "--out", tmp_path / "o.fa"), "genome.fa.gz", "not with bgzip")
+    line = assert_one_line_error(_run("--peaks", bed, "--fasta", gz, "--out", tmp_path / "o.fa"), "genome.fa.gz", "not with bgzip")
     assert "bgzip" in line and "gunzip" in line
     assert not (tmp_path / "o.fa").exists()
 
 
 def test_missing_files(genome, bed, tmp_path):
-    _err(_run("--peaks", bed, "--fasta", tmp_path / "none.fa", "--out", tmp_path / "o.fa"), "none.fa", "does not exist")
-    _err(_run("--peaks", tmp_path / "none.bed", "--fasta", genome, "--out", tmp_path / "o.fa"), "none.bed", "does not exist")
+    assert_one_line_error(_run("--peaks", bed, "--fasta", tmp_path / "none.fa", "--out", tmp_path / "o.fa"), "none.fa", "does not exist")
+    assert_one_line_error(_run("--peaks", tmp_path / "none.bed", "--fasta", genome, "--out", tmp_path / "o.fa"), "none.bed", "does not exist")
 
 
 def test_fasta_without_peak_chromosomes(bed, tmp_path):
     fa = tmp_path / "other.fa"
     fa.write_text(_fasta_text(names=("scaffold_1", "scaffold_2")))
-    _err(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "other.fa", "none of the peaks' chromosomes")
+    assert_one_line_error(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "other.fa", "none of the peaks' chromosomes")
 
 
 def test_not_a_fasta(bed, tmp_path):
     fa = tmp_path / "notfasta.fa"
     fa.write_text("chr1\t1\t2\nhello\n")
-    _err(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "notfasta.fa")
+    assert_one_line_error(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "notfasta.fa")
 
 
 @pytest.mark.parametrize("content, needle", [
@@ -211,9 +202,9 @@ def test_not_a_fasta(bed, tmp_path):
 def test_bad_bed(genome, tmp_path, content, needle):
     bed = tmp_path / "bad.bed"
     bed.write_text(content)
-    _err(_run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa"), "bad.bed", needle)
+    assert_one_line_error(_run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa"), "bad.bed", needle)
 
 
 @pytest.mark.parametrize("width", ["abc", "0"])
 def test_bad_width(genome, bed, tmp_path, width):
-    _err(_run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", width), "--width")
+    assert_one_line_error(_run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", width), "--width")

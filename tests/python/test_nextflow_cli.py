@@ -455,7 +455,7 @@ def test_checker_rejects_a_missing_required_option() -> None:
     broken = GOOD_MODULE.replace("        --fasta ${genome} \\\\\n", "")
     assert broken != GOOD_MODULE
     problems = _check(broken)
-    assert problems == [f"modules/local/seqalignatac/extract/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
+    assert problems == ["modules/local/seqalignatac/extract/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
 
 
 def test_checker_rejects_an_unknown_option_in_ext_args() -> None:

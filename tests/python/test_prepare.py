@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import scipy.sparse as sp
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
 from seqalignatac.cli import cli
@@ -115,19 +116,9 @@ def test_cli_writes_outputs(pair, tmp_path):
 # ---------------------------------------------------------------- bad input
 
 
-def _err(res, *needles):
-    assert res.exit_code == 2, res.output
-    assert "Traceback" not in res.output
-    line = res.output.strip().splitlines()[-1]
-    assert line.startswith("Error: ")
-    for n in needles:
-        assert n in line, line
-    return line
-
-
 def test_missing_file(pair, tmp_path):
     ref, _ = pair
-    _err(_run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--label-key", "ct", "--outdir", tmp_path / "o"),
          "nope.h5ad", "does not exist")
 
 
@@ -135,14 +126,14 @@ def test_unreadable_file(pair, tmp_path):
     ref, _ = pair
     bad = tmp_path / "bad.h5ad"
     bad.write_text("not hdf5")
-    _err(_run("--reference", ref, "--query", bad, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", bad, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "bad.h5ad", "cannot read as .h5ad")
 
 
 def test_no_coordinates(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "genes.h5ad", [[1, 1]], ["GAPDH", "CD3E"])
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "genes.h5ad", "'GAPDH'", "not a peak coordinate")
 
 
@@ -150,7 +141,7 @@ def test_no_coordinates(pair, tmp_path):
 def test_malformed_coordinates(pair, tmp_path, names, problem):
     ref, _ = pair
     q = _write(tmp_path / "mal.h5ad", [[1, 1]], names)
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "mal.h5ad", "chr1:600-100", problem)
 
 
@@ -158,15 +149,15 @@ def test_negative_start(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "neg.h5ad", [[1, 1]], ["p1", "p2"],
                var={"chrom": ["chr1", "chr1"], "start": [-5, 10], "end": [100, 200]})
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "neg.h5ad", "negative start")
 
 
 def test_label_key_absent(pair, tmp_path):
     ref, qry = pair
-    _err(_run("--reference", ref, "--query", qry, "--label-key", "celltype", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "celltype", "--outdir", tmp_path / "o"),
          "ref.h5ad", "'celltype'", "available: ct")
-    _err(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--query-label-key", "truth",
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--query-label-key", "truth",
               "--outdir", tmp_path / "o"), "qry.h5ad", "'truth'")
 
 
@@ -174,14 +165,14 @@ def test_all_labels_missing(tmp_path, pair):
     _, qry = pair
     ref = _write(tmp_path / "nolab.h5ad", [[1, 0], [0, 1]], ["chr1:1000-1500", "chr2:100-900"],
                  obs={"ct": [np.nan, ""]})
-    _err(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "nolab.h5ad", "no labels")
 
 
 def test_no_overlapping_peaks(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "far.h5ad", [[1, 1]], ["chr9:100-600", "chr9:5000-5500"])
-    line = _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    line = assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
                 "far.h5ad", "no query peak overlaps")
     assert "genome build" in line
     assert not (tmp_path / "o" / "prepare_summary.json").exists()
@@ -190,24 +181,24 @@ def test_no_overlapping_peaks(pair, tmp_path):
 def test_duplicate_names(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "dupc.h5ad", [[1, 1], [1, 0]], ["chr1:1000-1500", "chr2:100-900"], obs_names=["x", "x"])
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "dupc.h5ad", "duplicate cell names", "'x'")
     q = tmp_path / "dupp.h5ad"
     a = ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["a", "b"]),
                    var=pd.DataFrame(index=["chr1:1000-1500", "chr1:1000-1500"]))
     a.write_h5ad(q)
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "dupp.h5ad", "duplicate peak names")
 
 
 def test_empty_matrices(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "zeros.h5ad", np.zeros((2, 2)), ["chr1:1000-1500", "chr2:100-900"])
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "zeros.h5ad", "no non-zero values")
     q = tmp_path / "nocells.h5ad"
     ad.AnnData(X=sp.csr_matrix((0, 2), dtype=np.float32), var=pd.DataFrame(index=["chr1:1-5", "chr1:9-20"])).write_h5ad(q)
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "nocells.h5ad", "empty")
 
 
@@ -216,11 +207,11 @@ def test_transposed_input(pair, tmp_path):
     q = tmp_path / "t.h5ad"
     ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["chr1:1-500", "chr1:900-1200"]),
                var=pd.DataFrame(index=["AAAC-1", "AAAG-1"])).write_h5ad(q)
-    _err(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
          "t.h5ad", "transpose")
 
 
 def test_all_peaks_rare(pair, tmp_path):
     ref, qry = pair
-    _err(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o",
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o",
               "--min-peak-frac", "0.99"), "ref.h5ad", "lower --min-peak-frac")
