@@ -26,7 +26,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
@@ -169,19 +168,13 @@ def render(result: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--data", type=Path, default=None)
     ap.add_argument("--directions", nargs="+", default=["D6toD5"], choices=list(granja.DIRECTIONS))
     ap.add_argument("--remove", nargs="+", default=["NK", "B"], choices=["NK", "B", "Mono", "T", "GMP", "Progenitor"])
     ap.add_argument("--tools", nargs="+", default=list(TOOLS), choices=list(TOOLS))
-    ap.add_argument("--reuse", action="store_true")
-    ap.add_argument("--timeout", type=float, default=None)
-    ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
-    ap.add_argument("--work", type=Path, default=runner.SCRATCH / "work")
-    ap.add_argument("--out", type=Path, default=runner.RESULTS / "unknown_table")
-    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the JSON; run nothing")
+    runner.add_table_args(ap, "unknown_table")
     args = ap.parse_args(argv)
     if args.render_only:
-        runner.write_text(args.out.with_suffix(".md"), render(json.loads(args.out.with_suffix(".json").read_text())))
+        runner.render_only(args.out, render)
         return 0
     runner.LOCK_ENABLED = not args.no_lock
     data = Path(args.data or granja.default_data_dir())

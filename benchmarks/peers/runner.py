@@ -155,6 +155,23 @@ def write_text(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+def add_table_args(ap, out_name: str) -> None:
+    """Options every comparison table takes (data, reuse, timeout, lock, folders, render-only)."""
+    ap.add_argument("--data", type=Path, default=None,
+                    help="shared data folder (default $SEQALIGNATAC_DATA or ../shared/data)")
+    ap.add_argument("--reuse", action="store_true", help="keep runs that already finished")
+    ap.add_argument("--timeout", type=float, default=None, help="seconds before a peer run is stopped")
+    ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
+    ap.add_argument("--work", type=Path, default=SCRATCH / "work")
+    ap.add_argument("--out", type=Path, default=RESULTS / out_name)
+    ap.add_argument("--render-only", action="store_true", help="rewrite the Markdown from the JSON; run nothing")
+
+
+def render_only(out: Path, render) -> None:
+    """Rewrite a table's Markdown from its JSON."""
+    write_text(out.with_suffix(".md"), render(json.loads(out.with_suffix(".json").read_text())))
+
+
 def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """A Markdown table; ``columns`` = [(key, header)]; floats to 3 decimals, None to '–'."""
     def fmt(v: Any) -> str:
