@@ -72,7 +72,7 @@ def build_cells(workdir: Path, drop_reference_label: str | None = None, threads:
 
 
 # The A2GNN core alone (no ensembling, no kNN mixing): shown for comparison, never used to choose.
-CORE = {"ensemble": 1, "knn_mix": 0.0}
+CORE = {"ensemble": 1, "knn_mix": 0.0, "linear_mix": 0.0}
 
 
 def run_method(cells, method: str, seed: int, threads: int, name: str | None = None,
@@ -152,8 +152,11 @@ def main() -> None:
         f"end {tuple(round(v, 2) for v in info['load_average_end'])}; torch {info['torch']}.", "",
         f"Features: `prepare` (all {build['n_peaks']} peaks) + stage-1 LSI ({build['lsi_dims']} dims), "
         "stage-2 defaults (chosen without query labels, docs/stage2.md; `benchmarks/stage2_tuning.py`). "
-        "`gda` = the defaults (A2GNN x 3 seeds averaged, probabilities mixed 0.7 / 0.3 with kNN label transfer); "
-        "`gda core` = one A2GNN model, no mixing (the previous defaults).", "",
+        "Stage-1 LSI defaults: fitted on reference + query cells together, ArchR's logtf-logidf "
+        "(benchmarks/results/stage1_lsi_variants.md). "
+        "`gda` = the stage-2 defaults (A2GNN x 3 seeds averaged; final probabilities 0.3 GDA + 0.6 kNN label "
+        "transfer (k 50, votes / class size^0.5) + 0.1 class-balanced logistic regression); "
+        "`gda core` = one A2GNN model, no mixing.", "",
         "| method | accuracy | macro-F1 | accuracy (Unknown = wrong) | macro-F1 (Unknown = wrong) | unknown rate | seconds |",
         "| --- | --- | --- | --- | --- | --- | --- |",
     ]

@@ -7,8 +7,8 @@ One coarse group (NK, then B = 16_Pre.B + 17_B) is removed from the reference; t
 Every tool is trained on the remaining fine labels and run with its own unknown-type option at its
 documented default:
 
-- seqAlignATAC: ``annotate`` as shipped (``--unknown distance``, threshold from held-out reference
-  cells, ``--unknown-quantile 0.05``); the whole pipeline reruns on the reduced reference.
+- seqAlignATAC: ``annotate`` as shipped (``--unknown distance`` with its default quantile; docs/stage2.md
+  step 4); the whole pipeline reruns on the reduced reference.
 - scMINGLE: ``predict(..., uncover_novel=True)`` (convex hulls in the contrastive embedding).
 - EpiPack: ``Global_oor_detector(...).annotate(confidence_threshold=0.01)`` (its tutorial's value).
 - Cellcano and the LSI + logistic-regression baseline have no unknown output; they are listed, not run.

@@ -166,7 +166,7 @@ def test_lazy_cell_adam_equals_torch_adam_and_skips_other_cells():
 
 
 def test_lsi_reference_fit_query_projection(acc):
-    cells, s = lsi(acc, n_components=20)
+    cells, s = lsi(acc, n_components=20, fit_on="reference")
     assert cells.n_obs == acc.n_obs and s["method"] == "lsi"
     assert s["n_components_computed"] == 20 and s["dims"] == 20 - len(s["dropped_components"])
     assert cells.obsm[EMBEDDING_KEY].shape == (acc.n_obs, s["dims"])
@@ -177,7 +177,7 @@ def test_lsi_reference_fit_query_projection(acc):
     np.testing.assert_allclose(np.linalg.norm(cells.obsm[EMBEDDING_KEY], axis=1), 1, rtol=1e-5)
     # Fitted on the reference only: query cells do not change the reference embedding.
     ref_only = acc[acc.obs["domain"] == "reference"].copy()
-    cells_ref, _ = lsi(ref_only, n_components=20)
+    cells_ref, _ = lsi(ref_only, n_components=20, fit_on="reference")
     np.testing.assert_allclose(cells_ref.obsm[EMBEDDING_KEY],
                                cells[acc.obs["domain"] == "reference"].obsm[EMBEDDING_KEY], rtol=1e-4, atol=1e-5)
 

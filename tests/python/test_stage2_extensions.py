@@ -10,7 +10,8 @@ from seqalignatac.errors import InputError
 from seqalignatac.stage2.api import annotate_full, config_with
 from seqalignatac.stage2.train import normalize_inputs, pseudo_labels
 
-TINY = {"hidden": 32, "epochs": 40, "source_depth": 1, "target_depth": 2, "ensemble": 1, "knn_mix": 0.0}
+TINY = {"hidden": 32, "epochs": 40, "source_depth": 1, "target_depth": 2, "ensemble": 1, "knn_mix": 0.0,
+        "linear_mix": 0.0}
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,11 @@ def test_pseudo_labels_are_class_balanced_and_confident():
 @pytest.mark.parametrize(
     "extra",
     [{"input_norm": "l2+zscore"}, {"self_train_epochs": 10}, {"ensemble": 2}, {"knn_mix": 0.5},
-     {"knn_mix": 0.5, "knn_space": "hidden"}],
+     {"knn_mix": 0.5, "knn_space": "hidden"},
+     # options for rare classes and the unlabeled query (test_stage2_losses.py tests their parts)
+     {"label_smoothing": 0.1}, {"logit_adjust": 1.0, "class_weight": "none"}, {"class_weight": "sqrt"},
+     {"im_weight": 0.3}, {"knn_mix": 0.6, "knn_vote_power": 0.5, "knn_mix_k": 30},
+     {"self_train_epochs": 10, "pseudo_agree": True, "knn_mix": 0.3}],
 )
 def test_extensions_run_learn_and_are_reproducible(cells, extra):
     cfg = config_with(**{**TINY, **extra})
@@ -56,6 +61,8 @@ def test_extensions_run_learn_and_are_reproducible(cells, extra):
     assert acc > 0.8, (extra, acc)
     if extra.get("self_train_epochs"):
         assert len(a.train.curve) == TINY["epochs"] + 10 and a.train.curve[-1]["pseudo_loss"] > 0
+    if extra.get("im_weight"):
+        assert a.train.curve[-1]["im_loss"] < 0
 
 
 def test_ensemble_averages_models(cells):

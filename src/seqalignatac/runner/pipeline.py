@@ -82,7 +82,8 @@ class PairResult:
 # ----------------------------------------------------------------------------------- options
 
 LSI_OPTIONS = ("n_components", "depth_corr_cutoff", "normalize", "n_iter")
-ANNOTATE_KEYWORDS = ("unknown", "unknown_quantile", "calibration_fraction", "knn_k")
+ANNOTATE_KEYWORDS = ("unknown", "unknown_quantile", "unknown_k", "unknown_smooth", "unknown_smooth_quantile",
+                     "calibration_fraction", "knn_k")
 
 
 def allowed_overrides(opts: RunOptions) -> tuple[set[str], set[str]]:

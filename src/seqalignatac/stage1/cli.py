@@ -70,6 +70,12 @@ def read_accessibility(path: str):
 @click.option("--lsi-components", type=click.IntRange(1), default=30, help="LSI: SVD components computed.")
 @click.option("--lsi-normalize", type=click.Choice(["l2", "zscore", "none"]), default="l2",
               help="LSI: per-cell L2, per-component z-score, or raw scores.")
+@click.option("--lsi-fit-on", type=click.Choice(["reference", "all"]), default="all",
+              help="LSI: fit the IDF and SVD on the reference cells (query projected onto them) or on all "
+                   "cells, reference and query together (no labels used).")
+@click.option("--lsi-tfidf", type=click.Choice(["log_tfidf", "tf_logidf", "logtf_logidf"]), default="logtf_logidf",
+              help="LSI: TF-IDF variant (ArchR's LSI methods 2, 1, 3): log1p(1e4 TF n/df), 1e4 TF log1p(n/df), "
+                   "log1p(1e4 TF) log1p(n/df).")
 @click.option("--depth-corr-cutoff", type=click.FloatRange(0, 1, min_open=True), default=0.75,
               help="LSI: drop components whose |corr| with log depth exceeds this.")
 @click.option("--missing-embeddings", type=click.Choice(["error", "drop"]), default="error",
@@ -79,7 +85,7 @@ def read_accessibility(path: str):
 def train_command(accessibility, embeddings, outdir, method, device, seed, threads, hidden, bottleneck,
                   activation, dropout, epochs, patience, lr, batch_size, cell_block_size, max_step_entries,
                   max_steps_per_epoch, holdout_fraction, checkpoint_minutes, resume, lsi_components, lsi_normalize,
-                  depth_corr_cutoff, missing_embeddings, progress):
+                  lsi_fit_on, lsi_tfidf, depth_corr_cutoff, missing_embeddings, progress):
     """Stage 1: cell embeddings (obsm['X_seqalignatac']) for reference and query cells together."""
     if method == "nt" and not embeddings:
         raise InputError("--embeddings is required for --method nt (or use --method lsi)")
@@ -88,7 +94,8 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
         from .lsi import lsi
 
         _, summary = lsi(adata, n_components=lsi_components, depth_corr_cutoff=depth_corr_cutoff,
-                         normalize=lsi_normalize, seed=seed, outdir=outdir, resume=resume, path=accessibility)
+                         normalize=lsi_normalize, fit_on=lsi_fit_on, tfidf_variant=lsi_tfidf, seed=seed,
+                         outdir=outdir, resume=resume, path=accessibility)
         click.echo(f"LSI: {summary['n_cells']} cells x {summary['dims']} dims "
                    f"(dropped components {summary['dropped_components'] or 'none'}) -> {Path(outdir)}", err=True)
         return

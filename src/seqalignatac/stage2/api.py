@@ -16,6 +16,7 @@ from ..errors import InputError
 from ..metrics import UNKNOWN
 from .graphs import build_graph, clip_k, l2_normalize
 from .train import (
+    CLASS_WEIGHTS,
     INPUT_NORMS,
     GDAConfig,
     TrainResult,
@@ -29,6 +30,7 @@ from .unknown import (
     confidence_entropy,
     distance_scores,
     held_out_mask,
+    smooth_scores,
 )
 
 log = logging.getLogger(__name__)
@@ -125,6 +127,25 @@ def _check_config(config: GDAConfig) -> None:
         raise InputError(f"--self-train-epochs must be >= 0, not {config.self_train_epochs}")
     if not 0.0 < config.pseudo_fraction <= 1.0:
         raise InputError(f"--pseudo-fraction must be in (0, 1], not {config.pseudo_fraction}")
+    if config.class_weight not in CLASS_WEIGHTS:
+        raise InputError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
+    if not (np.isfinite(config.knn_vote_power) and 0.0 <= config.knn_vote_power <= 1.0):
+        raise InputError(f"--knn-vote-power must be in [0, 1], not {config.knn_vote_power}")
+    if not 0.0 <= config.linear_mix <= 1.0 - config.knn_mix:
+        raise InputError(f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], "
+                         f"not {config.linear_mix}")
+    if not (np.isfinite(config.linear_c) and config.linear_c > 0):
+        raise InputError(f"--linear-c must be a finite number > 0, not {config.linear_c}")
+    if config.knn_mix_k < 0:
+        raise InputError(f"--knn-mix-k must be >= 0 (0: use --knn-k), not {config.knn_mix_k}")
+    if not 0.0 <= config.label_smoothing < 1.0:
+        raise InputError(f"--label-smoothing must be in [0, 1), not {config.label_smoothing}")
+    if not (np.isfinite(config.logit_adjust) and config.logit_adjust >= 0):
+        raise InputError(f"--logit-adjust must be a finite number >= 0, not {config.logit_adjust}")
+    if not (np.isfinite(config.im_weight) and config.im_weight >= 0):
+        raise InputError(f"--im-weight must be a finite number >= 0, not {config.im_weight}")
+    if not (np.isfinite(config.im_diversity) and config.im_diversity >= 0):
+        raise InputError(f"--im-diversity must be a finite number >= 0, not {config.im_diversity}")
 
 
 def knn_transfer(
@@ -136,8 +157,14 @@ def knn_transfer(
     n_classes: int,
     knn_k: int,
     threads: int | None,
+    vote_power: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """kNN label transfer (cosine, vote fractions): (query proba, held-out proba, k used)."""
+    """kNN label transfer (cosine, vote fractions): (query proba, held-out proba, k used).
+
+    ``vote_power`` > 0 divides each class's vote fraction by the class's number of training cells
+    to that power, then renormalises (0.5: by its square root; 1: fully class-balanced votes), so
+    rare classes are not out-voted by large neighbours.
+    """
     from sklearn.neighbors import KNeighborsClassifier
 
     kk = clip_k(knn_k, int(train_mask.sum()) + 1, "reference")
@@ -150,7 +177,45 @@ def knn_transfer(
     held_proba = np.zeros((int(held.sum()), n_classes), dtype=np.float32)
     if held.any():
         held_proba[:, cols] = clf.predict_proba(xr[held])
+    if vote_power > 0:
+        counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
+        scale = 1.0 / np.maximum(counts, 1.0) ** float(vote_power)
+        q_proba, held_proba = (_rescale(p, scale) for p in (q_proba, held_proba))
     return q_proba, held_proba, int(kk)
+
+
+def linear_transfer(
+    x_ref: np.ndarray,
+    y_ref: np.ndarray,
+    train_mask: np.ndarray,
+    held: np.ndarray,
+    x_query: np.ndarray,
+    n_classes: int,
+    c: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class-balanced multinomial logistic regression on the input embedding: (query, held-out) proba."""
+    from sklearn.linear_model import LogisticRegression
+
+    q_proba = np.zeros((x_query.shape[0], n_classes), dtype=np.float32)
+    held_proba = np.zeros((int(held.sum()), n_classes), dtype=np.float32)
+    yt = y_ref[train_mask]
+    if np.unique(yt).size < 2:  # one class: logistic regression is undefined, all mass on it
+        q_proba[:, yt[0]] = 1.0
+        held_proba[:, yt[0]] = 1.0
+        return q_proba, held_proba
+    clf = LogisticRegression(C=float(c), class_weight="balanced", max_iter=2000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # convergence notices
+        clf.fit(x_ref[train_mask], yt)
+    q_proba[:, clf.classes_] = clf.predict_proba(x_query)
+    if held.any():
+        held_proba[:, clf.classes_] = clf.predict_proba(x_ref[held])
+    return q_proba, held_proba
+
+
+def _rescale(proba: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    p = proba * scale[None, :].astype(np.float32)
+    return (p / np.maximum(p.sum(axis=1, keepdims=True), 1e-12)).astype(np.float32)
 
 
 def annotate_full(
@@ -161,7 +226,10 @@ def annotate_full(
     label_key: str = "label",
     config: GDAConfig | None = None,
     unknown: str = "distance",
-    unknown_quantile: float = 0.05,
+    unknown_quantile: float | None = None,
+    unknown_k: int = 30,
+    unknown_smooth: int = 30,
+    unknown_smooth_quantile: float = 0.005,
     calibration_fraction: float = 0.1,
     knn_k: int = 15,
     device: str = "auto",
@@ -175,8 +243,14 @@ def annotate_full(
         raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     if unknown not in STRATEGIES:
         raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
-    if not 0.0 <= unknown_quantile < 1.0:
+    if unknown_quantile is not None and not 0.0 <= unknown_quantile < 1.0:
         raise InputError(f"--unknown-quantile must be in [0, 1), not {unknown_quantile}")
+    if unknown_k < 1:
+        raise InputError(f"--unknown-k must be >= 1, not {unknown_k}")
+    if unknown_smooth < 0:
+        raise InputError(f"--unknown-smooth must be >= 0 (0: per-cell test only), not {unknown_smooth}")
+    if not 0.0 <= unknown_smooth_quantile < 1.0:
+        raise InputError(f"--unknown-smooth-quantile must be in [0, 1), not {unknown_smooth_quantile}")
     if not 0.0 <= calibration_fraction < 0.5:
         raise InputError(f"--calibration-fraction must be in [0, 0.5), not {calibration_fraction}")
     config = config or GDAConfig()
@@ -209,20 +283,37 @@ def annotate_full(
             raise InputError(str(e)) from None
         a_ref = build_graph(x_ref, config.k, what="reference", method=config.knn_method, threads=threads, seed=seed)
         a_query = build_graph(x_query, config.k, what="query", method=config.knn_method, threads=threads, seed=seed)
+        input_knn = None
+        mix_k = config.knn_mix_k or knn_k
+        if config.pseudo_agree and config.self_train_epochs > 0:
+            input_knn = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, mix_k, threads,
+                                     vote_power=config.knn_vote_power)
         train_res = train_gda(
             x_ref, np.maximum(y_ref, 0), train_mask, x_query, a_ref, a_query, classes.size, config,
-            device=dev, seed=seed, progress=progress,
+            device=dev, seed=seed, progress=progress, query_knn_proba=None if input_knn is None else input_knn[0],
         )
         q_proba, held_proba = train_res.query_proba, train_res.reference_proba[held]
         graph_info = {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
         if config.knn_mix > 0:
             # Mix with kNN label transfer: kNN is strong in-domain, GDA across the shift.
-            xr_k, xq_k = (
-                (train_res.reference_hidden, train_res.query_hidden) if config.knn_space == "hidden" else (x_ref, x_query)
-            )
-            kq, kh, _ = knn_transfer(xr_k, y_ref, train_mask, held, xq_k, classes.size, knn_k, threads)
+            if config.knn_space == "hidden":
+                kq, kh, _ = knn_transfer(train_res.reference_hidden, y_ref, train_mask, held, train_res.query_hidden,
+                                         classes.size, mix_k, threads, vote_power=config.knn_vote_power)
+            elif input_knn is not None:
+                kq, kh, _ = input_knn
+            else:
+                kq, kh, _ = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, mix_k, threads,
+                                         vote_power=config.knn_vote_power)
             w = float(config.knn_mix)
             q_proba, held_proba = (1 - w) * q_proba + w * kq, (1 - w) * held_proba + w * kh
+        if config.linear_mix > 0:
+            # (1 - knn_mix - linear_mix) GDA + knn_mix kNN + linear_mix logistic regression:
+            # the GDA share gives up linear_mix, the kNN share is unchanged.
+            lq, lh = linear_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, config.linear_c)
+            v = float(config.linear_mix)
+            gq, gh = train_res.query_proba, train_res.reference_proba[held]
+            q_proba = np.clip(q_proba - v * gq + v * lq, 0.0, None)  # clip: rounding, when w + v = 1
+            held_proba = np.clip(held_proba - v * gh + v * lh, 0.0, None)
     else:
         q_proba, held_proba, kk = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, knn_k, threads)
         graph_info = {"knn_k": int(kk)}
@@ -233,9 +324,20 @@ def annotate_full(
     q_dist = h_dist = None
     if unknown in ("distance", "both") and held.any():
         q_dist, h_dist = distance_scores(
-            x_query, best_idx, x_ref[held], y_ref[held], x_ref[train_mask], y_ref[train_mask], config.k, threads
+            x_query, best_idx, x_ref[held], y_ref[held], x_ref[train_mask], y_ref[train_mask], unknown_k, threads
         )
-    flags, unknown_info = call_unknown(unknown, unknown_quantile, conf, held_conf, q_dist, h_dist)
+    # Unknown (docs/stage2.md, step 4): per-cell distance test, OR-ed with the neighbourhood test on
+    # scores smoothed over the query's own kNN graph when --unknown-smooth > 0 (then the per-cell
+    # test defaults to quantile 0.01, else 0.02; the confidence test always defaults to 0.02).
+    smoothing = unknown_smooth > 0 and unknown_smooth_quantile > 0
+    conf_q = 0.02 if unknown_quantile is None else unknown_quantile
+    dist_q = (0.01 if smoothing else 0.02) if unknown_quantile is None else unknown_quantile
+    s_dist = smooth_scores(x_query, q_dist, unknown_smooth, threads) if (q_dist is not None and smoothing) else None
+    flags, unknown_info = call_unknown(unknown, conf_q, conf, held_conf, q_dist, h_dist, s_dist,
+                                       unknown_smooth_quantile if smoothing else 0.0, dist_q)
+    if q_dist is not None:
+        unknown_info["k"] = int(unknown_k)
+        unknown_info["smooth_k"] = int(unknown_smooth)
     best = classes[best_idx]
     predicted = np.where(flags, UNKNOWN, best)
 

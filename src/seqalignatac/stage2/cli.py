@@ -34,7 +34,16 @@ _D = GDAConfig()
 @click.option("--weight-decay", default=_D.weight_decay, show_default=True, type=float)
 @click.option("--hidden", default=_D.hidden, show_default=True, type=int, help="Hidden width.")
 @click.option("--dropout", default=_D.dropout, show_default=True, type=float)
-@click.option("--class-weight", type=click.Choice(["balanced", "none"]), default=_D.class_weight, show_default=True)
+@click.option("--class-weight", type=click.Choice(["balanced", "sqrt", "none"]), default=_D.class_weight,
+              show_default=True, help="Reference class weights in the loss: inverse frequency, its square root, or none.")
+@click.option("--label-smoothing", default=_D.label_smoothing, show_default=True, type=float,
+              help="Label smoothing of the classification losses (0: off).")
+@click.option("--logit-adjust", default=_D.logit_adjust, show_default=True, type=float,
+              help="tau of logit-adjusted training: the loss sees logits + tau log(reference class prior) (0: off).")
+@click.option("--im-weight", default=_D.im_weight, show_default=True, type=float,
+              help="Weight of SHOT's information-maximisation loss on the query predictions (0: off).")
+@click.option("--im-diversity", default=_D.im_diversity, show_default=True, type=float,
+              help="Weight of the diversity term (entropy of the mean query prediction) inside that loss.")
 @click.option("--knn-method", type=click.Choice(["auto", "exact", "faiss"]), default=_D.knn_method, show_default=True,
               help="Exact neighbours (scikit-learn) or an approximate faiss index; auto: faiss above 50,000 cells.")
 @click.option("--input-norm", type=click.Choice(["none", "l2", "zscore", "l2+zscore"]), default=_D.input_norm,
@@ -45,24 +54,49 @@ _D = GDAConfig()
               help="Per predicted class, the most confident fraction of query cells used as pseudo-labels.")
 @click.option("--pseudo-weight", default=_D.pseudo_weight, show_default=True, type=float,
               help="Weight of the pseudo-label loss.")
+@click.option("--pseudo-agree/--no-pseudo-agree", default=_D.pseudo_agree, show_default=True,
+              help="Pseudo-label only query cells on which GDA and kNN label transfer agree.")
 @click.option("--ensemble", default=_D.ensemble, show_default=True, type=int,
               help="Models trained with consecutive seeds; their probabilities are averaged.")
 @click.option("--knn-mix", default=_D.knn_mix, show_default=True, type=float,
               help="Weight w of kNN label transfer in the final probabilities: (1 - w) GDA + w kNN.")
 @click.option("--knn-space", type=click.Choice(["input", "hidden"]), default=_D.knn_space, show_default=True,
               help="Where the --knn-mix kNN runs: the input embedding or GDA's encoder output.")
+@click.option("--knn-mix-k", default=_D.knn_mix_k, show_default=True, type=int,
+              help="Neighbours of the --knn-mix kNN (0: --knn-k).")
+@click.option("--knn-vote-power", default=_D.knn_vote_power, show_default=True, type=float,
+              help="The --knn-mix kNN's class votes are divided by (reference cells of the class)^p "
+                   "(0: plain vote fractions, 0.5: square root, 1: class-balanced).")
+@click.option("--linear-mix", default=_D.linear_mix, show_default=True, type=float,
+              help="Weight v of a class-balanced logistic regression on the input embedding in the final "
+                   "probabilities: (1 - w - v) GDA + w kNN + v logistic regression (0: off).")
+@click.option("--linear-c", default=_D.linear_c, show_default=True, type=float,
+              help="Inverse L2 regularization strength of that logistic regression.")
 @click.option("--knn-k", default=15, show_default=True, type=int, help="Neighbours voting in --method knn.")
 @click.option("--unknown", type=click.Choice(["confidence", "distance", "both", "none"]), default="distance",
-              show_default=True, help="How a query cell is called Unknown (thresholds from held-out reference cells).")
-@click.option("--unknown-quantile", default=0.05, show_default=True, type=float,
-              help="Fraction of held-out reference cells the Unknown threshold would reject.")
+              show_default=True, help="How a query cell is called Unknown (docs/stage2.md, step 4).")
+@click.option("--unknown-quantile", default=None, type=float,
+              help="Tail fraction the Unknown threshold rejects: of the query's fitted inlier distances "
+                   "(distance, per-cell test) or of held-out reference confidences (confidence).  "
+                   "[default: 0.02; 0.01 for the per-cell distance test when --unknown-smooth > 0]")
+@click.option("--unknown-k", default=30, show_default=True, type=int,
+              help="Training reference cells of the predicted class whose mean cosine distance is a query "
+                   "cell's --unknown distance score.")
+@click.option("--unknown-smooth", default=30, show_default=True, type=int,
+              help="Neighbourhood test of --unknown distance: a cell is also Unknown when the median score of "
+                   "its K nearest query cells is in the tail (0: per-cell test only).")
+@click.option("--unknown-smooth-quantile", default=0.005, show_default=True, type=float,
+              help="Tail fraction of the fitted inlier smoothed scores that --unknown-smooth rejects.")
 @click.option("--calibration-fraction", default=0.1, show_default=True, type=float,
               help="Reference cells per class held out of training to calibrate the Unknown threshold.")
 @click.option("--quiet-progress", is_flag=True, help="No progress bar.")
 def annotate_command(cells, outdir, method, embedding_key, label_key, device, seed, threads, k, target_depth,
                      source_depth, head_depth, alpha, epochs, lr, weight_decay, hidden, dropout, class_weight,
-                     knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, ensemble, knn_mix, knn_space,
-                     knn_k, unknown, unknown_quantile, calibration_fraction, quiet_progress) -> None:
+                     label_smoothing, logit_adjust, im_weight, im_diversity,
+                     knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, pseudo_agree, ensemble, knn_mix,
+                     knn_space,
+                     knn_mix_k, knn_vote_power, linear_mix, linear_c, knn_k, unknown, unknown_quantile, unknown_k, unknown_smooth,
+                     unknown_smooth_quantile, calibration_fraction, quiet_progress) -> None:
     """Stage 2: label the query cells of CELLS from its reference cells."""
     from .api import annotate_full, config_with
     from .outputs import read_cells, write_outputs
@@ -73,10 +107,14 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
                          alpha=alpha, epochs=epochs, lr=lr, weight_decay=weight_decay, hidden=hidden,
                          dropout=dropout, class_weight=class_weight, knn_method=knn_method, input_norm=input_norm,
                          self_train_epochs=self_train_epochs, pseudo_fraction=pseudo_fraction,
-                         pseudo_weight=pseudo_weight, ensemble=ensemble, knn_mix=knn_mix,
-                         knn_space=knn_space)
+                         pseudo_weight=pseudo_weight, pseudo_agree=pseudo_agree, ensemble=ensemble, knn_mix=knn_mix,
+                         knn_space=knn_space, knn_mix_k=knn_mix_k, knn_vote_power=knn_vote_power,
+                         linear_mix=linear_mix, linear_c=linear_c, label_smoothing=label_smoothing,
+                         logit_adjust=logit_adjust, im_weight=im_weight, im_diversity=im_diversity)
     res = annotate_full(adata, embedding_key, method, label_key=label_key, config=config, unknown=unknown,
-                        unknown_quantile=unknown_quantile, calibration_fraction=calibration_fraction, knn_k=knn_k,
+                        unknown_quantile=unknown_quantile, unknown_k=unknown_k, unknown_smooth=unknown_smooth,
+                        unknown_smooth_quantile=unknown_smooth_quantile, calibration_fraction=calibration_fraction,
+                        knn_k=knn_k,
                         device=device, seed=seed, threads=threads, progress=not quiet_progress, source=cells)
     summary = write_outputs(res, outdir, label_key)
     msg = f"{summary['n_query']} query cells annotated ({method}); unknown rate {summary['unknown_rate']:.3f}"

@@ -32,7 +32,7 @@ class GDAConfig:
     epochs: int = 100  # A2GNN: 200
     lr: float = 0.01
     weight_decay: float = 5e-4
-    class_weight: str = "balanced"  # "balanced" (inverse class frequency) or "none"
+    class_weight: str = "balanced"  # "balanced" (inverse class frequency), "sqrt" (its square root) or "none"
     knn_method: str = "auto"  # auto | exact | faiss
     chunk_nnz: int = 50_000_000
     # Extensions beyond A2GNN (options; defaults chosen as docs/stage2.md explains).
@@ -40,9 +40,18 @@ class GDAConfig:
     self_train_epochs: int = 0  # second phase: extra epochs with confident query pseudo-labels (0 = off)
     pseudo_fraction: float = 0.5  # per predicted class, the most confident fraction of query cells pseudo-labeled
     pseudo_weight: float = 1.0  # weight of the pseudo-label NLL
+    pseudo_agree: bool = False  # pseudo-label only query cells whose GDA and kNN (input space) arg-max agree
     ensemble: int = 3  # models trained with seeds seed..seed+n-1; their probabilities are averaged
-    knn_mix: float = 0.3  # final probabilities = (1 - w) GDA + w kNN label transfer
+    knn_mix: float = 0.6  # final probabilities = (1 - w - v) GDA + w kNN label transfer + v logistic regression
     knn_space: str = "input"  # where that kNN runs: "input" (the embedding) or "hidden" (GDA's encoder output)
+    knn_mix_k: int = 50  # neighbours of that kNN (0: annotate's knn_k / --knn-k)
+    knn_vote_power: float = 0.5  # that kNN's class votes divided by (training cells of the class)^power (0: plain)
+    linear_mix: float = 0.1  # weight of a class-balanced logistic regression on the input in the final mix
+    linear_c: float = 1.0  # its inverse L2 regularization strength (scikit-learn's C)
+    label_smoothing: float = 0.0  # label smoothing of the reference (and pseudo-label) NLL
+    logit_adjust: float = 0.0  # tau of logit-adjusted training (Menon et al. 2021): logits + tau log prior in the loss
+    im_weight: float = 0.0  # SHOT information maximisation on the query: weight of (entropy - diversity)
+    im_diversity: float = 1.0  # weight of the diversity term (entropy of the mean query prediction) inside it
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,6 +83,30 @@ def resolve_device(device: str) -> torch.device:
 
 
 INPUT_NORMS = ("none", "l2", "zscore", "l2+zscore")
+CLASS_WEIGHTS = ("balanced", "sqrt", "none")
+
+
+def class_weights(counts: np.ndarray, mode: str) -> np.ndarray | None:
+    """Per-class loss weights from reference class sizes: inverse frequency ("balanced") or its square
+    root ("sqrt"); None for "none".  (The weighted mean loss makes their overall scale irrelevant.)"""
+    if mode == "none":
+        return None
+    if mode not in ("balanced", "sqrt"):
+        raise ValueError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, not {mode!r}")
+    counts = np.asarray(counts, dtype=np.float64)
+    w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
+    return np.sqrt(w) if mode == "sqrt" else w
+
+
+def information_maximisation(logits: torch.Tensor, diversity: float = 1.0) -> torch.Tensor:
+    """SHOT's IM loss (Liang et al. 2020): mean per-cell prediction entropy minus ``diversity`` times
+    the entropy of the mean prediction (confident, yet not collapsed onto a few classes)."""
+    logp = F.log_softmax(logits, dim=1)
+    p = logp.exp()
+    ent = -(p * logp).sum(1).mean()
+    mean_p = p.mean(0)
+    div = -(mean_p * torch.log(mean_p + 1e-8)).sum()
+    return ent - diversity * div
 
 
 def normalize_inputs(x_ref: np.ndarray, x_query: np.ndarray, mode: str) -> tuple[np.ndarray, np.ndarray]:
@@ -92,13 +125,15 @@ def normalize_inputs(x_ref: np.ndarray, x_query: np.ndarray, mode: str) -> tuple
     return np.ascontiguousarray(xr, dtype=np.float32), np.ascontiguousarray(xq, dtype=np.float32)
 
 
-def pseudo_labels(proba: np.ndarray, fraction: float) -> np.ndarray:
+def pseudo_labels(proba: np.ndarray, fraction: float, agree: np.ndarray | None = None) -> np.ndarray:
     """Class-balanced confident pseudo-labels: per predicted class, its most confident ``fraction``
-    of query cells keep their arg-max label; the others get -1 (scNym/Cellcano-style self-training)."""
+    of query cells keep their arg-max label; the others get -1 (scNym/Cellcano-style self-training).
+    With ``agree`` (a second classifier's probabilities) only cells whose two arg-max agree qualify."""
     pred, conf = proba.argmax(1), proba.max(1)
     out = np.full(pred.shape, -1, dtype=np.int64)
+    ok = np.ones(pred.shape, dtype=bool) if agree is None else agree.argmax(1) == pred
     for c in np.unique(pred):
-        idx = np.flatnonzero(pred == c)
+        idx = np.flatnonzero((pred == c) & ok)
         n = int(np.ceil(fraction * idx.size))
         out[idx[np.argsort(-conf[idx], kind="stable")[:n]]] = c
     return out
@@ -117,6 +152,7 @@ def train_gda(
     device: torch.device,
     seed: int = 0,
     progress: bool = True,
+    query_knn_proba: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on the reference cells in ``train_mask``; return class probabilities for all cells.
 
@@ -127,7 +163,7 @@ def train_gda(
     x_ref, x_query = normalize_inputs(x_ref, x_query, config.input_norm)
     runs = [
         _train_one(x_ref, y_ref, train_mask, x_query, a_ref, a_query, n_classes, config,
-                   device=device, seed=seed + i, progress=progress)
+                   device=device, seed=seed + i, progress=progress, query_knn_proba=query_knn_proba)
         for i in range(max(1, config.ensemble))
     ]
     first = runs[0]
@@ -151,6 +187,7 @@ def _train_one(
     device: torch.device,
     seed: int = 0,
     progress: bool = True,
+    query_knn_proba: np.ndarray | None = None,
 ) -> TrainResult:
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -161,13 +198,27 @@ def _train_one(
     y = torch.from_numpy(y_ref.astype(np.int64)).to(device)
     mask = torch.from_numpy(train_mask.astype(bool)).to(device)
 
-    weight = None
-    if config.class_weight == "balanced":
-        counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
-        w = np.where(counts > 0, counts.sum() / np.maximum(counts, 1) / max((counts > 0).sum(), 1), 0.0)
-        weight = torch.tensor(w, dtype=torch.float32, device=device)
-    elif config.class_weight != "none":
-        raise ValueError(f"class_weight must be 'balanced' or 'none', not {config.class_weight!r}")
+    counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
+    w = class_weights(counts, config.class_weight)
+    weight = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
+    # Logit adjustment: train on logits + tau log(prior), predict with the raw logits.
+    adjust = None
+    if config.logit_adjust:
+        prior = np.maximum(counts, 1.0) / max(counts.sum(), 1.0)
+        adjust = torch.tensor(config.logit_adjust * np.log(prior), dtype=torch.float32, device=device)
+    smooth = float(config.label_smoothing)
+
+    def nll(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if adjust is not None:
+            logits = logits + adjust
+        if smooth <= 0:
+            return F.cross_entropy(logits, target, weight=weight)
+        # Label smoothing weighted by the *target* class only (torch's label_smoothing with class
+        # weights also weights the uniform part per class, which pushes mass onto rare classes).
+        logp = F.log_softmax(logits, dim=1)
+        per = -(1 - smooth) * logp.gather(1, target[:, None])[:, 0] - smooth * logp.mean(1)
+        wt = weight[target] if weight is not None else torch.ones_like(per)
+        return (wt * per).sum() / wt.sum().clamp_min(1e-12)
 
     model = A2GNN(xs.shape[1], n_classes, hidden=config.hidden, dropout=config.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -185,21 +236,28 @@ def _train_one(
             with torch.no_grad():
                 lt, _, _ = model(xt, gt, config.target_depth, config.head_depth)
             pseudo = torch.from_numpy(
-                pseudo_labels(F.softmax(lt, dim=1).cpu().numpy(), config.pseudo_fraction)
+                pseudo_labels(F.softmax(lt, dim=1).cpu().numpy(), config.pseudo_fraction,
+                              query_knn_proba if config.pseudo_agree else None)
             ).to(device)
         model.train()
         rate = grl_rate(min(epoch / config.epochs, 1.0))
         logits_s, dom_s, _ = model(xs, gs, config.source_depth, config.head_depth, rate)
-        # Query class logits are only needed for the pseudo-label phase.
-        logits_t, dom_t, _ = model(xt, gt, config.target_depth, config.head_depth if pseudo is not None else 0, rate)
-        cls_loss = F.nll_loss(F.log_softmax(logits_s[mask], dim=1), y[mask], weight=weight)
+        # Query class logits are only needed for the pseudo-label phase and the IM loss.
+        need_t = pseudo is not None or config.im_weight > 0
+        logits_t, dom_t, _ = model(xt, gt, config.target_depth, config.head_depth if need_t else 0, rate)
+        cls_loss = nll(logits_s[mask], y[mask])
         dom_loss = F.cross_entropy(torch.cat([dom_s, dom_t]), dom_y)
         loss = cls_loss + config.alpha * dom_loss
         pl_loss = torch.zeros(())
-        if pseudo is not None:
+        im_loss = torch.zeros(())
+        if pseudo is not None and bool((pseudo >= 0).any()):
             keep = pseudo >= 0
-            pl_loss = F.nll_loss(F.log_softmax(logits_t[keep], dim=1), pseudo[keep], weight=weight)
+            pl_loss = nll(logits_t[keep], pseudo[keep])
             loss = loss + config.pseudo_weight * pl_loss
+        if config.im_weight > 0:
+            # Ramped in with the same schedule as the gradient reversal.
+            im_loss = information_maximisation(logits_t, config.im_diversity)
+            loss = loss + config.im_weight * rate * im_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -210,6 +268,7 @@ def _train_one(
                 "cls_loss": float(cls_loss.detach()),
                 "domain_loss": float(dom_loss.detach()),
                 "pseudo_loss": float(pl_loss.detach()),
+                "im_loss": float(im_loss.detach()),
                 "grl": rate,
             }
         )

@@ -1,13 +1,19 @@
 """Confidence, entropy and the ``Unknown`` call, calibrated without query labels.
 
-Thresholds come from held-out *reference* cells (never trained on): a cell is ``Unknown``
-when its confidence is below the ``quantile`` of the held-out cells' confidences, and/or
-(``distance`` test) when it lies farther from the training reference cells *of its predicted
-class* than all but a ``quantile`` of the held-out reference cells lie from theirs.  The
-distance is measured in the input embedding after centering each domain on its own mean (a
-crude removal of a global batch shift), in units of the class's median held-out distance; the
-held-out threshold is multiplied by how much larger the query's median distance is (noisier
-query cells sit farther from everything, not only from the wrong classes).
+``confidence``: a cell is ``Unknown`` when its confidence is below the ``quantile`` of the
+held-out *reference* cells' confidences.  ``distance`` (docs/stage2.md, step 4): the score is a
+query cell's mean cosine distance to the k (``--unknown-k``, 30) nearest training cells of its
+predicted class, in units of that class's median reference distance, after moving the query
+by the median offset of its cells from their predicted class's reference centroid
+(:func:`robust_shift`); the threshold
+is the ``1 - quantile`` point of a normal fitted to the left side of the query's own log scores
+(:func:`inlier_fit`), never below the reference cells' own ``1 - quantile`` score.  With
+``--unknown-smooth K`` (default 30) a second, neighbourhood-level test is OR-ed in: each query cell's
+score is replaced by the median log score of its K nearest query cells (:func:`smooth_scores`), which
+averages the per-cell noise of sparse data away, and a cell is ``Unknown`` when that smoothed score
+lies beyond the ``1 - --unknown-smooth-quantile`` point (default 0.005) of the same left-side normal
+fit applied to the smoothed scores; the per-cell test then runs at quantile 0.01 unless
+``--unknown-quantile`` is given (benchmarks/results/unknown_calibration.md).
 """
 
 from __future__ import annotations
@@ -76,6 +82,41 @@ def class_distance(
     return out
 
 
+def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray, ref_y: np.ndarray) -> np.ndarray:
+    """``query_x`` moved by the median offset of query cells from their predicted class's reference centroid.
+
+    A batch shift common to all cells is removed, but not (as mean-centering would) the difference
+    in class composition between reference and query, nor the pull of a query-only type.
+    """
+    classes = np.unique(ref_y)
+    centroids = np.zeros((int(max(classes.max(), query_pred.max())) + 1, ref_x.shape[1]))
+    known = np.zeros(centroids.shape[0], dtype=bool)
+    for c in classes:
+        centroids[c] = ref_x[ref_y == c].mean(axis=0)
+        known[c] = True
+    ok = known[query_pred]
+    if not ok.any():
+        return query_x
+    shift = np.median(query_x[ok] - centroids[query_pred[ok]], axis=0)
+    return query_x - shift
+
+
+def leave_one_out_distance(x: np.ndarray, y: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+    """Mean cosine distance from each cell to its k nearest *other* cells of its own class (NaN if alone)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    out = np.full(x.shape[0], np.nan, dtype=np.float64)
+    for c in np.unique(y):
+        sel = np.flatnonzero(y == c)
+        if sel.size < 2:
+            continue
+        kk = min(k, sel.size - 1)
+        base = l2_normalize(x[sel])
+        dist, _ = NearestNeighbors(n_neighbors=kk + 1, n_jobs=threads).fit(base).kneighbors(base)
+        out[sel] = (dist[:, 1:] ** 2 / 2.0).mean(axis=1)
+    return out
+
+
 def distance_scores(
     query_x: np.ndarray,
     query_pred: np.ndarray,
@@ -86,22 +127,67 @@ def distance_scores(
     k: int,
     threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Per-class distances of query and held-out cells, divided by the class's held-out median.
+    """Distance of each query cell to the training cells of its predicted class, in class units.
 
-    ``query_x`` is shifted by (reference mean - query mean) first.
+    Returns (query scores, reference scores).  A score is the mean cosine distance to the k nearest
+    training cells of the (predicted) class divided by that class's median reference distance
+    (training cells leave-one-out, held-out cells against the training cells).  The query is
+    first moved by :func:`robust_shift`.  A predicted class without training cells gives ``inf``.
     """
-    ref_mean = np.concatenate([train_x, held_x]).mean(axis=0)
-    qx = query_x - query_x.mean(axis=0) + ref_mean
-    hd = class_distance(held_x, held_y, train_x, train_y, k, threads)
+    qx = robust_shift(query_x, query_pred, np.concatenate([train_x, held_x]), np.concatenate([train_y, held_y]))
     qd = class_distance(qx, query_pred, train_x, train_y, k, threads)
-    scale = {c: np.median(hd[held_y == c]) for c in np.unique(held_y)}
-    pooled = float(np.median(hd)) if hd.size else 1.0
+    rd = np.concatenate([
+        leave_one_out_distance(train_x, train_y, k, threads),
+        class_distance(held_x, held_y, train_x, train_y, k, threads) if held_x.shape[0] else np.zeros(0),
+    ])
+    ry = np.concatenate([train_y, held_y])
+    pooled = float(np.nanmedian(rd)) if np.isfinite(rd).any() else 1.0
+    scale = {}
+    for c in np.unique(ry):
+        v = rd[ry == c]
+        v = v[np.isfinite(v)]
+        scale[c] = float(np.median(v)) if v.size else pooled
+
     def unit(d: np.ndarray, cls: np.ndarray) -> np.ndarray:
         s = np.array([scale.get(c, pooled) for c in cls], dtype=np.float64)
         return d / np.maximum(s, 1e-12)
+
     qn = unit(qd, query_pred)
     qn[np.isnan(qn)] = np.inf  # a class with no training cell cannot vouch for anyone
-    return qn, unit(hd, held_y)
+    rn = unit(rd, ry)
+    return qn, rn[np.isfinite(rn)]
+
+
+def smooth_scores(query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+    """Each query cell's score replaced by the median log score of its k nearest query cells (itself
+    included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``)."""
+    n = query_x.shape[0]
+    k = max(1, min(int(k), n))
+    xn = l2_normalize(query_x)
+    if n > 50_000:
+        import faiss
+
+        index = faiss.IndexHNSWFlat(xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.add(xn)
+        _, idx = index.search(xn, k)
+    else:
+        from sklearn.neighbors import NearestNeighbors
+
+        _, idx = NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(xn).kneighbors(xn)
+    with np.errstate(divide="ignore"):
+        logs = np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
+    return np.exp(np.median(logs[idx], axis=1))
+
+
+def inlier_fit(log_scores: np.ndarray, lo: float = 0.10, hi: float = 0.40) -> tuple[float, float]:
+    """(mean, sd) of a normal matched to the ``lo`` and ``hi`` quantiles: the left side of the data,
+    which stays with the bulk when up to ~half of the cells form a far tail (novel types)."""
+    from scipy.stats import norm
+
+    a, b = np.quantile(log_scores, [lo, hi])
+    za, zb = norm.ppf(lo), norm.ppf(hi)
+    sd = float((b - a) / (zb - za))
+    return float(b - zb * sd), sd
 
 
 def call_unknown(
@@ -111,8 +197,15 @@ def call_unknown(
     held_conf: np.ndarray,
     query_dist: np.ndarray | None = None,
     held_dist: np.ndarray | None = None,
+    smooth_dist: np.ndarray | None = None,
+    smooth_quantile: float = 0.0,
+    distance_quantile: float | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Boolean Unknown flags for the query plus the thresholds used."""
+    """Boolean Unknown flags for the query plus the thresholds used.
+
+    ``quantile`` sets the confidence test and, unless ``distance_quantile`` is given, the per-cell
+    distance test; ``smooth_dist`` (from :func:`smooth_scores`) adds the neighbourhood test at
+    ``smooth_quantile`` (0 or ``None`` scores: off)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     flags = np.zeros(query_conf.size, dtype=bool)
@@ -126,12 +219,36 @@ def call_unknown(
         flags |= query_conf < thr
     if strategy in ("distance", "both"):
         assert query_dist is not None and held_dist is not None
-        # A batch effect inflates every query distance; rescale the held-out threshold by the
-        # ratio of medians (a novel type that is a minority of the query barely moves the median).
-        finite = query_dist[np.isfinite(query_dist)]
-        inflation = float(np.median(finite) / np.median(held_dist)) if finite.size else 1.0
-        thr_d = float(np.quantile(held_dist, 1.0 - quantile)) * max(1.0, inflation)
-        info["distance_inflation"] = inflation
-        info["distance_threshold"] = thr_d
-        flags |= query_dist > thr_d
+        # The query's own inlier distribution (batch effects and shallower cells widen it in ways
+        # the reference cannot show): a normal fitted to the left side of log scores; a cell is
+        # Unknown beyond its (1 - quantile) point, and never below the reference's own quantile.
+        from scipy.stats import norm
+
+        dq = quantile if distance_quantile is None else distance_quantile
+        info["distance_quantile"] = dq
+        if dq <= 0:
+            info["distance_note"] = "quantile 0: no cell is called Unknown by distance"
+        else:
+            finite = np.log(np.maximum(query_dist[np.isfinite(query_dist)], 1e-12))
+            floor = float(np.quantile(held_dist, 1.0 - dq)) if held_dist.size else 0.0
+            thr_d = floor
+            if finite.size >= 10:
+                mu, sd = inlier_fit(finite)
+                thr_d = max(floor, float(np.exp(mu + float(norm.ppf(1.0 - dq)) * sd)))
+                info.update(distance_inlier_log_mean=mu, distance_inlier_log_sd=sd)
+            info["distance_reference_floor"] = floor
+            info["distance_threshold"] = thr_d
+            flags |= query_dist > thr_d
+        if smooth_dist is not None and smooth_quantile > 0:
+            # Neighbourhood test: no reference floor (smoothing narrows the spread, so the per-cell
+            # reference quantile would sit far out in the smoothed distribution).
+            fin_s = np.log(np.maximum(smooth_dist[np.isfinite(smooth_dist)], 1e-12))
+            smooth_flags = ~np.isfinite(smooth_dist)
+            if fin_s.size >= 10:
+                mu_s, sd_s = inlier_fit(fin_s)
+                thr_s = float(np.exp(mu_s + float(norm.ppf(1.0 - smooth_quantile)) * sd_s))
+                smooth_flags |= smooth_dist > thr_s
+                info.update(smooth_quantile=smooth_quantile, smooth_threshold=thr_s)
+            info["smooth_unknown_rate"] = float(smooth_flags.mean())
+            flags |= smooth_flags
     return flags, info

@@ -1,0 +1,165 @@
+"""Stage-1 LSI options: where the IDF/SVD are fitted (``fit_on``), TF-IDF variants and peak
+selection before the SVD; reproducibility; bad values; the CLI records the choice."""
+
+from __future__ import annotations
+
+import json
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from click.testing import CliRunner
+from safetensors.numpy import load_file
+
+from seqalignatac.cli import cli
+from seqalignatac.errors import InputError
+from seqalignatac.stage1 import EMBEDDING_KEY, lsi
+
+
+def _two_domains(n_ref=150, n_query=150, n_shared=200, n_query_only=40, seed=0) -> ad.AnnData:
+    """Three cell types over shared peaks, plus peaks open only in (type-specific) query cells."""
+    rng = np.random.default_rng(seed)
+    n = n_ref + n_query
+    typ = rng.integers(0, 3, n)
+    p = n_shared + n_query_only
+    block = np.arange(p) % 3
+    prob = np.where(block[None, :] == typ[:, None], 0.35, 0.08) * rng.uniform(0.6, 1.4, n)[:, None]
+    prob[:n_ref, n_shared:] = 0.0  # the last peaks are never open in the reference
+    X = sp.csr_matrix((rng.random((n, p)) < prob).astype(np.uint8))
+    obs = pd.DataFrame({"domain": ["reference"] * n_ref + ["query"] * n_query,
+                        "label": pd.Categorical([f"t{t}" for t in typ])}, index=[f"c{i}" for i in range(n)])
+    var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(p)])
+    return ad.AnnData(X, obs=obs, var=var)
+
+
+@pytest.fixture(scope="module")
+def pair() -> ad.AnnData:
+    return _two_domains()
+
+
+def _loadings(outdir) -> dict:
+    return load_file(str(outdir / "model.safetensors"))
+
+
+def test_joint_fit_uses_the_query_cells(pair, tmp_path):
+    n_shared = 200
+    _, s_ref = lsi(pair, n_components=8, fit_on="reference", outdir=tmp_path / "ref")
+    _, s_all = lsi(pair, n_components=8, fit_on="all", outdir=tmp_path / "all")
+    w_ref, w_all = _loadings(tmp_path / "ref"), _loadings(tmp_path / "all")
+    # Peaks never open in the reference: zero loadings when fitted on the reference, not when
+    # fitted on all cells (the query's own structure enters the space).
+    assert np.abs(w_ref["loadings"][:, n_shared:]).max() == 0
+    assert np.abs(w_all["loadings"][:, n_shared:]).max() > 1e-3
+    assert s_ref["fit_on"] == "reference" and s_ref["n_fit_cells"] == 150 and s_ref["fitted_on"] == "reference"
+    assert s_all["fit_on"] == "all" and s_all["n_fit_cells"] == 300 and s_all["fitted_on"] == "reference + query"
+    assert s_all["n_reference_cells"] == 150 and s_all["n_query_cells"] == 150
+    summary = json.loads((tmp_path / "all" / "train_summary.json").read_text())
+    assert summary["fit_on"] == "all"
+
+
+def test_joint_fit_equals_fitting_with_every_cell_as_reference(pair):
+    cells, _ = lsi(pair, n_components=8, fit_on="all")
+    as_ref = pair.copy()
+    as_ref.obs["domain"] = "reference"
+    same, _ = lsi(as_ref, n_components=8)
+    np.testing.assert_allclose(cells.obsm[EMBEDDING_KEY], same.obsm[EMBEDDING_KEY], rtol=1e-5, atol=1e-6)
+    # ... and the domains (and every obs column) are kept.
+    pd.testing.assert_frame_equal(cells.obs, pair.obs)
+
+
+def test_joint_fit_is_reproducible_and_separates_types(pair):
+    a, s1 = lsi(pair, n_components=8, fit_on="all", seed=3)
+    b, s2 = lsi(pair, n_components=8, fit_on="all", seed=3)
+    np.testing.assert_array_equal(a.obsm[EMBEDDING_KEY], b.obsm[EMBEDDING_KEY])
+    assert s1["depth_correlation"] == s2["depth_correlation"]
+    from sklearn.neighbors import KNeighborsClassifier
+
+    ref = (a.obs["domain"] == "reference").to_numpy()
+    X, y = a.obsm[EMBEDDING_KEY], a.obs["label"].astype(str).to_numpy()
+    assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
+
+
+@pytest.mark.parametrize("variant", ["log_tfidf", "tf_logidf", "logtf_logidf"])
+def test_tfidf_variants_separate_types(pair, variant):
+    cells, s = lsi(pair, n_components=8, tfidf_variant=variant)
+    assert s["tfidf_variant"] == variant
+    ref = (cells.obs["domain"] == "reference").to_numpy()
+    X, y = cells.obsm[EMBEDDING_KEY], cells.obs["label"].astype(str).to_numpy()
+    from sklearn.neighbors import KNeighborsClassifier
+
+    assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
+
+
+def test_peak_selection(pair, tmp_path):
+    frac = np.asarray(pair.X[(pair.obs["domain"] == "reference").to_numpy()].mean(axis=0)).ravel()
+    _, s = lsi(pair, n_components=8, fit_on="reference", min_peak_frac=0.05, outdir=tmp_path / "frac")
+    assert s["n_peaks_used"] == int((frac >= 0.05).sum()) < pair.n_vars
+    w = _loadings(tmp_path / "frac")
+    assert w["loadings"].shape == (8, pair.n_vars)
+    assert np.abs(w["loadings"][:, frac < 0.05]).max() == 0 and (w["idf"][frac < 0.05] == 0).all()
+    cells, s = lsi(pair, n_components=8, fit_on="reference", var_peaks=60, var_clusters=6, outdir=tmp_path / "var")
+    assert s["n_peaks_used"] == 60
+    assert (np.abs(_loadings(tmp_path / "var")["loadings"]).max(axis=0) > 0).sum() <= 60
+    ref = (cells.obs["domain"] == "reference").to_numpy()
+    X, y = cells.obsm[EMBEDDING_KEY], cells.obs["label"].astype(str).to_numpy()
+    from sklearn.neighbors import KNeighborsClassifier
+
+    # The most variable peaks across clusters are the type-specific ones.
+    assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
+
+
+@pytest.mark.parametrize("kw, needle", [
+    ({"fit_on": "query"}, "fit_on must be one of reference, all, got 'query'"),
+    ({"tfidf_variant": "tf"}, "tfidf_variant must be one of"),
+    ({"min_peak_frac": 1.0}, "min_peak_frac must be in [0, 1)"),
+    ({"var_peaks": -1}, "var_peaks must be >= 0"),
+])
+def test_bad_values_are_one_line_input_errors(pair, kw, needle):
+    with pytest.raises(InputError) as e:
+        lsi(pair, **kw)
+    assert needle in str(e.value) and "\n" not in str(e.value)
+
+
+def _cli(*args):
+    return CliRunner().invoke(cli, ["train", *map(str, args)])
+
+
+def test_cli_fit_on_is_recorded_and_checked_on_resume(pair, tmp_path):
+    accp = tmp_path / "acc.h5ad"
+    pair.write_h5ad(accp)
+    out = tmp_path / "lsi"
+    r = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8, "--lsi-fit-on", "all",
+             "--lsi-tfidf", "logtf_logidf")
+    assert r.exit_code == 0, r.output
+    summary = json.loads((out / "train_summary.json").read_text())
+    assert summary["fit_on"] == "all" and summary["tfidf_variant"] == "logtf_logidf"
+    # The CLI gives the same embedding as the Python call.
+    direct, _ = lsi(pair, n_components=8, fit_on="all", tfidf_variant="logtf_logidf")
+    np.testing.assert_array_equal(ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY],
+                                  direct.obsm[EMBEDDING_KEY])
+    assert ad.read_h5ad(out / "cell_embeddings.h5ad").uns["seqalignatac"]["stage1"]["fit_on"] == "all"
+    assert json.loads((out / "run.json").read_text())["fit_on"] == "all"
+    again = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8,
+                 "--lsi-fit-on", "all", "--lsi-tfidf", "logtf_logidf", "--resume")
+    assert again.exit_code == 0, again.output
+    other = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8,
+                 "--lsi-fit-on", "reference", "--lsi-tfidf", "log_tfidf", "--resume")
+    assert other.exit_code == 2 and "fit_on" in other.output and "tfidf_variant" in other.output, other.output
+    bad = _cli("--accessibility", accp, "--outdir", tmp_path / "x", "--method", "lsi", "--lsi-fit-on", "query")
+    assert bad.exit_code == 2 and "--lsi-fit-on" in bad.output and "Traceback" not in bad.output
+
+
+def test_tfidf_formulas():
+    from seqalignatac.stage1.lsi import idf_weights, tfidf
+
+    X = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 1], [0, 0, 0, 1]], dtype=np.uint8))
+    n_open = np.asarray(X.sum(axis=0)).ravel()
+    tf = X.toarray() / X.sum(axis=1).A
+    ratio = 3 / n_open
+    expect = {"log_tfidf": np.log1p(1e4 * tf * ratio), "tf_logidf": 1e4 * tf * np.log1p(ratio),
+              "logtf_logidf": np.log1p(1e4 * tf) * np.log1p(ratio)}
+    for variant, e in expect.items():
+        got = tfidf(X, idf_weights(n_open, 3, variant), variant=variant)
+        np.testing.assert_allclose(got.toarray(), np.where(X.toarray() > 0, e, 0), rtol=1e-6)

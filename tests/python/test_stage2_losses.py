@@ -1,0 +1,133 @@
+"""Stage-2 options for rare classes and the unlabeled query: class weights, label smoothing, logit
+adjustment, SHOT information maximisation, class-size-scaled kNN votes, agreeing pseudo-labels."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from test_stage2 import make_cells
+from test_stage2_extensions import TINY, cells  # noqa: F401  (shared config and module fixture)
+
+from seqalignatac.errors import InputError
+from seqalignatac.stage2.api import annotate_full, config_with, knn_transfer
+from seqalignatac.stage2.train import (
+    class_weights,
+    information_maximisation,
+    pseudo_labels,
+)
+
+
+def _imbalanced(seed=0):
+    """Three overlapping types; the reference keeps a tenth of its type0 cells (the query all)."""
+    a = make_cells(n_types=3, n_ref=600, n_query=300, sep=0.6, noise=1.0, shift=2.0, seed=seed)
+    is_ref = (a.obs["domain"] == "reference").to_numpy()
+    rare = np.flatnonzero(is_ref & (a.obs["label"] == "type0").to_numpy())
+    keep = np.ones(a.n_obs, dtype=bool)
+    keep[rare[len(rare) // 10:]] = False
+    return a[keep].copy()
+
+
+def test_class_weights_modes():
+    counts = np.array([100.0, 25.0, 0.0, 4.0])
+    bal = class_weights(counts, "balanced")
+    assert bal[2] == 0 and np.allclose(bal[[0, 1, 3]] * counts[[0, 1, 3]], bal[0] * 100)  # inverse frequency
+    assert np.allclose(class_weights(counts, "sqrt"), np.sqrt(bal))
+    assert class_weights(counts, "none") is None
+    with pytest.raises(ValueError, match="class_weight"):
+        class_weights(counts, "focal")
+
+
+def test_information_maximisation_prefers_confident_and_diverse():
+    c = 4
+    confident_diverse = torch.eye(c).repeat(5, 1) * 50.0  # one-hot, every class equally often
+    collapsed = torch.zeros(20, c)
+    collapsed[:, 0] = 50.0  # one-hot, always class 0
+    uniform = torch.zeros(20, c)
+    best = float(information_maximisation(confident_diverse))
+    assert best == pytest.approx(-np.log(c), abs=1e-4)
+    assert float(information_maximisation(collapsed)) == pytest.approx(0.0, abs=1e-4)
+    assert float(information_maximisation(uniform)) == pytest.approx(0.0, abs=1e-4)
+    # Without the diversity term, collapse is as good as diversity.
+    assert float(information_maximisation(collapsed, 0.0)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_knn_votes_rescaled_by_class_size():
+    rng = np.random.default_rng(0)
+    xr = np.vstack([rng.normal(0, 1, (90, 2)), rng.normal(0.5, 1, (10, 2))]).astype(np.float32)
+    yr = np.array([0] * 90 + [1] * 10)
+    xq = rng.normal(0.25, 1, (50, 2)).astype(np.float32)
+    mask, held = np.ones(100, dtype=bool), np.zeros(100, dtype=bool)
+    plain, _, _ = knn_transfer(xr, yr, mask, held, xq, 2, 15, 1)
+    bal, _, _ = knn_transfer(xr, yr, mask, held, xq, 2, 15, 1, vote_power=1.0)
+    sq, _, _ = knn_transfer(xr, yr, mask, held, xq, 2, 15, 1, vote_power=0.5)
+    assert np.allclose(bal.sum(1), 1, atol=1e-5) and np.allclose(sq.sum(1), 1, atol=1e-5)
+    expect = plain * np.array([1 / 90, 1 / 10])
+    assert np.allclose(bal, expect / expect.sum(1, keepdims=True), atol=1e-5)
+    assert (bal[:, 1] >= sq[:, 1] - 1e-6).all() and (sq[:, 1] >= plain[:, 1] - 1e-6).all()
+
+
+def test_pseudo_labels_agreement_filter():
+    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])
+    other = np.array([[0.1, 0.9], [0.6, 0.4], [0.4, 0.6], [0.3, 0.7]])
+    out = pseudo_labels(proba, 1.0, other)
+    assert out.tolist() == [-1, 0, 1, 1]  # cell 0: the two classifiers disagree
+
+
+def test_information_maximisation_sharpens_query_predictions(cells):
+    kw = {"seed": 0, "progress": False, "unknown": "none"}
+    base = annotate_full(cells, config=config_with(**TINY), **kw).predictions
+    im = annotate_full(cells, config=config_with(**TINY, im_weight=1.0), **kw).predictions
+    assert im["entropy"].mean() < base["entropy"].mean()
+
+
+def test_logit_adjustment_recovers_the_rare_class():
+    a = _imbalanced()
+    kw = {"seed": 0, "progress": False, "unknown": "none"}
+    q = (a.obs["domain"] == "query").to_numpy()
+    truth = a.obs["label"].to_numpy()[q]
+
+    def rare_recall(**extra):
+        pred = annotate_full(a, config=config_with(**{**TINY, "class_weight": "none", **extra}), **kw).predictions
+        return float((pred["best_label"].to_numpy()[truth == "type0"] == "type0").mean())
+
+    assert rare_recall(logit_adjust=1.0) > rare_recall() + 0.3
+
+
+@pytest.mark.parametrize(
+    "bad, match",
+    [({"class_weight": "focal"}, "--class-weight"), ({"knn_vote_power": 1.5}, "--knn-vote-power"), ({"knn_mix_k": -1}, "--knn-mix-k"),
+     ({"knn_mix": 0.5, "linear_mix": 0.6}, "--linear-mix"), ({"linear_c": 0.0}, "--linear-c"),
+     ({"label_smoothing": 1.0}, "--label-smoothing"), ({"logit_adjust": -1.0}, "--logit-adjust"),
+     ({"im_weight": float("nan")}, "--im-weight"), ({"im_diversity": -0.5}, "--im-diversity")],
+)
+def test_bad_loss_option_values_are_clear_errors(cells, bad, match):
+    with pytest.raises(InputError, match=match):
+        annotate_full(cells, config=config_with(**{**TINY, **bad}), progress=False)
+
+
+def test_knn_mix_k_sets_the_mixed_knn(cells):
+    # With the whole weight on kNN, the mixed probabilities are --method knn's with knn_k = knn_mix_k.
+    kw = {"seed": 0, "progress": False, "unknown": "none"}
+    mixed = annotate_full(cells, config=config_with(**{**TINY, "epochs": 5, "knn_mix": 1.0, "knn_mix_k": 7, "knn_vote_power": 0.0}), **kw)
+    knn = annotate_full(cells, method="knn", knn_k=7, **kw)
+    assert np.allclose(mixed.query.obsm["seqalignatac_proba"], knn.query.obsm["seqalignatac_proba"], atol=1e-6)
+
+
+def test_linear_mix_is_a_balanced_logistic_regression(cells):
+    from sklearn.linear_model import LogisticRegression
+
+    kw = {"seed": 0, "progress": False, "unknown": "none", "calibration_fraction": 0.0}
+    cfg = {**TINY, "epochs": 5}
+    only = annotate_full(cells, config=config_with(**{**cfg, "linear_mix": 1.0, "linear_c": 0.5}), **kw)
+    ref = (cells.obs["domain"] == "reference").to_numpy()
+    x, y = cells.obsm["X_seqalignatac"], cells.obs["label"].to_numpy()
+    lr = LogisticRegression(C=0.5, class_weight="balanced", max_iter=2000).fit(x[ref], y[ref])
+    assert list(lr.classes_) == list(only.summary["classes"])
+    assert np.allclose(only.query.obsm["seqalignatac_proba"], lr.predict_proba(x[~ref]), atol=1e-5)
+    # Three-way mix: (1 - w - v) GDA + w kNN + v logistic regression.
+    gda = annotate_full(cells, config=config_with(**cfg), **kw).query.obsm["seqalignatac_proba"]
+    knn = annotate_full(cells, config=config_with(**{**cfg, "knn_mix": 1.0}), **kw).query.obsm["seqalignatac_proba"]
+    mix = annotate_full(cells, config=config_with(**{**cfg, "knn_mix": 0.3, "linear_mix": 0.2, "linear_c": 0.5}), **kw)
+    expect = 0.5 * gda + 0.3 * knn + 0.2 * lr.predict_proba(x[~ref])
+    assert np.allclose(mix.query.obsm["seqalignatac_proba"], expect, atol=1e-5)

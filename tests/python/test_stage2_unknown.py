@@ -1,0 +1,165 @@
+"""The Unknown call: robust batch shift, reference units, query inlier fit, end-to-end rates."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_stage2 import TINY, make_cells
+
+from seqalignatac.stage2.api import annotate_full
+from seqalignatac.stage2.unknown import (
+    call_unknown,
+    distance_scores,
+    inlier_fit,
+    leave_one_out_distance,
+    robust_shift,
+    smooth_scores,
+)
+
+
+def test_robust_shift_removes_batch_not_composition():
+    rng = np.random.default_rng(0)
+    centers = np.array([[10.0, 0.0], [0.0, 10.0]])
+    ry = np.repeat([0, 1], 200)
+    rx = centers[ry] + rng.normal(0, 0.1, (400, 2))
+    qy = np.repeat([0, 1], [360, 40])  # a very different class mix than the reference
+    shift = np.array([3.0, -2.0])
+    qx = centers[qy] + shift + rng.normal(0, 0.1, (400, 2))
+    moved = robust_shift(qx, qy, rx, ry)
+    assert np.abs(moved.mean(0) - (centers[qy]).mean(0)).max() < 0.05
+    # Mean-centering (the previous rule) would have moved the query by the composition difference too.
+    naive = qx - qx.mean(0) + rx.mean(0)
+    assert np.abs(naive[qy == 0].mean(0) - centers[0]).max() > 3
+
+
+def test_leave_one_out_excludes_self():
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.8]])
+    y = np.array([0, 0, 1, 1, 2])
+    d = leave_one_out_distance(x, y, k=1)
+    assert d[0] == pytest.approx(0.0) and d[2] == pytest.approx(0.0)
+    assert np.isnan(d[4])  # alone in its class
+
+
+def test_inlier_fit_ignores_a_far_tail():
+    rng = np.random.default_rng(1)
+    clean = rng.normal(0.0, 1.0, 10000)
+    mu, sd = inlier_fit(clean)
+    assert abs(mu) < 0.05 and abs(sd - 1.0) < 0.05
+    v = np.concatenate([rng.normal(0.0, 1.0, 8000), rng.normal(8.0, 0.5, 2000)])  # 20% far outliers
+    mu, sd = inlier_fit(v)
+    assert abs(mu) < 0.3 and abs(sd - 1.0) < 0.15  # a bounded bias...
+    assert v.mean() > 1.5 and v.std() > 3  # ...where mean and sd are ruined
+    # so the 2.33-sd point still separates the two groups.
+    assert (v[8000:] > mu + 2.33 * sd).mean() > 0.99 and (v[:8000] > mu + 2.33 * sd).mean() < 0.03
+
+
+def test_distance_threshold_follows_query_spread_and_respects_reference_floor():
+    rng = np.random.default_rng(2)
+    ref = np.exp(rng.normal(0, 0.1, 2000))
+    wide = np.exp(rng.normal(0.3, 0.3, 5000))  # a noisier, farther query with no novel type
+    conf = np.ones(wide.size)
+    flags, info = call_unknown("distance", 0.01, conf, np.ones(10), wide, ref)
+    assert flags.mean() < 0.02  # the previous rule (reference quantile x median ratio) flagged ~13% here
+    assert info["distance_threshold"] >= info["distance_reference_floor"]
+    tight = np.exp(rng.normal(-1.0, 0.05, 5000))  # closer than any reference cell: the floor wins
+    flags, info = call_unknown("distance", 0.01, conf, np.ones(10), tight, ref)
+    assert not flags.any() and info["distance_threshold"] == pytest.approx(info["distance_reference_floor"])
+    flags, _ = call_unknown("distance", 0.0, conf, np.ones(10), wide, ref)
+    assert not flags.any()
+
+
+def test_distance_scores_in_class_units():
+    c = make_cells(n_ref=400, n_query=300, seed=5)
+    x = c.obsm["X_seqalignatac"]
+    ref = (c.obs["domain"] == "reference").to_numpy()
+    y = np.array([int(v[4:]) for v in c.obs["label"]])
+    xr, yr, xq, yq = x[ref], y[ref], x[~ref], y[~ref]
+    held = np.arange(yr.size) % 10 == 0
+    qd, rd = distance_scores(xq, yq, xr[held], yr[held], xr[~held], yr[~held], k=15)
+    assert qd.shape == (300,) and rd.shape == (400,)
+    assert np.median(rd) == pytest.approx(1.0, abs=0.05)  # reference units: class medians are 1
+    # After the robust shift the (same-type) query sits about as close as the reference does.
+    assert 0.7 < np.median(qd) < 1.6
+
+
+@pytest.mark.parametrize("method", ["gda", "knn"])
+def test_left_out_type_unknown_and_few_false_unknowns(method):
+    c = make_cells(drop=0, seed=1)
+    res = annotate_full(c, method=method, config=TINY, progress=False)
+    q = res.query
+    novel = (q.obs["label"] == "type0").to_numpy()
+    right = (q.obs["label"] == q.obs["seqalignatac_best_label"]).to_numpy()
+    unk = q.obs["seqalignatac_unknown"].to_numpy()
+    assert unk[novel].mean() > 0.85, unk[novel].mean()
+    assert unk[~novel & right].mean() < 0.03, unk[~novel & right].mean()
+    info = res.summary["unknown"]
+    assert info["quantile"] == 0.02 and info["k"] == 30
+    # Default: the neighbourhood test (K 30, 0.005) OR the per-cell test at 0.01.
+    assert info["smooth_k"] == 30 and info["smooth_quantile"] == 0.005 and info["distance_quantile"] == 0.01
+
+
+def test_no_novel_type_few_unknowns():
+    # No type is left out: an Unknown is false unless the arg-max label is wrong too (kNN gets 4% of
+    # seed 1 wrong).  The previous rule flagged 6-12% on these.
+    for seed in (1, 4):
+        q = annotate_full(make_cells(seed=seed), method="knn", progress=False).query
+        unk = q.obs["seqalignatac_unknown"].to_numpy()
+        right = (q.obs["label"] == q.obs["seqalignatac_best_label"]).to_numpy()
+        assert unk.mean() < 0.06, (seed, unk.mean())
+        assert unk[right].mean() < 0.03, (seed, unk[right].mean())
+
+
+def _noisy_novel(seed=0, n_in=1800, n_novel=200, dim=8):
+    """Query embedding with a separate novel group whose per-cell scores overlap the inliers' a lot."""
+    rng = np.random.default_rng(seed)
+    x = np.vstack([rng.normal(0, 1, (n_in, dim)) + 6 * np.eye(dim)[0], rng.normal(0, 1, (n_novel, dim)) + 6 * np.eye(dim)[1]])
+    logs = np.concatenate([rng.normal(0.0, 0.5, n_in), rng.normal(0.9, 0.5, n_novel)])
+    novel = np.arange(n_in + n_novel) >= n_in
+    return x, np.exp(logs), novel
+
+
+def test_smooth_scores_average_noise_within_neighbourhoods():
+    x, scores, novel = _noisy_novel()
+    sm = smooth_scores(x, scores, k=30)
+    assert sm.shape == scores.shape
+    # Per-cell log scores have sd 0.5 within each group; smoothing shrinks it and keeps the group gap.
+    assert np.log(sm[~novel]).std() < 0.2 and np.log(sm[novel]).std() < 0.2
+    assert np.median(np.log(sm[novel])) - np.median(np.log(sm[~novel])) > 0.7
+    assert np.allclose(smooth_scores(x, scores, k=1), scores)  # k 1: the cell itself
+    inf = scores.copy()
+    inf[novel] = np.inf  # a predicted class with no training cell: stays inf after smoothing
+    assert np.isinf(smooth_scores(x, inf, k=30)[novel]).mean() > 0.95
+
+
+def test_neighbourhood_test_catches_a_noisy_novel_group():
+    x, scores, novel = _noisy_novel()
+    conf, ref = np.ones(scores.size), np.exp(np.random.default_rng(1).normal(0, 0.4, 1000))
+    per_cell, _ = call_unknown("distance", 0.01, conf, np.ones(10), scores, ref)
+    assert per_cell[novel].mean() < 0.4  # the per-cell test alone misses most of the novel group
+    sm = smooth_scores(x, scores, k=30)
+    flags, info = call_unknown("distance", 0.02, conf, np.ones(10), scores, ref, sm, 0.005, 0.01)
+    assert flags[novel].mean() > 0.9, flags[novel].mean()
+    assert flags[~novel].mean() < 0.03, flags[~novel].mean()
+    assert info["distance_quantile"] == 0.01 and info["smooth_threshold"] > 0
+    assert (flags | per_cell).sum() == flags.sum()  # OR-ed: every per-cell call is kept
+    # No novel group: the neighbourhood test adds almost nothing.
+    keep = ~novel
+    f0, _ = call_unknown("distance", 0.02, conf[keep], np.ones(10), scores[keep], ref,
+                         smooth_scores(x[keep], scores[keep], 30), 0.005, 0.01)
+    assert f0.mean() < 0.03, f0.mean()
+
+
+def test_smooth_option_end_to_end_reproducible_and_off_switch():
+    c = make_cells(drop=3, seed=2)
+    runs = [annotate_full(c, method="knn", progress=False, seed=7) for _ in range(2)]
+    a, b = (r.query.obs["seqalignatac_unknown"].to_numpy() for r in runs)
+    assert np.array_equal(a, b)  # same seed, same calls
+    novel = (runs[0].query.obs["label"] == "type3").to_numpy()
+    assert a[novel].mean() > 0.9 and a[~novel].mean() < 0.1
+    off = annotate_full(c, method="knn", progress=False, seed=7, unknown_smooth=0)
+    info = off.summary["unknown"]
+    assert "smooth_threshold" not in info and info["distance_quantile"] == 0.02  # the per-cell rule alone
+    explicit = annotate_full(c, method="knn", progress=False, seed=7, unknown_quantile=0.02)
+    assert explicit.summary["unknown"]["distance_quantile"] == 0.02  # an explicit quantile wins
+    with pytest.raises(Exception, match="unknown-smooth"):
+        annotate_full(c, method="knn", progress=False, unknown_smooth=-1)
