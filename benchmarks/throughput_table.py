@@ -143,6 +143,13 @@ def granja_run_rows(doc: dict) -> Iterable[Row]:
                    f"{k} {v.get('seconds')} s" for k, v in (run.get("steps") or {}).items() if isinstance(v, dict))}
 
 
+def mix_rows(doc: dict) -> Iterable[Row]:
+    secs = doc.get("seconds") or {}
+    yield {"area": "stage 2", "measure": "stage 2 mix + Unknown time (after training)", "scale": f"{doc.get('cells'):,} cells",
+           "value": doc.get("total_seconds"), "unit": "s", "device": "CPU",
+           "extra": "; ".join(f"{k} {v} s" for k, v in secs.items()) + f"; peak {doc.get('peak_rss_gib')} GiB"}
+
+
 # file-name prefix -> extractor; the first matching prefix wins
 EXTRACTORS: list[tuple[str, Callable[[dict], Iterable[Row]]]] = [
     ("embed_throughput", embed_rows),
@@ -151,6 +158,7 @@ EXTRACTORS: list[tuple[str, Callable[[dict], Iterable[Row]]]] = [
     ("prepare_memory", prepare_rows),
     ("stage1_scale", stage_rows("stage 1")),
     ("stage2_scale", stage_rows("stage 2")),
+    ("stage2_mix_scale", mix_rows),
     ("demo_walltime", demo_rows),
     ("granja_run", granja_run_rows),
 ]

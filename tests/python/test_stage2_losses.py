@@ -131,3 +131,27 @@ def test_linear_mix_is_a_balanced_logistic_regression(cells):
     mix = annotate_full(cells, config=config_with(**{**cfg, "knn_mix": 0.3, "linear_mix": 0.2, "linear_c": 0.5}), **kw)
     expect = 0.5 * gda + 0.3 * knn + 0.2 * lr.predict_proba(x[~ref])
     assert np.allclose(mix.query.obsm["seqalignatac_proba"], expect, atol=1e-5)
+
+
+def test_neighbour_votes_match_exact_knn_and_are_used_for_large_references(monkeypatch):
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from seqalignatac.stage2 import api
+    from seqalignatac.stage2.graphs import l2_normalize, neighbour_votes
+
+    rng = np.random.default_rng(0)
+    centers = rng.normal(size=(4, 8)) * 3
+    y = rng.integers(0, 4, 3000)
+    x = centers[y] + rng.normal(size=(3000, 8))
+    base, yb, pts = x[:2000], y[:2000], x[2000:]
+    exact = KNeighborsClassifier(15).fit(l2_normalize(base), yb).predict_proba(l2_normalize(pts))
+    # nprobe >= the number of lists makes the IVF search exhaustive: the same votes as sklearn.
+    assert np.allclose(neighbour_votes(base, yb, pts, 15, 4, nprobe=10_000), exact, atol=1e-6)
+    # Above EXACT_MAX_CELLS training cells, knn_transfer switches to the faiss votes.
+    train = np.ones(2000, dtype=bool)
+    held = np.zeros(2000, dtype=bool)
+    small, _, _ = api.knn_transfer(base, yb, train, held, pts, 4, 15, 1)
+    monkeypatch.setattr(api, "EXACT_MAX_CELLS", 100)
+    large, held_p, _ = api.knn_transfer(base, yb, train, held, pts, 4, 15, 1)
+    assert held_p.shape == (0, 4) and np.allclose(large.sum(1), 1)
+    assert (large.argmax(1) == small.argmax(1)).mean() > 0.97

@@ -14,7 +14,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..metrics import UNKNOWN
-from .graphs import build_graph, clip_k, l2_normalize
+from .graphs import EXACT_MAX_CELLS, build_graph, clip_k, l2_normalize, neighbour_votes
 from .train import (
     CLASS_WEIGHTS,
     INPUT_NORMS,
@@ -168,15 +168,21 @@ def knn_transfer(
     from sklearn.neighbors import KNeighborsClassifier
 
     kk = clip_k(knn_k, int(train_mask.sum()) + 1, "reference")
-    clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
     xr = l2_normalize(x_ref)
-    clf.fit(xr[train_mask], y_ref[train_mask])
-    cols = clf.classes_
     q_proba = np.zeros((x_query.shape[0], n_classes), dtype=np.float32)
-    q_proba[:, cols] = clf.predict_proba(l2_normalize(x_query))
     held_proba = np.zeros((int(held.sum()), n_classes), dtype=np.float32)
-    if held.any():
-        held_proba[:, cols] = clf.predict_proba(xr[held])
+    if int(train_mask.sum()) > EXACT_MAX_CELLS:
+        # Approximate neighbours for atlas-sized references, as for the graphs.
+        votes = neighbour_votes(xr[train_mask], y_ref[train_mask], np.vstack([x_query, xr[held]]), max(kk, 1),
+                                n_classes, threads=threads)
+        q_proba, held_proba = votes[: x_query.shape[0]], votes[x_query.shape[0]:]
+    else:
+        clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
+        clf.fit(xr[train_mask], y_ref[train_mask])
+        cols = clf.classes_
+        q_proba[:, cols] = clf.predict_proba(l2_normalize(x_query))
+        if held.any():
+            held_proba[:, cols] = clf.predict_proba(xr[held])
     if vote_power > 0:
         counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
         scale = 1.0 / np.maximum(counts, 1.0) ** float(vote_power)
