@@ -7,6 +7,7 @@ displaced by a batch shift is a legitimate input and keeps these tests fast.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import anndata as ad
 import numpy as np
@@ -67,6 +68,9 @@ def test_gda_beats_knn_under_batch_shift(cells):
     acc_gda, acc_knn = _acc(q_gda), _acc(q_knn)
     assert acc_gda > acc_knn + 0.03, (acc_gda, acc_knn)
     assert acc_gda > 0.95
+    # The A2GNN core alone (no kNN / logistic-regression mixing) beats kNN transfer too.
+    q_core, _ = annotate(cells, method="gda", config=replace(TINY, knn_mix=0.0, linear_mix=0.0), progress=False)
+    assert _acc(q_core) > acc_knn + 0.03, (_acc(q_core), acc_knn)
     # Output layout of docs/design.md.
     for key in ("seqalignatac_prediction", "seqalignatac_confidence", "seqalignatac_entropy",
                 "seqalignatac_unknown", "seqalignatac_best_label"):
