@@ -259,12 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     work = args.work
     machine = runner.machine_info()
 
-    convert_dir = work / "convert"
-    cells = granja.cells_with_coarse(data, work / "cells_with_coarse.tsv")
-    conv = ours.step("convert", granja.convert_command(data, cells, convert_dir, sys.executable), work,
-                     [convert_dir / f"{d}.h5ad" for d in granja.DONORS], args.reuse, heavy=False)
-    if conv["rc"] != 0:
-        sys.exit(f"seqalignatac convert failed: {conv.get('error')}")
+    convert_dir = ours.convert_donors(data, work, args.reuse)
 
     out_json = args.out.with_suffix(".json")
     old = json.loads(out_json.read_text()) if (args.reuse and out_json.is_file()) else {}

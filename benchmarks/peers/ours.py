@@ -46,6 +46,17 @@ def step(name: str, cmd: list[str], workdir: Path, outputs: list[Path], reuse: b
     return rec
 
 
+def convert_donors(data: Path, work: Path, reuse: bool) -> Path:
+    """``seqalignatac convert`` of the Granja matrix into one .h5ad per donor (under ``work/convert``)."""
+    convert_dir = work / "convert"
+    cells = granja.cells_with_coarse(data, work / "cells_with_coarse.tsv")
+    conv = step("convert", granja.convert_command(data, cells, convert_dir, sys.executable), work,
+                [convert_dir / f"{d}.h5ad" for d in granja.DONORS], reuse, heavy=False)
+    if conv["rc"] != 0:
+        sys.exit(f"seqalignatac convert failed: {conv.get('error')}")
+    return convert_dir
+
+
 def prepare(workdir: Path, ref_h5ad: Path, query_h5ad: Path, reuse: bool) -> dict[str, Any]:
     out = workdir / "prepare"
     return step("prepare", [*SEQALIGNATAC, "prepare", "--reference", str(ref_h5ad), "--query", str(query_h5ad),

@@ -298,10 +298,13 @@ def annotate_full(
             x_ref, np.maximum(y_ref, 0), train_mask, x_query, a_ref, a_query, classes.size, config,
             device=dev, seed=seed, progress=progress, query_knn_proba=None if input_knn is None else input_knn[0],
         )
-        q_proba, held_proba = train_res.query_proba, train_res.reference_proba[held]
         graph_info = {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
-        if config.knn_mix > 0:
-            # Mix with kNN label transfer: kNN is strong in-domain, GDA across the shift.
+        # Final probabilities: (1 - w - v) GDA + w kNN label transfer + v logistic regression
+        # (kNN is strong in-domain, GDA across the shift, logistic regression on rare classes).
+        w, v = float(config.knn_mix), float(config.linear_mix)
+        g = max(0.0, 1.0 - w - v)  # max: rounding when w + v = 1
+        q_proba, held_proba = g * train_res.query_proba, g * train_res.reference_proba[held]
+        if w > 0:
             if config.knn_space == "hidden":
                 kq, kh, _ = knn_transfer(train_res.reference_hidden, y_ref, train_mask, held, train_res.query_hidden,
                                          classes.size, mix_k, threads, vote_power=config.knn_vote_power)
@@ -310,16 +313,10 @@ def annotate_full(
             else:
                 kq, kh, _ = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, mix_k, threads,
                                          vote_power=config.knn_vote_power)
-            w = float(config.knn_mix)
-            q_proba, held_proba = (1 - w) * q_proba + w * kq, (1 - w) * held_proba + w * kh
-        if config.linear_mix > 0:
-            # (1 - knn_mix - linear_mix) GDA + knn_mix kNN + linear_mix logistic regression:
-            # the GDA share gives up linear_mix, the kNN share is unchanged.
+            q_proba, held_proba = q_proba + w * kq, held_proba + w * kh
+        if v > 0:
             lq, lh = linear_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, config.linear_c)
-            v = float(config.linear_mix)
-            gq, gh = train_res.query_proba, train_res.reference_proba[held]
-            q_proba = np.clip(q_proba - v * gq + v * lq, 0.0, None)  # clip: rounding, when w + v = 1
-            held_proba = np.clip(held_proba - v * gh + v * lh, 0.0, None)
+            q_proba, held_proba = q_proba + v * lq, held_proba + v * lh
     else:
         q_proba, held_proba, kk = knn_transfer(x_ref, y_ref, train_mask, held, x_query, classes.size, knn_k, threads)
         graph_info = {"knn_k": int(kk)}

@@ -139,6 +139,19 @@ def pseudo_labels(proba: np.ndarray, fraction: float, agree: np.ndarray | None =
     return out
 
 
+@dataclass
+class _Inputs:
+    """Tensors and graphs of one stage-2 problem, built once and shared by every ensemble member."""
+
+    xs: torch.Tensor
+    xt: torch.Tensor
+    gs: Graph
+    gt: Graph
+    y: torch.Tensor
+    mask: torch.Tensor
+    dom_y: torch.Tensor
+
+
 def train_gda(
     x_ref: np.ndarray,
     y_ref: np.ndarray,
@@ -161,9 +174,20 @@ def train_gda(
     """
     t0 = time.perf_counter()
     x_ref, x_query = normalize_inputs(x_ref, x_query, config.input_norm)
+    inp = _Inputs(
+        xs=torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float32)).to(device),
+        xt=torch.from_numpy(np.ascontiguousarray(x_query, dtype=np.float32)).to(device),
+        gs=Graph(a_ref, device, config.chunk_nnz),
+        gt=Graph(a_query, device, config.chunk_nnz),
+        y=torch.from_numpy(y_ref.astype(np.int64)).to(device),
+        mask=torch.from_numpy(train_mask.astype(bool)).to(device),
+        dom_y=torch.cat([torch.zeros(x_ref.shape[0], dtype=torch.long),
+                         torch.ones(x_query.shape[0], dtype=torch.long)]).to(device),
+    )
+    counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
     runs = [
-        _train_one(x_ref, y_ref, train_mask, x_query, a_ref, a_query, n_classes, config,
-                   device=device, seed=seed + i, progress=progress, query_knn_proba=query_knn_proba)
+        _train_one(inp, counts, config, device=device, seed=seed + i, progress=progress,
+                   query_knn_proba=query_knn_proba)
         for i in range(max(1, config.ensemble))
     ]
     first = runs[0]
@@ -175,13 +199,8 @@ def train_gda(
 
 
 def _train_one(
-    x_ref: np.ndarray,
-    y_ref: np.ndarray,
-    train_mask: np.ndarray,
-    x_query: np.ndarray,
-    a_ref: sp.csr_matrix,
-    a_query: sp.csr_matrix,
-    n_classes: int,
+    inp: _Inputs,
+    counts: np.ndarray,
     config: GDAConfig,
     *,
     device: torch.device,
@@ -189,16 +208,12 @@ def _train_one(
     progress: bool = True,
     query_knn_proba: np.ndarray | None = None,
 ) -> TrainResult:
+    """One seeded A2GNN model; ``counts`` = training reference cells per class."""
     seed_everything(seed)
     t0 = time.perf_counter()
-    xs = torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float32)).to(device)
-    xt = torch.from_numpy(np.ascontiguousarray(x_query, dtype=np.float32)).to(device)
-    gs = Graph(a_ref, device, config.chunk_nnz)
-    gt = Graph(a_query, device, config.chunk_nnz)
-    y = torch.from_numpy(y_ref.astype(np.int64)).to(device)
-    mask = torch.from_numpy(train_mask.astype(bool)).to(device)
+    xs, xt, gs, gt, y, mask, dom_y = inp.xs, inp.xt, inp.gs, inp.gt, inp.y, inp.mask, inp.dom_y
+    n_classes = counts.size
 
-    counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
     w = class_weights(counts, config.class_weight)
     weight = None if w is None else torch.tensor(w, dtype=torch.float32, device=device)
     # Logit adjustment: train on logits + tau log(prior), predict with the raw logits.
@@ -222,9 +237,6 @@ def _train_one(
 
     model = A2GNN(xs.shape[1], n_classes, hidden=config.hidden, dropout=config.dropout).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    dom_y = torch.cat(
-        [torch.zeros(xs.shape[0], dtype=torch.long), torch.ones(xt.shape[0], dtype=torch.long)]
-    ).to(device)
     curve: list[dict] = []
     total = config.epochs + max(0, config.self_train_epochs)
     bar = tqdm(range(total), desc="stage 2 (GDA)", disable=not progress, leave=False)
