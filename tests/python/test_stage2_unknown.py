@@ -163,3 +163,19 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
     assert explicit.summary["unknown"]["distance_quantile"] == 0.02  # an explicit quantile wins
     with pytest.raises(Exception, match="unknown-smooth"):
         annotate_full(c, method="knn", progress=False, unknown_smooth=-1)
+
+
+@pytest.mark.parametrize("opt, value", [("--unknown-k", "0"), ("--unknown-smooth", "-1"),
+                                        ("--unknown-smooth-quantile", "1.5"), ("--unknown-quantile", "1")])
+def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
+    from click.testing import CliRunner
+    from cli_helpers import assert_one_line_error
+
+    from seqalignatac.cli import cli
+
+    path = tmp_path / "c.h5ad"
+    make_cells(n_ref=60, n_query=60).write_h5ad(path)
+    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "o"), "--method", "knn",
+                                 opt, value])
+    assert_one_line_error(r, opt)
+    assert not (tmp_path / "o" / "predictions.csv").exists()
