@@ -47,7 +47,7 @@ workflow SEQALIGNATAC {
         def model_name = nt_model
         if (nt_tiny) {
             SEQALIGNATAC_NTTINY()
-            ch_model = SEQALIGNATAC_NTTINY.out.model.first()
+            ch_model = SEQALIGNATAC_NTTINY.out.model   // a process without inputs emits a value channel
             model_name = 'nt-tiny'
         } else if (nt_model ==~ /kmer(:\d+)?/) {
             ch_model = channel.value([])
@@ -55,7 +55,7 @@ workflow SEQALIGNATAC {
             ch_model = channel.value(file(nt_model, checkIfExists: true))
         } else {
             SEQALIGNATAC_FETCHMODEL(nt_model)
-            ch_model = SEQALIGNATAC_FETCHMODEL.out.model.first()
+            ch_model = SEQALIGNATAC_FETCHMODEL.out.model
         }
 
         EMBED_PEAKS(SEQALIGNATAC_EXTRACT.out.fasta, ch_model, model_name, embed_shards)
@@ -84,8 +84,11 @@ workflow SEQALIGNATAC {
             .join(SEQALIGNATAC_ANNOTATE.out.dir, failOnMismatch: true, failOnDuplicate: true)
             .join(ch_sequence_dirs, failOnMismatch: true, failOnDuplicate: true)
     )
+    // Collected in pair order, not arrival order: the list order is part of the cache key.
     SEQALIGNATAC_INDEX(
-        SEQALIGNATAC_REPORT.out.dir.map { _meta, dir -> dir }.collect()
+        SEQALIGNATAC_REPORT.out.dir
+            .toSortedList { a, b -> a[0].id <=> b[0].id }
+            .map { entries -> entries.collect { entry -> entry[1] } }
     )
 
     //
@@ -107,7 +110,7 @@ workflow SEQALIGNATAC {
             ? file(multiqc_config, checkIfExists: true)
             : file("${projectDir}/assets/multiqc_config.yml", checkIfExists: true)
         MULTIQC(
-            SEQALIGNATAC_REPORT.out.mqc.map { _meta, tsv -> tsv }.mix(ch_versions_yml).collect(),
+            SEQALIGNATAC_REPORT.out.mqc.map { _meta, tsv -> tsv }.mix(ch_versions_yml).collect(sort: { a, b -> a.name <=> b.name }),
             multiqc_config_file
         )
         ch_multiqc_report = MULTIQC.out.report

@@ -22,6 +22,7 @@ def evaluate(
     y_pred: Sequence[Any],
     *,
     unknown_label: str = UNKNOWN,
+    known_classes: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Accuracy, macro-F1 (classes present in ``y_true``), per-class table, confusion matrix.
 
@@ -29,6 +30,10 @@ def evaluate(
     predictions equal to ``unknown_label``), ``per_class`` (DataFrame indexed by true class:
     precision, recall, f1, support, n_predicted) and ``confusion`` (DataFrame, rows = true
     class, columns = predicted class, ``unknown_label`` last when it occurs).
+
+    With ``known_classes`` (the reference's classes) it adds ``accuracy_known``: accuracy on the
+    cells whose true class the reference has, and ``novel_unknown_rate``: the share of cells of
+    query-only classes called ``unknown_label`` (``None`` when the query has none).
     """
     t = np.asarray(y_true, dtype=object).astype(str)
     p = np.asarray(y_pred, dtype=object).astype(str)
@@ -58,6 +63,12 @@ def evaluate(
     confusion = pd.DataFrame(
         cm, index=pd.Index(truth_classes, name="true"), columns=pd.Index(columns, name="predicted")
     )
+    extra: dict[str, Any] = {}
+    if known_classes is not None:
+        known = np.isin(t, np.asarray(list(known_classes), dtype=object).astype(str))
+        extra["accuracy_known"] = float(np.mean(t[known] == p[known])) if known.any() else None
+        extra["novel_unknown_rate"] = float(np.mean(p[~known] == unknown_label)) if (~known).any() else None
+        extra["n_cells_novel"] = int((~known).sum())
     return {
         "n_cells": int(t.size),
         "n_classes_in_truth": len(truth_classes),
@@ -66,6 +77,7 @@ def evaluate(
         "unknown_rate": float(np.mean(p == unknown_label)),
         "per_class": per_class,
         "confusion": confusion,
+        **extra,
     }
 
 

@@ -2,9 +2,7 @@ process MULTIQC {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container "${ workflow.containerEngine in ['singularity', 'apptainer'] && !task.ext.singularity_pull_docker_container
-        ? 'https://depot.galaxyproject.org/singularity/multiqc:1.27.1--pyhdfd78af_0'
-        : 'biocontainers/multiqc:1.27.1--pyhdfd78af_0' }"
+    container "seqalignatac/multiqc:1.27.1"
 
     input:
     path multiqc_files, stageAs: '?/*'
@@ -19,6 +17,10 @@ process MULTIQC {
     script:
     def args = task.ext.args ?: ''
     """
+    if ! command -v multiqc >/dev/null 2>&1; then
+        echo "multiqc is not on PATH: run with a container profile (-profile docker|podman|singularity|apptainer), pip install multiqc==1.27.1, or add --skip_multiqc" >&2
+        exit 127
+    fi
     multiqc \\
         --force \\
         --config ${multiqc_config} \\

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from pathlib import Path
@@ -11,7 +12,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
-from ..metrics import evaluate, summary_dict
+from ..metrics import UNKNOWN, evaluate, summary_dict
 
 
 def read_cells(path: str | os.PathLike):
@@ -24,13 +25,17 @@ def read_cells(path: str | os.PathLike):
         raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass stage 1's cell_embeddings.h5ad", p) from None
 
 
-def metrics_tables(y_true: pd.Series, predictions: pd.DataFrame) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
-    """Metrics for ``predicted_label`` (Unknown counts as wrong) plus the arg-max labels."""
-    res = evaluate(y_true.to_numpy(), predictions["predicted_label"].to_numpy())
+def metrics_tables(
+    y_true: pd.Series, predictions: pd.DataFrame, reference_classes: list[str] | None = None
+) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
+    """Metrics for ``predicted_label`` (Unknown counts as wrong) plus the arg-max labels; with the
+    reference's classes also ``accuracy_known`` and ``novel_unknown_rate`` (:func:`evaluate`)."""
+    res = evaluate(y_true.to_numpy(), predictions["predicted_label"].to_numpy(), known_classes=reference_classes)
     out = summary_dict(res)
     if "best_label" in predictions.columns:
         out["argmax"] = summary_dict(evaluate(y_true.to_numpy(), predictions["best_label"].to_numpy()))
-        out["argmax"].pop("unknown_rate", None)
+        for key in ("unknown_rate", "novel_unknown_rate", "n_cells_novel"):
+            out["argmax"].pop(key, None)
         known = ~predictions["predicted_label"].eq("Unknown").to_numpy()
         if known.any():
             r = evaluate(y_true.to_numpy()[known], predictions["predicted_label"].to_numpy()[known])
@@ -38,8 +43,9 @@ def metrics_tables(y_true: pd.Series, predictions: pd.DataFrame) -> tuple[dict[s
     return out, res["per_class"], res["confusion"]
 
 
-def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, extra: dict | None = None) -> dict:
-    metrics, per_class, confusion = metrics_tables(y_true, predictions)
+def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, extra: dict | None = None,
+                  reference_classes: list[str] | None = None) -> dict:
+    metrics, per_class, confusion = metrics_tables(y_true, predictions, reference_classes)
     if extra:
         metrics.update(extra)
     write_json(outdir / "metrics.json", metrics)
@@ -122,7 +128,26 @@ def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | o
     y = lab.loc[pred["cell_id"]].reset_index(drop=True)
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
-    return write_metrics(out, y, pred, {"n_predictions_without_truth": int((~common).sum())})
+    return write_metrics(out, y, pred, {"n_predictions_without_truth": int((~common).sum())},
+                         reference_classes=reference_classes_of(predictions, pred))
+
+
+def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.DataFrame) -> list[str]:
+    """The reference's classes: from annotate_summary.json beside predictions.csv when it is there,
+    else every class the predictions name (arg-max and top-3 columns)."""
+    summary = Path(predictions_path).with_name("annotate_summary.json")
+    if summary.is_file():
+        try:
+            classes = json.loads(summary.read_text()).get("classes")
+        except (OSError, ValueError):
+            classes = None
+        if classes:
+            return [str(c) for c in classes]
+    cols = [c for c in ("best_label", "top1_label", "top2_label", "top3_label") if c in predictions.columns]
+    if not cols:  # only predicted_label: every named class but Unknown
+        cols = ["predicted_label"]
+    names = pd.unique(predictions[cols].to_numpy().ravel())
+    return sorted({str(c) for c in names if isinstance(c, str) and c and c != UNKNOWN})
 
 
 def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str, Any]:
@@ -135,8 +160,9 @@ def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str
     truth = query_truth(result.query, label_key)
     if truth is not None:
         pred = result.predictions.set_index("cell_id").loc[truth.index].reset_index()
-        metrics = write_metrics(out, truth.reset_index(drop=True), pred)
-        summary["metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate")}
+        metrics = write_metrics(out, truth.reset_index(drop=True), pred, reference_classes=list(summary["classes"]))
+        summary["metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate", "accuracy_known",
+                                                      "novel_unknown_rate")}
         summary["metrics"]["argmax_accuracy"] = metrics["argmax"]["accuracy"]
         summary["metrics"]["argmax_macro_f1"] = metrics["argmax"]["macro_f1"]
     if result.train is not None:

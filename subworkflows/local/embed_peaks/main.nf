@@ -24,7 +24,11 @@ workflow EMBED_PEAKS {
         .map { meta, fasta, sha -> [ sha, meta.id, fasta ] }
         .groupTuple(by: 0)
         .map { sha, pair_ids, fastas ->
-            [ [ id: "peaks_${sha.take(12)}", sha256: sha, shards: shards, pairs: pair_ids.sort() ], fastas[0] ]
+            // The FASTA of the first pair by name, not of the first to arrive: the copies are
+            // identical but live in different task folders, and the path is part of EMBED's
+            // cache key, so an arrival-order pick re-ran EMBED and everything after on -resume.
+            def first = [ pair_ids, fastas ].transpose().min { entry -> entry[0] }
+            [ [ id: "peaks_${sha.take(12)}", sha256: sha, shards: shards, pairs: pair_ids.sort() ], first[1] ]
         }
 
     SEQALIGNATAC_EMBED(
@@ -33,8 +37,10 @@ workflow EMBED_PEAKS {
         model_name
     )
 
+    // Shards in shard order (their names are zero-padded), not arrival order: the list order
+    // is part of EMBEDMERGE's cache key.
     SEQALIGNATAC_EMBEDMERGE(
-        SEQALIGNATAC_EMBED.out.shard.groupTuple(by: 0, size: shards)
+        SEQALIGNATAC_EMBED.out.shard.groupTuple(by: 0, size: shards, sort: { a, b -> a.name <=> b.name })
     )
 
     // Back to one entry per pair: [ pair meta, embeddings.h5 ]

@@ -3,7 +3,7 @@
 //
 
 include { validateParameters  } from 'plugin/nf-schema'
-include { paramsSummaryLog    } from 'plugin/nf-schema'
+include { paramsSummaryMap    } from 'plugin/nf-schema'
 include { samplesheetToList   } from 'plugin/nf-schema'
 include { SEQALIGNATAC_SIMULATE } from '../../../modules/local/seqalignatac/simulate'
 
@@ -25,7 +25,7 @@ workflow PIPELINE_INITIALISATION {
     if (validate_params) {
         validateParameters()
     }
-    log.info(paramsSummaryLog(workflow))
+    log.info(parametersSummary(workflow))
     if (!outdir) {
         error("--outdir is required: the folder the results are written to")
     }
@@ -66,14 +66,37 @@ workflow PIPELINE_COMPLETION {
     monochrome_logs  // boolean
 
     main:
-    workflow.onComplete {
+    // An assigned closure, not `workflow.onComplete { }`: inside that form `workflow` is null
+    // when the handler runs (nextflow-io/nextflow#5261), which failed every run's last step.
+    def run = workflow
+    workflow.onComplete = {
         def green = monochrome_logs ? '' : '\033[0;32m'
         def red   = monochrome_logs ? '' : '\033[0;31m'
         def reset = monochrome_logs ? '' : '\033[0m'
-        if (workflow.success) {
-            log.info("${green}-[${workflow.manifest.name}]- finished: open ${outdir}/index.html${reset}")
+        if (run.success) {
+            log.info("${green}-[${run.manifest.name}]- finished: open ${outdir}/index.html${reset}")
         } else {
-            log.info("${red}-[${workflow.manifest.name}]- failed; see the task errors above and ${outdir}/pipeline_info/${reset}")
+            log.info("${red}-[${run.manifest.name}]- failed: ${run.errorMessage ?: 'see the task errors above'}; logs in ${outdir}/pipeline_info/. Fix the cause and rerun with -resume: finished tasks come from the cache.${reset}")
         }
     }
+}
+
+//
+// The parameter summary printed at start. nf-schema 2.7.3's paramsSummaryLog casts
+// workflow.container to a Map and crashes when a user config sets one `process.container`
+// string, so the summary map is formatted here.
+//
+def parametersSummary(run) {
+    def groups = paramsSummaryMap(run)
+    def lines = []
+    def width = groups.values().collect { group -> (group as Map).keySet().collect { key -> key.toString().size() }.max() ?: 0 }.max() ?: 0
+    groups.each { group, values ->
+        def entries = (values as Map).findAll { _key, value -> value != null && value != '' }
+        if (entries) {
+            lines << group.toString()
+            entries.each { key, value -> lines << "  ${key.toString().padRight(width)}: ${value}" }
+            lines << ''
+        }
+    }
+    return lines.join('\n')
 }

@@ -4,7 +4,7 @@ process SEQALIGNATAC_EMBED {
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ task.accelerator ? 'ghcr.io/seqalignatac/seqalignatac:0.1.0-cuda' : 'ghcr.io/seqalignatac/seqalignatac:0.1.0' }"
+    container "${ task.accelerator ? 'seqalignatac/seqalignatac:0.1.0-cuda' : 'seqalignatac/seqalignatac:0.1.0' }"
 
     input:
     tuple val(meta), path(fasta), val(shard)   // meta: [ id:<peak set hash>, shards:N, pairs:[...] ]; shard: 1..N

@@ -3,7 +3,7 @@ process SEQALIGNATAC_EMBEDMERGE {
     label 'process_low'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     tuple val(meta), path(parts, stageAs: 'parts/*')

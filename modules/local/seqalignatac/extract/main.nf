@@ -3,7 +3,7 @@ process SEQALIGNATAC_EXTRACT {
     label 'process_low'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     tuple val(meta), path(peaks), path(genome, stageAs: 'genome/*')

@@ -3,7 +3,7 @@ process SEQALIGNATAC_FETCHMODEL {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     val model       // string: Hugging Face Hub repository id

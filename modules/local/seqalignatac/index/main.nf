@@ -3,7 +3,7 @@ process SEQALIGNATAC_INDEX {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     path report_dirs, stageAs: 'reports/report_?????'   // every pair's report/ folder

@@ -3,7 +3,7 @@ process SEQALIGNATAC_NTTINY {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     output:
     path "nt_tiny", emit: model

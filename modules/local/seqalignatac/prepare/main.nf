@@ -3,7 +3,7 @@ process SEQALIGNATAC_PREPARE {
     label 'process_medium'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     tuple val(meta), path(reference, stageAs: 'input/reference/*'), path(query, stageAs: 'input/query/*')

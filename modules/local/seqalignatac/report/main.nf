@@ -3,7 +3,7 @@ process SEQALIGNATAC_REPORT {
     label 'process_single'
 
     conda "${moduleDir}/environment.yml"
-    container "ghcr.io/seqalignatac/seqalignatac:0.1.0"
+    container "seqalignatac/seqalignatac:0.1.0"
 
     input:
     tuple val(meta), path(prepare_dir, stageAs: 'in/prepare'), path(train_dir, stageAs: 'in/train'), path(annotate_dir, stageAs: 'in/annotate'), path(extract_dir, stageAs: 'in/extract'), path(embeddings, stageAs: 'in/embed/*')

@@ -4,7 +4,7 @@ process SEQALIGNATAC_TRAIN {
     label 'process_gpu'
 
     conda "${moduleDir}/environment.yml"
-    container "${ task.accelerator ? 'ghcr.io/seqalignatac/seqalignatac:0.1.0-cuda' : 'ghcr.io/seqalignatac/seqalignatac:0.1.0' }"
+    container "${ task.accelerator ? 'seqalignatac/seqalignatac:0.1.0-cuda' : 'seqalignatac/seqalignatac:0.1.0' }"
 
     input:
     tuple val(meta), path(accessibility), path(embeddings)   // embeddings: [] for --method lsi
