@@ -76,7 +76,9 @@ build() {  # target
     image="$registry/$(image_for "$target")" || exit 1
     case "$target" in
         cpu)  file=Dockerfile; args=(--build-arg "TORCH_SPEC=torch==${torch_version}+cpu" --build-arg "TORCH_INDEX_URL=${cpu_index}") ;;
-        cuda) file=Dockerfile; args=(--build-arg "TORCH_SPEC=${TORCH_CUDA_SPEC:-torch==${torch_version}}" --build-arg "TORCH_INDEX_URL=${TORCH_CUDA_INDEX_URL:-}") ;;
+        # No local wheel folder for CUDA: its CPU wheel (2.13.0+cpu) would outrank PyPI's 2.13.0.
+        cuda) file=Dockerfile; args=(--build-arg "TORCH_SPEC=${TORCH_CUDA_SPEC:-torch==${torch_version}}" --build-arg "TORCH_INDEX_URL=${TORCH_CUDA_INDEX_URL:-}"
+                                     --build-arg PIP_FIND_LINKS= --build-arg REQUIRE_CUDA=1) ;;
         multiqc) file=Dockerfile.multiqc; args=(--build-arg "MULTIQC_VERSION=${image##*:}") ;;
     esac
     ignore="$root/containers/$file.dockerignore"

@@ -71,6 +71,7 @@ def test_build_tags_every_image_the_modules_name(recording_engine):
     cuda = next(c for c in calls if f"{VERSION}-cuda" in c)
     assert "TORCH_SPEC=torch==2.13.0+cpu" in cpu and "TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu" in cpu
     assert "TORCH_SPEC=torch==2.13.0 " in cuda + " " and "TORCH_INDEX_URL= " in cuda + " "
+    assert "PIP_FIND_LINKS= " in cuda + " " and "REQUIRE_CUDA=1" in cuda  # never the local CPU wheel
     assert all("BASE=python:3.11-slim-bookworm" in c for c in calls)
     assert not any(c.startswith("push") for c in calls)
 

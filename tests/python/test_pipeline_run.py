@@ -135,8 +135,11 @@ def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
         f"good_pair,{sim['reference']},{sim['label_key']},{sim['query']}\n"
         f"broken_pair,{sim['reference']},no_such_column,{sim['query']}\n"
     )
-    r = nextflow(["run", str(ROOT), "--input", str(sheet), "--fasta", str(sim["fasta"]), "--outdir", "results",
-                  "--train_method", "lsi", "--skip_multiqc", "--trace_report_suffix", "broken"], tmp_path)
+    small = tmp_path / "small_machine.config"  # the default labels ask for up to 6 CPUs
+    small.write_text("process.resourceLimits = [cpus: 2, memory: 6.GB, time: 1.h]\n")
+    r = nextflow(["run", str(ROOT), "-c", str(small), "--input", str(sheet), "--fasta", str(sim["fasta"]),
+                  "--outdir", "results", "--train_method", "lsi", "--skip_multiqc", "--trace_report_suffix", "broken"],
+                 tmp_path)
     log = r.stdout + r.stderr
     assert r.returncode != 0, log[-3000:]
     assert "SEQALIGNATAC_PREPARE (broken_pair)" in log, log[-3000:]
