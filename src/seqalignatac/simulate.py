@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .atomic import atomic_path, write_h5ad, write_text
+from .cli_types import SEED, float_range
 from .peaks import peak_ids
 
 log = logging.getLogger(__name__)
@@ -334,12 +335,12 @@ def simulate(
 @click.option("--cells", "n_cells", default=2000, show_default=True, type=click.IntRange(4), help="Cells over both files.")
 @click.option("--peaks", "n_peaks", default=5000, show_default=True, type=click.IntRange(10), help="True peaks.")
 @click.option("--cell-types", "n_cell_types", default=5, show_default=True, type=click.IntRange(1), help="Cell types.")
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seed", default=0, show_default=True, type=SEED)
 @click.option("--novel-query-types", default=0, show_default=True, type=click.IntRange(0),
               help="Extra cell types present only in the query (exercise the Unknown flag).")
-@click.option("--peaks-per-cell", "mean_peaks_per_cell", type=click.FloatRange(1), default=None,
+@click.option("--peaks-per-cell", "mean_peaks_per_cell", type=float_range(1), default=None,
               help="Mean reads per cell in peaks [default: 10% of peaks, at most 1000].")
-@click.option("--reference-fraction", default=0.6, show_default=True, type=click.FloatRange(0.05, 0.95))
+@click.option("--reference-fraction", default=0.6, show_default=True, type=float_range(0.05, 0.95))
 @click.option("--edge-peaks", default=0, show_default=True, type=click.IntRange(0),
               help="Peaks placed within 200 bp of a chromosome end (exercise extract's clipping).")
 @click.option("--no-genome", is_flag=True, help="Skip the FASTA (large-scale benchmarks).")

@@ -113,8 +113,8 @@ def test_peak_selection(pair, tmp_path):
 @pytest.mark.parametrize("kw, needle", [
     ({"fit_on": "query"}, "fit_on must be one of reference, all, got 'query'"),
     ({"tfidf_variant": "tf"}, "tfidf_variant must be one of"),
-    ({"min_peak_frac": 1.0}, "min_peak_frac must be in [0, 1)"),
-    ({"var_peaks": -1}, "var_peaks must be >= 0"),
+    ({"min_peak_frac": 1.0}, "--min-peak-frac: 1.0 is not in the range 0<=x<1"),
+    ({"var_peaks": -1}, "--var-peaks: -1 is not in the range x>=0"),
 ])
 def test_bad_values_are_one_line_input_errors(pair, kw, needle):
     with pytest.raises(InputError) as e:

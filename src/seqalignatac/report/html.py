@@ -16,6 +16,7 @@ import pandas as pd
 
 from .. import __version__
 from ..atomic import write_text
+from ..cli_types import SAFE_NAME, check
 from ..metrics import evaluate
 from . import figures
 from .data import PairData, load_pair
@@ -319,6 +320,7 @@ def build_report(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write ``<pair_id>_report.html`` and ``<pair_id>_mqc.tsv`` into ``outdir``; return their paths."""
+    check(pair_id, SAFE_NAME, "--pair-id")  # it names the files: no '/', '..' or markup
     data = load_pair(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, dict(run_params or {}))
     ctx = build_context(data, umap_seed=seed, max_umap_cells=max_umap_cells)
     out = Path(outdir)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
+from ..cli_types import DEVICE, POSITIVE_INT, SEED, THREADS
 from ..errors import InputError
+from ..prepare import PREPARE_RANGES
+from ..stage1.options import TRAIN_RANGES
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +73,10 @@ def common_options(f):
                      help="Stage 1: sequence model on the peak embeddings, or the LSI ablation (no sequence)."),
         click.option("--annotate-method", type=click.Choice(["gda", "knn"]), default="gda", show_default=True,
                      help="Stage 2: graph domain adaptation, or the kNN label-transfer baseline."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: the libraries' choice)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--epochs", type=click.IntRange(1), default=None, help="Stage-1 maximum epochs (default: train's default)."),
+        click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--threads", type=THREADS, default=None, help="CPU threads (default: the libraries' choice)."),
+        click.option("--seed", type=SEED, default=0, show_default=True),
+        click.option("--epochs", type=TRAIN_RANGES["epochs"], default=None, help="Stage-1 maximum epochs (default: train's default)."),
         click.option("--train-opt", "train_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
                      help="Any other stage-1 setting (repeatable), e.g. --train-opt hidden=128 --train-opt patience=10."),
         click.option("--annotate-opt", "annotate_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
@@ -98,12 +101,12 @@ def common_options(f):
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Results folder (one subfolder per pair).")
 @click.option("--width", default="1002", show_default=True, callback=_width,
               help="Peak sequence width in bp around the midpoint (multiple of 6), or 'native'.")
-@click.option("--overlap-width", type=click.IntRange(2), default=None, help="prepare: W for peak matching (default 500).")
-@click.option("--min-peak-frac", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--overlap-width", type=PREPARE_RANGES["overlap_width"], default=None, help="prepare: W for peak matching (default 500).")
+@click.option("--min-peak-frac", type=PREPARE_RANGES["min_peak_frac"], default=None,
               help="prepare: drop peaks open in fewer than this fraction of cells (default 0.01).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True,
               help="embed: model precision (auto: bfloat16 on GPU, float32 on CPU).")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="embed: peaks per batch.")
+@click.option("--batch-size", type=POSITIVE_INT, default=None, help="embed: peaks per batch.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="embed: sequence-embedding cache shared by all pairs and runs "
                    "(default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings).")

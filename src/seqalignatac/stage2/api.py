@@ -12,9 +12,11 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..cli_types import DEVICE, SEED, THREADS, check_all
 from ..errors import InputError
 from ..metrics import UNKNOWN
-from .graphs import EXACT_MAX_CELLS, build_graph, clip_k, l2_normalize, neighbour_votes
+from .graphs import EXACT_MAX_CELLS, KNN_METHODS, build_graph, clip_k, l2_normalize, neighbour_votes
+from .options import ANNOTATE_RANGES, GDA_RANGES
 from .train import (
     CLASS_WEIGHTS,
     INPUT_NORMS,
@@ -114,38 +116,31 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
 
 
 def _check_config(config: GDAConfig) -> None:
-    """The extension options' ranges, as one-line errors."""
+    """The option ranges (the CLI's own types, so the same messages) and the cross-option rules."""
+    check_all(config.to_dict(), GDA_RANGES)
     if config.input_norm not in INPUT_NORMS:
         raise InputError(f"--input-norm must be one of {', '.join(INPUT_NORMS)}, not {config.input_norm!r}")
-    if not 0.0 <= config.knn_mix <= 1.0:
-        raise InputError(f"--knn-mix must be in [0, 1], not {config.knn_mix}")
     if config.knn_space not in ("input", "hidden"):
         raise InputError(f"--knn-space must be input or hidden, not {config.knn_space!r}")
-    if config.ensemble < 1:
-        raise InputError(f"--ensemble must be at least 1, not {config.ensemble}")
-    if config.self_train_epochs < 0:
-        raise InputError(f"--self-train-epochs must be >= 0, not {config.self_train_epochs}")
-    if not 0.0 < config.pseudo_fraction <= 1.0:
-        raise InputError(f"--pseudo-fraction must be in (0, 1], not {config.pseudo_fraction}")
     if config.class_weight not in CLASS_WEIGHTS:
         raise InputError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
-    if not (np.isfinite(config.knn_vote_power) and 0.0 <= config.knn_vote_power <= 1.0):
-        raise InputError(f"--knn-vote-power must be in [0, 1], not {config.knn_vote_power}")
-    if not 0.0 <= config.linear_mix <= 1.0 - config.knn_mix:
+    if config.knn_method not in KNN_METHODS:
+        raise InputError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
+    if not config.linear_mix <= 1.0 - config.knn_mix:
         raise InputError(f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], "
                          f"not {config.linear_mix}")
-    if not (np.isfinite(config.linear_c) and config.linear_c > 0):
-        raise InputError(f"--linear-c must be a finite number > 0, not {config.linear_c}")
-    if config.knn_mix_k < 0:
-        raise InputError(f"--knn-mix-k must be >= 0 (0: use --knn-k), not {config.knn_mix_k}")
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise InputError(f"--label-smoothing must be in [0, 1), not {config.label_smoothing}")
-    if not (np.isfinite(config.logit_adjust) and config.logit_adjust >= 0):
-        raise InputError(f"--logit-adjust must be a finite number >= 0, not {config.logit_adjust}")
-    if not (np.isfinite(config.im_weight) and config.im_weight >= 0):
-        raise InputError(f"--im-weight must be a finite number >= 0, not {config.im_weight}")
-    if not (np.isfinite(config.im_diversity) and config.im_diversity >= 0):
-        raise InputError(f"--im-diversity must be a finite number >= 0, not {config.im_diversity}")
+
+
+def check_annotate_options(method: str = "gda", unknown: str = "distance", config: GDAConfig | None = None,
+                           device: str = "auto", seed: int = 0, threads: int | None = None, **options: Any) -> None:
+    """Every annotate setting checked as the CLI checks it (InputError naming the option)."""
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if unknown not in STRATEGIES:
+        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
+    check_all({**options, "device": device, "seed": seed, "threads": threads},
+              {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS})
+    _check_config(config or GDAConfig())
 
 
 def knn_transfer(
@@ -245,22 +240,11 @@ def annotate_full(
     source: str | None = None,
 ) -> Stage2Result:
     """Annotate the query cells of ``cells``; see :func:`annotate` for the return layout."""
-    if method not in METHODS:
-        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    if unknown not in STRATEGIES:
-        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
-    if unknown_quantile is not None and not 0.0 <= unknown_quantile < 1.0:
-        raise InputError(f"--unknown-quantile must be in [0, 1), not {unknown_quantile}")
-    if unknown_k < 1:
-        raise InputError(f"--unknown-k must be >= 1, not {unknown_k}")
-    if unknown_smooth < 0:
-        raise InputError(f"--unknown-smooth must be >= 0 (0: per-cell test only), not {unknown_smooth}")
-    if not 0.0 <= unknown_smooth_quantile < 1.0:
-        raise InputError(f"--unknown-smooth-quantile must be in [0, 1), not {unknown_smooth_quantile}")
-    if not 0.0 <= calibration_fraction < 0.5:
-        raise InputError(f"--calibration-fraction must be in [0, 0.5), not {calibration_fraction}")
     config = config or GDAConfig()
-    _check_config(config)
+    check_annotate_options(method, unknown, config, device, seed, threads, unknown_quantile=unknown_quantile,
+                           unknown_k=unknown_k, unknown_smooth=unknown_smooth,
+                           unknown_smooth_quantile=unknown_smooth_quantile,
+                           calibration_fraction=calibration_fraction, knn_k=knn_k)
     if threads:
         import torch
 
