@@ -37,11 +37,25 @@ def csr_matrix(adata, path) -> sp.csr_matrix:
     x = sp.csr_matrix(x) if not isinstance(x, sp.csr_matrix) else x
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise InputError(f"matrix is empty ({x.shape[0]} cells x {x.shape[1]} peaks)", path)
+    check_counts(x, path)
     if x.nnz == 0 or not np.any(x.data):
         raise InputError(f"matrix has no non-zero values ({x.shape[0]} cells x {x.shape[1]} peaks)", path)
-    if np.any(x.data < 0):
-        raise InputError("matrix has negative values; expected counts or 0/1 accessibility", path)
     return x
+
+
+def check_counts(x: sp.spmatrix, path) -> None:
+    """NaN, infinite or negative entries would binarize silently (NaN -> 1, -3 -> 1): refuse them, counted."""
+    data = np.asarray(x.data)
+    if data.dtype.kind in "fc":
+        bad = ~np.isfinite(data)
+        if bad.any():
+            raise InputError(f"matrix has {int(bad.sum())} NaN or infinite entries (of {x.nnz} stored); "
+                             "expected counts or 0/1 accessibility: fix or drop those cells/peaks", path)
+    if data.dtype.kind in "fi":
+        neg = data < 0
+        if neg.any():
+            raise InputError(f"matrix has {int(neg.sum())} negative entries; expected counts or 0/1 accessibility",
+                             path)
 
 
 def check_unique(adata, path) -> None:

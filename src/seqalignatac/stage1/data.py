@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..anndata_io import check_counts
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -61,11 +62,8 @@ def binarized_csr(adata, path: str | os.PathLike | None = None) -> sp.csr_matrix
     X = sp.csr_matrix(X)
     if X.dtype in (np.uint8, np.bool_) and X.has_canonical_format and (X.nnz == 0 or X.data.min() == 1):
         return X  # prepare's output is already binary and canonical: no copy (atlas-scale memory)
-    if X.dtype.kind == "f" and X.nnz and not np.isfinite(X.data).all():
-        raise InputError("the accessibility matrix holds NaN or infinite values; fix the counts", path)
+    check_counts(X, path)
     X.eliminate_zeros()
-    if X.nnz and (X.data < 0).any():
-        raise InputError("the accessibility matrix holds negative values; counts must be >= 0", path)
     out = sp.csr_matrix((np.ones(X.nnz, dtype=np.uint8), X.indices, X.indptr), shape=X.shape)
     out.sum_duplicates()
     out.data[:] = 1
