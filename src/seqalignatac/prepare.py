@@ -84,12 +84,14 @@ def _fill_kept(x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, ou
     return pos
 
 
-def _load(path, label_key: str | None, what: str, label_what: str):
+def _load(path, label_key: str | None, what: str, label_what: str, is_reference: bool = False):
     adata = anndata_io.read_h5ad(path, what)
     anndata_io.check_unique(adata, path)
     x = anndata_io.csr_matrix(adata, path)
     coords = anndata_io.peak_coords(adata, path)
     lab = anndata_io.labels(adata, label_key, path, label_what) if label_key else None
+    if lab is not None and is_reference:
+        anndata_io.check_reference_classes(lab, label_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
     del adata
     return _binarize(x), coords, obs_names, lab
@@ -136,7 +138,7 @@ def prepare(
     import anndata as ad
 
     check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
-    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, label_key, "reference .h5ad", "--label-key")
+    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, label_key, "reference .h5ad", "--label-key", is_reference=True)
     x_q, q_coords, q_cells, q_lab = _load(query, query_label_key, "query .h5ad", "--query-label-key")
 
     q2r, renames = map_peaks(ref_coords, q_coords, overlap_width)

@@ -25,7 +25,7 @@ def _toy(n_cells=40, n_peaks=30, seed=0) -> ad.AnnData:
     obs = pd.DataFrame({"domain": ["reference"] * (n_cells // 2) + ["query"] * (n_cells - n_cells // 2),
                         "label": ["A", "B"] * (n_cells // 2)}, index=[f"cell{i}" for i in range(n_cells)])
     var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
-    return ad.AnnData(X, obs=obs, var=var)
+    return ad.AnnData(X, obs=obs, var=var, uns={"seqalignatac": {"prepare": {}}})  # what `train` checks
 
 
 def _emb(a: ad.AnnData, d=8, seed=0) -> np.ndarray:

@@ -31,7 +31,7 @@ def _two_domains(n_ref=150, n_query=150, n_shared=200, n_query_only=40, seed=0) 
     obs = pd.DataFrame({"domain": ["reference"] * n_ref + ["query"] * n_query,
                         "label": pd.Categorical([f"t{t}" for t in typ])}, index=[f"c{i}" for i in range(n)])
     var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(p)])
-    return ad.AnnData(X, obs=obs, var=var)
+    return ad.AnnData(X, obs=obs, var=var, uns={"seqalignatac": {"prepare": {}}})  # what `train` checks
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,7 @@ import click
 
 from ..cli_types import DEVICE, SEED, THREADS
 from ..errors import InputError, require_file
+from .data import check_prepared
 from .options import CHECKPOINT_MINUTES, LSI_RANGES, TRAIN_RANGES
 
 log = logging.getLogger(__name__)
@@ -31,10 +32,12 @@ def read_accessibility(path: str):
 
     require_file(path, "accessibility file")
     try:
-        return ad.read_h5ad(path)
+        adata = ad.read_h5ad(path)
     except Exception as e:  # h5py/anndata raise many types for a non-h5ad file
         raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass the accessibility.h5ad "
                          "written by prepare", path) from None
+    check_prepared(adata, path)
+    return adata
 
 
 @click.command(context_settings={"show_default": True})

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -47,6 +47,18 @@ class Accessibility:
     @property
     def density(self) -> float:
         return self.nnz / max(1, self.n_peaks * self.n_cells)
+
+
+def check_prepared(adata, path: str | os.PathLike | None = None) -> None:
+    """`train` reads prepare's accessibility.h5ad: refuse anything else before any work starts."""
+    uns = adata.uns.get("seqalignatac")
+    missing = [what for what, ok in (("obs['domain']", DOMAIN_KEY in adata.obs.columns),
+                                     ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns))
+               if not ok]
+    if missing:
+        raise InputError(f"not an accessibility.h5ad written by `seqalignatac prepare` (no {' or '.join(missing)}); "
+                         "run prepare first: seqalignatac prepare --reference REF --query QUERY --label-key KEY "
+                         "--outdir DIR", path)
 
 
 def binarized_csr(adata, path: str | os.PathLike | None = None) -> sp.csr_matrix:

@@ -63,11 +63,11 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
             f"obs['domain'] has values {bad[:5]}; only 'reference' and 'query' are allowed", source
         )
     if embedding_key not in cells.obsm:
-        raise InputError(
-            f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); "
-            "pass the right --embedding-key",
-            source,
-        )
+        from_train = "stage1" in (cells.uns.get("seqalignatac") or {})
+        hint = ("pass the right --embedding-key" if from_train else
+                "it is not the cell_embeddings.h5ad written by `seqalignatac train`: run train first")
+        raise InputError(f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); {hint}",
+                         source)
     x = np.asarray(cells.obsm[embedding_key])
     if x.ndim != 2 or x.shape[1] == 0:
         raise InputError(f"obsm[{embedding_key!r}] must be a cells x dims matrix, got shape {x.shape}", source)
