@@ -102,7 +102,8 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
                          normalize=lsi_normalize, fit_on=lsi_fit_on, tfidf_variant=lsi_tfidf, seed=seed,
                          outdir=outdir, resume=resume, path=accessibility)
         click.echo(f"LSI: {summary['n_cells']} cells x {summary['dims']} dims "
-                   f"(dropped components {summary['dropped_components'] or 'none'}) -> {Path(outdir)}", err=True)
+                   f"(dropped components {summary['dropped_components'] or 'none'}){_no_signal_note(summary)} "
+                   f"-> {Path(outdir)}", err=True)
         return
     require_file(embeddings, "embedding store")
     from .trainer import TrainConfig, train
@@ -115,4 +116,10 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
                        resume=resume, checkpoint_minutes=checkpoint_minutes, progress=progress,
                        path=accessibility, free_input=True, missing_embeddings=missing_embeddings)
     click.echo(f"stage 1: {summary['n_cells']} cells x {summary['dims']} dims, held-out AUROC "
-               f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}) -> {Path(outdir)}", err=True)
+               f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}){_no_signal_note(summary)} "
+               f"-> {Path(outdir)}", err=True)
+
+
+def _no_signal_note(summary: dict) -> str:
+    n = summary.get("n_dropped_cells", 0)
+    return f"; {n} cells without an accessible peak kept unembedded" if n else ""

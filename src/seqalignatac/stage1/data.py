@@ -92,7 +92,8 @@ def nonempty_cells(X: sp.csr_matrix, path: str | os.PathLike | None = None) -> n
             f"none of the {X.shape[0]} cells has an accessible peak; check that the matrix is cells x peaks "
             "and holds counts", path)
     if n_drop:
-        log.warning("dropping %d of %d cells with no accessible peak", n_drop, X.shape[0])
+        log.warning("%d of %d cells have no accessible peak: not embedded (NaN rows, obs['has_signal'] False); "
+                    "annotate calls their query cells Unknown (no_signal)", n_drop, X.shape[0])
     return keep
 
 

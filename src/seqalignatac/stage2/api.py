@@ -15,6 +15,8 @@ import pandas as pd
 from ..cli_types import DEVICE, SEED, THREADS, check_all
 from ..errors import InputError
 from ..metrics import UNKNOWN
+from ..stage1 import SIGNAL_KEY
+from ..unknown_reasons import NO_SIGNAL, REASONS
 from .graphs import EXACT_MAX_CELLS, KNN_METHODS, build_graph, clip_k, l2_normalize, neighbour_votes
 from .options import ANNOTATE_RANGES, GDA_RANGES
 from .train import (
@@ -33,6 +35,7 @@ from .unknown import (
     distance_scores,
     held_out_mask,
     smooth_scores,
+    unknown_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -113,6 +116,29 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
             stacklevel=3,
         )
     return x.astype(np.float32), is_ref, ref_str, has_label
+
+
+def _no_signal_cells(cells: ad.AnnData, source: str | None) -> np.ndarray:
+    """Cells that stage 1 flagged as having no accessible peak (``obs[SIGNAL_KEY]`` False)."""
+    if SIGNAL_KEY not in cells.obs.columns:
+        return np.zeros(cells.n_obs, dtype=bool)
+    no_signal = ~cells.obs[SIGNAL_KEY].astype(bool).to_numpy()
+    if no_signal.any() and "domain" in cells.obs.columns:
+        is_query = cells.obs["domain"].astype(str).to_numpy() == "query"
+        if is_query.any() and no_signal[is_query].all():
+            raise InputError(f"none of the {int(is_query.sum())} query cells has an accessible shared peak, so "
+                             "nothing can be compared with the reference; check that the query's peaks overlap "
+                             "the reference's (same genome build? see prepare_summary.json)", source)
+    return no_signal
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, fill: Any) -> np.ndarray:
+    """``values`` (one per True of ``rows``) placed at those rows; ``fill`` elsewhere."""
+    values = np.asarray(values)
+    dtype = object if values.dtype == object or isinstance(fill, str) else np.result_type(values.dtype, type(fill))
+    out = np.full((rows.size, *values.shape[1:]), fill, dtype=dtype)
+    out[rows] = values
+    return out
 
 
 def _check_config(config: GDAConfig) -> None:
@@ -251,6 +277,12 @@ def annotate_full(
         torch.set_num_threads(int(threads))
     seed_everything(seed)
     t0 = time.perf_counter()
+    # Cells without signal (no accessible shared peak, no embedding) stay out of the graphs and the
+    # classifier, but every query cell gets a row: those are written back as Unknown (no_signal).
+    all_cells = cells
+    no_signal = _no_signal_cells(cells, source)
+    if no_signal.any():
+        cells = cells[~no_signal]
     x, is_ref, ref_str, has_label = _validate(cells, embedding_key, label_key, source)
     classes = np.array(sorted(set(ref_str[has_label])), dtype=object)
     class_index = {c: i for i, c in enumerate(classes)}
@@ -328,32 +360,47 @@ def annotate_full(
     best = classes[best_idx]
     predicted = np.where(flags, UNKNOWN, best)
 
+    reasons = unknown_reasons(flags, unknown_info, conf, q_dist)
     order = np.argsort(-q_proba, axis=1, kind="stable")[:, :3]
-    query = cells[~is_ref].copy()
+    top = []
+    for j in range(3):
+        has = j < classes.size
+        top.append((classes[order[:, j]] if has else np.full(order.shape[0], "", dtype=object),
+                    np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0] if has else np.full(order.shape[0], np.nan)))
+
+    # Back to every query cell: those without signal get Unknown (no_signal) and no numbers.
+    is_query_all = all_cells.obs["domain"].astype(str).to_numpy() == "query"
+    query = all_cells[is_query_all].copy()
+    sig = ~no_signal[is_query_all]
+    predicted, best = _spread(predicted, sig, UNKNOWN), _spread(best, sig, "")
+    conf, ent, q_proba = _spread(conf, sig, np.nan), _spread(ent, sig, np.nan), _spread(q_proba, sig, np.nan)
+    flags, reasons = _spread(flags, sig, True), _spread(reasons, sig, NO_SIGNAL)
     pred = pd.DataFrame(
         {
             "cell_id": query.obs_names.to_numpy(),
             "predicted_label": predicted,
+            "unknown_reason": reasons,
             "confidence": conf,
             "entropy": ent,
             "is_unknown": flags,
             "best_label": best,
         }
     )
-    for j in range(3):
-        has = j < classes.size
-        pred[f"top{j + 1}_label"] = classes[order[:, j]] if has else ""
-        pred[f"top{j + 1}_prob"] = np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0] if has else np.nan
+    for j, (labels_j, probs_j) in enumerate(top):
+        pred[f"top{j + 1}_label"] = _spread(labels_j, sig, "")
+        pred[f"top{j + 1}_prob"] = _spread(probs_j, sig, np.nan)
 
     obs = query.obs
     obs["seqalignatac_prediction"] = pd.Categorical(predicted)
+    obs["seqalignatac_unknown_reason"] = pd.Categorical(reasons)
     obs["seqalignatac_confidence"] = conf.astype(np.float32)
     obs["seqalignatac_entropy"] = ent.astype(np.float32)
     obs["seqalignatac_unknown"] = flags
-    obs["seqalignatac_best_label"] = pd.Categorical(best)
+    obs["seqalignatac_best_label"] = pd.Categorical(np.where(best == "", None, best))  # missing: no signal
     query.obsm["seqalignatac_proba"] = q_proba.astype(np.float32)
     if method == "gda":
-        query.obsm["seqalignatac_hidden"] = train_res.query_hidden.astype(np.float32)  # type: ignore[union-attr]
+        query.obsm["seqalignatac_hidden"] = _spread(train_res.query_hidden, sig, np.nan).astype(np.float32)  # type: ignore[union-attr]
+    reason_counts = pd.Series(reasons[flags]).value_counts()
 
     summary: dict[str, Any] = {
         "method": method,
@@ -363,10 +410,13 @@ def annotate_full(
         "n_reference": int(x_ref.shape[0]),
         "n_reference_trained": int(train_mask.sum()),
         "n_reference_held_out": int(held.sum()),
-        "n_query": int(x_query.shape[0]),
+        "n_reference_no_signal": int(no_signal[~is_query_all].sum()),
+        "n_query": int(sig.size),
+        "n_query_no_signal": int((~sig).sum()),
         "classes": [str(c) for c in classes],
         "unknown": unknown_info,
         "unknown_rate": float(flags.mean()),
+        "unknown_reasons": {r: int(reason_counts.get(r, 0)) for r in REASONS},
         "held_out_reference_accuracy": (
             float((held_proba.argmax(1) == y_ref[held]).mean()) if held.any() else None
         ),

@@ -120,6 +120,8 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
                         device=device, seed=seed, threads=threads, progress=not quiet_progress, source=cells)
     summary = write_outputs(res, outdir, label_key)
     msg = f"{summary['n_query']} query cells annotated ({method}); unknown rate {summary['unknown_rate']:.3f}"
+    if summary["n_query_no_signal"]:
+        msg += f" ({summary['n_query_no_signal']} Unknown for lack of signal: no accessible shared peak)"
     if "metrics" in summary:
         m = summary["metrics"]
         msg += f"; accuracy {m['accuracy']:.3f}, macro-F1 {m['macro_f1']:.3f}"
