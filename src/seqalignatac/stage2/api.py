@@ -16,7 +16,7 @@ from ..cli_types import DEVICE, SEED, THREADS, check_all
 from ..errors import InputError
 from ..metrics import UNKNOWN
 from ..stage1 import SIGNAL_KEY
-from ..unknown_reasons import NO_SIGNAL, REASONS
+from ..unknown_reasons import NO_SIGNAL, REASON_COLUMN, REASONS
 from .graphs import EXACT_MAX_CELLS, KNN_METHODS, build_graph, clip_k, l2_normalize, neighbour_votes
 from .options import ANNOTATE_RANGES, GDA_RANGES
 from .train import (
@@ -379,10 +379,10 @@ def annotate_full(
         {
             "cell_id": query.obs_names.to_numpy(),
             "predicted_label": predicted,
-            "unknown_reason": reasons,
             "confidence": conf,
             "entropy": ent,
             "is_unknown": flags,
+            REASON_COLUMN: reasons,
             "best_label": best,
         }
     )
