@@ -80,7 +80,7 @@ def test_bad_numeric_option_is_a_usage_error_naming_it(tmp_path, command, option
 
 @pytest.mark.parametrize("command, option, value", [
     ("annotate", "--device", "cuda:1"), ("annotate", "--device", "CPU"), ("train", "--device", "cuda:0"),
-    ("annotate", "--k", "20.0"),
+    ("annotate", "--k", "1"), ("annotate", "--lr", "1e-3"),
 ])
 def test_good_values_pass_parsing(tmp_path, command, option, value):
     # They get past parsing and fail later on the missing input file, not on the option.
