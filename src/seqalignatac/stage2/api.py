@@ -443,9 +443,11 @@ def annotate(
 ) -> tuple[ad.AnnData, dict[str, Any]]:
     """Annotate the query cells of a stage-1 ``cell_embeddings`` AnnData.
 
-    Returns ``(query AnnData, summary)``: the query cells with
-    ``obs['seqalignatac_prediction' | '_confidence' | '_entropy' | '_unknown' | '_best_label']``,
-    ``obsm['seqalignatac_proba']`` (class order in ``uns['seqalignatac']['classes']``).
+    Returns ``(query AnnData, summary)``: every query cell, with
+    ``obs['seqalignatac_prediction' | '_unknown_reason' | '_confidence' | '_entropy' | '_unknown' |
+    '_best_label']``, ``obsm['seqalignatac_proba']`` (class order in ``uns['seqalignatac']['classes']``).
+    Cells that stage 1 flagged as without signal (``obs['has_signal']`` False) are ``Unknown`` with
+    reason ``no_signal`` and NaN numbers; they take no part in the graphs or the classifier.
     Keyword arguments: see :func:`annotate_full`.
     """
     res = annotate_full(cells, embedding_key, method, **kwargs)
