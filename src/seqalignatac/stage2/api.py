@@ -362,11 +362,12 @@ def annotate_full(
 
     reasons = unknown_reasons(flags, unknown_info, conf, q_dist)
     order = np.argsort(-q_proba, axis=1, kind="stable")[:, :3]
-    top = []
+    top = []  # (labels, probabilities) of the 3 most likely classes, for the cells with signal
     for j in range(3):
-        has = j < classes.size
-        top.append((classes[order[:, j]] if has else np.full(order.shape[0], "", dtype=object),
-                    np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0] if has else np.full(order.shape[0], np.nan)))
+        if j < classes.size:
+            top.append((classes[order[:, j]], np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0]))
+        else:
+            top.append((np.full(order.shape[0], "", dtype=object), np.full(order.shape[0], np.nan)))
 
     # Back to every query cell: those without signal get Unknown (no_signal) and no numbers.
     is_query_all = all_cells.obs["domain"].astype(str).to_numpy() == "query"
@@ -398,8 +399,8 @@ def annotate_full(
     obs["seqalignatac_unknown"] = flags
     obs["seqalignatac_best_label"] = pd.Categorical(np.where(best == "", None, best))  # missing: no signal
     query.obsm["seqalignatac_proba"] = q_proba.astype(np.float32)
-    if method == "gda":
-        query.obsm["seqalignatac_hidden"] = _spread(train_res.query_hidden, sig, np.nan).astype(np.float32)  # type: ignore[union-attr]
+    if train_res is not None:
+        query.obsm["seqalignatac_hidden"] = _spread(train_res.query_hidden, sig, np.nan).astype(np.float32)
     reason_counts = pd.Series(reasons[flags]).value_counts()
 
     summary: dict[str, Any] = {
