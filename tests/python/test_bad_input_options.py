@@ -176,6 +176,18 @@ def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
     assert not (tmp_path / "e.h5").exists()
 
 
+@pytest.mark.parametrize("kw, needle", [({"n_cells": 2}, "--cells: 2 is not in the range x>=4"),
+                                        ({"reference_fraction": math.nan}, "--reference-fraction"),
+                                        ({"mean_peaks_per_cell": math.inf}, "--peaks-per-cell"),
+                                        ({"seed": -1}, "--seed")])
+def test_simulate_api_refuses_bad_values(tmp_path, kw, needle):
+    from seqalignatac.simulate import simulate
+
+    with pytest.raises(InputError, match=needle):
+        simulate(tmp_path / "sim", **kw)
+    assert not (tmp_path / "sim").exists()
+
+
 # ------------------------------------------------------------------ run: per-step options before any step
 
 @pytest.fixture
