@@ -68,6 +68,7 @@ POSITIVE_FLOAT = float_range(0, min_open=True)
 NON_NEGATIVE_FLOAT = float_range(0)
 FRACTION = float_range(0, 1)  # [0, 1]
 FRACTION_BELOW_ONE = float_range(0, 1, max_open=True)  # [0, 1): e.g. a tail quantile, a dropout rate
+MAX_UMAP_CELLS = int_range(100)  # report, run, demo: the UMAP subsample
 
 
 class DeviceType(click.ParamType):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_types import SAFE_NAME, SEED, check
+from ..cli_types import MAX_UMAP_CELLS, SAFE_NAME, SEED, check
 from ..errors import InputError
 
 
@@ -23,7 +23,7 @@ from ..errors import InputError
               help="Where the report goes (default with --pair-dir: <pair-dir>/report).")
 @click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None,
               help="Index mode: write INDEX/index.html over every INDEX/<pair_id>/report/.")
-@click.option("--max-umap-cells", default=20_000, show_default=True, type=click.IntRange(100),
+@click.option("--max-umap-cells", default=20_000, show_default=True, type=MAX_UMAP_CELLS,
               help="UMAP a random subsample of at most this many cells.")
 @click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the UMAP and the subsample.")
 def report_command(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, pair_dir, outdir,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_types import DEVICE, POSITIVE_INT, SEED, THREADS
+from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range
 from ..errors import InputError
 from ..prepare import PREPARE_RANGES
 from ..stage1.options import TRAIN_RANGES
@@ -81,7 +81,7 @@ def common_options(f):
                      help="Any other stage-1 setting (repeatable), e.g. --train-opt hidden=128 --train-opt patience=10."),
         click.option("--annotate-opt", "annotate_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
                      help="Any other stage-2 setting (repeatable), e.g. --annotate-opt k=20 --annotate-opt unknown=none."),
-        click.option("--max-umap-cells", type=click.IntRange(100), default=20_000, show_default=True,
+        click.option("--max-umap-cells", type=MAX_UMAP_CELLS, default=20_000, show_default=True,
                      help="Report UMAP on a random subsample of at most this many cells."),
         click.option("--force", is_flag=True, help="Run every step again even when its inputs are unchanged."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
@@ -141,9 +141,9 @@ def run_command(samplesheet, fasta, model, outdir, width, overlap_width, min_pea
 @click.option("--model", "model_kind", type=click.Choice(["kmer", "nt-tiny"]), default="kmer", show_default=True,
               help="kmer: k-mer spectra (fast, informative); nt-tiny: a tiny random Nucleotide Transformer "
                    "(exercises the NT code path; random weights carry little signal).")
-@click.option("--cells", type=click.IntRange(100), default=1000, show_default=True, help="Simulated cells (both domains).")
-@click.option("--peaks", type=click.IntRange(100), default=2000, show_default=True, help="Simulated peaks.")
-@click.option("--cell-types", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--cells", type=int_range(100), default=1000, show_default=True, help="Simulated cells (both domains).")
+@click.option("--peaks", type=int_range(100), default=2000, show_default=True, help="Simulated peaks.")
+@click.option("--cell-types", type=int_range(2), default=5, show_default=True)
 @common_options
 def demo_command(outdir, model_kind, cells, peaks, cell_types, train_method, annotate_method, device, threads, seed,
                  epochs, train_opts, annotate_opts, max_umap_cells, force, progress):

@@ -107,6 +107,12 @@ def check_options(opts: RunOptions) -> None:
     Values are checked by the steps' own validators (the click types of their commands), and
     replaced by the converted values (``k=20.0`` -> 20), so a step never sees what its CLI refuses.
     """
+    from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, check_all
+    from ..prepare import PREPARE_RANGES
+
+    check_all(asdict(opts), {"device": DEVICE, "threads": THREADS, "seed": SEED, "batch_size": POSITIVE_INT,
+                             "max_umap_cells": MAX_UMAP_CELLS, "overlap_width": PREPARE_RANGES["overlap_width"],
+                             "min_peak_frac": PREPARE_RANGES["min_peak_frac"]})
     train_ok, annotate_ok = allowed_overrides(opts)
     for flag, given, ok in (("--train-opt", opts.train_overrides, train_ok),
                             ("--annotate-opt", opts.annotate_overrides, annotate_ok)):
