@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .anndata_io import check_counts
 from .atomic import write_h5ad
 from .errors import InputError, require_file
 from .peaks import parse_peak_ids, peak_ids, read_peak_table
@@ -200,6 +201,7 @@ def _finish(x: sp.csr_matrix, peak_table: pd.DataFrame, obs: pd.DataFrame, sourc
 
     if x.shape[0] == 0 or x.shape[1] == 0 or x.nnz == 0:
         raise InputError(f"matrix is empty ({x.shape[0]} cells x {x.shape[1]} peaks, {x.nnz} non-zeros)", source)
+    check_counts(x, source)
     var = peak_table.copy()
     var.index = peak_ids(var["chrom"], var["start"], var["end"])
     for axis, names in (("cell", pd.Index(obs.index)), ("peak", var.index)):

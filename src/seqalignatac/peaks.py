@@ -66,6 +66,7 @@ def parse_peak_ids(ids: Iterable[str], source: str | os.PathLike | None = None) 
             "end": parsed["end"].astype(np.int64).to_numpy(),
         }
     )
+    check_chroms(out["chrom"].to_numpy(), "name", s.to_numpy(), source)
     validate_intervals(out, source, names=s.to_numpy())
     return out
 
@@ -83,6 +84,28 @@ def validate_intervals(df: pd.DataFrame, source=None, names=None) -> None:
                 f"0 <= start < end ({int(mask.sum())} such peaks)",
                 source,
             )
+
+
+MISSING_CHROMS = {"", "nan", "NaN", "NA", "None", "<NA>"}  # a missing value written as text
+
+
+def check_integral(values: np.ndarray, column: str, names, source=None) -> None:
+    """Coordinates must be whole numbers: 100.7 truncated to 100 would silently move the peak."""
+    bad = ~np.isfinite(values) | (values != np.floor(values))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"peak {i + 1} ('{names[i]}'): column '{column}' holds {float(values[i]):g}, not a whole "
+                         f"number; coordinates must be integers ({int(bad.sum())} such peaks)", source)
+
+
+def check_chroms(chrom: np.ndarray, column: str, names, source=None) -> None:
+    """A missing chromosome would become the contig 'nan' and match nothing: refuse it."""
+    text = pd.Series(chrom, dtype=object)
+    bad = (text.isna() | text.astype(str).str.strip().isin(MISSING_CHROMS)).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise InputError(f"peak {i + 1} ('{names[i]}'): column '{column}' has no chromosome ({str(chrom[i])!r}); "
+                         f"every peak needs one ({int(bad.sum())} such peaks)", source)
 
 
 def _first_column(df: pd.DataFrame, names: Iterable[str]) -> str | None:
@@ -104,12 +127,15 @@ def coords_from_var(var: pd.DataFrame, source: str | os.PathLike | None = None) 
             end = pd.to_numeric(var[ec], errors="raise").to_numpy()
         except (ValueError, TypeError):
             raise InputError(f"var columns '{sc}'/'{ec}' must be integer coordinates", source) from None
-        if np.isnan(start.astype(float)).any() or np.isnan(end.astype(float)).any():
-            raise InputError(f"var columns '{sc}'/'{ec}' have missing values", source)
+        names = np.asarray(var.index, dtype=str)
+        for col, values in ((sc, start), (ec, end)):
+            check_integral(values.astype(float), col, names, source)
+        chrom = var[cc].astype(object).to_numpy()
+        check_chroms(chrom, cc, names, source)
         out = pd.DataFrame(
-            {"chrom": var[cc].astype(str).to_numpy(), "start": start.astype(np.int64), "end": end.astype(np.int64)}
+            {"chrom": chrom.astype(str), "start": start.astype(np.int64), "end": end.astype(np.int64)}
         )
-        validate_intervals(out, source, names=np.asarray(var.index, dtype=str))
+        validate_intervals(out, source, names=names)
         return out
     if len(var) == 0:
         raise InputError("no peaks (the matrix has 0 columns)", source)
@@ -181,12 +207,18 @@ def read_peak_table(path: str | os.PathLike, what: str = "peaks file") -> pd.Dat
         df = pd.DataFrame(rows, columns=names[:width])
     for col in ("start", "end"):
         num = pd.to_numeric(df[col], errors="coerce")
-        if num.isna().any():
-            i = int(np.flatnonzero(num.isna().to_numpy())[0])
+        bad = (num.isna() | (num != np.floor(num))).to_numpy()  # 100.7 would be truncated to 100
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
             raise InputError(
                 f"line {i + 1 + int(has_header)}: {col} '{df[col].iloc[i]}' is not an integer", p
             )
         df[col] = num.astype(np.int64)
+    missing = df["chrom"].astype(str).str.strip().isin(MISSING_CHROMS).to_numpy()
+    if missing.any():
+        i = int(np.flatnonzero(missing)[0])
+        raise InputError(f"line {i + 1 + int(has_header)}: chromosome '{df['chrom'].iloc[i]}' is missing; every "
+                         f"peak needs one ({int(missing.sum())} such lines)", p)
     df["chrom"] = df["chrom"].astype(str)
     validate_intervals(df, p)
     ids = peak_ids(df["chrom"], df["start"], df["end"])

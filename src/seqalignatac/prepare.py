@@ -22,6 +22,7 @@ import scipy.sparse as sp
 
 from . import anndata_io
 from .atomic import write_h5ad, write_json
+from .cli_types import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, check_all, int_range
 from .errors import InputError
 from .peaks import peak_ids, reconcile_chroms, to_pyranges, trimmed, write_bed
 
@@ -29,6 +30,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_OVERLAP_WIDTH = 500
 DEFAULT_MIN_PEAK_FRAC = 0.01
+# Option ranges, shared by the CLI, the API and `run`.
+PREPARE_RANGES = {
+    "overlap_width": int_range(2),  # W/2 must be at least one base
+    "min_peak_frac": FRACTION_BELOW_ONE,
+    "min_cells": NON_NEGATIVE_INT,
+}
 ROW_CHUNK = 20000
 
 
@@ -77,12 +84,14 @@ def _fill_kept(x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, ou
     return pos
 
 
-def _load(path, label_key: str | None, what: str, label_what: str):
+def _load(path, label_key: str | None, what: str, label_what: str, is_reference: bool = False):
     adata = anndata_io.read_h5ad(path, what)
     anndata_io.check_unique(adata, path)
     x = anndata_io.csr_matrix(adata, path)
     coords = anndata_io.peak_coords(adata, path)
     lab = anndata_io.labels(adata, label_key, path, label_what) if label_key else None
+    if lab is not None and is_reference:
+        anndata_io.check_reference_classes(lab, label_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
     del adata
     return _binarize(x), coords, obs_names, lab
@@ -128,11 +137,8 @@ def prepare(
     """
     import anndata as ad
 
-    if overlap_width < 2:
-        raise InputError(f"--overlap-width must be at least 2 bp (got {overlap_width})")
-    if not 0 <= min_peak_frac < 1:
-        raise InputError(f"--min-peak-frac must be in [0, 1) (got {min_peak_frac})")
-    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, label_key, "reference .h5ad", "--label-key")
+    check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
+    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, label_key, "reference .h5ad", "--label-key", is_reference=True)
     x_q, q_coords, q_cells, q_lab = _load(query, query_label_key, "query .h5ad", "--query-label-key")
 
     q2r, renames = map_peaks(ref_coords, q_coords, overlap_width)
@@ -250,11 +256,11 @@ def run_prepare(reference, query, label_key, query_label_key=None, outdir=".", *
 @click.option("--label-key", required=True, help="obs column with the reference cell types.")
 @click.option("--query-label-key", default=None, help="obs column with known query labels (evaluation only).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--overlap-width", default=DEFAULT_OVERLAP_WIDTH, show_default=True, type=int,
+@click.option("--overlap-width", default=DEFAULT_OVERLAP_WIDTH, show_default=True, type=PREPARE_RANGES["overlap_width"],
               help="W: peaks trimmed to W bp around the midpoint must overlap by more than W/2.")
-@click.option("--min-peak-frac", default=DEFAULT_MIN_PEAK_FRAC, show_default=True, type=float,
+@click.option("--min-peak-frac", default=DEFAULT_MIN_PEAK_FRAC, show_default=True, type=PREPARE_RANGES["min_peak_frac"],
               help="Drop peaks open in fewer than this fraction of all cells.")
-@click.option("--min-cells", default=1, show_default=True, type=click.IntRange(0),
+@click.option("--min-cells", default=1, show_default=True, type=PREPARE_RANGES["min_cells"],
               help="Drop peaks open in fewer than this many cells (whichever threshold is higher).")
 def prepare_command(reference, query, label_key, query_label_key, outdir, overlap_width, min_peak_frac, min_cells):
     """Map query peaks onto reference peaks, binarize, filter rare peaks."""

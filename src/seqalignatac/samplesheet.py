@@ -32,6 +32,14 @@ PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 H5AD_SUFFIXES = (".h5ad",)
 
 
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a file or folder (None when it can): one rule for every such id."""
+    if PAIR_ID_RE.fullmatch(name):
+        return None
+    return (f"{name!r} is not a valid id; use letters, digits, '.', '_' or '-', starting with a letter "
+            "or digit (no spaces, slashes or '..'; it names output files)")
+
+
 @dataclass(frozen=True)
 class Pair:
     """One samplesheet row, paths resolved."""
@@ -98,12 +106,9 @@ def read_samplesheet(path: str | os.PathLike) -> list[Pair]:
             if not row[col]:
                 raise InputError(f"row {lineno}, column '{col}': empty; every pair needs a value here", p)
         pid = row["pair_id"]
-        if not PAIR_ID_RE.match(pid):
-            raise InputError(
-                f"row {lineno}, column 'pair_id': '{pid}' is not a valid id; use letters, digits, "
-                "'.', '_' or '-' (no spaces or slashes; it names the output folder)",
-                p,
-            )
+        problem = name_problem(pid)
+        if problem:
+            raise InputError(f"row {lineno}, column 'pair_id': {problem}", p)
         if pid in seen:
             raise InputError(f"row {lineno}, column 'pair_id': '{pid}' is already used on row {seen[pid]}; ids must be unique", p)
         seen[pid] = lineno

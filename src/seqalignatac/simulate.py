@@ -32,6 +32,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from .atomic import atomic_path, write_h5ad, write_text
+from .cli_types import SEED, check_all, float_range, int_range
 from .peaks import peak_ids
 
 log = logging.getLogger(__name__)
@@ -162,6 +163,10 @@ def simulate(
     Returns a dict of paths: fasta (None without genome), reference, query, truth, plus
     label_key='cell_type', batch_key='batch', and the counts per file.
     """
+    check_all(dict(n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed,
+                   novel_query_types=novel_query_types, mean_peaks_per_cell=mean_peaks_per_cell,
+                   reference_fraction=reference_fraction, edge_peaks=edge_peaks),
+              SIMULATE_RANGES, option_name=lambda key: SIMULATE_OPTIONS.get(key, "--" + key.replace("_", "-")))
     if n_cells < 4 or n_peaks < 10 or n_cell_types < 1:
         raise click.BadParameter("need at least 4 cells, 10 peaks and 1 cell type")
     outdir = Path(outdir)
@@ -329,18 +334,28 @@ def simulate(
     }
 
 
+# Option ranges, shared by the CLI and the API.
+SIMULATE_RANGES = {
+    "n_cells": int_range(4), "n_peaks": int_range(10), "n_cell_types": int_range(1), "seed": SEED,
+    "novel_query_types": int_range(0), "mean_peaks_per_cell": float_range(1),
+    "reference_fraction": float_range(0.05, 0.95), "edge_peaks": int_range(0),
+}
+SIMULATE_OPTIONS = {"n_cells": "--cells", "n_peaks": "--peaks", "n_cell_types": "--cell-types",
+                    "mean_peaks_per_cell": "--peaks-per-cell"}
+
+
 @click.command("simulate")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
-@click.option("--cells", "n_cells", default=2000, show_default=True, type=click.IntRange(4), help="Cells over both files.")
-@click.option("--peaks", "n_peaks", default=5000, show_default=True, type=click.IntRange(10), help="True peaks.")
-@click.option("--cell-types", "n_cell_types", default=5, show_default=True, type=click.IntRange(1), help="Cell types.")
-@click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--novel-query-types", default=0, show_default=True, type=click.IntRange(0),
+@click.option("--cells", "n_cells", default=2000, show_default=True, type=SIMULATE_RANGES["n_cells"], help="Cells over both files.")
+@click.option("--peaks", "n_peaks", default=5000, show_default=True, type=SIMULATE_RANGES["n_peaks"], help="True peaks.")
+@click.option("--cell-types", "n_cell_types", default=5, show_default=True, type=SIMULATE_RANGES["n_cell_types"], help="Cell types.")
+@click.option("--seed", default=0, show_default=True, type=SEED)
+@click.option("--novel-query-types", default=0, show_default=True, type=SIMULATE_RANGES["novel_query_types"],
               help="Extra cell types present only in the query (exercise the Unknown flag).")
-@click.option("--peaks-per-cell", "mean_peaks_per_cell", type=click.FloatRange(1), default=None,
+@click.option("--peaks-per-cell", "mean_peaks_per_cell", type=SIMULATE_RANGES["mean_peaks_per_cell"], default=None,
               help="Mean reads per cell in peaks [default: 10% of peaks, at most 1000].")
-@click.option("--reference-fraction", default=0.6, show_default=True, type=click.FloatRange(0.05, 0.95))
-@click.option("--edge-peaks", default=0, show_default=True, type=click.IntRange(0),
+@click.option("--reference-fraction", default=0.6, show_default=True, type=SIMULATE_RANGES["reference_fraction"])
+@click.option("--edge-peaks", default=0, show_default=True, type=SIMULATE_RANGES["edge_peaks"],
               help="Peaks placed within 200 bp of a chromosome end (exercise extract's clipping).")
 @click.option("--no-genome", is_flag=True, help="Skip the FASTA (large-scale benchmarks).")
 def simulate_command(outdir, n_cells, n_peaks, n_cell_types, seed, novel_query_types, mean_peaks_per_cell,

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 from safetensors.torch import load_file
 from transformers import EsmModel, EsmTokenizer
@@ -301,7 +302,9 @@ def test_bad_model_and_options(tiny, fa, tmp_path):
     _fail(_embed_args(path, tmp_path / "emptydir", tmp_path), "lacks config.json")
     _fail(_embed_args(path, tiny["v2"], tmp_path, "--shard", "0/3"), "numbered from 1")
     _fail(_embed_args(path, tiny["v2"], tmp_path, "--shard", "two"), "expected I/N")
-    _fail(_embed_args(path, tiny["v2"], tmp_path, "--batch-size", "0"), "at least 1")
+    # a range error is a click usage error: the last line names the option
+    assert_one_line_error(CliRunner().invoke(cli, _embed_args(path, tiny["v2"], tmp_path, "--batch-size", "0")),
+                          "'--batch-size'", "x>=1")
     _fail(["embed-export", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.npz")], "does not exist")
     _fail(["embed-export", path, "--out", str(tmp_path / "x.txt")], ".npz")
 

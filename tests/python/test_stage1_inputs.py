@@ -25,7 +25,7 @@ def _toy(n_cells=40, n_peaks=30, seed=0) -> ad.AnnData:
     obs = pd.DataFrame({"domain": ["reference"] * (n_cells // 2) + ["query"] * (n_cells - n_cells // 2),
                         "label": ["A", "B"] * (n_cells // 2)}, index=[f"cell{i}" for i in range(n_cells)])
     var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
-    return ad.AnnData(X, obs=obs, var=var)
+    return ad.AnnData(X, obs=obs, var=var, uns={"seqalignatac": {"prepare": {}}})  # what `train` checks
 
 
 def _emb(a: ad.AnnData, d=8, seed=0) -> np.ndarray:
@@ -110,17 +110,23 @@ def test_nan_and_inf_embeddings(files, tmp_path):
     _one_line_error(r, "2 peak embeddings contain NaN or infinite values", a.var_names[3])
 
 
-def test_empty_cells_are_dropped_with_a_count(files):
+def test_empty_cells_are_kept_unembedded_with_a_count(files):
+    # No cell the user gave disappears: cells without an accessible peak keep their row, with no
+    # embedding (NaN) and obs['has_signal'] False, so annotate can report them (issue 14, class 3).
     a, _, _ = files
     a = a.copy()
     X = a.X.tolil()
     X[[2, 5], :] = 0
     a.X = X.tocsr()
     cells, s = train(a, _emb(a), **FAST)
-    assert s["n_dropped_cells"] == 2 and cells.n_obs == a.n_obs - 2
-    assert "cell2" not in cells.obs_names and s["dropped_cell_examples"] == ["cell2", "cell5"]
     cells_l, s_l = lsi(a, n_components=5)
-    assert s_l["n_dropped_cells"] == 2 and cells_l.n_obs == a.n_obs - 2
+    assert s["dropped_cell_examples"] == ["cell2", "cell5"]
+    for c, summary in ((cells, s), (cells_l, s_l)):
+        assert summary["n_dropped_cells"] == 2 and list(c.obs_names) == list(a.obs_names)
+        signal = c.obs["has_signal"].to_numpy()
+        assert list(c.obs_names[~signal]) == ["cell2", "cell5"]
+        emb = c.obsm[EMBEDDING_KEY]
+        assert np.isnan(emb[~signal]).all() and np.isfinite(emb[signal]).all()
 
 
 def test_all_cells_empty_is_an_error(files, tmp_path):

@@ -196,7 +196,7 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
         assert (out / name).is_file(), name
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["cell_id", "predicted_label", "confidence", "entropy", "is_unknown",
-                                  "best_label", "top1_label", "top1_prob", "top2_label", "top2_prob",
+                                  "unknown_reason", "best_label", "top1_label", "top1_prob", "top2_label", "top2_prob",
                                   "top3_label", "top3_prob"]
     assert len(pred) == 500 and (pred["top1_label"] == pred["best_label"]).all()
     assert (pred["top1_prob"] >= pred["top2_prob"]).all()

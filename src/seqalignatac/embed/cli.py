@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from ..cli_types import DEVICE, POSITIVE_INT, SEED, THREADS
 from ..errors import InputError
 
 
@@ -11,14 +12,14 @@ from ..errors import InputError
 @click.option("--fasta", required=True, type=click.Path(dir_okay=False), help="Peak FASTA (from `extract`), plain or gzip.")
 @click.option("--model", required=True, help="Hub name (InstaDeepAI/nucleotide-transformer-...), a local hub-layout directory, or kmer[:K].")
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output embedding store (.h5).")
-@click.option("--device", default="auto", show_default=True, help="auto, cpu or cuda (cuda:N).")
+@click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu or cuda (cuda:N).")
 @click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
               help="Compute dtype; auto = bfloat16 on GPU, float32 on CPU.")
-@click.option("--batch-size", type=int, default=None, help="Peaks per batch (default: chosen from the model; halves on CUDA out-of-memory).")
+@click.option("--batch-size", type=POSITIVE_INT, default=None, help="Peaks per batch (default: chosen from the model; halves on CUDA out-of-memory).")
 @click.option("--shard", default=None, metavar="I/N", help="Embed only block I of N (1-based); merge with embed-merge.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Content-addressed cache (default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings); also makes reruns resume.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch.")
+@click.option("--threads", type=THREADS, default=None, help="CPU threads for torch.")
 @click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bar (peaks/s) on stderr.")
 def embed_command(fasta, model, out, device, dtype, batch_size, shard, cache_dir, threads, progress) -> None:
     """Embed peak sequences with a Nucleotide Transformer (or k-mer spectra) into EMB.h5."""
@@ -57,7 +58,7 @@ def embed_export_command(emb, out) -> None:
 @click.command("nt-tiny")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Directory to write (hub layout).")
 @click.option("--arch", type=click.Choice(["v1", "v2"]), default="v2", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=SEED, default=0, show_default=True)
 def nt_tiny_command(outdir, arch, seed) -> None:
     """Write a tiny randomly initialized Nucleotide Transformer with the real vocabulary."""
     from .tiny import write_tiny

@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
 from ..embedding_store import ids_digest, write_embeddings
 from ..errors import InputError
 from .cache import EmbeddingCache, default_cache_root, sequence_keys
@@ -49,8 +50,7 @@ def shard_slice(n_items: int, shard: tuple[int, int] | None) -> slice:
 def resolve_device(device: str) -> str:
     import torch
 
-    if device not in ("auto", "cpu", "cuda") and not device.startswith("cuda:"):
-        raise InputError(f"--device {device!r}: use auto, cpu or cuda")
+    device = check(device, DEVICE, "--device")
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -163,8 +163,8 @@ def embed_fasta(
     """Embed every record of ``fasta`` (or one shard) and write the store ``out`` atomically."""
     t0 = time.perf_counter()
     sh = parse_shard(shard)
-    if batch_size is not None and batch_size < 1:
-        raise InputError(f"--batch-size {batch_size}: must be at least 1")
+    check_all(dict(batch_size=batch_size, threads=threads, device=device),
+              dict(batch_size=POSITIVE_INT, threads=THREADS, device=DEVICE))
     spec = resolve_model(model)
     ids_all, seqs_all = read_fasta(fasta)
     sl = shard_slice(len(ids_all), sh)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import click
 
+from ..cli_types import MAX_UMAP_CELLS, SAFE_NAME, SEED, check
 from ..errors import InputError
 
 
 @click.command("report")
-@click.option("--pair-id", default=None, help="Pair id (names the files); default: the --pair-dir folder name.")
+@click.option("--pair-id", default=None, type=SAFE_NAME, help="Pair id (names the files); default: the --pair-dir folder name.")
 @click.option("--prepare-dir", type=click.Path(file_okay=False), default=None, help="Output folder of `prepare`.")
 @click.option("--train-dir", type=click.Path(file_okay=False), default=None, help="Output folder of `train`.")
 @click.option("--annotate-dir", type=click.Path(file_okay=False), default=None, help="Output folder of `annotate`.")
@@ -22,9 +23,9 @@ from ..errors import InputError
               help="Where the report goes (default with --pair-dir: <pair-dir>/report).")
 @click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None,
               help="Index mode: write INDEX/index.html over every INDEX/<pair_id>/report/.")
-@click.option("--max-umap-cells", default=20_000, show_default=True, type=click.IntRange(100),
+@click.option("--max-umap-cells", default=20_000, show_default=True, type=MAX_UMAP_CELLS,
               help="UMAP a random subsample of at most this many cells.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed of the UMAP and the subsample.")
+@click.option("--seed", default=0, show_default=True, type=SEED, help="Seed of the UMAP and the subsample.")
 def report_command(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, pair_dir, outdir,
                    index_dir, max_umap_cells, seed):
     """Self-contained HTML report (+ MultiQC table) for one pair, or an index over pairs."""
@@ -41,7 +42,9 @@ def report_command(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, e
         pd_ = Path(pair_dir)
         if not pd_.is_dir():
             raise InputError("--pair-dir is not a folder", pd_)
-        pair_id = pair_id or pd_.resolve().name
+        if pair_id is None:
+            pair_id = pd_.resolve().name
+            check(pair_id, SAFE_NAME, "--pair-id (taken from the --pair-dir folder name; give --pair-id)")
         prepare_dir = prepare_dir or pd_ / "prepare"
         extract_dir = extract_dir or pd_ / "extract"
         embed_dir = embed_dir or pd_ / "embed"

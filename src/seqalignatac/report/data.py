@@ -33,7 +33,7 @@ class PairData:
     peaks_reference_only: int | None  # shared peaks open in no query cell
     train_summary: dict[str, Any]
     curve: pd.DataFrame | None
-    cells_obs: pd.DataFrame  # cells kept by stage 1 (rows of the embedding)
+    cells_obs: pd.DataFrame  # cells stage 1 could embed (rows of the embedding)
     embedding: np.ndarray  # cells x dims, float32
     annotate_summary: dict[str, Any]
     predictions: pd.DataFrame  # indexed by cell_id
@@ -102,6 +102,8 @@ def load_pair(
     cells = _read_h5ad(train / "cell_embeddings.h5ad")
     if EMBEDDING_KEY not in cells.obsm:
         raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / "cell_embeddings.h5ad")
+    embedding = np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32)
+    embedded = np.isfinite(embedding).all(axis=1)  # cells without signal have a NaN row (no embedding)
     curve = None
     if (train / "training_curve.tsv").is_file():
         curve = pd.read_csv(train / "training_curve.tsv", sep="\t")
@@ -145,8 +147,8 @@ def load_pair(
         peaks_reference_only=ref_only,
         train_summary=_json(train / "train_summary.json"),
         curve=curve,
-        cells_obs=cells.obs.copy(),
-        embedding=np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32),
+        cells_obs=cells.obs[embedded].copy(),
+        embedding=embedding[embedded],
         annotate_summary=_optional_json(ann / "annotate_summary.json") or {},
         predictions=predictions,
         annotate_curve=annotate_curve,

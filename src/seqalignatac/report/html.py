@@ -16,7 +16,9 @@ import pandas as pd
 
 from .. import __version__
 from ..atomic import write_text
+from ..cli_types import SAFE_NAME, check
 from ..metrics import evaluate
+from ..unknown_reasons import NO_SIGNAL, REASON_COLUMN
 from . import figures
 from .data import PairData, load_pair
 from .mqc import read_mqc, write_mqc
@@ -242,15 +244,19 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     counts = pred["predicted_label"].astype(str).value_counts()
     threshold = _first_number(data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold",
                                                       "unknown_threshold"))
+    reasons = (pred[REASON_COLUMN].fillna("").astype(str) if REASON_COLUMN in pred.columns
+               else pd.Series("", index=pred.index))  # predictions written before the column existed
     predictions = {
         "n": int(len(pred)),
         "unknown_rate": float(unknown.mean()) if len(pred) else 0.0,
         "n_unknown": int(unknown.sum()),
+        "n_no_signal": int((reasons == NO_SIGNAL).sum()),
+        "unknown_reasons": [(r, int(n)) for r, n in reasons[unknown].value_counts().items() if r],
         "mean_confidence": float(pred["confidence"].mean()) if len(pred) else 0.0,
         "median_confidence": float(pred["confidence"].median()) if len(pred) else 0.0,
         "counts": [{"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")} for k, v in counts.items()],
         "counts_figure": figures.prediction_counts_figure(pred["predicted_label"], colors) if len(pred) else None,
-        "confidence_figure": figures.confidence_figure(pred["confidence"].to_numpy(float), unknown, threshold) if len(pred) else None,
+        "confidence_figure": _confidence_figure(pred, unknown, threshold),
         "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:60],
         "method": data.annotate_summary.get("method", ""),
         "curve_figure": (figures.training_curve_figure(data.annotate_curve, "stage-2 training loss",
@@ -306,6 +312,13 @@ def render_report(ctx: Mapping[str, Any]) -> str:
     return _env().get_template("report.html.j2").render(**ctx)
 
 
+def _confidence_figure(pred: pd.DataFrame, unknown: np.ndarray, threshold: float | None):
+    """Histogram of the cells that have a confidence (cells without signal have none)."""
+    conf = pred["confidence"].to_numpy(float)
+    has = np.isfinite(conf)
+    return figures.confidence_figure(conf[has], unknown[has], threshold) if has.any() else None
+
+
 def build_report(
     pair_id: str,
     prepare_dir: str | os.PathLike,
@@ -319,6 +332,7 @@ def build_report(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Write ``<pair_id>_report.html`` and ``<pair_id>_mqc.tsv`` into ``outdir``; return their paths."""
+    check(pair_id, SAFE_NAME, "--pair-id")  # it names the files: no '/', '..' or markup
     data = load_pair(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, dict(run_params or {}))
     ctx = build_context(data, umap_seed=seed, max_umap_cells=max_umap_cells)
     out = Path(outdir)

@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
+from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range
 from ..errors import InputError
+from ..prepare import PREPARE_RANGES
+from ..stage1.options import TRAIN_RANGES
 
 log = logging.getLogger(__name__)
 
@@ -70,15 +73,15 @@ def common_options(f):
                      help="Stage 1: sequence model on the peak embeddings, or the LSI ablation (no sequence)."),
         click.option("--annotate-method", type=click.Choice(["gda", "knn"]), default="gda", show_default=True,
                      help="Stage 2: graph domain adaptation, or the kNN label-transfer baseline."),
-        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
-        click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads (default: the libraries' choice)."),
-        click.option("--seed", type=int, default=0, show_default=True),
-        click.option("--epochs", type=click.IntRange(1), default=None, help="Stage-1 maximum epochs (default: train's default)."),
+        click.option("--device", type=DEVICE, default="auto", show_default=True, help="auto, cpu, cuda or cuda:N."),
+        click.option("--threads", type=THREADS, default=None, help="CPU threads (default: the libraries' choice)."),
+        click.option("--seed", type=SEED, default=0, show_default=True),
+        click.option("--epochs", type=TRAIN_RANGES["epochs"], default=None, help="Stage-1 maximum epochs (default: train's default)."),
         click.option("--train-opt", "train_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
                      help="Any other stage-1 setting (repeatable), e.g. --train-opt hidden=128 --train-opt patience=10."),
         click.option("--annotate-opt", "annotate_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
                      help="Any other stage-2 setting (repeatable), e.g. --annotate-opt k=20 --annotate-opt unknown=none."),
-        click.option("--max-umap-cells", type=click.IntRange(100), default=20_000, show_default=True,
+        click.option("--max-umap-cells", type=MAX_UMAP_CELLS, default=20_000, show_default=True,
                      help="Report UMAP on a random subsample of at most this many cells."),
         click.option("--force", is_flag=True, help="Run every step again even when its inputs are unchanged."),
         click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
@@ -98,12 +101,12 @@ def common_options(f):
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Results folder (one subfolder per pair).")
 @click.option("--width", default="1002", show_default=True, callback=_width,
               help="Peak sequence width in bp around the midpoint (multiple of 6), or 'native'.")
-@click.option("--overlap-width", type=click.IntRange(2), default=None, help="prepare: W for peak matching (default 500).")
-@click.option("--min-peak-frac", type=click.FloatRange(0, 1, max_open=True), default=None,
+@click.option("--overlap-width", type=PREPARE_RANGES["overlap_width"], default=None, help="prepare: W for peak matching (default 500).")
+@click.option("--min-peak-frac", type=PREPARE_RANGES["min_peak_frac"], default=None,
               help="prepare: drop peaks open in fewer than this fraction of cells (default 0.01).")
 @click.option("--dtype", type=click.Choice(["auto", "float32", "bfloat16", "float16"]), default="auto", show_default=True,
               help="embed: model precision (auto: bfloat16 on GPU, float32 on CPU).")
-@click.option("--batch-size", type=click.IntRange(1), default=None, help="embed: peaks per batch.")
+@click.option("--batch-size", type=POSITIVE_INT, default=None, help="embed: peaks per batch.")
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="embed: sequence-embedding cache shared by all pairs and runs "
                    "(default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings).")
@@ -138,9 +141,9 @@ def run_command(samplesheet, fasta, model, outdir, width, overlap_width, min_pea
 @click.option("--model", "model_kind", type=click.Choice(["kmer", "nt-tiny"]), default="kmer", show_default=True,
               help="kmer: k-mer spectra (fast, informative); nt-tiny: a tiny random Nucleotide Transformer "
                    "(exercises the NT code path; random weights carry little signal).")
-@click.option("--cells", type=click.IntRange(100), default=1000, show_default=True, help="Simulated cells (both domains).")
-@click.option("--peaks", type=click.IntRange(100), default=2000, show_default=True, help="Simulated peaks.")
-@click.option("--cell-types", type=click.IntRange(2), default=5, show_default=True)
+@click.option("--cells", type=int_range(100), default=1000, show_default=True, help="Simulated cells (both domains).")
+@click.option("--peaks", type=int_range(100), default=2000, show_default=True, help="Simulated peaks.")
+@click.option("--cell-types", type=int_range(2), default=5, show_default=True)
 @common_options
 def demo_command(outdir, model_kind, cells, peaks, cell_types, train_method, annotate_method, device, threads, seed,
                  epochs, train_opts, annotate_opts, max_umap_cells, force, progress):

@@ -102,16 +102,73 @@ def allowed_overrides(opts: RunOptions) -> tuple[set[str], set[str]]:
 
 
 def check_options(opts: RunOptions) -> None:
-    """Unknown step options fail once, before any pair starts, listing what is allowed."""
+    """Unknown or out-of-range step options fail once, before any pair starts (nothing is written).
+
+    Values are checked by the steps' own validators (the click types of their commands), and
+    replaced by the converted values (``k=20.0`` -> 20), so a step never sees what its CLI refuses.
+    """
+    from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, check_all
+    from ..prepare import PREPARE_RANGES
+
+    check_all(asdict(opts), {"device": DEVICE, "threads": THREADS, "seed": SEED, "batch_size": POSITIVE_INT,
+                             "max_umap_cells": MAX_UMAP_CELLS, "overlap_width": PREPARE_RANGES["overlap_width"],
+                             "min_peak_frac": PREPARE_RANGES["min_peak_frac"]})
     train_ok, annotate_ok = allowed_overrides(opts)
     for flag, given, ok in (("--train-opt", opts.train_overrides, train_ok),
                             ("--annotate-opt", opts.annotate_overrides, annotate_ok)):
         bad = sorted(set(given) - ok)
         if bad:
             raise InputError(f"{flag}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(sorted(ok))}")
-    if "hidden" in opts.train_overrides:  # TrainConfig wants a tuple of widths
-        h = opts.train_overrides["hidden"]
-        opts.train_overrides["hidden"] = tuple(h) if isinstance(h, (list, tuple)) else (int(h),)
+    try:
+        opts.train_overrides = _checked_train(opts)
+    except (InputError, TypeError, ValueError) as e:
+        raise InputError(f"--train-opt: {_problem(e)}") from None
+    try:
+        opts.annotate_overrides = _checked_annotate(opts)
+    except (InputError, TypeError, ValueError) as e:
+        raise InputError(f"--annotate-opt: {_problem(e)}") from None
+
+
+def _problem(e: Exception) -> str:
+    return e.format_message() if isinstance(e, InputError) else str(e)
+
+
+def _converted(given: dict[str, Any], ranges: dict, name=lambda k: "--" + k.replace("_", "-")) -> dict[str, Any]:
+    from ..cli_types import check
+
+    return {k: (check(v, ranges[k], name(k)) if k in ranges and v is not None else v) for k, v in given.items()}
+
+
+def _checked_train(opts: RunOptions) -> dict[str, Any]:
+    from ..cli_types import POSITIVE_INT, check
+
+    if opts.train_method == "lsi":
+        from ..stage1.options import LSI_RANGES, lsi_option
+
+        return _converted(opts.train_overrides, LSI_RANGES, lsi_option)
+    from ..stage1.options import TRAIN_RANGES
+    from ..stage1.trainer import TrainConfig
+
+    given = _converted(opts.train_overrides, TRAIN_RANGES)
+    if "hidden" in given:  # TrainConfig wants a tuple of widths
+        h = given["hidden"]
+        given["hidden"] = tuple(check(w, POSITIVE_INT, "--hidden") for w in (h if isinstance(h, (list, tuple)) else [h]))
+    TrainConfig(seed=opts.seed, **given).check()  # the cross-field and choice rules
+    return given
+
+
+def _checked_annotate(opts: RunOptions) -> dict[str, Any]:
+    from dataclasses import fields
+
+    from ..stage2.api import check_annotate_options, config_with
+    from ..stage2.options import ANNOTATE_RANGES, GDA_RANGES
+    from ..stage2.train import GDAConfig
+
+    given = _converted(opts.annotate_overrides, {**GDA_RANGES, **ANNOTATE_RANGES})
+    cfg_names = {f.name for f in fields(GDAConfig)}
+    check_annotate_options(opts.annotate_method, config=config_with(**{k: v for k, v in given.items() if k in cfg_names}),
+                           **{k: v for k, v in given.items() if k not in cfg_names})
+    return given
 
 
 # ----------------------------------------------------------------------------------- steps
@@ -306,7 +363,6 @@ def run_pipeline(pairs: Sequence[Pair], outdir: str | os.PathLike, opts: RunOpti
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError("--outdir exists and is not a folder", out)
-    out.mkdir(parents=True, exist_ok=True)
     if opts.uses_sequence and not opts.model:
         raise InputError("--model is required (kmer, a Nucleotide Transformer directory or hub name) "
                          "unless --train-method lsi")
@@ -315,6 +371,7 @@ def run_pipeline(pairs: Sequence[Pair], outdir: str | os.PathLike, opts: RunOpti
         from ..embed.hub import resolve_model
 
         resolve_model(str(opts.model))  # a bad --model fails once, before any pair starts
+    out.mkdir(parents=True, exist_ok=True)
     results: list[PairResult] = []
     from tqdm.contrib.logging import logging_redirect_tqdm
 

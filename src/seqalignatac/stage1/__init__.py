@@ -17,6 +17,9 @@ from typing import Any
 __all__ = ["train", "lsi", "EMBEDDING_KEY"]
 
 EMBEDDING_KEY = "X_seqalignatac"
+# obs column of cell_embeddings.h5ad: False for a cell with no accessible peak. Such cells have no
+# embedding (a NaN row) but stay in the file, so stage 2 can report them (Unknown, no_signal).
+SIGNAL_KEY = "has_signal"
 
 from .lsi import lsi  # noqa: E402  (light: numpy/scipy; sklearn is imported when called)
 

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import click
 
+from ..cli_types import DEVICE, SEED, THREADS
 from ..errors import InputError, require_file
+from .data import check_prepared
+from .options import CHECKPOINT_MINUTES, LSI_RANGES, TRAIN_RANGES
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +32,12 @@ def read_accessibility(path: str):
 
     require_file(path, "accessibility file")
     try:
-        return ad.read_h5ad(path)
+        adata = ad.read_h5ad(path)
     except Exception as e:  # h5py/anndata raise many types for a non-h5ad file
         raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass the accessibility.h5ad "
                          "written by prepare", path) from None
+    check_prepared(adata, path)
+    return adata
 
 
 @click.command(context_settings={"show_default": True})
@@ -43,31 +48,31 @@ def read_accessibility(path: str):
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--method", type=click.Choice(["nt", "lsi"]), default="nt",
               help="nt: sequence-to-accessibility network; lsi: TF-IDF + SVD ablation (no sequence).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto")
-@click.option("--seed", type=int, default=0)
-@click.option("--threads", type=int, default=None, help="CPU threads for torch (default: torch's choice).")
+@click.option("--device", type=DEVICE, default="auto", help="auto, cpu, cuda or cuda:N.")
+@click.option("--seed", type=SEED, default=0)
+@click.option("--threads", type=THREADS, default=None, help="CPU threads for torch (default: torch's choice).")
 @click.option("--hidden", "hidden", default="256", callback=_widths,
               help="Hidden layer widths before the bottleneck, comma separated ('none' for no hidden layer).")
-@click.option("--bottleneck", type=click.IntRange(1), default=32, help="Cell-embedding size h.")
+@click.option("--bottleneck", type=TRAIN_RANGES["bottleneck"], default=32, help="Cell-embedding size h.")
 @click.option("--activation", type=click.Choice(["gelu", "relu"]), default="gelu")
-@click.option("--dropout", type=click.FloatRange(0, 0.9), default=0.2, help="Dropout before the bottleneck.")
-@click.option("--epochs", type=click.IntRange(1), default=300, help="Maximum epochs.")
-@click.option("--patience", type=click.IntRange(1), default=20, help="Stop after this many epochs without a better held-out AUROC.")
-@click.option("--lr", type=click.FloatRange(0, min_open=True), default=1e-2)
-@click.option("--batch-size", type=click.IntRange(1), default=128, help="Peaks per step.")
-@click.option("--cell-block-size", type=click.IntRange(0), default=0,
+@click.option("--dropout", type=TRAIN_RANGES["dropout"], default=0.2, help="Dropout before the bottleneck.")
+@click.option("--epochs", type=TRAIN_RANGES["epochs"], default=300, help="Maximum epochs.")
+@click.option("--patience", type=TRAIN_RANGES["patience"], default=20, help="Stop after this many epochs without a better held-out AUROC.")
+@click.option("--lr", type=TRAIN_RANGES["lr"], default=1e-2)
+@click.option("--batch-size", type=TRAIN_RANGES["batch_size"], default=128, help="Peaks per step.")
+@click.option("--cell-block-size", type=TRAIN_RANGES["cell_block_size"], default=0,
               help="Cells per step (0: all cells if they fit the per-step budget, else blocks of it).")
-@click.option("--max-step-entries", type=click.IntRange(1), default=None,
+@click.option("--max-step-entries", type=TRAIN_RANGES["max_step_entries"], default=None,
               help="Per-step budget of peak x cell entries (default 2^25 on CPU, 2^28 on GPU).")
-@click.option("--max-steps-per-epoch", type=click.IntRange(0), default=0,
+@click.option("--max-steps-per-epoch", type=TRAIN_RANGES["max_steps_per_epoch"], default=0,
               help="0: an epoch visits every (peak, cell) pair; else a random subset of this many steps "
                    "(more frequent early-stopping checks at atlas scale).")
-@click.option("--holdout-fraction", type=click.FloatRange(0.01, 0.5), default=0.1,
+@click.option("--holdout-fraction", type=TRAIN_RANGES["holdout_fraction"], default=0.1,
               help="Peaks held out for early stopping and the held-out AUROC/AUPRC.")
-@click.option("--checkpoint-minutes", type=click.FloatRange(0), default=10.0,
+@click.option("--checkpoint-minutes", type=CHECKPOINT_MINUTES, default=10.0,
               help="Also checkpoint within an epoch this often (checkpoints are always written at epoch ends).")
 @click.option("--resume", is_flag=True, help="Continue the run whose checkpoint is in --outdir.")
-@click.option("--lsi-components", type=click.IntRange(1), default=30, help="LSI: SVD components computed.")
+@click.option("--lsi-components", type=LSI_RANGES["n_components"], default=30, help="LSI: SVD components computed.")
 @click.option("--lsi-normalize", type=click.Choice(["l2", "zscore", "none"]), default="l2",
               help="LSI: per-cell L2, per-component z-score, or raw scores.")
 @click.option("--lsi-fit-on", type=click.Choice(["reference", "all"]), default="all",
@@ -76,7 +81,7 @@ def read_accessibility(path: str):
 @click.option("--lsi-tfidf", type=click.Choice(["log_tfidf", "tf_logidf", "logtf_logidf"]), default="logtf_logidf",
               help="LSI: TF-IDF variant (ArchR's LSI methods 2, 1, 3): log1p(1e4 TF n/df), 1e4 TF log1p(n/df), "
                    "log1p(1e4 TF) log1p(n/df).")
-@click.option("--depth-corr-cutoff", type=click.FloatRange(0, 1, min_open=True), default=0.75,
+@click.option("--depth-corr-cutoff", type=LSI_RANGES["depth_corr_cutoff"], default=0.75,
               help="LSI: drop components whose |corr| with log depth exceeds this.")
 @click.option("--missing-embeddings", type=click.Choice(["error", "drop"]), default="error",
               help="Peaks of the matrix without an embedding (e.g. on contigs absent from the FASTA): "
@@ -97,7 +102,8 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
                          normalize=lsi_normalize, fit_on=lsi_fit_on, tfidf_variant=lsi_tfidf, seed=seed,
                          outdir=outdir, resume=resume, path=accessibility)
         click.echo(f"LSI: {summary['n_cells']} cells x {summary['dims']} dims "
-                   f"(dropped components {summary['dropped_components'] or 'none'}) -> {Path(outdir)}", err=True)
+                   f"(dropped components {summary['dropped_components'] or 'none'}){_no_signal_note(summary)} "
+                   f"-> {Path(outdir)}", err=True)
         return
     require_file(embeddings, "embedding store")
     from .trainer import TrainConfig, train
@@ -110,4 +116,10 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
                        resume=resume, checkpoint_minutes=checkpoint_minutes, progress=progress,
                        path=accessibility, free_input=True, missing_embeddings=missing_embeddings)
     click.echo(f"stage 1: {summary['n_cells']} cells x {summary['dims']} dims, held-out AUROC "
-               f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}) -> {Path(outdir)}", err=True)
+               f"{summary['heldout_auroc']:.3f} (best epoch {summary['best_epoch']}){_no_signal_note(summary)} "
+               f"-> {Path(outdir)}", err=True)
+
+
+def _no_signal_note(summary: dict) -> str:
+    n = summary.get("n_dropped_cells", 0)
+    return f"; {n} cells without an accessible peak kept unembedded" if n else ""

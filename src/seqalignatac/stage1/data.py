@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..anndata_io import check_counts
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,18 @@ class Accessibility:
         return self.nnz / max(1, self.n_peaks * self.n_cells)
 
 
+def check_prepared(adata, path: str | os.PathLike | None = None) -> None:
+    """`train` reads prepare's accessibility.h5ad: refuse anything else before any work starts."""
+    uns = adata.uns.get("seqalignatac")
+    missing = [what for what, ok in (("obs['domain']", DOMAIN_KEY in adata.obs.columns),
+                                     ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns))
+               if not ok]
+    if missing:
+        raise InputError(f"not an accessibility.h5ad written by `seqalignatac prepare` (no {' or '.join(missing)}); "
+                         "run prepare first: seqalignatac prepare --reference REF --query QUERY --label-key KEY "
+                         "--outdir DIR", path)
+
+
 def binarized_csr(adata, path: str | os.PathLike | None = None) -> sp.csr_matrix:
     """cells x peaks CSR with every non-zero set to 1 (uint8); explicit zeros removed."""
     X = adata.X
@@ -61,11 +74,8 @@ def binarized_csr(adata, path: str | os.PathLike | None = None) -> sp.csr_matrix
     X = sp.csr_matrix(X)
     if X.dtype in (np.uint8, np.bool_) and X.has_canonical_format and (X.nnz == 0 or X.data.min() == 1):
         return X  # prepare's output is already binary and canonical: no copy (atlas-scale memory)
-    if X.dtype.kind == "f" and X.nnz and not np.isfinite(X.data).all():
-        raise InputError("the accessibility matrix holds NaN or infinite values; fix the counts", path)
+    check_counts(X, path)
     X.eliminate_zeros()
-    if X.nnz and (X.data < 0).any():
-        raise InputError("the accessibility matrix holds negative values; counts must be >= 0", path)
     out = sp.csr_matrix((np.ones(X.nnz, dtype=np.uint8), X.indices, X.indptr), shape=X.shape)
     out.sum_duplicates()
     out.data[:] = 1
@@ -82,7 +92,8 @@ def nonempty_cells(X: sp.csr_matrix, path: str | os.PathLike | None = None) -> n
             f"none of the {X.shape[0]} cells has an accessible peak; check that the matrix is cells x peaks "
             "and holds counts", path)
     if n_drop:
-        log.warning("dropping %d of %d cells with no accessible peak", n_drop, X.shape[0])
+        log.warning("%d of %d cells have no accessible peak: not embedded (NaN rows, obs['has_signal'] False); "
+                    "annotate calls their query cells Unknown (no_signal)", n_drop, X.shape[0])
     return keep
 
 

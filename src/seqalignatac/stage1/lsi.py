@@ -24,8 +24,10 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from ..cli_types import check_all
 from ..errors import InputError
 from .data import binarized_csr, domains, nonempty_cells
+from .options import LSI_RANGES, lsi_option
 from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
 
 log = logging.getLogger(__name__)
@@ -146,20 +148,15 @@ def lsi(
     the clusters' pseudo-bulks.  With ``outdir`` the standard stage-1 layout is written there.
     """
     t0 = time.time()
-    if n_components < 1:
-        raise InputError(f"n_components must be >= 1, got {n_components}", path)
-    if not 0 < depth_corr_cutoff <= 1:
-        raise InputError(f"depth_corr_cutoff must be in (0, 1], got {depth_corr_cutoff}", path)
+    check_all(dict(n_components=n_components, depth_corr_cutoff=depth_corr_cutoff, min_peak_frac=min_peak_frac,
+                   var_peaks=var_peaks, var_clusters=var_clusters, n_iter=n_iter, seed=seed),
+              LSI_RANGES, path, option_name=lsi_option)
     if normalize not in NORMALIZE:
         raise InputError(f"normalize must be one of {', '.join(NORMALIZE)}, got {normalize!r}", path)
     if fit_on not in FIT_ON:
         raise InputError(f"fit_on must be one of {', '.join(FIT_ON)}, got {fit_on!r}", path)
     if tfidf_variant not in TFIDF:
         raise InputError(f"tfidf_variant must be one of {', '.join(TFIDF)}, got {tfidf_variant!r}", path)
-    if not 0 <= min_peak_frac < 1:
-        raise InputError(f"min_peak_frac must be in [0, 1), got {min_peak_frac}", path)
-    if var_peaks < 0 or var_clusters < 2:
-        raise InputError(f"var_peaks must be >= 0 and var_clusters >= 2, got {var_peaks}, {var_clusters}", path)
     settings = dict(method="lsi", n_components=n_components, depth_corr_cutoff=depth_corr_cutoff,
                     normalize=normalize, fit_on=fit_on, tfidf_variant=tfidf_variant, min_peak_frac=min_peak_frac,
                     var_peaks=var_peaks, var_clusters=var_clusters, seed=seed, n_iter=n_iter)

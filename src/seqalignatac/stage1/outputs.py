@@ -1,7 +1,8 @@
 """The stage-1 output folder (same layout for every ``--method``; see docs/design.md).
 
-``cell_embeddings.h5ad``  all used cells, ``obs`` carried over, ``X`` empty,
-                          ``obsm['X_seqalignatac']``, ``uns['seqalignatac']['stage1']``
+``cell_embeddings.h5ad``  every input cell, ``obs`` carried over plus ``has_signal``, ``X`` empty,
+                          ``obsm['X_seqalignatac']`` (NaN rows for cells without signal),
+                          ``uns['seqalignatac']['stage1']``
 ``model.safetensors``     weights (network) or loadings/IDF (LSI), config in the metadata
 ``training_curve.tsv/.png``  per-epoch metrics (network) or per-component table (LSI)
 ``train_summary.json``    the summary dict
@@ -20,7 +21,7 @@ import pandas as pd
 
 from ..atomic import atomic_path, write_h5ad, write_json, write_text
 from ..errors import InputError
-from . import EMBEDDING_KEY
+from . import EMBEDDING_KEY, SIGNAL_KEY
 
 log = logging.getLogger(__name__)
 
@@ -90,12 +91,19 @@ def h5ad_safe(obj: Any) -> Any:
 
 
 def cell_embeddings_adata(adata, keep_cells: np.ndarray, embedding: np.ndarray, summary: Mapping[str, Any]):
-    """AnnData of the kept cells: ``obs`` unchanged, empty ``X``, embedding in obsm."""
+    """AnnData of every input cell: ``obs`` unchanged plus ``obs[SIGNAL_KEY]``, empty ``X``, embedding in obsm.
+
+    ``embedding`` holds the rows of the kept cells; the others get a NaN row (no accessible peak,
+    so nothing to embed) and ``SIGNAL_KEY`` False, so no cell the user gave disappears.
+    """
     import anndata as ad
 
-    obs = adata.obs.iloc[np.flatnonzero(keep_cells)].copy()
+    obs = adata.obs.copy()
+    obs[SIGNAL_KEY] = np.asarray(keep_cells, dtype=bool)
     cells = ad.AnnData(obs=obs)
-    cells.obsm[EMBEDDING_KEY] = np.ascontiguousarray(embedding, dtype=np.float32)
+    full = np.full((adata.n_obs, embedding.shape[1]), np.nan, dtype=np.float32)
+    full[keep_cells] = embedding
+    cells.obsm[EMBEDDING_KEY] = full
     uns = {}
     prev = adata.uns.get("seqalignatac") if hasattr(adata, "uns") else None
     if isinstance(prev, Mapping):

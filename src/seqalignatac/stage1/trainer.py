@@ -20,11 +20,13 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
 from ..errors import InputError
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
 from .model import CellHead, PeakEncoder, output_step
+from .options import BETA, CHECKPOINT_MINUTES, TRAIN_RANGES
 from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
 
 log = logging.getLogger(__name__)
@@ -53,23 +55,22 @@ class TrainConfig:
     max_steps_per_epoch: int = 0  # 0: full epochs; else each epoch is a random subset of that many steps
 
     def check(self, path=None) -> None:
-        if self.bottleneck < 1 or any(w < 1 for w in self.hidden):
-            raise InputError("layer widths must be >= 1", path)
+        """The CLI's option ranges (same types, same messages) for API callers and `run --train-opt`."""
+        check_all(asdict(self), TRAIN_RANGES, path)
+        for width in self.hidden:
+            check(width, POSITIVE_INT, "--hidden", path)
+        for beta in self.betas:
+            check(beta, BETA, "betas", path)
         if self.activation not in ("gelu", "relu"):
             raise InputError(f"activation must be gelu or relu, got {self.activation!r}", path)
-        if not 0 < self.holdout_fraction < 1:
-            raise InputError(f"holdout fraction must be in (0, 1), got {self.holdout_fraction}", path)
-        if self.epochs < 1 or self.patience < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise InputError("epochs, patience, batch size and lr must be positive", path)
 
 
 def resolve_device(device: str) -> torch.device:
+    device = check(device, DEVICE, "--device")
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("--device cuda: no CUDA GPU is visible to torch; use --device cpu or auto")
-    if device not in ("cpu", "cuda"):
-        raise InputError(f"--device must be auto, cpu or cuda, got {device!r}")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto")
     return torch.device(device)
 
 
@@ -108,6 +109,9 @@ def train(
     cfg = replace(config or TrainConfig(), **overrides)
     cfg.hidden = tuple(int(w) for w in cfg.hidden)
     cfg.check(path)
+    if threads is not None:
+        check(threads, THREADS, "--threads", path)
+    check(checkpoint_minutes, CHECKPOINT_MINUTES, "--checkpoint-minutes", path)
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(int(threads))

@@ -12,9 +12,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from ..cli_types import DEVICE, SEED, THREADS, check_all
 from ..errors import InputError
 from ..metrics import UNKNOWN
-from .graphs import EXACT_MAX_CELLS, build_graph, clip_k, l2_normalize, neighbour_votes
+from ..stage1 import SIGNAL_KEY
+from ..unknown_reasons import NO_SIGNAL, REASON_COLUMN, REASONS
+from .graphs import EXACT_MAX_CELLS, KNN_METHODS, build_graph, clip_k, l2_normalize, neighbour_votes
+from .options import ANNOTATE_RANGES, GDA_RANGES
 from .train import (
     CLASS_WEIGHTS,
     INPUT_NORMS,
@@ -31,6 +35,7 @@ from .unknown import (
     distance_scores,
     held_out_mask,
     smooth_scores,
+    unknown_reasons,
 )
 
 log = logging.getLogger(__name__)
@@ -61,11 +66,11 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
             f"obs['domain'] has values {bad[:5]}; only 'reference' and 'query' are allowed", source
         )
     if embedding_key not in cells.obsm:
-        raise InputError(
-            f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); "
-            "pass the right --embedding-key",
-            source,
-        )
+        from_train = "stage1" in (cells.uns.get("seqalignatac") or {})
+        hint = ("pass the right --embedding-key" if from_train else
+                "it is not the cell_embeddings.h5ad written by `seqalignatac train`: run train first")
+        raise InputError(f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); {hint}",
+                         source)
     x = np.asarray(cells.obsm[embedding_key])
     if x.ndim != 2 or x.shape[1] == 0:
         raise InputError(f"obsm[{embedding_key!r}] must be a cells x dims matrix, got shape {x.shape}", source)
@@ -113,39 +118,55 @@ def _validate(cells: ad.AnnData, embedding_key: str, label_key: str, source: str
     return x.astype(np.float32), is_ref, ref_str, has_label
 
 
+def _no_signal_cells(cells: ad.AnnData, source: str | None) -> np.ndarray:
+    """Cells that stage 1 flagged as having no accessible peak (``obs[SIGNAL_KEY]`` False)."""
+    if SIGNAL_KEY not in cells.obs.columns:
+        return np.zeros(cells.n_obs, dtype=bool)
+    no_signal = ~cells.obs[SIGNAL_KEY].astype(bool).to_numpy()
+    if no_signal.any() and "domain" in cells.obs.columns:
+        is_query = cells.obs["domain"].astype(str).to_numpy() == "query"
+        if is_query.any() and no_signal[is_query].all():
+            raise InputError(f"none of the {int(is_query.sum())} query cells has an accessible shared peak, so "
+                             "nothing can be compared with the reference; check that the query's peaks overlap "
+                             "the reference's (same genome build? see prepare_summary.json)", source)
+    return no_signal
+
+
+def _spread(values: np.ndarray, rows: np.ndarray, fill: Any) -> np.ndarray:
+    """``values`` (one per True of ``rows``) placed at those rows; ``fill`` elsewhere."""
+    values = np.asarray(values)
+    dtype = object if values.dtype == object or isinstance(fill, str) else np.result_type(values.dtype, type(fill))
+    out = np.full((rows.size, *values.shape[1:]), fill, dtype=dtype)
+    out[rows] = values
+    return out
+
+
 def _check_config(config: GDAConfig) -> None:
-    """The extension options' ranges, as one-line errors."""
+    """The option ranges (the CLI's own types, so the same messages) and the cross-option rules."""
+    check_all(config.to_dict(), GDA_RANGES)
     if config.input_norm not in INPUT_NORMS:
         raise InputError(f"--input-norm must be one of {', '.join(INPUT_NORMS)}, not {config.input_norm!r}")
-    if not 0.0 <= config.knn_mix <= 1.0:
-        raise InputError(f"--knn-mix must be in [0, 1], not {config.knn_mix}")
     if config.knn_space not in ("input", "hidden"):
         raise InputError(f"--knn-space must be input or hidden, not {config.knn_space!r}")
-    if config.ensemble < 1:
-        raise InputError(f"--ensemble must be at least 1, not {config.ensemble}")
-    if config.self_train_epochs < 0:
-        raise InputError(f"--self-train-epochs must be >= 0, not {config.self_train_epochs}")
-    if not 0.0 < config.pseudo_fraction <= 1.0:
-        raise InputError(f"--pseudo-fraction must be in (0, 1], not {config.pseudo_fraction}")
     if config.class_weight not in CLASS_WEIGHTS:
         raise InputError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
-    if not (np.isfinite(config.knn_vote_power) and 0.0 <= config.knn_vote_power <= 1.0):
-        raise InputError(f"--knn-vote-power must be in [0, 1], not {config.knn_vote_power}")
-    if not 0.0 <= config.linear_mix <= 1.0 - config.knn_mix:
+    if config.knn_method not in KNN_METHODS:
+        raise InputError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
+    if not config.linear_mix <= 1.0 - config.knn_mix:
         raise InputError(f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], "
                          f"not {config.linear_mix}")
-    if not (np.isfinite(config.linear_c) and config.linear_c > 0):
-        raise InputError(f"--linear-c must be a finite number > 0, not {config.linear_c}")
-    if config.knn_mix_k < 0:
-        raise InputError(f"--knn-mix-k must be >= 0 (0: use --knn-k), not {config.knn_mix_k}")
-    if not 0.0 <= config.label_smoothing < 1.0:
-        raise InputError(f"--label-smoothing must be in [0, 1), not {config.label_smoothing}")
-    if not (np.isfinite(config.logit_adjust) and config.logit_adjust >= 0):
-        raise InputError(f"--logit-adjust must be a finite number >= 0, not {config.logit_adjust}")
-    if not (np.isfinite(config.im_weight) and config.im_weight >= 0):
-        raise InputError(f"--im-weight must be a finite number >= 0, not {config.im_weight}")
-    if not (np.isfinite(config.im_diversity) and config.im_diversity >= 0):
-        raise InputError(f"--im-diversity must be a finite number >= 0, not {config.im_diversity}")
+
+
+def check_annotate_options(method: str = "gda", unknown: str = "distance", config: GDAConfig | None = None,
+                           device: str = "auto", seed: int = 0, threads: int | None = None, **options: Any) -> None:
+    """Every annotate setting checked as the CLI checks it (InputError naming the option)."""
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if unknown not in STRATEGIES:
+        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
+    check_all({**options, "device": device, "seed": seed, "threads": threads},
+              {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS})
+    _check_config(config or GDAConfig())
 
 
 def knn_transfer(
@@ -245,28 +266,23 @@ def annotate_full(
     source: str | None = None,
 ) -> Stage2Result:
     """Annotate the query cells of ``cells``; see :func:`annotate` for the return layout."""
-    if method not in METHODS:
-        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
-    if unknown not in STRATEGIES:
-        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
-    if unknown_quantile is not None and not 0.0 <= unknown_quantile < 1.0:
-        raise InputError(f"--unknown-quantile must be in [0, 1), not {unknown_quantile}")
-    if unknown_k < 1:
-        raise InputError(f"--unknown-k must be >= 1, not {unknown_k}")
-    if unknown_smooth < 0:
-        raise InputError(f"--unknown-smooth must be >= 0 (0: per-cell test only), not {unknown_smooth}")
-    if not 0.0 <= unknown_smooth_quantile < 1.0:
-        raise InputError(f"--unknown-smooth-quantile must be in [0, 1), not {unknown_smooth_quantile}")
-    if not 0.0 <= calibration_fraction < 0.5:
-        raise InputError(f"--calibration-fraction must be in [0, 0.5), not {calibration_fraction}")
     config = config or GDAConfig()
-    _check_config(config)
+    check_annotate_options(method, unknown, config, device, seed, threads, unknown_quantile=unknown_quantile,
+                           unknown_k=unknown_k, unknown_smooth=unknown_smooth,
+                           unknown_smooth_quantile=unknown_smooth_quantile,
+                           calibration_fraction=calibration_fraction, knn_k=knn_k)
     if threads:
         import torch
 
         torch.set_num_threads(int(threads))
     seed_everything(seed)
     t0 = time.perf_counter()
+    # Cells without signal (no accessible shared peak, no embedding) stay out of the graphs and the
+    # classifier, but every query cell gets a row: those are written back as Unknown (no_signal).
+    all_cells = cells
+    no_signal = _no_signal_cells(cells, source)
+    if no_signal.any():
+        cells = cells[~no_signal]
     x, is_ref, ref_str, has_label = _validate(cells, embedding_key, label_key, source)
     classes = np.array(sorted(set(ref_str[has_label])), dtype=object)
     class_index = {c: i for i, c in enumerate(classes)}
@@ -344,8 +360,22 @@ def annotate_full(
     best = classes[best_idx]
     predicted = np.where(flags, UNKNOWN, best)
 
+    reasons = unknown_reasons(flags, unknown_info, conf, q_dist)
     order = np.argsort(-q_proba, axis=1, kind="stable")[:, :3]
-    query = cells[~is_ref].copy()
+    top = []  # (labels, probabilities) of the 3 most likely classes, for the cells with signal
+    for j in range(3):
+        if j < classes.size:
+            top.append((classes[order[:, j]], np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0]))
+        else:
+            top.append((np.full(order.shape[0], "", dtype=object), np.full(order.shape[0], np.nan)))
+
+    # Back to every query cell: those without signal get Unknown (no_signal) and no numbers.
+    is_query_all = all_cells.obs["domain"].astype(str).to_numpy() == "query"
+    query = all_cells[is_query_all].copy()
+    sig = ~no_signal[is_query_all]
+    predicted, best = _spread(predicted, sig, UNKNOWN), _spread(best, sig, "")
+    conf, ent, q_proba = _spread(conf, sig, np.nan), _spread(ent, sig, np.nan), _spread(q_proba, sig, np.nan)
+    flags, reasons = _spread(flags, sig, True), _spread(reasons, sig, NO_SIGNAL)
     pred = pd.DataFrame(
         {
             "cell_id": query.obs_names.to_numpy(),
@@ -353,23 +383,25 @@ def annotate_full(
             "confidence": conf,
             "entropy": ent,
             "is_unknown": flags,
+            REASON_COLUMN: reasons,
             "best_label": best,
         }
     )
-    for j in range(3):
-        has = j < classes.size
-        pred[f"top{j + 1}_label"] = classes[order[:, j]] if has else ""
-        pred[f"top{j + 1}_prob"] = np.take_along_axis(q_proba, order[:, j : j + 1], 1)[:, 0] if has else np.nan
+    for j, (labels_j, probs_j) in enumerate(top):
+        pred[f"top{j + 1}_label"] = _spread(labels_j, sig, "")
+        pred[f"top{j + 1}_prob"] = _spread(probs_j, sig, np.nan)
 
     obs = query.obs
     obs["seqalignatac_prediction"] = pd.Categorical(predicted)
+    obs["seqalignatac_unknown_reason"] = pd.Categorical(reasons)
     obs["seqalignatac_confidence"] = conf.astype(np.float32)
     obs["seqalignatac_entropy"] = ent.astype(np.float32)
     obs["seqalignatac_unknown"] = flags
-    obs["seqalignatac_best_label"] = pd.Categorical(best)
+    obs["seqalignatac_best_label"] = pd.Categorical(np.where(best == "", None, best))  # missing: no signal
     query.obsm["seqalignatac_proba"] = q_proba.astype(np.float32)
-    if method == "gda":
-        query.obsm["seqalignatac_hidden"] = train_res.query_hidden.astype(np.float32)  # type: ignore[union-attr]
+    if train_res is not None:
+        query.obsm["seqalignatac_hidden"] = _spread(train_res.query_hidden, sig, np.nan).astype(np.float32)
+    reason_counts = pd.Series(reasons[flags]).value_counts()
 
     summary: dict[str, Any] = {
         "method": method,
@@ -379,10 +411,13 @@ def annotate_full(
         "n_reference": int(x_ref.shape[0]),
         "n_reference_trained": int(train_mask.sum()),
         "n_reference_held_out": int(held.sum()),
-        "n_query": int(x_query.shape[0]),
+        "n_reference_no_signal": int(no_signal[~is_query_all].sum()),
+        "n_query": int(sig.size),
+        "n_query_no_signal": int((~sig).sum()),
         "classes": [str(c) for c in classes],
         "unknown": unknown_info,
         "unknown_rate": float(flags.mean()),
+        "unknown_reasons": {r: int(reason_counts.get(r, 0)) for r in REASONS},
         "held_out_reference_accuracy": (
             float((held_proba.argmax(1) == y_ref[held]).mean()) if held.any() else None
         ),
@@ -409,9 +444,11 @@ def annotate(
 ) -> tuple[ad.AnnData, dict[str, Any]]:
     """Annotate the query cells of a stage-1 ``cell_embeddings`` AnnData.
 
-    Returns ``(query AnnData, summary)``: the query cells with
-    ``obs['seqalignatac_prediction' | '_confidence' | '_entropy' | '_unknown' | '_best_label']``,
-    ``obsm['seqalignatac_proba']`` (class order in ``uns['seqalignatac']['classes']``).
+    Returns ``(query AnnData, summary)``: every query cell, with
+    ``obs['seqalignatac_prediction' | '_unknown_reason' | '_confidence' | '_entropy' | '_unknown' |
+    '_best_label']``, ``obsm['seqalignatac_proba']`` (class order in ``uns['seqalignatac']['classes']``).
+    Cells that stage 1 flagged as without signal (``obs['has_signal']`` False) are ``Unknown`` with
+    reason ``no_signal`` and NaN numbers; they take no part in the graphs or the classifier.
     Keyword arguments: see :func:`annotate_full`.
     """
     res = annotate_full(cells, embedding_key, method, **kwargs)

@@ -17,6 +17,7 @@ import torch
 log = logging.getLogger(__name__)
 
 EXACT_MAX_CELLS = 50_000  # above this, "auto" switches to the approximate faiss index
+KNN_METHODS = ("auto", "exact", "faiss")
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
 from .graphs import l2_normalize
 
 STRATEGIES = ("confidence", "distance", "both", "none")
@@ -252,3 +253,23 @@ def call_unknown(
             info["smooth_unknown_rate"] = float(smooth_flags.mean())
             flags |= smooth_flags
     return flags, info
+
+
+def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
+                    query_dist: np.ndarray | None = None) -> np.ndarray:
+    """The ``unknown_reason`` of each query cell ('' when labelled), from the thresholds in ``info``.
+
+    A cell flagged by several tests gets the first of: low confidence, per-cell distance,
+    neighbourhood distance (the only test left when the first two pass).
+    """
+    reasons = np.full(flags.size, "", dtype=object)
+    low = np.zeros(flags.size, dtype=bool)
+    if "confidence_threshold" in info:
+        low = flags & (query_conf < info["confidence_threshold"])
+    far = np.zeros(flags.size, dtype=bool)
+    if "distance_threshold" in info and query_dist is not None:
+        far = flags & ~low & (query_dist > info["distance_threshold"])
+    reasons[flags] = FAR_NEIGHBOURHOOD
+    reasons[far] = FAR_FROM_REFERENCE
+    reasons[low] = LOW_CONFIDENCE
+    return reasons
