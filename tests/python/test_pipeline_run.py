@@ -155,9 +155,10 @@ def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
 def test_test_profile_in_podman_on_locally_built_images(tmp_path):
     """`-profile test,podman` with `podman.registry = 'localhost'` on the images containers/build.sh made."""
     podman = _tool("podman")
-    images = subprocess.run([podman, "images", "--format", "{{.Repository}}:{{.Tag}}"], capture_output=True, text=True)
+    listed = subprocess.run([podman, "images", "--format", "json"], capture_output=True, text=True)
+    names = [n for image in json.loads(listed.stdout or "[]") for n in image.get("Names") or []]
     wanted = ["localhost/seqalignatac/seqalignatac:", "localhost/seqalignatac/multiqc:"]
-    if not all(any(line.startswith(w) for line in images.stdout.splitlines()) for w in wanted):
+    if not all(any(n.startswith(w) for n in names) for w in wanted):
         if REQUIRED:
             pytest.fail(f"images missing ({', '.join(wanted)}...); run containers/build.sh cpu multiqc first")
         pytest.skip("images not built (containers/build.sh cpu multiqc)")
