@@ -14,9 +14,9 @@ check that the parts are the complete set of shards of one FASTA, embedded by on
 
 from __future__ import annotations
 
-import os
-from typing import Mapping, Sequence
 import hashlib
+import os
+from typing import Callable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -39,15 +39,88 @@ def write_embeddings(
         raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(ids)} ids")
     if len(set(ids.tolist())) != len(ids):
         raise InputError("duplicate peak ids in embeddings", path)
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset(
+            "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
+        )
+        f.attrs["format_version"] = FORMAT_VERSION
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset(
-                "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
-            )
-            f.attrs["format_version"] = FORMAT_VERSION
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
+        write_hdf5(tmp, fill)
+
+
+def write_hdf5(path: str | os.PathLike, fill: Callable[[h5py.File], None]) -> None:
+    """Create the HDF5 file ``path`` and ``fill`` it; a full disk raises a plain OSError naming ``path``.
+
+    HDF5 cannot close a file whose writes failed: the half-closed file was flushed again when
+    Python exited, and ``embed`` died with a segmentation fault.  So HDF5 writes through
+    :class:`_GuardedFile`, which records a failed write instead of handing the error to HDF5;
+    HDF5 closes normally and the recorded error is raised here (the caller removes the file).
+    """
+    sink = _GuardedFile(path)
+    try:
+        with h5py.File(sink, "w") as f:
+            fill(f)
+    finally:
+        sink.close()
+    if sink.error is not None:
+        raise OSError(sink.error.errno, sink.error.strerror, os.fspath(path)) from sink.error
+
+
+class _GuardedFile:
+    """A binary file for h5py's file-object driver whose write errors are kept, not raised."""
+
+    def __init__(self, path: str | os.PathLike):
+        self._f = open(path, "w+b")
+        self.error: OSError | None = None
+
+    def write(self, data) -> int:
+        n = memoryview(data).nbytes
+        if self.error is None:
+            try:
+                self._f.write(data)
+            except OSError as e:
+                self.error = e
+        return n  # HDF5 must believe the write went through; the caller raises ``error``
+
+    def flush(self) -> None:
+        self._guard(self._f.flush)
+
+    def close(self) -> None:
+        self._guard(self._f.close)
+        if not self._f.closed:  # close failed while flushing: drop the buffer, free the descriptor
+            try:
+                os.close(self._f.fileno())
+            except OSError:
+                pass
+
+    def _guard(self, fn) -> None:
+        try:
+            fn()
+        except OSError as e:
+            self.error = self.error or e
+
+    def read(self, n: int = -1) -> bytes:
+        return self._f.read(n)
+
+    def readinto(self, buf) -> int:
+        return self._f.readinto(buf)
+
+    def seek(self, pos: int, whence: int = 0) -> int:
+        return self._f.seek(pos, whence)
+
+    def tell(self) -> int:
+        return self._f.tell()
+
+    def truncate(self, size: int | None = None) -> int:
+        try:
+            return self._f.truncate(size)
+        except OSError as e:
+            self.error = self.error or e
+            return self._f.tell() if size is None else size
 
 
 class EmbeddingStore:
@@ -174,22 +247,24 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
             dup = next(p for p in ids.tolist() if p in seen or seen.add(p))
             raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
         dtype = first._f["embeddings"].dtype
+        def fill(f: h5py.File) -> None:
+            f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+            d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,
+                                 chunks=(min(len(ids), 4096), first.dim) if len(ids) else None)  # fmt: skip
+            row = 0
+            for st in stores:
+                src = st._f["embeddings"]
+                for a in range(0, len(st), 65536):
+                    block = src[a : a + 65536]
+                    d[row : row + len(block)] = block
+                    row += len(block)
+            f.attrs["format_version"] = FORMAT_VERSION
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            f.attrs["merged_from"] = len(stores)
+
         with atomic_path(out) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
-                d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,
-                                     chunks=(min(len(ids), 4096), first.dim) if len(ids) else None)  # fmt: skip
-                row = 0
-                for st in stores:
-                    src = st._f["embeddings"]
-                    for a in range(0, len(st), 65536):
-                        block = src[a : a + 65536]
-                        d[row : row + len(block)] = block
-                        row += len(block)
-                f.attrs["format_version"] = FORMAT_VERSION
-                for k, v in attrs.items():
-                    f.attrs[k] = v
-                f.attrs["merged_from"] = len(stores)
+            write_hdf5(tmp, fill)
         return {"parts": len(stores), "n": int(len(ids)), "dim": first.dim}
     finally:
         for st in stores:

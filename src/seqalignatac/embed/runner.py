@@ -11,6 +11,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import note_kept
 from ..embedding_store import ids_digest, write_embeddings
 from ..errors import InputError
 from .cache import EmbeddingCache, default_cache_root, sequence_keys
@@ -259,15 +260,19 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
                     torch.cuda.empty_cache()
                 continue
             if pending is not None:
-                _finish(pending, todo, ukeys, vec, cache, bar)
+                done, pending = pending, None  # a batch is handed to the cache once, even if that fails
+                _finish(done, todo, ukeys, vec, cache, bar)
             pending = (pos, result)
             start += len(pos)
             n_batches += 1
             if on_batch is not None:
                 on_batch(n_batches)
         if pending is not None:
-            _finish(pending, todo, ukeys, vec, cache, bar)
-            pending = None
+            done, pending = pending, None
+            _finish(done, todo, ukeys, vec, cache, bar)
+    except BaseException:
+        note_kept(f"{cache.n_put} new sequence embeddings in the cache {cache.dir} (a rerun reuses them)")
+        raise
     finally:
         if pending is not None:  # interrupted (Ctrl-C, error elsewhere): keep the batch already computed
             try:
