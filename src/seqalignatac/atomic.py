@@ -101,6 +101,12 @@ def _sibling(target: Path, suffix: str) -> Path:
     return target.parent / f".{target.name}{suffix}"
 
 
+def staging_path(outdir: str | os.PathLike) -> Path:
+    """Where :func:`publish_dir` stages ``outdir``'s next outputs (kept by a killed resumable step)."""
+    target = Path(outdir)
+    return _sibling(target.resolve() if target.is_symlink() else target, STAGING_SUFFIX)
+
+
 def _swap(new: Path, target: Path, old: Path) -> None:
     """Put folder ``new`` at ``target``; the previous ``target`` is deleted only once ``new`` is in.
 
@@ -156,20 +162,19 @@ def publish_dir(
 
     One writer at a time: a second one gets :class:`~seqalignatac.locks.FolderBusy` at once.
     """
+    from .errors import InputError
     from .locks import FolderLock
 
     target = Path(outdir)
     if target.is_symlink():  # publish where the link points; the link itself stays
         target = target.resolve()
     if target.exists() and not target.is_dir():
-        from .errors import InputError
-
         raise InputError("output path exists and is not a folder; choose another --outdir", target)
     stage = _sibling(target, STAGING_SUFFIX)
     lock = FolderLock(_sibling(target, LOCK_SUFFIX), f"output folder {target}")
     try:
         lock.acquire()
-        _open_stage(target, stage, resume)
+        reused = _open_stage(target, stage, resume)
     except OSError as exc:  # e.g. a read-only parent folder: name the folder the user gave
         lock.release()
         _raise_as_fault_of(exc, target)
@@ -184,7 +189,8 @@ def publish_dir(
         else:
             _move_entries(stage, target, owned)
     except BaseException as exc:
-        if keep_on_error and stage.is_dir():
+        # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
+        if keep_on_error and stage.is_dir() and (reused or not isinstance(exc, InputError)):
             note_kept(f"unfinished outputs in {stage} (continue with --resume)")
         else:
             shutil.rmtree(stage, ignore_errors=True)
@@ -205,17 +211,20 @@ def _unstaged(exc: BaseException, stage: Path, target: Path) -> Path:
         return Path(os.fspath(name))
 
 
-def _open_stage(target: Path, stage: Path, resume: bool) -> None:
+def _open_stage(target: Path, stage: Path, resume: bool) -> bool:
+    """Make the staging folder; True when it is one a killed run left (and ``resume`` keeps it)."""
     recover_dir(target)
     if stage.exists() and not resume:
         log.warning("%s: removing the unfinished outputs of an interrupted run (%s)", target, stage.name)
         shutil.rmtree(stage)
     if resume and stage.is_dir():
         log.info("%s: resuming from the unfinished outputs in %s", target, stage.name)
-    elif resume and target.is_dir():
+        return True
+    if resume and target.is_dir():
         shutil.copytree(target, stage, copy_function=_link_or_copy, symlinks=True)
     else:
         stage.mkdir(parents=True)
+    return False
 
 
 def _carry_over(target: Path, stage: Path, owned: Iterable[str] | None) -> None:

@@ -9,9 +9,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_path, write_csv, write_h5ad, write_json
+from ..atomic import atomic_path, publish_dir, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
 from ..metrics import evaluate, summary_dict
+from ..tables import restore_formulas
+
+METRICS_OUTPUTS = ("metrics.json", "per_class.csv", "confusion_matrix.csv")
+# Every file annotate may write: one absent from a new run (no truth labels: no metrics) is dropped.
+ANNOTATE_OUTPUTS = ("predictions.csv", "query_annotated.h5ad", *METRICS_OUTPUTS, "model.safetensors",
+                    "training_curve.tsv", "annotate_summary.json")
 
 
 def read_cells(path: str | os.PathLike):
@@ -97,7 +103,7 @@ def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     p = require_file(path, "predictions CSV")
     try:
-        df = pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str})
+        df = restore_formulas(pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str}))
     except Exception as e:
         raise InputError(f"cannot read as CSV ({type(e).__name__}: {e})", p) from None
     for col in ("cell_id", "predicted_label"):
@@ -120,15 +126,17 @@ def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | o
         warnings.warn(f"{int((~common).sum())} predicted cells have no known label and are not scored", stacklevel=2)
     pred = pred[common].reset_index(drop=True)
     y = lab.loc[pred["cell_id"]].reset_index(drop=True)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    return write_metrics(out, y, pred, {"n_predictions_without_truth": int((~common).sum())})
+    with publish_dir(outdir, owned=METRICS_OUTPUTS) as stage:
+        return write_metrics(stage, y, pred, {"n_predictions_without_truth": int((~common).sum())})
 
 
 def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str, Any]:
     """predictions.csv, query_annotated.h5ad, metrics (when labels), model, summary."""
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    with publish_dir(outdir, owned=ANNOTATE_OUTPUTS) as stage:  # all-new or all-old, never a mix
+        return _write_annotate_files(result, stage, label_key)
+
+
+def _write_annotate_files(result, out: Path, label_key: str) -> dict[str, Any]:
     summary = dict(result.summary)
     write_csv(result.predictions, out / "predictions.csv", index=False)
     write_h5ad(result.query, out / "query_annotated.h5ad")
