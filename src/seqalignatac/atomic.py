@@ -32,10 +32,14 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     behave the same.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.name}.tmp-", suffix="".join(target.suffixes), dir=target.parent
-    )
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}.tmp-", suffix="".join(target.suffixes), dir=target.parent
+        )
+    except OSError as exc:
+        _raise_as_fault_of(exc, target)
+        raise
     os.close(fd)
     tmp = Path(tmp_name)
     if is_dir:
@@ -147,7 +151,7 @@ def publish_dir(
     outdir: str | os.PathLike,
     owned: Iterable[str] | None = None,
     resume: bool = False,
-    keep_on_error: bool = False,
+    keep_if: str | None = None,
 ) -> Iterator[Path]:
     """Yield a staging folder for a step's outputs; on success swap it in as ``outdir`` at once.
 
@@ -157,8 +161,8 @@ def publish_dir(
       ``None``: the step owns the whole folder.
     - ``resume``: start from the staging folder a killed run left (checkpoints), or else from a
       copy of the published folder; without it, leftovers are removed first (with a log line).
-    - ``keep_on_error``: keep the staging folder when the step fails or is interrupted (it holds
-      checkpoints for ``--resume``); otherwise it is removed.
+    - ``keep_if``: keep the staging folder when the step fails or is interrupted and it holds this
+      entry (stage 1's ``checkpoint``, for ``--resume``); otherwise it is removed.
 
     One writer at a time: a second one gets :class:`~seqalignatac.locks.FolderBusy` at once.
     """
@@ -190,7 +194,8 @@ def publish_dir(
             _move_entries(stage, target, owned)
     except BaseException as exc:
         # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
-        if keep_on_error and stage.is_dir() and (reused or not isinstance(exc, InputError)):
+        worth_keeping = keep_if is not None and (stage / keep_if).exists()
+        if worth_keeping and (reused or not isinstance(exc, InputError)):
             note_kept(f"unfinished outputs in {stage} (continue with --resume)")
         else:
             shutil.rmtree(stage, ignore_errors=True)

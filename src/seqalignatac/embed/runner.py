@@ -14,6 +14,7 @@ import numpy as np
 from ..atomic import note_kept
 from ..embedding_store import ids_digest, write_embeddings
 from ..errors import InputError
+from ..progress import progress_enabled
 from .cache import EmbeddingCache, default_cache_root, sequence_keys
 from .fasta_io import read_fasta
 from .hub import ModelSpec, resolve_model
@@ -158,7 +159,7 @@ def embed_fasta(
     shard: str | None = None,
     cache_dir: str | None = None,
     threads: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     _on_batch: Callable[[int], None] | None = None,
 ) -> EmbedResult:
     """Embed every record of ``fasta`` (or one shard) and write the store ``out`` atomically."""
@@ -239,7 +240,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
     emb.check_lengths(counts, [useqs[i] for i in todo], [uids[i] for i in todo], fasta)
     order = np.argsort(counts, kind="stable")  # equal token counts side by side: no padding
     bs = batch_size or default_batch_size(dev, emb.dim, int(counts.max(initial=1)))
-    bar = tqdm(total=len(todo), unit=" peaks", desc="embed", disable=not progress or len(todo) == 0,
+    bar = tqdm(total=len(todo), unit=" peaks", desc="embed", disable=not progress_enabled(progress) or len(todo) == 0,
                smoothing=0.1, dynamic_ncols=True)  # fmt: skip
     pending = None  # (positions, device tensor): lag by one batch so the GPU never waits on us
     start, n_batches = 0, 0

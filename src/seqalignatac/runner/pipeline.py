@@ -22,6 +22,7 @@ from .. import __version__
 from ..atomic import note_kept
 from ..errors import InputError, write_fault
 from ..locks import FolderLock
+from ..progress import progress_enabled
 from ..samplesheet import Pair
 from .stamps import STAMP_DIR, Stamps, plan
 
@@ -52,7 +53,7 @@ class RunOptions:
     annotate_overrides: dict[str, Any] = field(default_factory=dict)  # annotate keyword arguments
     max_umap_cells: int = 20_000
     force: bool = False  # ignore stamps: run every step again
-    progress: bool = True
+    progress: bool | None = None  # None: bars only when stderr is a terminal
 
     @property
     def uses_sequence(self) -> bool:
@@ -255,7 +256,7 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
         fasta = pair.check_files(opts.fasta, need_fasta=opts.uses_sequence)
         steps = pair_steps(pair, fasta, opts, pair_dir)
         bar = tqdm(total=len(steps), desc=f"{label}{pair.pair_id}", unit="step", file=sys.stderr,
-                   disable=not opts.progress, leave=True, dynamic_ncols=True)
+                   disable=not progress_enabled(opts.progress), leave=True, dynamic_ncols=True)
         for step in steps:
             bar.set_postfix_str(step.name)
             planned = plan(step.name, __version__, step.params, step.inputs)

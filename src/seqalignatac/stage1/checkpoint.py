@@ -15,6 +15,7 @@ import torch
 
 from ..atomic import atomic_path
 from ..errors import InputError
+from ..torch_files import load_tensors
 from .outputs import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
@@ -38,9 +39,9 @@ def load_checkpoint(outdir: str | Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated file cannot happen (atomic), a foreign one can
-        raise InputError(f"cannot read the checkpoint ({type(e).__name__}: {e}); delete it to start over", path) from None
+        return load_tensors(path)
+    except InputError as e:  # a truncated file cannot happen (atomic), a foreign one can
+        raise InputError(f"{e.problem}; or delete it to start over", path) from None
 
 
 def rng_state() -> dict[str, Any]:

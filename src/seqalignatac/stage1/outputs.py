@@ -53,7 +53,7 @@ def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, An
     if not resume and not overwrite and leftover.is_dir():
         raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; pass --resume to "
                          "continue it, or delete that folder to start over", outdir)
-    with publish_dir(outdir, owned=OWNED, resume=resume, keep_on_error=True) as work:
+    with publish_dir(outdir, owned=OWNED, resume=resume, keep_if=CHECKPOINT_DIR) as work:
         prepare_outdir(work, fingerprint, resume, published=None if overwrite else outdir)
         yield work
 

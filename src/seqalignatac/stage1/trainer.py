@@ -21,6 +21,7 @@ import pandas as pd
 import torch
 
 from ..errors import InputError
+from ..progress import progress_enabled
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
@@ -83,7 +84,7 @@ def train(
     resume: bool = False,
     checkpoint_minutes: float = 10.0,
     checkpoint_steps: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     path: str | os.PathLike | None = None,
     callback: Callable[[int], None] | None = None,
     free_input: bool = False,
@@ -355,10 +356,10 @@ def _restore(ck: dict[str, Any], model, opt, head: CellHead, dev: torch.device) 
     return st
 
 
-def _bar(total: int, initial: int, desc: str, enabled: bool):
+def _bar(total: int, initial: int, desc: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not enabled,
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not progress_enabled(enabled),
                 file=sys.stderr, mininterval=1.0)
 
 
