@@ -106,9 +106,14 @@ def _sibling(target: Path, suffix: str) -> Path:
 
 
 def staging_path(outdir: str | os.PathLike) -> Path:
-    """Where :func:`publish_dir` stages ``outdir``'s next outputs (kept by a killed resumable step)."""
+    """Where :func:`publish_dir` stages ``outdir``'s next outputs (kept by a killed resumable step).
+
+    A hidden sibling, so the swap is two renames; inside the folder when the folder itself cannot
+    be renamed (a mount point, the working directory), so its entries can be moved in one by one.
+    """
     target = Path(outdir)
-    return _sibling(target.resolve() if target.is_symlink() else target, STAGING_SUFFIX)
+    target = target.resolve() if target.is_symlink() else target
+    return _sibling(target, STAGING_SUFFIX) if _swappable(target) else target / f".{STAGING_SUFFIX[1:]}"
 
 
 def _swap(new: Path, target: Path, old: Path) -> None:
@@ -174,7 +179,8 @@ def publish_dir(
         target = target.resolve()
     if target.exists() and not target.is_dir():
         raise InputError("output path exists and is not a folder; choose another --outdir", target)
-    stage = _sibling(target, STAGING_SUFFIX)
+    stage = staging_path(target)
+    swap = stage.parent != target
     lock = FolderLock(_sibling(target, LOCK_SUFFIX), f"output folder {target}")
     try:
         lock.acquire()
@@ -185,10 +191,10 @@ def publish_dir(
         raise
     try:
         yield stage
-        _carry_over(target, stage, owned)
-        mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
-        os.chmod(stage, mode)  # the folder keeps its permissions (a shared group folder stays shared)
-        if _swappable(target):
+        if swap:
+            _carry_over(target, stage, owned)
+            mode = stat.S_IMODE(target.stat().st_mode) if target.is_dir() else 0o777 & ~_umask()
+            os.chmod(stage, mode)  # the folder keeps its permissions (a shared group folder stays shared)
             _swap(stage, target, _sibling(target, OLD_SUFFIX))
         else:
             _move_entries(stage, target, owned)
@@ -226,7 +232,8 @@ def _open_stage(target: Path, stage: Path, resume: bool) -> bool:
         log.info("%s: resuming from the unfinished outputs in %s", target, stage.name)
         return True
     if resume and target.is_dir():
-        shutil.copytree(target, stage, copy_function=_link_or_copy, symlinks=True)
+        skip_stage = lambda folder, names: [stage.name] if Path(folder) == target else []  # noqa: E731
+        shutil.copytree(target, stage, copy_function=_link_or_copy, symlinks=True, ignore=skip_stage)
     else:
         stage.mkdir(parents=True)
     return False
@@ -269,6 +276,8 @@ def _move_entries(stage: Path, target: Path, owned: Iterable[str] | None) -> Non
     owned_names = None if owned is None else set(owned)
     new_names = {p.name for p in stage.iterdir()}
     for entry in list(target.iterdir()):
+        if entry == stage:
+            continue
         if (owned_names is None or entry.name in owned_names) and entry.name not in new_names:
             _remove(entry)
     for entry in stage.iterdir():
@@ -289,6 +298,11 @@ def note_kept(text: str) -> None:
 
 def kept_notes() -> list[str]:
     return list(_KEPT)
+
+
+def forget_kept() -> None:
+    """A new command starts with nothing to report (tests run many commands in one process)."""
+    _KEPT.clear()
 
 
 def _json_default(o: Any):

@@ -45,9 +45,10 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context):
         """Faults of the machine become one line, never a traceback (see docs/errors.md)."""
-        from .atomic import kept_notes
+        from .atomic import forget_kept, kept_notes
         from .errors import Interrupted, write_fault
 
+        forget_kept()
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
