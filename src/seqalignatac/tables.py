@@ -23,15 +23,17 @@ def _is_number(text: str) -> bool:
     return True
 
 
-def needs_quote(value: object) -> bool:
-    """True for a text that a spreadsheet would evaluate (after any quotes we already added)."""
-    if not isinstance(value, str):
-        return False
-    core = value.lstrip(QUOTE)
-    if not core.startswith(FORMULA_STARTS):
+def runs_as_formula(value: object) -> bool:
+    """True for a text cell that a spreadsheet would evaluate."""
+    if not isinstance(value, str) or not value.startswith(FORMULA_STARTS):
         return False
     # A plain signed number is data, not a formula; quoting it would turn it into text.
-    return not (core[0] in "+-" and _is_number(core))
+    return not (value[0] in "+-" and _is_number(value))
+
+
+def needs_quote(value: object) -> bool:
+    """True when :func:`quote` adds a quote: a formula, or a formula we already quoted (kept reversible)."""
+    return isinstance(value, str) and runs_as_formula(value.lstrip(QUOTE))
 
 
 def quote(value: object) -> object:

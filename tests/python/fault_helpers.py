@@ -60,10 +60,12 @@ def leftovers(folder: Path) -> list[str]:
                   if ".tmp-" in p.name or p.name.endswith((".staging", ".old")))
 
 
-def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 300):
-    """The real command in a fresh interpreter: exit codes 139 (segfault) and 130 are seen as such."""
+def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 300, raw: bool = False):
+    """The real command in a fresh interpreter: exit codes 139 (segfault) and 130 are seen as such.
+
+    ``raw``: stdout/stderr as bytes, carriage returns kept (text mode turns them into newlines)."""
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "seqalignatac", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "seqalignatac", *args], capture_output=True, text=not raw,
                           cwd=cwd, env=e, timeout=timeout)
 
 
