@@ -202,7 +202,7 @@ def publish_dir(
         # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
         worth_keeping = keep_if is not None and (stage / keep_if).exists()
         if worth_keeping and (reused or not isinstance(exc, InputError)):
-            note_kept(f"unfinished outputs in {stage} (continue with --resume)")
+            note_kept(f"unfinished outputs in {stage} (--resume, or rerunning `run`, continues from them)")
         else:
             shutil.rmtree(stage, ignore_errors=True)
         _raise_as_fault_of(exc, _unstaged(exc, stage, target))

@@ -81,8 +81,9 @@ def test_ctrl_c_exits_130_says_what_was_kept_and_resumes(sim, tmp_path):
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     line = err.strip().splitlines()[-1]
-    assert line.startswith("Interrupted (Ctrl-C); kept: p: finished steps prepare, extract, embed")
-    assert str(staging_path(out / "p" / "train")) in line
+    assert line.startswith("Interrupted (Ctrl-C); kept: ")
+    assert f"p: finished steps prepare, extract, embed in {out / 'p'}" in line
+    assert f"unfinished outputs in {staging_path(out / 'p' / 'train')}" in line
     assert not (out / "p" / "train").exists() and [x for x in leftovers(out) if ".tmp-" in x] == []
     again = run_cli([*args, "--no-progress"])
     assert again.returncode == 0, again.stderr

@@ -160,7 +160,7 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 130, res.output
     line = res.output.strip().splitlines()[-1]
-    assert f"kept: unfinished outputs in {staging_path(out)} (continue with --resume)" in line
+    assert f"kept: unfinished outputs in {staging_path(out)} (--resume, or rerunning `run`, continues" in line
     assert not out.exists() and (staging_path(out) / "checkpoint" / "state.pt").is_file()
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     refused = CliRunner().invoke(cli, args)  # without --resume the checkpoint is not thrown away
