@@ -34,6 +34,8 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
     target = Path(path)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
+        if is_dir:
+            recover_dir(target)  # a folder swap that a kill cut in two
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}.tmp-", suffix="".join(target.suffixes), dir=target.parent
         )
