@@ -137,7 +137,6 @@ def train(
                        n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
     # Outputs and checkpoints go to a staging folder, published as a unit when training ends.
     with stage1_folder(outdir, fingerprint, resume, overwrite) as work:
-
         # Held-out peaks (early stopping, reported AUROC/AUPRC): a seeded random split.
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(n_peaks)
