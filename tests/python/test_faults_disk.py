@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.io as sio
+import scipy.sparse as sp
 from click.testing import CliRunner
 
 from fault_helpers import (FAST_RUN, assert_one_line_fault, fill_up, leftovers, mount_tmpfs, remount, run_cli,
@@ -42,7 +44,11 @@ def finished(sim, tmp_path_factory) -> dict:
     embed_fasta(str(fa), "kmer:4", str(emb), progress=False)
     nt = base / "nt"
     write_tiny(nt, arch="v2", seed=0)
-    return {"sim": sim, "sheet": sheet, "pair": pair, "fasta": fa, "emb": emb, "nt": nt}
+    mtx = base / "m.mtx"
+    sio.mmwrite(mtx, sp.random(5, 4, density=0.5, format="coo", random_state=0))  # peaks x cells
+    (base / "peaks.bed").write_text("".join(f"chr1\t{i * 1000}\t{i * 1000 + 500}\n" for i in range(5)))
+    (base / "cells.tsv").write_text("".join(f"c{i}\n" for i in range(4)))
+    return {"sim": sim, "sheet": sheet, "pair": pair, "fasta": fa, "emb": emb, "nt": nt, "mtx": mtx}
 
 
 @pytest.fixture
@@ -65,6 +71,8 @@ def tiny_disk(tmp_path):
 def commands(f: dict, out: Path) -> dict[str, list[str]]:
     sim, pair = f["sim"], f["pair"]
     return {
+        "convert": ["convert", "--matrix", str(f["mtx"]), "--peaks", str(f["mtx"].parent / "peaks.bed"),
+                    "--cells", str(f["mtx"].parent / "cells.tsv"), "--out", str(out / "x.h5ad")],
         "prepare": ["prepare", "--reference", sim["reference"], "--query", sim["query"], "--label-key",
                     sim["label_key"], "--outdir", str(out / "prepare")],
         "extract": ["extract", "--peaks", str(pair / "prepare" / "peaks.bed"), "--fasta", sim["fasta"],
@@ -82,11 +90,12 @@ def commands(f: dict, out: Path) -> dict[str, list[str]]:
         "report": ["report", "--pair-dir", str(pair), "--outdir", str(out / "report"), "--max-umap-cells", "200"],
         "simulate": ["simulate", "--outdir", str(out / "sim"), "--cells", "100", "--peaks", "200"],
         "run": ["run", "--samplesheet", str(f["sheet"]), "--outdir", str(out / "run"), *FAST_RUN, "--no-progress"],
+        "demo": ["demo", "--outdir", str(out / "demo"), "--cells", "100", "--peaks", "200", "--no-progress"],
     }
 
 
-COMMANDS = ["prepare", "extract", "embed", "embed-merge", "embed-export", "nt-tiny", "train", "annotate",
-            "evaluate", "report", "simulate", "run"]
+COMMANDS = ["convert", "prepare", "extract", "embed", "embed-merge", "embed-export", "nt-tiny", "train", "annotate",
+            "evaluate", "report", "simulate", "run", "demo"]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
