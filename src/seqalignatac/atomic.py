@@ -84,13 +84,23 @@ def write_text(path: str | os.PathLike, text: str) -> None:
         tmp.write_text(text)
 
 
+def write_bytes(path: str | os.PathLike, data) -> None:
+    """Serialised in memory first, written here: libraries whose own writers report a full disk
+    without an errno (torch.save, safetensors) then fail as a plain OSError naming ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
 
 
 def write_h5ad(adata, path: str | os.PathLike, compression: str | None = "gzip") -> None:
+    from .hdf5_io import write_h5ad as write_h5ad_file
+
     with atomic_path(path) as tmp:
-        adata.write_h5ad(tmp, compression=compression)
+        write_h5ad_file(adata, tmp, compression=compression)
 
 
 def write_csv(df, path: str | os.PathLike, **kwargs) -> None:
@@ -202,7 +212,7 @@ def publish_dir(
             _move_entries(stage, target, owned)
     except BaseException as exc:
         # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
-        worth_keeping = keep_if is not None and (stage / keep_if).exists()
+        worth_keeping = keep_if is not None and _holds_something(stage / keep_if)
         if worth_keeping and (reused or not isinstance(exc, InputError)):
             note_kept(f"unfinished outputs in {stage} (--resume, or rerunning `run`, continues from them)")
         else:
@@ -211,6 +221,10 @@ def publish_dir(
         raise
     finally:
         lock.release()
+
+
+def _holds_something(entry: Path) -> bool:
+    return entry.is_file() or (entry.is_dir() and any(entry.iterdir()))
 
 
 def _unstaged(exc: BaseException, stage: Path, target: Path) -> Path:

@@ -16,13 +16,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import h5py
 import numpy as np
 
 from .atomic import atomic_path
-from .errors import WRITE_FAULTS, InputError, require_file
+from .errors import InputError, require_file
+from .hdf5_io import HEADROOM, write_hdf5
 
 FORMAT_VERSION = 1
 
@@ -52,105 +53,9 @@ def write_embeddings(
         write_hdf5(tmp, fill, reserve=store_size_bound(ids, len(ids), embeddings.shape[1], embeddings.dtype.itemsize))
 
 
-def write_hdf5(path: str | os.PathLike, fill: Callable[[h5py.File], None], reserve: int = 0) -> None:
-    """Create the HDF5 file ``path`` and ``fill`` it; a full disk raises a plain OSError naming ``path``.
-
-    HDF5 does not survive a write that fails (a full disk): ``embed`` ended in a segmentation
-    fault.  So HDF5 never meets a full disk: ``reserve`` bytes (an upper bound of the file size)
-    are allocated first, which fails cleanly in Python when they are not free; HDF5 then writes
-    into space it already has, and trims the file to its real size when it closes.  Should the
-    bound be exceeded anyway, :class:`_GuardedFile` keeps the error from HDF5 and it is raised here.
-    """
-    sink = _GuardedFile(path, reserve)
-    try:
-        with h5py.File(sink, "w") as f:
-            fill(f)
-    finally:
-        sink.close()
-    if sink.error is not None:
-        raise OSError(sink.error.errno, sink.error.strerror, os.fspath(path)) from sink.error
-
-
 def store_size_bound(ids: Sequence[str], n_rows: int, dim: int, itemsize: int) -> int:
     """Upper bound of a store's file size: the rows, each id with HDF5's heap overhead, and headers."""
-    return n_rows * dim * itemsize + sum(len(str(i).encode()) + 64 for i in ids) + (1 << 20)
-
-
-class _GuardedFile:
-    """A binary file for h5py's file-object driver: space reserved up front, write errors kept.
-
-    The reserved bytes are not part of the file HDF5 sees: its end is the end of what was
-    written (HDF5 checks a non-empty new file for a signature), and the file is cut there on close.
-    """
-
-    def __init__(self, path: str | os.PathLike, reserve: int = 0):
-        self._f = open(path, "w+b")
-        self._end = 0  # the logical end of file: what HDF5 wrote, not the reserved space
-        self.error: OSError | None = None
-        if reserve > 0:
-            try:
-                os.posix_fallocate(self._f.fileno(), 0, reserve)
-            except OSError as e:
-                if e.errno not in WRITE_FAULTS:  # the file system cannot preallocate: write as usual
-                    return
-                self._f.close()
-                raise OSError(e.errno, e.strerror, os.fspath(path)) from None
-
-    def write(self, data) -> int:
-        n = memoryview(data).nbytes
-        end = self._f.tell() + n
-        if self.error is None:
-            try:
-                self._f.write(data)
-            except OSError as e:
-                self.error = e
-        self._end = max(self._end, end)
-        return n  # HDF5 must believe the write went through; the caller raises ``error``
-
-    def readinto(self, buf) -> int:
-        view = memoryview(buf).cast("B")
-        want = max(0, min(len(view), self._end - self._f.tell()))
-        n = self._f.readinto(view[:want]) or 0
-        view[n:] = bytes(len(view) - n)  # past the end reads as zeros, as HDF5's own driver does
-        return len(view)
-
-    def read(self, n: int = -1) -> bytes:
-        buf = bytearray(max(0, self._end - self._f.tell()) if n < 0 else n)
-        self.readinto(buf)
-        return bytes(buf)
-
-    def seek(self, pos: int, whence: int = 0) -> int:
-        if whence == os.SEEK_END:
-            return self._f.seek(self._end + pos)
-        return self._f.seek(pos, whence)
-
-    def tell(self) -> int:
-        return self._f.tell()
-
-    def truncate(self, size: int | None = None) -> int:
-        size = self._f.tell() if size is None else size
-        self._end = size
-        self._guard(lambda: self._f.truncate(size))
-        return size
-
-    def flush(self) -> None:
-        self._guard(self._f.flush)
-
-    def close(self) -> None:
-        if not self._f.closed:
-            self._guard(lambda: self._f.truncate(self._end))  # give back what was reserved and not used
-        self._guard(self._f.close)
-        if not self._f.closed:  # close failed while flushing: drop the buffer, free the descriptor
-            try:
-                os.close(self._f.fileno())
-            except OSError:
-                pass
-
-    def _guard(self, fn) -> None:
-        try:
-            fn()
-        except OSError as e:
-            self.error = self.error or e
+    return n_rows * dim * itemsize + sum(len(str(i).encode()) + 64 for i in ids) + HEADROOM
 
 
 class EmbeddingStore:

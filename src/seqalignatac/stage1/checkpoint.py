@@ -7,13 +7,14 @@ the epoch and the random-number-generator states.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import write_bytes
 from ..errors import InputError
 from ..torch_files import load_tensors
 from .outputs import CHECKPOINT_DIR
@@ -29,8 +30,9 @@ def checkpoint_path(outdir: str | Path) -> Path:
 
 def save_checkpoint(outdir: str | Path, state: dict[str, Any]) -> None:
     path = checkpoint_path(outdir)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getbuffer())
     log.debug("checkpoint: epoch %s step %s", state.get("epoch"), state.get("step"))
 
 

@@ -19,7 +19,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, publish_dir, staging_path, write_h5ad, write_json, write_text
+from ..atomic import atomic_path, publish_dir, staging_path, write_bytes, write_h5ad, write_json, write_text
 from ..errors import InputError
 from . import EMBEDDING_KEY
 
@@ -151,10 +151,9 @@ def write_results(
 
 
 def save_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
+    write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=dict(metadata)))
 
 
 def new_figure(ncols: int, width: float = 4.2, height: float = 3.2):

@@ -9,7 +9,7 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_path, publish_dir, write_csv, write_h5ad, write_json
+from ..atomic import publish_dir, write_bytes, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
 from ..metrics import evaluate, summary_dict
 from ..tables import restore_formulas
@@ -64,10 +64,9 @@ def query_truth(query, label_key: str) -> pd.Series | None:
 
 
 def write_model(path: Path, state: dict, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata))
 
 
 def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
