@@ -209,3 +209,48 @@ def test_simulated_read_only_cache(finished, tmp_path, monkeypatch):
     run = next(cache.glob("*/run-*.keys"))
     assert run.stat().st_size == 16 * 16 and run.with_suffix(".f32").stat().st_size == 16 * 32 * 4  # batch 1 only
     assert not (tmp_path / "e.h5").exists()
+
+
+@pytest.mark.parametrize("size", ["40k", "120k", "200k"])
+def test_h5ad_writer_on_a_full_disk_never_crashes(sim, tmp_path, size):
+    """`prepare` died with a segfault (139) when the disk filled while HDF5 wrote accessibility.h5ad."""
+    disk = mount_tmpfs(tmp_path / "disk", size)
+    try:
+        res = run_cli(["prepare", "--reference", sim["reference"], "--query", sim["query"], "--label-key",
+                       sim["label_key"], "--outdir", str(disk / "prepare")])
+        assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'prepare'}/", "no space left on device")
+        assert not (disk / "prepare").exists() and leftovers(disk) == []
+    finally:
+        unmount(disk)
+
+
+def test_checkpoint_on_a_full_disk_is_one_line(finished, tmp_path):
+    """torch.save reports a full disk without an errno; the checkpoint is serialised first instead."""
+    disk = mount_tmpfs(tmp_path / "disk", "100k")
+    try:
+        res = run_cli(["train", "--accessibility", str(finished["pair"] / "prepare" / "accessibility.h5ad"),
+                       "--embeddings", str(finished["emb"]), "--outdir", str(disk / "train"), "--epochs", "2",
+                       "--hidden", "16", "--threads", "1"])
+        assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'train'}/", "no space left on device")
+        assert not (disk / "train").exists() and [x for x in leftovers(disk) if ".tmp-" in x] == []
+    finally:
+        unmount(disk)
+
+
+def test_h5ad_writer_matches_anndata(sim, tmp_path):
+    import anndata as ad
+
+    from seqalignatac.atomic import write_h5ad
+
+    a = ad.read_h5ad(sim["reference"])
+    a.obsm["e"] = np.arange(a.n_obs * 3, dtype=np.float32).reshape(-1, 3)
+    a.uns["nested"] = {"k": 1, "v": np.arange(3)}
+    write_h5ad(a.copy(), tmp_path / "ours.h5ad")
+    a.copy().write_h5ad(tmp_path / "theirs.h5ad", compression="gzip")
+    ours, theirs = ad.read_h5ad(tmp_path / "ours.h5ad"), ad.read_h5ad(tmp_path / "theirs.h5ad")
+    assert (ours.X != theirs.X).nnz == 0 and ours.obs.equals(theirs.obs) and ours.var.equals(theirs.var)
+    np.testing.assert_array_equal(ours.obsm["e"], theirs.obsm["e"])
+    np.testing.assert_array_equal(ours.uns["nested"]["v"], theirs.uns["nested"]["v"])
+    backed = ad.read_h5ad(tmp_path / "ours.h5ad", backed="r")
+    assert backed.raw is None and backed.shape == theirs.shape
+    backed.file.close()
