@@ -7,6 +7,8 @@ folder publishes it as a unit with :func:`publish_dir` (all-new or all-old).
 from __future__ import annotations
 
 import contextlib
+import fcntl
+import glob
 import json
 import logging
 import os
@@ -36,13 +38,14 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
         target.parent.mkdir(parents=True, exist_ok=True)
         if is_dir:
             recover_dir(target)  # a folder swap that a kill cut in two
-        fd, tmp_name = tempfile.mkstemp(
-            prefix=f".{target.name}.tmp-", suffix="".join(target.suffixes), dir=target.parent
-        )
+        else:
+            _remove_orphans(target)
+        fd, tmp_name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix="".join(target.suffixes), dir=target.parent)
     except OSError as exc:
         _raise_as_fault_of(exc, target)
         raise
-    os.close(fd)
+    # Held while we write: a temp file nobody holds was left by a killed writer (_remove_orphans).
+    fcntl.flock(fd, fcntl.LOCK_EX)
     tmp = Path(tmp_name)
     if is_dir:
         tmp.unlink()
@@ -62,6 +65,30 @@ def atomic_path(path: str | os.PathLike, *, is_dir: bool = False) -> Iterator[Pa
             tmp.unlink(missing_ok=True)
         _raise_as_fault_of(exc, target)
         raise
+    finally:
+        os.close(fd)
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.tmp-"
+
+
+def _remove_orphans(target: Path) -> None:
+    """Delete the temp files of ``target`` that killed writers left (a live writer holds its lock)."""
+    for orphan in target.parent.glob(glob.escape(_temp_prefix(target)) + "*"):
+        try:
+            fd = os.open(orphan, os.O_RDONLY)
+        except OSError:  # gone meanwhile, or a folder
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # another process is writing it right now
+        else:
+            log.info("%s: removing %s, left by a killed run", target, orphan.name)
+            orphan.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
 
 
 def _raise_as_fault_of(exc: BaseException, path: Path) -> None:

@@ -199,3 +199,26 @@ def test_runner_marks_a_step_done_only_after_publish(sim, tmp_path, monkeypatch)
     monkeypatch.setattr(atomic, "_swap", real_swap)
     (r,) = run_pipeline(pairs, out, opts)
     assert r.ok and "annotate" in r.ran and (stamps / "annotate.done.json").is_file()
+
+
+def test_orphan_temp_files_of_killed_writers_are_removed(tmp_path):
+    """`embed --out e.h5` killed with SIGKILL leaves `.e.h5.tmp-…`; the next write of e.h5 removes it."""
+    from seqalignatac.atomic import atomic_path, write_text
+
+    script = f"""
+import os, signal
+from seqalignatac.atomic import atomic_path
+with atomic_path({str(tmp_path / 'e.h5')!r}) as tmp:
+    tmp.write_bytes(b"half")
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+    assert subprocess.run([sys.executable, "-c", script]).returncode == -9
+    (orphan,) = tmp_path.glob(".e.h5.tmp-*")
+    with atomic_path(tmp_path / "e.h5") as live:  # a writer still at work is left alone
+        write_text(tmp_path / "other.txt", "x")
+        with atomic_path(tmp_path / "e.h5") as tmp:
+            assert live.exists() and not orphan.exists()
+            tmp.write_text("whole")
+        live.write_text("also whole")
+    assert (tmp_path / "e.h5").read_text() == "also whole"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["e.h5", "other.txt"]
