@@ -43,6 +43,27 @@ class LazyGroup(click.Group):
         module, attr, _ = COMMANDS[name]
         return getattr(importlib.import_module(module), attr)
 
+    def invoke(self, ctx: click.Context):
+        """Faults of the machine become one line, never a traceback (see docs/errors.md)."""
+        from .atomic import forget_kept, kept_notes
+        from .errors import Interrupted, write_fault
+
+        forget_kept()
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            kept = kept_notes()
+            raise Interrupted("Interrupted (Ctrl-C); kept: " + ("; ".join(kept) if kept else
+                              "the outputs of finished steps only, no partial file")) from None
+        except (OSError, RuntimeError) as e:  # h5py raises RuntimeError for some failed writes
+            fault = write_fault(e)
+            if fault is None:
+                raise
+            kept = kept_notes()
+            if kept:
+                fault.message += "; kept: " + "; ".join(kept)
+            raise fault from None
+
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         # Short help from the table, so `--help` imports nothing heavy.
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]

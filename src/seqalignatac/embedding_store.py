@@ -14,15 +14,16 @@ check that the parts are the complete set of shards of one FASTA, embedded by on
 
 from __future__ import annotations
 
+import hashlib
 import os
 from typing import Mapping, Sequence
-import hashlib
 
 import h5py
 import numpy as np
 
 from .atomic import atomic_path
 from .errors import InputError, require_file
+from .hdf5_io import HEADROOM, write_hdf5
 
 FORMAT_VERSION = 1
 
@@ -39,15 +40,22 @@ def write_embeddings(
         raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(ids)} ids")
     if len(set(ids.tolist())) != len(ids):
         raise InputError("duplicate peak ids in embeddings", path)
+    def fill(f: h5py.File) -> None:
+        f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset(
+            "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
+        )
+        f.attrs["format_version"] = FORMAT_VERSION
+        for k, v in (attrs or {}).items():
+            f.attrs[k] = v
+
     with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
-            f.create_dataset(
-                "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
-            )
-            f.attrs["format_version"] = FORMAT_VERSION
-            for k, v in (attrs or {}).items():
-                f.attrs[k] = v
+        write_hdf5(tmp, fill, reserve=store_size_bound(ids, len(ids), embeddings.shape[1], embeddings.dtype.itemsize))
+
+
+def store_size_bound(ids: Sequence[str], n_rows: int, dim: int, itemsize: int) -> int:
+    """Upper bound of a store's file size: the rows, each id with HDF5's heap overhead, and headers."""
+    return n_rows * dim * itemsize + sum(len(str(i).encode()) + 64 for i in ids) + HEADROOM
 
 
 class EmbeddingStore:
@@ -174,22 +182,24 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
             dup = next(p for p in ids.tolist() if p in seen or seen.add(p))
             raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
         dtype = first._f["embeddings"].dtype
+        def fill(f: h5py.File) -> None:
+            f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+            d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,
+                                 chunks=(min(len(ids), 4096), first.dim) if len(ids) else None)  # fmt: skip
+            row = 0
+            for st in stores:
+                src = st._f["embeddings"]
+                for a in range(0, len(st), 65536):
+                    block = src[a : a + 65536]
+                    d[row : row + len(block)] = block
+                    row += len(block)
+            f.attrs["format_version"] = FORMAT_VERSION
+            for k, v in attrs.items():
+                f.attrs[k] = v
+            f.attrs["merged_from"] = len(stores)
+
         with atomic_path(out) as tmp:
-            with h5py.File(tmp, "w") as f:
-                f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
-                d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,
-                                     chunks=(min(len(ids), 4096), first.dim) if len(ids) else None)  # fmt: skip
-                row = 0
-                for st in stores:
-                    src = st._f["embeddings"]
-                    for a in range(0, len(st), 65536):
-                        block = src[a : a + 65536]
-                        d[row : row + len(block)] = block
-                        row += len(block)
-                f.attrs["format_version"] = FORMAT_VERSION
-                for k, v in attrs.items():
-                    f.attrs[k] = v
-                f.attrs["merged_from"] = len(stores)
+            write_hdf5(tmp, fill, reserve=store_size_bound(ids, len(ids), first.dim, dtype.itemsize))
         return {"parts": len(stores), "n": int(len(ids)), "dim": first.dim}
     finally:
         for st in stores:

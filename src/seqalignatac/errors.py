@@ -6,6 +6,7 @@ option).  Always name the file, row or column and say what to do.
 
 from __future__ import annotations
 
+import errno
 import os
 
 import click
@@ -32,3 +33,71 @@ def require_file(path: str | os.PathLike, what: str = "input file") -> str:
     if not os.access(p, os.R_OK):
         raise InputError(f"{what} is not readable (check permissions)", p)
     return p
+
+
+# ------------------------------------------------------------------ faults of the machine, not the input
+
+# errno -> what the user reads; these are the faults a full or read-only output disk gives.
+WRITE_FAULTS = {
+    errno.ENOSPC: "no space left on device",
+    errno.EDQUOT: "disk quota exceeded",
+    errno.EROFS: "not writable (read-only file system)",
+    errno.EACCES: "not writable (permission denied)",
+    errno.EPERM: "not writable (operation not permitted)",
+}
+INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
+
+
+class OutputError(click.ClickException):
+    """Writing an output failed for a reason outside the program (full disk, read-only folder)."""
+
+    exit_code = 1
+
+
+class Interrupted(click.ClickException):
+    """Ctrl-C: exit 130 with one line saying what was kept for a rerun."""
+
+    exit_code = INTERRUPTED_EXIT
+
+    def show(self, file=None) -> None:
+        click.echo(self.format_message(), err=True)
+
+
+def write_fault(exc: BaseException) -> OutputError | None:
+    """The one-line error for a full/read-only disk behind ``exc``, else None."""
+    code = fault_errno(exc)
+    if code is None:
+        return None
+    path = next((e.filename for e in _chain(exc) if isinstance(e, OSError) and e.filename), None)
+    path = path or _path_in(" ".join(str(e) for e in _chain(exc)))
+    return OutputError(f"{os.fspath(path)}: {WRITE_FAULTS[code]}" if path else WRITE_FAULTS[code])
+
+
+def _chain(exc: BaseException):
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def _path_in(text: str) -> str | None:
+    import re
+
+    m = re.search(r"name = '([^']+)'", text)  # h5py's spelling of the file name
+    return m.group(1) if m else None
+
+
+def fault_errno(exc: BaseException) -> int | None:
+    """The errno of a full/read-only disk behind ``exc`` (h5py and anndata wrap it), else None."""
+    for e in _chain(exc):
+        if isinstance(e, OSError) and e.errno in WRITE_FAULTS:
+            return e.errno
+    text = " ".join(str(e) for e in _chain(exc))
+    return next((code for code in WRITE_FAULTS if f"errno = {code}," in text), None)
+
+
+def renamed_fault(exc: BaseException, path: str | os.PathLike) -> OSError | None:
+    """``exc`` as a plain OSError naming ``path`` (the file the user asked for, not our temp name)."""
+    code = fault_errno(exc)
+    return None if code is None else OSError(code, os.strerror(code), os.fspath(path))

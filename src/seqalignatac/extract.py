@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from pathlib import Path
 from collections import Counter
 
 import click
@@ -171,6 +172,9 @@ def extract_sequences(
     grouped = 1 + int(np.count_nonzero(chrom[1:] != chrom[:-1])) == len(by_chrom)
     buffered: list[bytes | None] | None = None if grouped else [None] * len(chrom)
 
+    summary_path = summary or f"{os.fspath(out)}.summary.json"
+    # The summary vouches for the FASTA: an old one must not stand beside a new FASTA if we are killed.
+    Path(summary_path).unlink(missing_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         for c, idx in by_chrom.items():
             if c not in renames:
@@ -229,7 +233,7 @@ def extract_sequences(
         "fasta": fasta,
         "out": os.fspath(out),
     }
-    write_json(summary or f"{os.fspath(out)}.summary.json", result)
+    write_json(summary_path, result)  # last: its presence means the FASTA is complete
     return result
 
 

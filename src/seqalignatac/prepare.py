@@ -21,7 +21,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from . import anndata_io
-from .atomic import write_h5ad, write_json
+from .atomic import publish_dir, write_h5ad, write_json
 from .cli_types import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, check_all, int_range
 from .errors import InputError
 from .peaks import peak_ids, reconcile_chroms, to_pyranges, trimmed, write_bed
@@ -37,6 +37,7 @@ PREPARE_RANGES = {
     "min_cells": NON_NEGATIVE_INT,
 }
 ROW_CHUNK = 20000
+PREPARE_OUTPUTS = ("accessibility.h5ad", "peaks.bed", "prepare_summary.json")
 
 
 def _binarize(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -238,15 +239,12 @@ def prepare(
 
 def run_prepare(reference, query, label_key, query_label_key=None, outdir=".", **kw) -> dict:
     """:func:`prepare` + write ``accessibility.h5ad``, ``peaks.bed``, ``prepare_summary.json`` to ``outdir``."""
-    outdir = Path(outdir)
     adata, summary = prepare(reference, query, label_key, query_label_key, **kw)
-    outdir.mkdir(parents=True, exist_ok=True)
-    # A summary left by an earlier run would vouch for files we are about to replace.
-    (outdir / "prepare_summary.json").unlink(missing_ok=True)
-    write_h5ad(adata, outdir / "accessibility.h5ad")
-    write_bed(pd.DataFrame({"chrom": adata.var["chrom"], "start": adata.var["start"], "end": adata.var["end"],
-                            "name": adata.var_names}), outdir / "peaks.bed")
-    write_json(outdir / "prepare_summary.json", summary)  # last: its presence means the step finished
+    with publish_dir(outdir, owned=PREPARE_OUTPUTS) as stage:  # the folder is all-new or all-old
+        write_h5ad(adata, stage / "accessibility.h5ad")
+        write_bed(pd.DataFrame({"chrom": adata.var["chrom"], "start": adata.var["start"], "end": adata.var["end"],
+                                "name": adata.var_names}), stage / "peaks.bed")
+        write_json(stage / "prepare_summary.json", summary)
     return summary
 
 

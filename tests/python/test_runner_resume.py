@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from seqalignatac.atomic import staging_path
 from seqalignatac.cli import cli
 from seqalignatac.runner.pipeline import RunOptions, run_pipeline
 from seqalignatac.samplesheet import read_samplesheet
@@ -28,7 +29,8 @@ def test_killed_run_resumes(sim, tmp_path):
     cmd = [sys.executable, "-m", "seqalignatac", "run", "--samplesheet", str(sheet), "--fasta", sim["fasta"],
            "--outdir", str(out), "--model", "kmer", "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5",
            "--annotate-opt", "epochs=30", "--seed", "0", "--threads", "2", "--max-umap-cells", "400", "--no-progress"]
-    checkpoint = out / "p" / "train" / "checkpoint" / "state.pt"  # written at every epoch end
+    # written at every epoch end, in the staging folder that is published when train finishes
+    checkpoint = staging_path(out / "p" / "train") / "checkpoint" / "state.pt"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.time() + 300

@@ -62,6 +62,7 @@ class EmbeddingCache:
         for keys_path in sorted(self.dir.glob("run-*.keys")):
             self._load_run(keys_path)
         self._writer: _RunWriter | None = None
+        self.n_put = 0  # rows this process added (what an interrupted run leaves for the next)
 
     def _check(self, meta: Path) -> None:
         try:
@@ -115,6 +116,7 @@ class EmbeddingCache:
         if self._writer is None:
             self._writer = _RunWriter(self.dir, {"fingerprint": self.fingerprint, "dim": self.dim, "model": self.model})
         self._writer.append(keys, np.ascontiguousarray(rows, dtype=np.float32))
+        self.n_put += len(keys)
 
     def close(self) -> None:
         if self._writer is not None:
@@ -123,18 +125,54 @@ class EmbeddingCache:
 
 
 class _RunWriter:
+    """Appends whole batches: rows, then keys.  A batch that fails half-way (full disk, Ctrl-C) is cut
+    off again and the writer refuses further batches, so the files never hold a key whose row is torn
+    or a row written twice (which would shift every later row under the wrong key)."""
+
     def __init__(self, folder: Path, head: dict):
         name = f"run-{uuid.uuid4().hex}"
         write_json(folder / f"{name}.json", head)
-        self._rows = open(folder / f"{name}.f32", "ab")
-        self._keys = open(folder / f"{name}.keys", "ab")
+        self._paths = (folder / f"{name}.f32", folder / f"{name}.keys")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND
+        self._fds: list[int] = []
+        for path in self._paths:
+            try:
+                self._fds.append(os.open(path, flags, 0o666))
+            except OSError as e:
+                self.close()
+                raise OSError(e.errno, e.strerror, os.fspath(path)) from e
+        self._sizes = [0, 0]
+        self._failed = False
 
     def append(self, keys: Sequence[bytes], rows: np.ndarray) -> None:
-        self._rows.write(rows.tobytes())
-        self._rows.flush()  # rows reach the OS before their keys
-        self._keys.write(b"".join(keys))
-        self._keys.flush()
+        if self._failed:
+            raise RuntimeError("an earlier batch failed to reach the embedding cache")
+        data = (rows.tobytes(), b"".join(keys))  # rows reach the OS before their keys
+        for i, chunk in enumerate(data):
+            try:
+                _write_all(self._fds[i], chunk)
+            except BaseException as e:
+                self._failed = True
+                self._cut_back()
+                if isinstance(e, OSError):
+                    raise OSError(e.errno, e.strerror, os.fspath(self._paths[i])) from e
+                raise
+        self._sizes = [self._sizes[0] + len(data[0]), self._sizes[1] + len(data[1])]
+
+    def _cut_back(self) -> None:
+        for fd, size in zip(self._fds, self._sizes):
+            try:
+                os.ftruncate(fd, size)
+            except OSError:  # e.g. read-only now; readers still ignore a torn tail
+                pass
 
     def close(self) -> None:
-        self._rows.close()
-        self._keys.close()
+        for fd in self._fds:
+            os.close(fd)
+        self._fds = []
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from transformers import EsmConfig, EsmModel
 
 from ..errors import InputError
+from ..torch_files import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -132,15 +133,15 @@ def weight_file(model_dir: str | os.PathLike) -> str:
 
 
 def read_state_dict(path: str) -> dict[str, torch.Tensor]:
-    try:
-        if path.endswith(".safetensors"):
-            from safetensors.torch import load_file
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
 
+        try:
             sd = load_file(path)
-        else:
-            sd = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or pickled code: weights_only refuses arbitrary objects
-        raise InputError(f"cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path) from None
+        except Exception as e:  # truncated or not safetensors
+            raise InputError(f"cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path) from None
+    else:
+        sd = load_tensors(path)  # pickled code is refused with our own message
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise InputError("checkpoint is not a flat state dict of tensors", path)
     return sd

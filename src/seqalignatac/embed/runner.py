@@ -11,9 +11,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from ..atomic import note_kept
 from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
 from ..embedding_store import ids_digest, write_embeddings
 from ..errors import InputError
+from ..progress import progress_enabled
 from .cache import EmbeddingCache, default_cache_root, sequence_keys
 from .fasta_io import read_fasta
 from .hub import ModelSpec, resolve_model
@@ -157,7 +159,7 @@ def embed_fasta(
     shard: str | None = None,
     cache_dir: str | None = None,
     threads: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     _on_batch: Callable[[int], None] | None = None,
 ) -> EmbedResult:
     """Embed every record of ``fasta`` (or one shard) and write the store ``out`` atomically."""
@@ -238,7 +240,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
     emb.check_lengths(counts, [useqs[i] for i in todo], [uids[i] for i in todo], fasta)
     order = np.argsort(counts, kind="stable")  # equal token counts side by side: no padding
     bs = batch_size or default_batch_size(dev, emb.dim, int(counts.max(initial=1)))
-    bar = tqdm(total=len(todo), unit=" peaks", desc="embed", disable=not progress or len(todo) == 0,
+    bar = tqdm(total=len(todo), unit=" peaks", desc="embed", disable=not progress_enabled(progress) or len(todo) == 0,
                smoothing=0.1, dynamic_ncols=True)  # fmt: skip
     pending = None  # (positions, device tensor): lag by one batch so the GPU never waits on us
     start, n_batches = 0, 0
@@ -259,15 +261,19 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
                     torch.cuda.empty_cache()
                 continue
             if pending is not None:
-                _finish(pending, todo, ukeys, vec, cache, bar)
+                done, pending = pending, None  # a batch is handed to the cache once, even if that fails
+                _finish(done, todo, ukeys, vec, cache, bar)
             pending = (pos, result)
             start += len(pos)
             n_batches += 1
             if on_batch is not None:
                 on_batch(n_batches)
         if pending is not None:
-            _finish(pending, todo, ukeys, vec, cache, bar)
-            pending = None
+            done, pending = pending, None
+            _finish(done, todo, ukeys, vec, cache, bar)
+    except BaseException:
+        note_kept(f"{cache.n_put} new sequence embeddings in the cache {cache.dir} (a rerun reuses them)")
+        raise
     finally:
         if pending is not None:  # interrupted (Ctrl-C, error elsewhere): keep the batch already computed
             try:

@@ -60,7 +60,7 @@ def write_tokenizer(outdir: str | os.PathLike, arch: str) -> None:
 
 def write_tiny(outdir: str | os.PathLike, arch: str = "v2", seed: int = 0, **sizes: Any) -> str:
     """Write config.json, model.safetensors (``esm.`` + ``lm_head.`` keys) and tokenizer files."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     cfg = nt_config(arch, **sizes)
     torch.manual_seed(seed)
@@ -84,6 +84,7 @@ def write_tiny(outdir: str | os.PathLike, arch: str = "v2", seed: int = 0, **siz
     with atomic_path(outdir, is_dir=True) as tmp:
         with open(os.path.join(tmp, "config.json"), "w", encoding="utf-8") as f:
             json.dump(cfg, f, indent=2)
-        save_file(sd, os.path.join(tmp, "model.safetensors"), metadata={"format": "pt"})
+        with open(os.path.join(tmp, "model.safetensors"), "wb") as fh:  # bytes first: a full disk is an OSError
+            fh.write(save(sd, metadata={"format": "pt"}))
         write_tokenizer(tmp, arch)
     return os.fspath(outdir)

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, require_file
+from ..tables import restore_formulas
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +110,7 @@ def load_pair(
         curve = pd.read_csv(train / "training_curve.tsv", sep="\t")
 
     pred_path = Path(require_file(ann / "predictions.csv", "predictions"))
-    predictions = pd.read_csv(pred_path, dtype={"cell_id": str})
+    predictions = restore_formulas(pd.read_csv(pred_path, dtype={"cell_id": str}))
     missing = {"cell_id", "predicted_label", "confidence", "is_unknown"} - set(predictions.columns)
     if missing:
         raise InputError(f"predictions lack column(s) {sorted(missing)}; re-run `seqalignatac annotate`", pred_path)
@@ -121,9 +122,9 @@ def load_pair(
         annotate_curve = pd.read_csv(ann / "training_curve.tsv", sep="\t")
     per_class = confusion = None
     if (ann / "per_class.csv").is_file():
-        per_class = pd.read_csv(ann / "per_class.csv", index_col=0)
+        per_class = restore_formulas(pd.read_csv(ann / "per_class.csv", index_col=0))
     if (ann / "confusion_matrix.csv").is_file():
-        confusion = pd.read_csv(ann / "confusion_matrix.csv", index_col=0)
+        confusion = restore_formulas(pd.read_csv(ann / "confusion_matrix.csv", index_col=0))
 
     embed_attrs = None
     if embed_dir is not None and (Path(embed_dir) / "embeddings.h5").is_file():

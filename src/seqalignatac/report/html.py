@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from .. import __version__
-from ..atomic import write_text
+from ..atomic import publish_dir, write_text
 from ..cli_types import SAFE_NAME, check
 from ..metrics import evaluate
 from ..unknown_reasons import NO_SIGNAL, REASON_COLUMN
@@ -336,11 +336,12 @@ def build_report(
     data = load_pair(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, embed_dir, dict(run_params or {}))
     ctx = build_context(data, umap_seed=seed, max_umap_cells=max_umap_cells)
     out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    html_path, mqc_path = out / f"{pair_id}_report.html", out / f"{pair_id}_mqc.tsv"
-    write_mqc(mqc_path, pair_id, ctx["headline"])
-    write_text(html_path, render_report(ctx))  # last: the HTML marks the report as done
-    return {"html": html_path, "mqc": mqc_path}
+    names = {"html": f"{pair_id}_report.html", "mqc": f"{pair_id}_mqc.tsv"}
+    # One pair's files are published together; other pairs' reports in the folder are kept.
+    with publish_dir(out, owned=names.values()) as stage:
+        write_mqc(stage / names["mqc"], pair_id, ctx["headline"])
+        write_text(stage / names["html"], render_report(ctx))
+    return {k: out / v for k, v in names.items()}
 
 
 # ----------------------------------------------------------------------------------- index

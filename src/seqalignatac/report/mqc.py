@@ -13,6 +13,7 @@ from typing import Any, Mapping
 import pandas as pd
 
 from ..atomic import write_text
+from ..tables import quote, unquote
 
 # column -> (title, description, number format)
 COLUMNS: dict[str, tuple[str, str, str]] = {
@@ -49,7 +50,7 @@ def mqc_text(pair_id: str, row: Mapping[str, Any]) -> str:
         if c in PERCENT_LIKE:
             lines += ["#         min: 0", "#         max: 1", "#         scale: 'RdYlGn'" if c != "unknown_rate" else "#         scale: 'Greys'"]
     lines.append("\t".join(["Sample", *cols]))
-    lines.append("\t".join([pair_id, *(_fmt(row[c]) for c in cols)]))
+    lines.append("\t".join([quote(pair_id), *(_fmt(row[c]) for c in cols)]))  # a TSV opened in a spreadsheet
     return "\n".join(lines) + "\n"
 
 
@@ -71,5 +72,5 @@ def read_mqc(path: str | os.PathLike) -> dict[str, Any]:
     if df.empty:
         return {}
     row = df.iloc[0].to_dict()
-    row["pair_id"] = row.pop("Sample")
+    row["pair_id"] = unquote(row.pop("Sample"))
     return {k: (None if isinstance(v, float) and v != v else v) for k, v in row.items()}

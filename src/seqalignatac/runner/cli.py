@@ -84,7 +84,7 @@ def common_options(f):
         click.option("--max-umap-cells", type=MAX_UMAP_CELLS, default=20_000, show_default=True,
                      help="Report UMAP on a random subsample of at most this many cells."),
         click.option("--force", is_flag=True, help="Run every step again even when its inputs are unchanged."),
-        click.option("--progress/--no-progress", default=True, show_default=True, help="Progress bars on stderr."),
+        click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: only when stderr is a terminal)."),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -55,7 +55,7 @@ def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1000, n_peak
              train_method: str = "nt", annotate_method: str = "gda", device: str = "auto", threads: int | None = None,
              seed: int = 0, epochs: int | None = None, train_opts: dict | None = None,
              annotate_opts: dict | None = None, max_umap_cells: int = 20_000, force: bool = False,
-             progress: bool = True) -> tuple[list[PairResult], Path]:
+             progress: bool | None = None) -> tuple[list[PairResult], Path]:
     outdir = Path(outdir).absolute()
     sim = _simulate_once(outdir / "data", n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed)
     model = str(_tiny_model(outdir / "model", seed)) if model_kind == "nt-tiny" else "kmer"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import logging
 import os
-import shutil
 import sys
 import time
 import traceback
@@ -20,13 +19,17 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from .. import __version__
-from ..errors import InputError
+from ..atomic import note_kept
+from ..errors import InputError, write_fault
+from ..locks import FolderLock
+from ..progress import progress_enabled
 from ..samplesheet import Pair
 from .stamps import STAMP_DIR, Stamps, plan
 
 log = logging.getLogger(__name__)
 
 STEPS = ("prepare", "extract", "embed", "train", "annotate", "report")
+RUN_LOCK = ".seqalignatac-run.lock"  # in OUTDIR: held by the run writing there
 
 
 @dataclass
@@ -50,7 +53,7 @@ class RunOptions:
     annotate_overrides: dict[str, Any] = field(default_factory=dict)  # annotate keyword arguments
     max_umap_cells: int = 20_000
     force: bool = False  # ignore stamps: run every step again
-    progress: bool = True
+    progress: bool | None = None  # None: bars only when stderr is a terminal
 
     @property
     def uses_sequence(self) -> bool:
@@ -64,7 +67,7 @@ class Step:
     inputs: dict[str, Path]
     params: dict[str, Any]
     outputs: list[Path]
-    run: Callable[[], Any]
+    run: Callable[[bool], Any]  # run(resume): resume=True continues what a killed run left
 
 
 @dataclass
@@ -186,40 +189,41 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
     min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
 
-    def prepare() -> None:
+    def prepare(resume: bool) -> None:
         from ..prepare import run_prepare
 
         run_prepare(pair.reference, pair.query, pair.reference_label_key, pair.query_label_key, d["prepare"],
                     overlap_width=overlap, min_peak_frac=min_frac)
 
-    def extract() -> None:
+    def extract(resume: bool) -> None:
         from ..extract import extract_sequences
 
         extract_sequences(peaks_bed, fasta, peaks_fa, width=opts.width)
 
-    def embed() -> None:
+    def embed(resume: bool) -> None:
         from ..embed.runner import embed_fasta
 
         embed_fasta(str(peaks_fa), str(opts.model), str(emb), device=opts.device, dtype=opts.dtype,
                     batch_size=opts.batch_size, cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
                     threads=opts.threads, progress=opts.progress)
 
-    def train() -> None:
+    def train(resume: bool) -> None:
         from ..stage1.cli import read_accessibility
 
         adata = read_accessibility(str(acc))
         if opts.train_method == "lsi":
             from ..stage1 import lsi
 
-            lsi(adata, seed=opts.seed, outdir=d["train"], resume=True, path=str(acc), **opts.train_overrides)
+            lsi(adata, seed=opts.seed, outdir=d["train"], resume=resume, overwrite=True, path=str(acc),
+                **opts.train_overrides)
         else:
             from ..stage1.trainer import TrainConfig, train
 
             cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
             train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d["train"],
-                  resume=True, progress=opts.progress, path=str(acc), missing_embeddings="drop")
+                  resume=resume, overwrite=True, progress=opts.progress, path=str(acc), missing_embeddings="drop")
 
-    def annotate() -> None:
+    def annotate(resume: bool) -> None:
         from dataclasses import fields
 
         from ..stage2.api import annotate_full, config_with
@@ -234,7 +238,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
                             seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
         write_outputs(res, d["annotate"], "label")
 
-    def report() -> None:
+    def report(resume: bool) -> None:
         from ..report.html import build_report
 
         build_report(pair.pair_id, d["prepare"], d["train"], d["annotate"], d["report"],
@@ -284,17 +288,17 @@ def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, A
     return p
 
 
-def _empty_folder(folder: Path) -> None:
-    """Remove what an earlier, different run left in a step folder (never the folder's parent)."""
-    if folder.is_dir():
-        for child in folder.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
-
-
 # ----------------------------------------------------------------------------------- one pair
+
+def _internal_error(e: Exception, pair_dir: Path) -> str:
+    log_path = pair_dir / STAMP_DIR / "error.log"
+    try:
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        log_path.write_text(traceback.format_exc())
+    except OSError:
+        return f"{type(e).__name__}: {e}"
+    return f"{type(e).__name__}: {e} (traceback in {log_path})"
+
 
 def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> PairResult:
     """All steps of one pair; never raises for a problem of this pair (KeyboardInterrupt excepted)."""
@@ -309,7 +313,7 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
         fasta = pair.check_files(opts.fasta, need_fasta=opts.uses_sequence)
         steps = pair_steps(pair, fasta, opts, pair_dir)
         bar = tqdm(total=len(steps), desc=f"{label}{pair.pair_id}", unit="step", file=sys.stderr,
-                   disable=not opts.progress, leave=True, dynamic_ncols=True)
+                   disable=not progress_enabled(opts.progress), leave=True, dynamic_ncols=True)
         for step in steps:
             bar.set_postfix_str(step.name)
             planned = plan(step.name, __version__, step.params, step.inputs)
@@ -322,12 +326,11 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
             if resume:
                 res.resumed.append(step.name)
                 log.info("%s: %s resumes an interrupted run", pair.pair_id, step.name)
-            else:
-                _empty_folder(step.folder)
+            else:  # the step publishes its folder as a unit: the old outputs stay until then
                 log.info("%s: %s ...", pair.pair_id, step.name)
             stamps.start(step.name, planned)
             ts, cpu0 = time.perf_counter(), time.process_time()
-            step.run()
+            step.run(resume)
             gc.collect()  # steps hold large matrices; free them before the next one
             missing = [str(o) for o in step.outputs if not o.exists()]
             if missing:
@@ -341,11 +344,14 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
         res.report = pair_dir / "report" / f"{pair.pair_id}_report.html"
     except InputError as e:
         res.error = e.format_message()
+    except KeyboardInterrupt:
+        done = [*res.skipped, *res.ran]
+        note_kept(f"{pair.pair_id}: finished steps {', '.join(done) if done else 'none'} in {pair_dir} "
+                  "(rerun the same command to continue)")
+        raise
     except Exception as e:  # noqa: BLE001 - one pair's failure must not stop the others
-        log_path = pair_dir / STAMP_DIR / "error.log"
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text(traceback.format_exc())
-        res.error = f"{type(e).__name__}: {e} (traceback in {log_path})"
+        fault = write_fault(e)  # a full or read-only disk: one line, and no error.log to write there
+        res.error = fault.format_message() if fault is not None else _internal_error(e, pair_dir)
     finally:
         if bar is not None:
             bar.close()
@@ -375,13 +381,14 @@ def run_pipeline(pairs: Sequence[Pair], outdir: str | os.PathLike, opts: RunOpti
     results: list[PairResult] = []
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    with logging_redirect_tqdm():
+    from ..report.html import build_index
+
+    # One run per output folder: a second one refuses at once, naming this one.
+    with FolderLock(out / RUN_LOCK, f"output folder {out}"), logging_redirect_tqdm():
         for i, pair in enumerate(pairs, 1):
             r = run_pair(pair, out, opts, label=f"[{i}/{len(pairs)}] ")
             results.append(r)
             if on_result is not None:
                 on_result(r)
-    from ..report.html import build_index
-
-    build_index(out, {r.pair_id: {"ok": r.ok, "error": r.error, "seconds": r.seconds} for r in results})
+        build_index(out, {r.pair_id: {"ok": r.ok, "error": r.error, "seconds": r.seconds} for r in results})
     return results

@@ -7,14 +7,16 @@ the epoch and the random-number-generator states.
 
 from __future__ import annotations
 
+import io
 import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..atomic import atomic_path
+from ..atomic import write_bytes
 from ..errors import InputError
+from ..torch_files import load_tensors
 from .outputs import CHECKPOINT_DIR
 
 log = logging.getLogger(__name__)
@@ -28,8 +30,9 @@ def checkpoint_path(outdir: str | Path) -> Path:
 
 def save_checkpoint(outdir: str | Path, state: dict[str, Any]) -> None:
     path = checkpoint_path(outdir)
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    buf = io.BytesIO()
+    torch.save(state, buf)
+    write_bytes(path, buf.getbuffer())
     log.debug("checkpoint: epoch %s step %s", state.get("epoch"), state.get("step"))
 
 
@@ -38,9 +41,9 @@ def load_checkpoint(outdir: str | Path) -> dict[str, Any] | None:
     if not path.exists():
         return None
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # a truncated file cannot happen (atomic), a foreign one can
-        raise InputError(f"cannot read the checkpoint ({type(e).__name__}: {e}); delete it to start over", path) from None
+        return load_tensors(path)
+    except InputError as e:  # a truncated file cannot happen (atomic), a foreign one can
+        raise InputError(f"{e.problem}; or delete it to start over", path) from None
 
 
 def rng_state() -> dict[str, Any]:

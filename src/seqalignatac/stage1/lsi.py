@@ -28,7 +28,7 @@ from ..cli_types import check_all
 from ..errors import InputError
 from .data import binarized_csr, domains, nonempty_cells
 from .options import LSI_RANGES, lsi_option
-from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
+from .outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,7 @@ def lsi(
     outdir: str | os.PathLike | None = None,
     resume: bool = False,
     path: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> tuple[Any, dict]:
     """LSI embedding of every cell with at least one accessible peak.
 
@@ -145,7 +146,8 @@ def lsi(
     default): ``min_peak_frac`` keeps peaks open in at least that fraction of the fit cells;
     ``var_peaks > 0`` runs ArchR-style iterative LSI: a first LSI, ``var_clusters`` k-means
     clusters of the fit cells, then LSI again on the ``var_peaks`` peaks most variable across
-    the clusters' pseudo-bulks.  With ``outdir`` the standard stage-1 layout is written there.
+    the clusters' pseudo-bulks.  With ``outdir`` the standard stage-1 layout is written there
+    (``overwrite=True``: replacing another run's results instead of refusing).
     """
     t0 = time.time()
     check_all(dict(n_components=n_components, depth_corr_cutoff=depth_corr_cutoff, min_peak_frac=min_peak_frac,
@@ -160,113 +162,111 @@ def lsi(
     settings = dict(method="lsi", n_components=n_components, depth_corr_cutoff=depth_corr_cutoff,
                     normalize=normalize, fit_on=fit_on, tfidf_variant=tfidf_variant, min_peak_frac=min_peak_frac,
                     var_peaks=var_peaks, var_clusters=var_clusters, seed=seed, n_iter=n_iter)
-    if outdir is not None:
-        prepare_outdir(outdir, dict(settings, input=os.path.abspath(path) if path else "", n_cells=adata.n_obs, n_peaks=adata.n_vars),
-                       resume)
+    fingerprint = dict(settings, input=os.path.abspath(path) if path else "", n_cells=adata.n_obs, n_peaks=adata.n_vars)
+    with stage1_folder(outdir, fingerprint, resume, overwrite) as work:  # published as a unit at the end
+        X = binarized_csr(adata, path)
+        keep = nonempty_cells(X, path)
+        Xk = X[keep]
+        dom = domains(adata, path)
+        if dom is None:
+            log.info("no obs['domain']: fitting LSI on all cells")
+            is_ref = np.ones(Xk.shape[0], dtype=bool)
+        else:
+            is_ref = dom[keep] == "reference"
+            if not is_ref.any():
+                raise InputError("no reference cell with an accessible peak (obs['domain'] == 'reference')", path)
+        # The cells the IDF, the SVD, the depth test and the z-score statistics are taken from:
+        # the reference cells, or (fit_on='all') every cell, reference and query, without labels.
+        is_fit = is_ref if fit_on == "reference" else np.ones(Xk.shape[0], dtype=bool)
+        n_fit = int(is_fit.sum())
 
-    X = binarized_csr(adata, path)
-    keep = nonempty_cells(X, path)
-    Xk = X[keep]
-    dom = domains(adata, path)
-    if dom is None:
-        log.info("no obs['domain']: fitting LSI on all cells")
-        is_ref = np.ones(Xk.shape[0], dtype=bool)
-    else:
-        is_ref = dom[keep] == "reference"
-        if not is_ref.any():
-            raise InputError("no reference cell with an accessible peak (obs['domain'] == 'reference')", path)
-    # The cells the IDF, the SVD, the depth test and the z-score statistics are taken from:
-    # the reference cells, or (fit_on='all') every cell, reference and query, without labels.
-    is_fit = is_ref if fit_on == "reference" else np.ones(Xk.shape[0], dtype=bool)
-    n_fit = int(is_fit.sum())
+        peaks = None
+        if min_peak_frac > 0:
+            frac = np.asarray(Xk[is_fit].sum(axis=0)).ravel() / n_fit
+            peaks = np.flatnonzero(frac >= min_peak_frac)
+        n_sel = Xk.shape[1] if peaks is None else len(peaks)
+        k = min(n_components, min(n_fit, n_sel) - 1)
+        if k < 1:
+            raise InputError(f"too few fit cells/peaks ({n_fit} x {n_sel}) for an SVD", path)
+        if k < n_components:
+            log.warning("n_components %d reduced to %d (fit on %d cells x %d peaks)", n_components, k, n_fit, n_sel)
 
-    peaks = None
-    if min_peak_frac > 0:
-        frac = np.asarray(Xk[is_fit].sum(axis=0)).ravel() / n_fit
-        peaks = np.flatnonzero(frac >= min_peak_frac)
-    n_sel = Xk.shape[1] if peaks is None else len(peaks)
-    k = min(n_components, min(n_fit, n_sel) - 1)
-    if k < 1:
-        raise InputError(f"too few fit cells/peaks ({n_fit} x {n_sel}) for an SVD", path)
-    if k < n_components:
-        log.warning("n_components %d reduced to %d (fit on %d cells x %d peaks)", n_components, k, n_fit, n_sel)
+        log_depth = np.log10(np.diff(Xk.indptr).astype(np.float64))
 
-    log_depth = np.log10(np.diff(Xk.indptr).astype(np.float64))
+        def depth_kept(scores):
+            c = np.array([_corr(scores[is_fit, j], log_depth[is_fit]) for j in range(scores.shape[1])])
+            return c, np.abs(c) <= depth_corr_cutoff
 
-    def depth_kept(scores):
-        c = np.array([_corr(scores[is_fit, j], log_depth[is_fit]) for j in range(scores.shape[1])])
-        return c, np.abs(c) <= depth_corr_cutoff
-
-    Vt, idf, S, scores, Tr = _fit(Xk, is_fit, peaks, k, tfidf_variant, seed, n_iter)
-    if var_peaks > 0:
-        _, kept0 = depth_kept(scores)
-        first = scores[:, kept0] if kept0.any() else scores
-        first = first / np.maximum(np.linalg.norm(first, axis=1, keepdims=True), 1e-12)
-        sub = Xk if peaks is None else Xk[:, peaks]
-        sel = _variable_peaks(sub, is_fit, first, var_clusters, var_peaks, seed)
-        peaks = sel if peaks is None else peaks[sel]
-        k = min(k, len(peaks) - 1)
         Vt, idf, S, scores, Tr = _fit(Xk, is_fit, peaks, k, tfidf_variant, seed, n_iter)
+        if var_peaks > 0:
+            _, kept0 = depth_kept(scores)
+            first = scores[:, kept0] if kept0.any() else scores
+            first = first / np.maximum(np.linalg.norm(first, axis=1, keepdims=True), 1e-12)
+            sub = Xk if peaks is None else Xk[:, peaks]
+            sel = _variable_peaks(sub, is_fit, first, var_clusters, var_peaks, seed)
+            peaks = sel if peaks is None else peaks[sel]
+            k = min(k, len(peaks) - 1)
+            Vt, idf, S, scores, Tr = _fit(Xk, is_fit, peaks, k, tfidf_variant, seed, n_iter)
 
-    corr, kept = depth_kept(scores)
-    if not kept.any():
-        raise InputError(
-            f"every LSI component correlates with depth beyond {depth_corr_cutoff}; raise --depth-corr-cutoff",
-            path)
-    fit_scores = scores[is_fit]
-    mean = fit_scores.mean(axis=0)
-    sd = fit_scores.std(axis=0)
-    sd[sd == 0] = 1
-    emb = scores[:, kept]
-    if normalize == "zscore":
-        emb = (emb - mean[kept]) / sd[kept]
-    elif normalize == "l2":
-        norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        emb = emb / np.where(norms > 0, norms, 1)
-    total_var = _sum_squares(Tr.data) - n_fit * float(np.square(np.asarray(Tr.mean(axis=0), dtype=np.float64)).sum())
-    explained = (np.var(fit_scores, axis=0) * n_fit / total_var) if total_var > 0 else np.zeros(k)
+        corr, kept = depth_kept(scores)
+        if not kept.any():
+            raise InputError(
+                f"every LSI component correlates with depth beyond {depth_corr_cutoff}; raise --depth-corr-cutoff",
+                path)
+        fit_scores = scores[is_fit]
+        mean = fit_scores.mean(axis=0)
+        sd = fit_scores.std(axis=0)
+        sd[sd == 0] = 1
+        emb = scores[:, kept]
+        if normalize == "zscore":
+            emb = (emb - mean[kept]) / sd[kept]
+        elif normalize == "l2":
+            norms = np.linalg.norm(emb, axis=1, keepdims=True)
+            emb = emb / np.where(norms > 0, norms, 1)
+        total_var = _sum_squares(Tr.data) - n_fit * float(np.square(np.asarray(Tr.mean(axis=0), dtype=np.float64)).sum())
+        explained = (np.var(fit_scores, axis=0) * n_fit / total_var) if total_var > 0 else np.zeros(k)
 
-    dropped = [int(j + 1) for j in np.flatnonzero(~kept)]
-    if dropped:
-        log.info("LSI: dropped depth-correlated component(s) %s (|r| > %.2f)", dropped, depth_corr_cutoff)
-    summary = dict(
-        settings,
-        n_components_computed=int(k),
-        dims=int(emb.shape[1]),
-        dropped_components=dropped,
-        depth_correlation=[round(float(c), 4) for c in corr],
-        explained_variance_ratio=[round(float(e), 6) for e in explained],
-        n_cells=int(Xk.shape[0]),
-        n_reference_cells=int(is_ref.sum()),
-        n_query_cells=int((~is_ref).sum()),
-        n_fit_cells=n_fit,
-        n_peaks=int(Xk.shape[1]),
-        n_peaks_used=int(n_sel if var_peaks == 0 else len(peaks)),
-        n_dropped_cells=int((~keep).sum()),
-        dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
-        fitted_on=("reference" if fit_on == "reference" else "reference + query") if dom is not None else "all cells",
-        seconds=round(time.time() - t0, 2),
-    )
-    cells = cell_embeddings_adata(adata, keep, emb, summary)
-    if outdir is not None:
-        curve = pd.DataFrame({
-            "component": np.arange(1, k + 1),
-            "singular_value": S.astype(float),
-            "explained_variance_ratio": explained,
-            "depth_correlation": corr,
-            "kept": kept,
-        })
-        # Loadings and IDF over all peaks (zero for peaks not selected), so the shapes do not
-        # depend on the peak selection.
-        full_Vt = np.zeros((k, Xk.shape[1]), dtype=np.float32)
-        full_idf = np.zeros(Xk.shape[1], dtype=np.float32)
-        cols = slice(None) if peaks is None else peaks
-        full_Vt[:, cols] = Vt
-        full_idf[cols] = idf
-        tensors = {"loadings": full_Vt, "idf": full_idf, "kept": kept.astype(np.uint8),
-                   "mean": mean.astype(np.float32), "sd": sd.astype(np.float32)}
-        write_results(outdir, cells, summary, tensors, curve, _plot_components)
-    return cells, summary
+        dropped = [int(j + 1) for j in np.flatnonzero(~kept)]
+        if dropped:
+            log.info("LSI: dropped depth-correlated component(s) %s (|r| > %.2f)", dropped, depth_corr_cutoff)
+        summary = dict(
+            settings,
+            n_components_computed=int(k),
+            dims=int(emb.shape[1]),
+            dropped_components=dropped,
+            depth_correlation=[round(float(c), 4) for c in corr],
+            explained_variance_ratio=[round(float(e), 6) for e in explained],
+            n_cells=int(Xk.shape[0]),
+            n_reference_cells=int(is_ref.sum()),
+            n_query_cells=int((~is_ref).sum()),
+            n_fit_cells=n_fit,
+            n_peaks=int(Xk.shape[1]),
+            n_peaks_used=int(n_sel if var_peaks == 0 else len(peaks)),
+            n_dropped_cells=int((~keep).sum()),
+            dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
+            fitted_on=("reference" if fit_on == "reference" else "reference + query") if dom is not None else "all cells",
+            seconds=round(time.time() - t0, 2),
+        )
+        cells = cell_embeddings_adata(adata, keep, emb, summary)
+        if work is not None:
+            curve = pd.DataFrame({
+                "component": np.arange(1, k + 1),
+                "singular_value": S.astype(float),
+                "explained_variance_ratio": explained,
+                "depth_correlation": corr,
+                "kept": kept,
+            })
+            # Loadings and IDF over all peaks (zero for peaks not selected), so the shapes do not
+            # depend on the peak selection.
+            full_Vt = np.zeros((k, Xk.shape[1]), dtype=np.float32)
+            full_idf = np.zeros(Xk.shape[1], dtype=np.float32)
+            cols = slice(None) if peaks is None else peaks
+            full_Vt[:, cols] = Vt
+            full_idf[cols] = idf
+            tensors = {"loadings": full_Vt, "idf": full_idf, "kept": kept.astype(np.uint8),
+                       "mean": mean.astype(np.float32), "sd": sd.astype(np.float32)}
+            write_results(work, cells, summary, tensors, curve, _plot_components)
+        return cells, summary
 
 
 def _corr(a: np.ndarray, b: np.ndarray) -> float:

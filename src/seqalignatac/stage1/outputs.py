@@ -10,16 +10,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
 
-from ..atomic import atomic_path, write_h5ad, write_json, write_text
+from ..atomic import atomic_path, publish_dir, staging_path, write_bytes, write_h5ad, write_json, write_text
 from ..errors import InputError
 from . import EMBEDDING_KEY, SIGNAL_KEY
 
@@ -34,36 +35,62 @@ RESULT_FILES = (
 )
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"  # fingerprint of the run that owns the folder
+OWNED = (*RESULT_FILES, CHECKPOINT_DIR, RUN_FILE)  # everything stage 1 writes into its folder
 
 
-def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], resume: bool) -> Path:
-    """Create ``outdir`` or check that it belongs to this run.
+@contextlib.contextmanager
+def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, Any], resume: bool,
+                  overwrite: bool = False) -> Iterator[Path | None]:
+    """The folder stage 1 writes into while it runs (None without ``outdir``).
 
-    Without ``resume`` the folder must hold no stage-1 files.  With ``resume`` it must hold
-    nothing or files of a run with the same fingerprint (inputs and settings).
+    It is a staging folder beside ``outdir``, swapped in when training ends, so ``outdir`` never
+    holds new weights next to old embeddings.  Checkpoints live in it: a killed or failed run
+    keeps it, and ``--resume`` continues from there.
+    """
+    if outdir is None:
+        yield None
+        return
+    leftover = staging_path(outdir) / CHECKPOINT_DIR
+    if not resume and not overwrite and leftover.is_dir():
+        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; pass --resume to "
+                         "continue it, or delete that folder to start over", outdir)
+    with publish_dir(outdir, owned=OWNED, resume=resume, keep_if=CHECKPOINT_DIR) as work:
+        prepare_outdir(work, fingerprint, resume, published=None if overwrite else outdir)
+        yield work
+
+
+def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], resume: bool,
+                   published: str | os.PathLike | None = None) -> Path:
+    """Create ``outdir`` (the working folder) or check that it belongs to this run.
+
+    Without ``resume`` the folder, and ``published`` (the results folder it will replace), must
+    hold no stage-1 files.  With ``resume`` the folder must hold nothing or files of a run with
+    the same fingerprint (inputs and settings).
     """
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError("output path exists and is not a folder; choose another --outdir", out)
     out.mkdir(parents=True, exist_ok=True)
-    existing = [f for f in (*RESULT_FILES, CHECKPOINT_DIR, RUN_FILE) if (out / f).exists()]
+    shown = Path(published) if published is not None else out
+    folders = [out] if resume or published is None else [out, Path(published)]
+    existing = sorted({f for d in folders for f in OWNED if (d / f).exists()})
     run_file = out / RUN_FILE
     if existing and not resume:
         raise InputError(
             f"output folder already holds files of another run ({', '.join(existing)}); choose a new --outdir, "
-            "delete them, or pass --resume to continue the same run", out)
+            "delete them, or pass --resume to continue the same run", shown)
     if existing and resume:
         if not run_file.exists():
             raise InputError(
                 f"output folder holds stage-1 files ({', '.join(existing)}) but no {RUN_FILE}; "
-                "it was not written by a resumable run: choose a new --outdir", out)
+                "it was not written by a resumable run: choose a new --outdir", shown)
         old = json.loads(run_file.read_text())
         fp = _jsonable(fingerprint)
         diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
         if diff:
             raise InputError(
                 f"--resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
-                "use the same inputs and options, or a new --outdir", out)
+                "use the same inputs and options, or a new --outdir", shown)
     write_json(run_file, _jsonable(fingerprint))
     return out
 
@@ -132,10 +159,9 @@ def write_results(
 
 
 def save_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:
-    from safetensors.numpy import save_file
+    from safetensors.numpy import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp), metadata=dict(metadata))
+    write_bytes(path, save({k: np.ascontiguousarray(v) for k, v in tensors.items()}, metadata=dict(metadata)))
 
 
 def new_figure(ncols: int, width: float = 4.2, height: float = 3.2):

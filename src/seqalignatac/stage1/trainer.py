@@ -22,12 +22,13 @@ import torch
 
 from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
 from ..errors import InputError
+from ..progress import progress_enabled
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
 from .model import CellHead, PeakEncoder, output_step
 from .options import BETA, CHECKPOINT_MINUTES, TRAIN_RANGES
-from .outputs import cell_embeddings_adata, new_figure, prepare_outdir, save_figure, write_results
+from .outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
 
 log = logging.getLogger(__name__)
 
@@ -84,11 +85,12 @@ def train(
     resume: bool = False,
     checkpoint_minutes: float = 10.0,
     checkpoint_steps: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     path: str | os.PathLike | None = None,
     callback: Callable[[int], None] | None = None,
     free_input: bool = False,
     missing_embeddings: str = "error",
+    overwrite: bool = False,
     **overrides: Any,
 ) -> tuple[Any, dict]:
     """Train stage 1 on all cells of ``adata`` and return ``(cell_embeddings, summary)``.
@@ -103,7 +105,8 @@ def train(
     to None once it has been indexed (the CLI does this: at atlas scale the matrix is the
     largest object and the trainer keeps its own peaks x cells index).
     ``missing_embeddings="drop"`` trains on the peaks that have an embedding (peaks without
-    sequence are counted in the summary) instead of stopping with an error.
+    sequence are counted in the summary) instead of stopping with an error.  ``overwrite=True``
+    replaces the results of another run in ``outdir`` (the runner's re-run) instead of refusing.
     """
     t_start = time.time()
     cfg = replace(config or TrainConfig(), **overrides)
@@ -136,144 +139,143 @@ def train(
     fingerprint = dict(asdict(cfg), input=os.path.abspath(path) if path else "",
                        embeddings=os.path.abspath(emb_info["embedding_path"]) if "embedding_path" in emb_info else "",
                        n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
-    if outdir is not None:
-        prepare_outdir(outdir, fingerprint, resume)
+    # Outputs and checkpoints go to a staging folder, published as a unit when training ends.
+    with stage1_folder(outdir, fingerprint, resume, overwrite) as work:
+        # Held-out peaks (early stopping, reported AUROC/AUPRC): a seeded random split.
+        rng = np.random.default_rng(cfg.seed)
+        order = rng.permutation(n_peaks)
+        n_hold = min(n_peaks - 1, max(1, int(round(cfg.holdout_fraction * n_peaks))))
+        hold_peaks, train_peaks = np.sort(order[:n_hold]), np.sort(order[n_hold:])
+        eval_cells = np.sort(rng.choice(n_cells, size=min(n_cells, cfg.eval_cells), replace=False))
+        per_peak = max(1, cfg.eval_entries // len(eval_cells))
+        eval_hold = np.sort(rng.choice(hold_peaks, size=min(len(hold_peaks), per_peak), replace=False))
+        eval_train = np.sort(rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)),
+                                        replace=False))
 
-    # Held-out peaks (early stopping, reported AUROC/AUPRC): a seeded random split.
-    rng = np.random.default_rng(cfg.seed)
-    order = rng.permutation(n_peaks)
-    n_hold = min(n_peaks - 1, max(1, int(round(cfg.holdout_fraction * n_peaks))))
-    hold_peaks, train_peaks = np.sort(order[:n_hold]), np.sort(order[n_hold:])
-    eval_cells = np.sort(rng.choice(n_cells, size=min(n_cells, cfg.eval_cells), replace=False))
-    per_peak = max(1, cfg.eval_entries // len(eval_cells))
-    eval_hold = np.sort(rng.choice(hold_peaks, size=min(len(hold_peaks), per_peak), replace=False))
-    eval_train = np.sort(rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)),
-                                    replace=False))
+        torch.manual_seed(cfg.seed)
+        g = torch.Generator().manual_seed(cfg.seed)
+        E_t = torch.from_numpy(E).to(dev)
+        model = PeakEncoder(E.shape[1], cfg.hidden, cfg.bottleneck, cfg.activation, cfg.dropout).to(dev)
+        Etr = E[train_peaks]
+        model.set_standardization(torch.from_numpy(Etr.mean(0)).to(dev), torch.from_numpy(Etr.std(0)).to(dev))
+        del Etr
+        head = CellHead(n_cells, cfg.bottleneck, dev, cfg.lr, cfg.betas, generator=g)
+        # Start each cell's bias at the logit of its accessible fraction: depth is absorbed from step 1.
+        frac = np.clip(depth / n_peaks, 1e-6, 1 - 1e-6)
+        head.b.copy_(torch.from_numpy(np.log(frac / (1 - frac)).astype(np.float32)))
+        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
 
-    torch.manual_seed(cfg.seed)
-    g = torch.Generator().manual_seed(cfg.seed)
-    E_t = torch.from_numpy(E).to(dev)
-    model = PeakEncoder(E.shape[1], cfg.hidden, cfg.bottleneck, cfg.activation, cfg.dropout).to(dev)
-    Etr = E[train_peaks]
-    model.set_standardization(torch.from_numpy(Etr.mean(0)).to(dev), torch.from_numpy(Etr.std(0)).to(dev))
-    del Etr
-    head = CellHead(n_cells, cfg.bottleneck, dev, cfg.lr, cfg.betas, generator=g)
-    # Start each cell's bias at the logit of its accessible fraction: depth is absorbed from step 1.
-    frac = np.clip(depth / n_peaks, 1e-6, 1 - 1e-6)
-    head.b.copy_(torch.from_numpy(np.log(frac / (1 - frac)).astype(np.float32)))
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+        max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
+        block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
+        batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, train_peaks, cfg.batch_size, block, dev,
+                                  cfg.max_steps_per_epoch)
+        del acc
+        log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
+                 n_peaks, n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
 
-    max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
-    block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
-    batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, train_peaks, cfg.batch_size, block, dev,
-                              cfg.max_steps_per_epoch)
-    del acc
-    log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
-             n_peaks, n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
+        st = _State()
+        if resume and work is not None:
+            ck = load_checkpoint(work)
+            if ck is not None:
+                st = _restore(ck, model, opt, head, dev)
+                log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
+        last_ck = time.time()
+        global_step = st.global_step
 
-    st = _State()
-    if resume and outdir is not None:
-        ck = load_checkpoint(outdir)
-        if ck is not None:
-            st = _restore(ck, model, opt, head, dev)
-            log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
-    last_ck = time.time()
-    global_step = st.global_step
+        def checkpoint() -> None:
+            nonlocal last_ck
+            if work is not None:
+                save_checkpoint(work, _snapshot(st, model, opt, head))
+                last_ck = time.time()
 
-    def checkpoint() -> None:
-        nonlocal last_ck
-        if outdir is not None:
-            save_checkpoint(outdir, _snapshot(st, model, opt, head))
-            last_ck = time.time()
+        while not st.finished:
+            epoch = st.epoch
+            plan = batches.plan(cfg.seed, epoch)
+            if st.step_losses is None or st.step == 0:
+                st.step_losses = torch.zeros(len(plan), dtype=torch.float64, device=dev)
+            st.step_losses = st.step_losses.to(dev)
+            model.train()
+            t_epoch = time.time()
+            bar = _bar(len(plan), st.step, f"epoch {epoch + 1}", progress)
+            for k in range(st.step, len(plan)):
+                peaks, cells, rows, cols = batches.step(plan, k)
+                H = model(E_t[peaks])
+                Zb, bb = head.rows(cells)
+                with torch.no_grad():
+                    loss, gH, gZ, gb = output_step(H.detach(), Zb, bb, rows, cols)
+                opt.zero_grad(set_to_none=True)
+                H.backward(gH)
+                opt.step()
+                head.step(cells, gZ, gb)
+                st.step_losses[k] = loss  # summed at the epoch end, in step order (no sync here)
+                st.step, global_step = k + 1, global_step + 1
+                st.global_step = global_step
+                bar.update(1)
+                if callback is not None:
+                    callback(global_step)
+                if (checkpoint_steps and global_step % checkpoint_steps == 0) or (
+                        checkpoint_minutes and time.time() - last_ck > 60 * checkpoint_minutes):
+                    st.epoch_seconds += time.time() - t_epoch
+                    t_epoch = time.time()
+                    checkpoint()
+            bar.close()
+            st.epoch_seconds += time.time() - t_epoch
 
-    while not st.finished:
-        epoch = st.epoch
-        plan = batches.plan(cfg.seed, epoch)
-        if st.step_losses is None or st.step == 0:
-            st.step_losses = torch.zeros(len(plan), dtype=torch.float64, device=dev)
-        st.step_losses = st.step_losses.to(dev)
-        model.train()
-        t_epoch = time.time()
-        bar = _bar(len(plan), st.step, f"epoch {epoch + 1}", progress)
-        for k in range(st.step, len(plan)):
-            peaks, cells, rows, cols = batches.step(plan, k)
-            H = model(E_t[peaks])
-            Zb, bb = head.rows(cells)
-            with torch.no_grad():
-                loss, gH, gZ, gb = output_step(H.detach(), Zb, bb, rows, cols)
-            opt.zero_grad(set_to_none=True)
-            H.backward(gH)
-            opt.step()
-            head.step(cells, gZ, gb)
-            st.step_losses[k] = loss  # summed at the epoch end, in step order (no sync here)
-            st.step, global_step = k + 1, global_step + 1
-            st.global_step = global_step
-            bar.update(1)
-            if callback is not None:
-                callback(global_step)
-            if (checkpoint_steps and global_step % checkpoint_steps == 0) or (
-                    checkpoint_minutes and time.time() - last_ck > 60 * checkpoint_minutes):
-                st.epoch_seconds += time.time() - t_epoch
-                t_epoch = time.time()
-                checkpoint()
-        bar.close()
-        st.epoch_seconds += time.time() - t_epoch
+            hold = evaluate(model, head, E_t, batches, eval_hold, eval_cells, dev)
+            trn = evaluate(model, head, E_t, batches, eval_train, eval_cells, dev)
+            row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, len(plan)), train_auroc=trn["auroc"],
+                       train_auprc=trn["auprc"], heldout_loss=hold["loss"], heldout_auroc=hold["auroc"],
+                       heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
+            st.history.append(row)
+            log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
+                     row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
+            score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
+            if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
+                st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
+                st.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+                st.best_Z, st.best_b = head.Z.detach().cpu().clone(), head.b.detach().cpu().clone()
+            else:
+                st.bad_epochs += 1
+            st.epoch, st.step, st.step_losses, st.epoch_seconds = epoch + 1, 0, None, 0.0
+            st.stopped_early = st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs
+            st.finished = st.epoch >= cfg.epochs or st.stopped_early
+            checkpoint()
 
-        hold = evaluate(model, head, E_t, batches, eval_hold, eval_cells, dev)
-        trn = evaluate(model, head, E_t, batches, eval_train, eval_cells, dev)
-        row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, len(plan)), train_auroc=trn["auroc"],
-                   train_auprc=trn["auprc"], heldout_loss=hold["loss"], heldout_auroc=hold["auroc"],
-                   heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
-        st.history.append(row)
-        log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
-                 row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
-        score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
-        if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
-            st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
-            st.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-            st.best_Z, st.best_b = head.Z.detach().cpu().clone(), head.b.detach().cpu().clone()
-        else:
-            st.bad_epochs += 1
-        st.epoch, st.step, st.step_losses, st.epoch_seconds = epoch + 1, 0, None, 0.0
-        st.stopped_early = st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs
-        st.finished = st.epoch >= cfg.epochs or st.stopped_early
-        checkpoint()
-
-    # The written embeddings are those of the best epoch.
-    model.load_state_dict(st.best_model)
-    Z = st.best_Z.numpy()
-    best = st.history[st.best_epoch - 1]
-    dom = domains(adata, path)
-    summary = dict(
-        method="nt",
-        dims=int(cfg.bottleneck),
-        train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
-        heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
-        best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
-        seed=cfg.seed, device=dev.type,
-        n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(train_peaks), n_heldout_peaks=n_hold,
-        n_reference_cells=int((dom[keep] == "reference").sum()) if dom is not None else None,
-        n_query_cells=int((dom[keep] == "query").sum()) if dom is not None else None,
-        n_dropped_cells=int((~keep).sum()),
-        dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
-        nnz=int(batches.indices.numel()), density=round(float(batches.indices.numel()) / (n_peaks * n_cells), 6),
-        steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps, cell_block_size=block, n_cell_blocks=batches.n_blocks,
-        metric_entries=dict(heldout=int(len(eval_hold) * len(eval_cells)), train=int(len(eval_train) * len(eval_cells)),
-                            exact=bool(len(eval_cells) == n_cells and len(eval_hold) == n_hold)),
-        seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
-        seconds=round(time.time() - t_start, 2),
-        config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-        **emb_info,
-        n_peaks_without_embedding=n_without,
-    )
-    cells = cell_embeddings_adata(adata, keep, Z, summary)
-    if outdir is not None:
-        tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
-        tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=hold_peaks.astype(np.int64))
-        curve = pd.DataFrame(st.history)
-        curve["best"] = curve["epoch"] == st.best_epoch  # the epoch whose weights were written
-        write_results(outdir, cells, summary, tensors, curve, _plot_curve)
-    return cells, summary
+        # The written embeddings are those of the best epoch.
+        model.load_state_dict(st.best_model)
+        Z = st.best_Z.numpy()
+        best = st.history[st.best_epoch - 1]
+        dom = domains(adata, path)
+        summary = dict(
+            method="nt",
+            dims=int(cfg.bottleneck),
+            train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
+            heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
+            best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
+            seed=cfg.seed, device=dev.type,
+            n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(train_peaks), n_heldout_peaks=n_hold,
+            n_reference_cells=int((dom[keep] == "reference").sum()) if dom is not None else None,
+            n_query_cells=int((dom[keep] == "query").sum()) if dom is not None else None,
+            n_dropped_cells=int((~keep).sum()),
+            dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
+            nnz=int(batches.indices.numel()), density=round(float(batches.indices.numel()) / (n_peaks * n_cells), 6),
+            steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps, cell_block_size=block, n_cell_blocks=batches.n_blocks,
+            metric_entries=dict(heldout=int(len(eval_hold) * len(eval_cells)), train=int(len(eval_train) * len(eval_cells)),
+                                exact=bool(len(eval_cells) == n_cells and len(eval_hold) == n_hold)),
+            seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
+            seconds=round(time.time() - t_start, 2),
+            config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+            **emb_info,
+            n_peaks_without_embedding=n_without,
+        )
+        cells = cell_embeddings_adata(adata, keep, Z, summary)
+        if work is not None:
+            tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
+            tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=hold_peaks.astype(np.int64))
+            curve = pd.DataFrame(st.history)
+            curve["best"] = curve["epoch"] == st.best_epoch  # the epoch whose weights were written
+            write_results(work, cells, summary, tensors, curve, _plot_curve)
+        return cells, summary
 
 
 @torch.no_grad()
@@ -357,10 +359,10 @@ def _restore(ck: dict[str, Any], model, opt, head: CellHead, dev: torch.device) 
     return st
 
 
-def _bar(total: int, initial: int, desc: str, enabled: bool):
+def _bar(total: int, initial: int, desc: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not enabled,
+    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not progress_enabled(enabled),
                 file=sys.stderr, mininterval=1.0)
 
 

@@ -262,7 +262,7 @@ def annotate_full(
     device: str = "auto",
     seed: int = 0,
     threads: int | None = None,
-    progress: bool = True,
+    progress: bool | None = None,
     source: str | None = None,
 ) -> Stage2Result:
     """Annotate the query cells of ``cells``; see :func:`annotate` for the return layout."""

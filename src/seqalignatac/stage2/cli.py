@@ -91,7 +91,7 @@ _D = GDAConfig()
               help="Tail fraction of the fitted inlier smoothed scores that --unknown-smooth rejects.")
 @click.option("--calibration-fraction", default=0.1, show_default=True, type=ANNOTATE_RANGES["calibration_fraction"],
               help="Reference cells per class held out of training to calibrate the Unknown threshold.")
-@click.option("--quiet-progress", is_flag=True, help="No progress bar.")
+@click.option("--quiet-progress", is_flag=True, help="No progress bar (default: only when stderr is a terminal).")
 def annotate_command(cells, outdir, method, embedding_key, label_key, device, seed, threads, k, target_depth,
                      source_depth, head_depth, alpha, epochs, lr, weight_decay, hidden, dropout, class_weight,
                      label_smoothing, logit_adjust, im_weight, im_diversity,
@@ -117,7 +117,7 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
                         unknown_quantile=unknown_quantile, unknown_k=unknown_k, unknown_smooth=unknown_smooth,
                         unknown_smooth_quantile=unknown_smooth_quantile, calibration_fraction=calibration_fraction,
                         knn_k=knn_k,
-                        device=device, seed=seed, threads=threads, progress=not quiet_progress, source=cells)
+                        device=device, seed=seed, threads=threads, progress=False if quiet_progress else None, source=cells)
     summary = write_outputs(res, outdir, label_key)
     msg = f"{summary['n_query']} query cells annotated ({method}); unknown rate {summary['unknown_rate']:.3f}"
     if summary["n_query_no_signal"]:

@@ -10,9 +10,15 @@ from typing import Any
 
 import pandas as pd
 
-from ..atomic import atomic_path, write_csv, write_h5ad, write_json
+from ..atomic import publish_dir, write_bytes, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
 from ..metrics import UNKNOWN, evaluate, summary_dict
+from ..tables import restore_formulas
+
+METRICS_OUTPUTS = ("metrics.json", "per_class.csv", "confusion_matrix.csv")
+# Every file annotate may write: one absent from a new run (no truth labels: no metrics) is dropped.
+ANNOTATE_OUTPUTS = ("predictions.csv", "query_annotated.h5ad", *METRICS_OUTPUTS, "model.safetensors",
+                    "training_curve.tsv", "annotate_summary.json")
 
 
 def read_cells(path: str | os.PathLike):
@@ -64,10 +70,9 @@ def query_truth(query, label_key: str) -> pd.Series | None:
 
 
 def write_model(path: Path, state: dict, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp), metadata=metadata)
+    write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata))
 
 
 def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
@@ -103,7 +108,7 @@ def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     p = require_file(path, "predictions CSV")
     try:
-        df = pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str})
+        df = restore_formulas(pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str}))
     except Exception as e:
         raise InputError(f"cannot read as CSV ({type(e).__name__}: {e})", p) from None
     for col in ("cell_id", "predicted_label"):
@@ -126,10 +131,9 @@ def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | o
         warnings.warn(f"{int((~common).sum())} predicted cells have no known label and are not scored", stacklevel=2)
     pred = pred[common].reset_index(drop=True)
     y = lab.loc[pred["cell_id"]].reset_index(drop=True)
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
-    return write_metrics(out, y, pred, {"n_predictions_without_truth": int((~common).sum())},
-                         reference_classes=reference_classes_of(predictions, pred))
+    with publish_dir(outdir, owned=METRICS_OUTPUTS) as stage:
+        return write_metrics(stage, y, pred, {"n_predictions_without_truth": int((~common).sum())},
+                             reference_classes=reference_classes_of(predictions, pred))
 
 
 def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.DataFrame) -> list[str]:
@@ -152,8 +156,11 @@ def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.Da
 
 def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str, Any]:
     """predictions.csv, query_annotated.h5ad, metrics (when labels), model, summary."""
-    out = Path(outdir)
-    out.mkdir(parents=True, exist_ok=True)
+    with publish_dir(outdir, owned=ANNOTATE_OUTPUTS) as stage:  # all-new or all-old, never a mix
+        return _write_annotate_files(result, stage, label_key)
+
+
+def _write_annotate_files(result, out: Path, label_key: str) -> dict[str, Any]:
     summary = dict(result.summary)
     write_csv(result.predictions, out / "predictions.csv", index=False)
     write_h5ad(result.query, out / "query_annotated.h5ad")

@@ -12,6 +12,7 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
+from ..progress import progress_enabled
 
 from .model import A2GNN, Graph, grl_rate
 
@@ -164,7 +165,7 @@ def train_gda(
     *,
     device: torch.device,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     query_knn_proba: np.ndarray | None = None,
 ) -> TrainResult:
     """Train on the reference cells in ``train_mask``; return class probabilities for all cells.
@@ -205,7 +206,7 @@ def _train_one(
     *,
     device: torch.device,
     seed: int = 0,
-    progress: bool = True,
+    progress: bool | None = None,
     query_knn_proba: np.ndarray | None = None,
 ) -> TrainResult:
     """One seeded A2GNN model; ``counts`` = training reference cells per class."""
@@ -239,7 +240,7 @@ def _train_one(
     opt = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     curve: list[dict] = []
     total = config.epochs + max(0, config.self_train_epochs)
-    bar = tqdm(range(total), desc="stage 2 (GDA)", disable=not progress, leave=False)
+    bar = tqdm(range(total), desc="stage 2 (GDA)", disable=not progress_enabled(progress), leave=False)
     pseudo: torch.Tensor | None = None
     for epoch in bar:
         if epoch == config.epochs and config.self_train_epochs > 0:
