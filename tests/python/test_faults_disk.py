@@ -9,6 +9,8 @@ and the embedding cache valid so that a rerun succeeds.  Real faults come from s
 from __future__ import annotations
 
 import errno
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -254,3 +256,30 @@ def test_h5ad_writer_matches_anndata(sim, tmp_path):
     backed = ad.read_h5ad(tmp_path / "ours.h5ad", backed="r")
     assert backed.raw is None and backed.shape == theirs.shape
     backed.file.close()
+
+
+GUARD_SCRIPT = """
+import sys, h5py, numpy as np
+from seqalignatac.hdf5_io import write_hdf5
+ids = np.array([f"p{i}" for i in range(3000)], dtype=object)
+rows = np.random.default_rng(0).random((3000, 64), dtype=np.float32)
+def fill(f):
+    f.create_dataset("ids", data=ids, dtype=h5py.string_dtype("utf-8"))
+    f.create_dataset("embeddings", data=rows, chunks=(1000, 64))
+try:
+    write_hdf5(sys.argv[1], fill, reserve=0)  # no reservation: the guard alone
+except OSError as e:
+    print("OSError", e.errno, e.filename)
+"""
+
+
+@pytest.mark.parametrize("leave", [0, 100_000, 500_000])
+def test_hdf5_guard_alone_turns_a_mid_write_fault_into_an_oserror(tmp_path, leave):
+    """Should a reservation ever be too small, HDF5 still never sees the failed write (no segfault)."""
+    disk = mount_tmpfs(tmp_path / "disk", "1m")
+    try:
+        fill_up(disk, leave_bytes=leave)
+        res = subprocess.run([sys.executable, "-c", GUARD_SCRIPT, str(disk / "x.h5")], capture_output=True, text=True)
+        assert res.returncode == 0 and res.stdout.strip() == f"OSError {errno.ENOSPC} {disk / 'x.h5'}", res
+    finally:
+        unmount(disk)
