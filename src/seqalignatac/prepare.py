@@ -13,7 +13,6 @@ import json
 import logging
 import math
 import os
-from pathlib import Path
 
 import click
 import numpy as np

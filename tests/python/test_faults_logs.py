@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import anndata as ad
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
