@@ -124,6 +124,24 @@ def test_resume_takes_every_task_from_the_cache(test_profile_run):
 
 
 @pytest.mark.pipeline
+def test_test_nt_profile_embeds_with_the_nucleotide_transformer(tmp_path):
+    """-profile test_nt: NTTINY builds a tiny random NT that EMBED really runs (random weights, so
+    only the route is checked, not the labels)."""
+    import h5py
+
+    r = nextflow(["run", str(ROOT), "-profile", "test_nt", "--outdir", "results", "--trace_report_suffix", "nt"],
+                 tmp_path)
+    log = r.stdout + r.stderr
+    assert r.returncode == 0 and "ERROR" not in log, log[-3000:]
+    tasks = trace(tmp_path / "results", "nt")
+    assert all(t["status"] == "COMPLETED" for t in tasks), [(t["name"], t["status"]) for t in tasks]
+    assert sum("SEQALIGNATAC_NTTINY" in t["name"] for t in tasks) == 1
+    with h5py.File(tmp_path / "results" / "sim_labeled" / "embed" / "embeddings.h5") as store:
+        assert store.attrs["model"] == "nt_tiny" and store.attrs["merged_from"] == 2
+        assert store["embeddings"].shape[0] > 0
+
+
+@pytest.mark.pipeline
 def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
     """A pair whose label column does not exist stops the run with its name and the problem."""
     from seqalignatac.simulate import simulate
