@@ -71,7 +71,7 @@ def test_prepare_keeps_and_counts_the_silent_cells(run):
 def test_every_query_cell_has_a_prediction_row(run, method):
     d, query_ids = run
     pred = pd.read_csv(d / method / "predictions.csv", dtype={"unknown_reason": str}, keep_default_na=False)
-    assert list(pred["cell_id"]) == [f"query:{c}" for c in query_ids]  # every cell, in the user's order
+    assert list(pred["cell_id"]) == list(query_ids)  # every cell, by the user's barcode, in the user's order
     silent = pred.iloc[:N_SILENT]
     assert (silent["predicted_label"] == "Unknown").all() and (silent["unknown_reason"] == NO_SIGNAL).all()
     assert (silent["is_unknown"]).all() and (silent[["confidence", "best_label", "top1_label"]] == "").all().all()

@@ -3,6 +3,7 @@ as the README's first command (and a second run finds everything up to date)."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from click.testing import CliRunner
 
@@ -64,6 +66,23 @@ def test_demo_prints_the_report_path(tmp_path):
     report = tmp_path / "demo" / "results" / "demo" / "report" / "demo_report.html"
     assert f"Report: {report}" in res.output and report.is_file()
     assert (tmp_path / "demo" / "results" / "index.html").is_file()
+    # Predictions carry the user's own barcodes: `evaluate` scores them against the demo's query.h5ad.
+    import anndata as ad
+
+    annotate_dir = tmp_path / "demo" / "results" / "demo" / "annotate"
+    query = ad.read_h5ad(tmp_path / "demo" / "data" / "query.h5ad")
+    pred = pd.read_csv(annotate_dir / "predictions.csv", dtype={"cell_id": str})
+    assert list(pred["cell_id"]) == list(query.obs_names)
+    assert list(ad.read_h5ad(annotate_dir / "query_annotated.h5ad").obs_names) == list(query.obs_names)
+    ev = CliRunner().invoke(cli, ["evaluate", "--predictions", str(annotate_dir / "predictions.csv"),
+                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--label-key", "cell_type",
+                                  "--outdir", str(tmp_path / "eval")])
+    assert ev.exit_code == 0, ev.output
+    scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    expected = json.loads((annotate_dir / "metrics.json").read_text())
+    assert scored["n_predictions_without_truth"] == 0 and scored["n_cells"] == query.n_obs
+    for key in ("accuracy", "macro_f1", "accuracy_known"):
+        assert scored[key] == pytest.approx(expected[key]), key
     # Again in the same folder: the simulation is reused and every step is up to date.
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 0, again.output

@@ -116,6 +116,7 @@ def load_pair(
         raise InputError(f"predictions lack column(s) {sorted(missing)}; re-run `seqalignatac annotate`", pred_path)
     predictions["is_unknown"] = predictions["is_unknown"].astype(str).str.lower().isin(["true", "1"])
     predictions = predictions.set_index("cell_id")
+    predictions.index = _prepared_query_ids(obs, predictions.index)
 
     annotate_curve = None
     if (ann / "training_curve.tsv").is_file():
@@ -170,3 +171,16 @@ def _plain(v: Any) -> Any:
     if isinstance(v, np.ndarray):
         return v.tolist()
     return v
+
+
+def _prepared_query_ids(obs: pd.DataFrame, cell_ids: pd.Index) -> pd.Index:
+    """predictions.csv names query cells by the user's barcodes (``obs['original_id']``); the
+    prepared files by prepare's ids. Map to the latter (ids that are already prepared ones stay)."""
+    query = obs[obs["domain"].astype(str) == "query"]
+    if "original_id" not in query.columns:
+        return cell_ids
+    prepared = pd.Series(query.index.to_numpy(), index=query["original_id"].astype(str).to_numpy())
+    if not cell_ids.isin(prepared.index).all():
+        return cell_ids
+    return pd.Index(prepared.loc[cell_ids].to_numpy(), name=cell_ids.name)
+

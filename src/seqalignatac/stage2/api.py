@@ -372,6 +372,10 @@ def annotate_full(
     # Back to every query cell: those without signal get Unknown (no_signal) and no numbers.
     is_query_all = all_cells.obs["domain"].astype(str).to_numpy() == "query"
     query = all_cells[is_query_all].copy()
+    if "original_id" in query.obs.columns:
+        # The user's own barcodes (prepare prefixes ids only to keep reference and query apart), so
+        # predictions join back to the user's query file and `evaluate` scores against it.
+        query.obs_names = pd.Index(query.obs["original_id"].astype(str).to_numpy())
     sig = ~no_signal[is_query_all]
     predicted, best = _spread(predicted, sig, UNKNOWN), _spread(best, sig, "")
     conf, ent, q_proba = _spread(conf, sig, np.nan), _spread(ent, sig, np.nan), _spread(q_proba, sig, np.nan)
