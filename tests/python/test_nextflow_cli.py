@@ -10,6 +10,7 @@ texts to show that it catches each kind of mistake.
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import re
 import shlex
@@ -27,23 +28,6 @@ ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "modules" / "local"
 BIN = ROOT / "bin"
 MODULES_CONFIG = ROOT / "conf" / "modules.config"
-
-# Options of a step that the pipeline deliberately does not expose as parameters (reason given).
-NOT_EXPOSED: dict[str, dict[str, str]] = {
-    "simulate": {
-        "--peaks-per-cell": "test data only: the simulator's default depth is fine",
-        "--reference-fraction": "test data only",
-        "--edge-peaks": "test data only",
-        "--no-genome": "the pipeline always needs the genome",
-    },
-    "nt-tiny": {"--arch": "test model only; v2 is the architecture of the default NT"},
-    "annotate": {"--label-key": "prepare always writes the reference labels to obs['label'], the default"},
-    "train": {"--resume": "every Nextflow attempt starts in a fresh work folder; -resume does this job"},
-    "report": {
-        "--pair-dir": "shortcut for the one-machine layout; the module passes each folder",
-        "--index": "used by the INDEX module, not by REPORT",
-    },
-}
 
 
 # --------------------------------------------------------------------------- parsing helpers
@@ -311,30 +295,67 @@ def test_module_calls_match_the_cli(module: Path) -> None:
     assert not problems, "\n".join(problems)
 
 
-def test_every_step_option_is_exposed_or_excused() -> None:
-    """Every option of every step is set by its module, by a pipeline parameter, or excused above."""
-    config = MODULES_CONFIG.read_text()
-    used: dict[str, set[str]] = {}
-    commands: dict[str, click.Command] = {}
-    for module in seqalignatac_modules():
-        for call in calls_in_module(module.read_text(), module, ext_args_by_process(config)):
-            cmd = click_command_for(call)
-            key = call.subcommand or call.program
-            commands[key] = cmd
-            used.setdefault(key, set()).update(t.partition("=")[0] for t in call.tokens if t.startswith("--"))
-    missing = []
-    for key, cmd in commands.items():
-        for p in cmd.params:
-            if not isinstance(p, click.Option) or p.hidden or "--help" in p.opts:
-                continue
-            names = {*p.opts, *p.secondary_opts}
-            if names & used[key] or names & set(NOT_EXPOSED.get(key, {})):
-                continue
-            missing.append(f"{key} {p.opts[0]}")
-    assert not missing, (
-        "step options with no pipeline parameter (add a param + ext.args in conf/modules.config + "
-        "nextflow_schema.json, or list them in NOT_EXPOSED with the reason): " + ", ".join(missing)
-    )
+# The steps whose every option reaches the pipeline through one `--extra_<step>_args` string
+# (nf-core/rnaseq's convention), and the few core parameters that also name an option.
+EXTRA_ARGS = {"SEQALIGNATAC_PREPARE": "prepare", "SEQALIGNATAC_EXTRACT": "extract", "SEQALIGNATAC_EMBED": "embed",
+              "SEQALIGNATAC_TRAIN": "train", "SEQALIGNATAC_ANNOTATE": "annotate", "SEQALIGNATAC_REPORT": "report"}
+CORE_PARAMS = {"extract_width", "embed_cache_dir", "train_method", "annotate_method"}
+
+
+def _step_command(step: str) -> click.Command:
+    with click.Context(cli) as ctx:
+        cmd = cli.get_command(ctx, step)
+    assert cmd is not None, step
+    return cmd
+
+
+def _schema_params() -> set[str]:
+    schema = json.loads((ROOT / "nextflow_schema.json").read_text())
+    return {name for group in schema["$defs"].values() for name in group["properties"]}
+
+
+def test_every_step_takes_its_extra_args_and_no_option_is_mirrored() -> None:
+    """Each step module passes `params.extra_<step>_args` as it is, and the schema has no
+    parameter that mirrors one option of a step (beyond the few core ones)."""
+    config = strip_comments(MODULES_CONFIG.read_text())
+    params = _schema_params()
+    for process, step in EXTRA_ARGS.items():
+        m = re.search(rf"withName\s*:\s*'{process}'\s*\{{", config)
+        assert m, f"conf/modules.config has no withName: '{process}' block"
+        body = config[m.end() : matching_brace(config, m.end() - 1)]
+        assert f"params.extra_{step}_args" in body, f"{process}: ext.args does not pass --extra_{step}_args"
+        assert f"extra_{step}_args" in params, f"nextflow_schema.json lacks extra_{step}_args"
+        cmd = _step_command(step)
+        mirrored = {f"{step}_{p.opts[0].lstrip('-').replace('-', '_')}" for p in cmd.params
+                    if isinstance(p, click.Option)} & params
+        assert mirrored <= CORE_PARAMS, f"per-option parameters mirror `seqalignatac {step}`: {sorted(mirrored - CORE_PARAMS)}"
+
+
+def _extra_args_in_profiles() -> list[tuple[str, str, str]]:
+    found = []
+    for f in sorted((ROOT / "conf").glob("*.config")):
+        for step, value in re.findall(r"extra_(\w+)_args\s*=\s*'([^']*)'", strip_comments(f.read_text())):
+            found.append((f.name, step, value))
+    return found
+
+
+@pytest.mark.parametrize(("profile", "step", "value"), _extra_args_in_profiles())
+def test_profile_extra_args_are_valid_options(profile: str, step: str, value: str) -> None:
+    """The extra options a profile sets exist and parse (a typo would fail every task)."""
+    cmd = _step_command(step)
+    by_name = {o: p for p in cmd.params if isinstance(p, click.Option) for o in (*p.opts, *p.secondary_opts)}
+    tokens = value.split()
+    assert tokens, f"{profile}: empty extra_{step}_args"
+    i = 0
+    while i < len(tokens):
+        opt = tokens[i]
+        assert opt in by_name, f"{profile}: `seqalignatac {step}` has no option {opt}"
+        p = by_name[opt]
+        if p.is_flag:
+            i += 1
+            continue
+        p.type.convert(tokens[i + 1], p, None)  # raises on a bad value
+        i += 2
 
 
 def test_params_used_in_modules_config_exist() -> None:
