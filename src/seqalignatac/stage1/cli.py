@@ -28,14 +28,9 @@ def _widths(ctx, param, value: str) -> tuple[int, ...]:
 
 
 def read_accessibility(path: str):
-    import anndata as ad
+    from ..anndata_io import read_h5ad
 
-    require_file(path, "accessibility file")
-    try:
-        adata = ad.read_h5ad(path)
-    except Exception as e:  # h5py/anndata raise many types for a non-h5ad file
-        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass the accessibility.h5ad "
-                         "written by prepare", path) from None
+    adata = read_h5ad(path, "accessibility file", hint="pass the accessibility.h5ad written by prepare")
     check_prepared(adata, path)
     return adata
 
