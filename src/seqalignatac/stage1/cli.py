@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_types import DEVICE, SEED, THREADS
+from ..cli_types import DEVICE, SEED, THREADS, progress_option
 from ..errors import InputError, require_file
 from .data import check_prepared
 from .options import CHECKPOINT_MINUTES, LSI_RANGES, TRAIN_RANGES
@@ -81,7 +81,7 @@ def read_accessibility(path: str):
 @click.option("--missing-embeddings", type=click.Choice(["error", "drop"]), default="error",
               help="Peaks of the matrix without an embedding (e.g. on contigs absent from the FASTA): "
                    "stop with an error, or train on the others and count them.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: only when stderr is a terminal).")
+@progress_option()
 def train_command(accessibility, embeddings, outdir, method, device, seed, threads, hidden, bottleneck,
                   activation, dropout, epochs, patience, lr, batch_size, cell_block_size, max_step_entries,
                   max_steps_per_epoch, holdout_fraction, checkpoint_minutes, resume, lsi_components, lsi_normalize,
