@@ -20,10 +20,15 @@ import click
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path), help="Hugging Face cache to reuse across runs.")
 def main(model: str, outdir: Path, revision: str | None, cache_dir: Path | None) -> None:
     """Download MODEL's files into OUTDIR (a folder `seqalignatac embed --model` accepts)."""
-    from seqalignatac.embed.hub import fetch_model  # imported here so `--help` starts fast
+    from seqalignatac.cli import ShownError  # imported here so `--help` starts fast
+    from seqalignatac.embed.hub import fetch_model
+    from seqalignatac.errors import SeqAlignATACError
 
-    # The pipeline's parameters are the options a user changes when the download fails.
-    fetch_model(model, outdir, revision, cache_dir, model_option="--nt_model", revision_option="--nt_revision")
+    try:
+        # The pipeline's parameters are the options a user changes when the download fails.
+        fetch_model(model, outdir, revision, cache_dir, model_option="--nt_model", revision_option="--nt_revision")
+    except SeqAlignATACError as e:  # one line and exit status 2, like every seqalignatac command
+        raise ShownError(e) from None
     click.echo(f"fetched {model} into {outdir}", err=True)
 
 
