@@ -2,7 +2,8 @@
 """Nextflow step FETCHMODEL: download a Nucleotide Transformer from the Hugging Face Hub once per run.
 
 The EMBED tasks then load the weights from the staged folder, so compute nodes need no internet.
-Only PyTorch weights, configs and tokenizer files are fetched (no TensorFlow/Flax/ONNX copies).
+Only weights, configs and tokenizer files are fetched, never the repository's code: the policy and
+the work live in :func:`seqalignatac.embed.hub.fetch_model`, the one downloader `embed --model` uses too.
 """
 
 from __future__ import annotations
@@ -10,15 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
-
-# Files EMBED never reads; skipping them keeps the download to the PyTorch weights.
-IGNORE_PATTERNS = ["*.h5", "*.msgpack", "*.ckpt*", "*.onnx", "tf_*", "flax_*", "*.tflite"]
-
-
-class FetchError(click.ClickException):
-    """One-line `Error: ...` and exit status 2, like the package's InputError."""
-
-    exit_code = 2
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
@@ -28,36 +20,15 @@ class FetchError(click.ClickException):
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path), help="Hugging Face cache to reuse across runs.")
 def main(model: str, outdir: Path, revision: str | None, cache_dir: Path | None) -> None:
     """Download MODEL's files into OUTDIR (a folder `seqalignatac embed --model` accepts)."""
-    # Imported here so `--help` works without the hub client installed.
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from seqalignatac.cli import ShownError  # imported here so `--help` starts fast
+    from seqalignatac.embed.hub import fetch_model
+    from seqalignatac.errors import SeqAlignATACError
 
     try:
-        snapshot_download(
-            repo_id=model,
-            revision=revision,
-            local_dir=outdir,
-            cache_dir=cache_dir,
-            ignore_patterns=IGNORE_PATTERNS,
-        )
-    except RepositoryNotFoundError:
-        raise FetchError(
-            f"{model}: no such model on the Hugging Face Hub (or it is private); check --nt_model, "
-            "or give a local model folder"
-        ) from None
-    except RevisionNotFoundError:
-        raise FetchError(f"{model}: revision '{revision}' not found; check --nt_revision") from None
-    except LocalEntryNotFoundError:
-        raise FetchError(
-            f"{model}: cannot reach the Hugging Face Hub from this machine (offline?); download the model "
-            "elsewhere and pass its folder as --nt_model"
-        ) from None
-    except HfHubHTTPError as e:
-        raise FetchError(f"{model}: download failed: {e}".splitlines()[0]) from None
-    except ValueError as e:  # malformed repository id
-        raise FetchError(f"{model}: {e}".splitlines()[0]) from None
-    if not (outdir / "config.json").is_file():
-        raise FetchError(f"{model}: downloaded files contain no config.json; is this a transformers model?")
+        # The pipeline's parameters are the options a user changes when the download fails.
+        fetch_model(model, outdir, revision, cache_dir, model_option="--nt_model", revision_option="--nt_revision")
+    except SeqAlignATACError as e:  # one line and exit status 2, like every seqalignatac command
+        raise ShownError(e) from None
     click.echo(f"fetched {model} into {outdir}", err=True)
 
 

@@ -118,7 +118,7 @@ def annotate(workdir: Path, features: str, method: str, level: str, reuse: bool,
     name = f"annotate_{features}_{method}_{level}{tag}"
     out = workdir / name
     return step(name, [*SEQALIGNATAC, "annotate", "--cells", str(cells), "--outdir", str(out), "--method", method,
-                       "--label-key", key, "--device", "cpu", "--threads", THREADS, "--quiet-progress", *(extra or [])],
+                       "--label-key", key, "--device", "cpu", "--threads", THREADS, "--no-progress", *(extra or [])],
                 workdir, [out / "predictions.csv"], reuse, heavy=(method == "gda"))
 
 

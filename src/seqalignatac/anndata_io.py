@@ -13,18 +13,27 @@ from .errors import InputError, require_file
 from .peaks import coords_from_var, looks_like_peak_ids
 
 
-def read_h5ad(path: str | os.PathLike, what: str = "input .h5ad"):
-    """``anndata.read_h5ad`` with an InputError for missing, unreadable or non-h5ad files."""
+# What to do about an unreadable user file; callers reading a step's output name that step instead.
+NOT_H5AD_HINT = "is it an AnnData file? Use `seqalignatac convert` for MatrixMarket or 10x input"
+
+
+def read_h5ad(path: str | os.PathLike, what: str = "input .h5ad", hint: str = NOT_H5AD_HINT,
+              backed: bool = False):
+    """``anndata.read_h5ad`` with one-line InputErrors for missing, unreadable or non-h5ad files.
+
+    ``what`` names the file in the "does not exist" message; ``hint`` says what to do when it is
+    not an AnnData file; ``backed`` opens it read-only on disk (only ``obs``/``var`` are loaded).
+    """
     import anndata as ad
 
     p = require_file(path, what)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            return ad.read_h5ad(p)
+            return ad.read_h5ad(p, backed="r" if backed else None)
     except Exception as exc:  # h5py/anndata raise many types for a bad file
-        raise InputError(f"cannot read as .h5ad ({type(exc).__name__}: {str(exc).splitlines()[0][:160]}); "
-                         "is it an AnnData file? Use `seqalignatac convert` for MatrixMarket or 10x input", p) from None
+        first_line = (str(exc).splitlines() or [""])[0][:160]
+        raise InputError(f"cannot read as .h5ad ({type(exc).__name__}: {first_line}); {hint}", p) from None
 
 
 def csr_matrix(adata, path) -> sp.csr_matrix:

@@ -33,6 +33,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
+class ShownError(click.ClickException):
+    """A :class:`~seqalignatac.errors.SeqAlignATACError` as click shows it: its one line, its exit status."""
+
+    def __init__(self, error) -> None:
+        super().__init__(error.format_message())
+        self.exit_code = error.exit_code
+        self.prefix = error.prefix
+
+    def show(self, file=None) -> None:
+        click.echo(self.prefix + self.format_message(), file=file, err=file is None)
+
+
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
@@ -44,7 +56,16 @@ class LazyGroup(click.Group):
         return getattr(importlib.import_module(module), attr)
 
     def invoke(self, ctx: click.Context):
-        """Faults of the machine become one line, never a traceback (see docs/errors.md)."""
+        """The package's errors and faults of the machine become one line, never a traceback."""
+        from .errors import SeqAlignATACError
+
+        try:
+            return self._invoke_step(ctx)
+        except SeqAlignATACError as e:
+            raise ShownError(e) from None
+
+    def _invoke_step(self, ctx: click.Context):
+        """Ctrl-C and a full or read-only disk as the package's errors (see docs/errors.md)."""
         from .atomic import forget_kept, kept_notes
         from .errors import Interrupted, write_fault
 

@@ -1,7 +1,9 @@
-"""Errors that the CLI turns into one clear line and a non-zero exit (never a traceback).
+"""The package's errors: plain exceptions that the CLI turns into one clear line and an exit status.
 
 Raise :class:`InputError` for anything the *user* can fix (bad file, bad column, bad
-option).  Always name the file, row or column and say what to do.
+option).  Always name the file, row or column and say what to do.  Nothing here depends on
+click: Python callers get ordinary exceptions, and ``seqalignatac.cli`` prints
+``Error: <path>: <message>`` and exits with the error's ``exit_code`` (never a traceback).
 """
 
 from __future__ import annotations
@@ -9,18 +11,30 @@ from __future__ import annotations
 import errno
 import os
 
-import click
 
+class SeqAlignATACError(Exception):
+    """Base of the errors the CLI shows as one line ``<prefix><path>: <message>``; exit ``exit_code``."""
 
-class InputError(click.ClickException):
-    """A problem with the user's input; printed as ``Error: <path>: <message>``."""
-
-    exit_code = 2
+    exit_code = 1
+    prefix = "Error: "  # what the CLI prints before the message
 
     def __init__(self, message: str, path: str | os.PathLike | None = None):
         self.path = None if path is None else os.fspath(path)
         self.problem = message
-        super().__init__(f"{self.path}: {message}" if self.path else message)
+        self.message = f"{self.path}: {message}" if self.path else message
+        super().__init__(self.message)
+
+    def format_message(self) -> str:
+        return self.message
+
+    def __str__(self) -> str:
+        return self.message  # follows later additions to .message (e.g. "; kept: ...")
+
+
+class InputError(SeqAlignATACError):
+    """A problem with the user's input; printed as ``Error: <path>: <message>``, exit status 2."""
+
+    exit_code = 2
 
 
 def require_file(path: str | os.PathLike, what: str = "input file") -> str:
@@ -48,19 +62,17 @@ WRITE_FAULTS = {
 INTERRUPTED_EXIT = 130  # 128 + SIGINT, what shells report for Ctrl-C
 
 
-class OutputError(click.ClickException):
+class OutputError(SeqAlignATACError):
     """Writing an output failed for a reason outside the program (full disk, read-only folder)."""
 
     exit_code = 1
 
 
-class Interrupted(click.ClickException):
+class Interrupted(SeqAlignATACError):
     """Ctrl-C: exit 130 with one line saying what was kept for a rerun."""
 
     exit_code = INTERRUPTED_EXIT
-
-    def show(self, file=None) -> None:
-        click.echo(self.format_message(), err=True)
+    prefix = ""  # the line starts "Interrupted (Ctrl-C)", not "Error:"
 
 
 def write_fault(exc: BaseException) -> OutputError | None:

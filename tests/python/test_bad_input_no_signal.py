@@ -47,9 +47,9 @@ def run(sim, tmp_path_factory):
         "train": ["train", "--accessibility", str(d / "prepare" / "accessibility.h5ad"), "--method", "lsi",
                   "--outdir", str(d / "train")],
         "knn": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--method", "knn",
-                "--outdir", str(d / "knn"), "--quiet-progress"],
+                "--outdir", str(d / "knn"), "--no-progress"],
         "gda": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--outdir", str(d / "gda"),
-                "--epochs", "5", "--ensemble", "1", "--hidden", "16", "--threads", "1", "--quiet-progress"],
+                "--epochs", "5", "--ensemble", "1", "--hidden", "16", "--threads", "1", "--no-progress"],
     }
     for name, args in steps.items():
         res = invoke(cli, args)

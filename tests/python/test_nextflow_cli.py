@@ -536,24 +536,38 @@ def test_fetch_model_script_downloads_into_outdir(tmp_path: Path, monkeypatch: p
     import huggingface_hub
     from click.testing import CliRunner
 
-    seen = {}
+    from huggingface_hub.utils import filter_repo_objects
 
-    def fake_snapshot_download(repo_id, revision, local_dir, cache_dir, ignore_patterns):  # noqa: ANN001
-        seen.update(repo_id=repo_id, revision=revision, ignore=ignore_patterns)
+    seen = {}
+    # What a Nucleotide Transformer repository holds: remote code and TF/Flax copies besides the weights.
+    repo_files = ["config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json",
+                  "special_tokens_map.json", "esm_config.py", "modeling_esm.py", "tf_model.h5", "flax_model.msgpack"]
+
+    def fake_snapshot_download(repo_id, revision, local_dir, cache_dir, allow_patterns):  # noqa: ANN001
+        seen.update(repo_id=repo_id, revision=revision)
         Path(local_dir).mkdir(parents=True)
-        (Path(local_dir) / "config.json").write_text("{}")
+        for name in filter_repo_objects(repo_files, allow_patterns=allow_patterns):  # the hub client's own filter
+            (Path(local_dir) / name).write_text("{}")
         return str(local_dir)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     r = CliRunner().invoke(_fetch_main(), ["--model", "org/nt", "--outdir", str(tmp_path / "m"), "--revision", "v2"])
     assert r.exit_code == 0, r.output
-    assert seen["repo_id"] == "org/nt" and seen["revision"] == "v2" and "*.h5" in seen["ignore"]
-    assert (tmp_path / "m" / "config.json").is_file()
+    assert seen["repo_id"] == "org/nt" and seen["revision"] == "v2"
+    fetched = sorted(p.name for p in (tmp_path / "m").iterdir())
+    assert fetched == sorted(repo_files[:6]), fetched  # never the .py (remote code) nor TF/Flax weights
 
-    def no_config(repo_id, revision, local_dir, cache_dir, ignore_patterns):  # noqa: ANN001
+    def no_config(repo_id, revision, local_dir, cache_dir, allow_patterns):  # noqa: ANN001
         Path(local_dir).mkdir(parents=True)
         return str(local_dir)
 
     monkeypatch.setattr(huggingface_hub, "snapshot_download", no_config)
     r = CliRunner().invoke(_fetch_main(), ["--model", "org/x", "--outdir", str(tmp_path / "n")])
     assert r.exit_code == 2 and "no config.json" in r.output
+
+
+def test_fetch_model_script_is_a_thin_wrapper() -> None:
+    """The download policy lives once, in seqalignatac.embed.hub; the bin/ script only parses options."""
+    text = (BIN / "seqalignatac_fetch_model.py").read_text()
+    assert "from seqalignatac.embed.hub import fetch_model" in text
+    assert "snapshot_download" not in text and "_PATTERNS" not in text

@@ -189,7 +189,7 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     out = tmp_path / "annotate"
     r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(out), "--seed", "1",
                                  "--hidden", "32", "--epochs", "40", "--source-depth", "1",
-                                 "--target-depth", "2", "--quiet-progress", "--threads", "1"])
+                                 "--target-depth", "2", "--no-progress", "--threads", "1"])
     assert r.exit_code == 0, r.output
     for name in ("predictions.csv", "query_annotated.h5ad", "metrics.json", "per_class.csv",
                  "confusion_matrix.csv", "model.safetensors", "annotate_summary.json"):

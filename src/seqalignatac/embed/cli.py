@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ..cli_types import DEVICE, POSITIVE_INT, SEED, THREADS
+from ..cli_types import DEVICE, POSITIVE_INT, SEED, THREADS, progress_option
 from ..errors import InputError
 
 
@@ -20,7 +20,7 @@ from ..errors import InputError
 @click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
               help="Content-addressed cache (default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings); also makes reruns resume.")
 @click.option("--threads", type=THREADS, default=None, help="CPU threads for torch.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar (peaks/s) on stderr (default: only when stderr is a terminal).")
+@progress_option("Progress bar (peaks/s)")
 def embed_command(fasta, model, out, device, dtype, batch_size, shard, cache_dir, threads, progress) -> None:
     """Embed peak sequences with a Nucleotide Transformer (or k-mer spectra) into EMB.h5."""
     from .runner import embed_fasta

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import InputError
 
@@ -65,3 +66,36 @@ def download(name: str) -> str:
             "--local-dir DIR) and pass --model DIR",
             name,
         ) from None
+
+
+def fetch_model(repo: str, outdir: str | os.PathLike, revision: str | None = None,
+                cache_dir: str | os.PathLike | None = None, model_option: str = "--model",
+                revision_option: str = "--revision") -> Path:
+    """Download hub repository ``repo`` (weights, config, tokenizer only) into the folder ``outdir``.
+
+    The pipeline's FETCHMODEL step: EMBED tasks then load from that folder, so compute nodes need
+    no internet.  Errors name ``repo`` and the option to change (``model_option``,
+    ``revision_option``: the pipeline passes its ``--nt_model`` / ``--nt_revision``).
+    """
+    from huggingface_hub import snapshot_download  # imported here: `--help` works without the client
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+
+    out = Path(outdir)
+    try:
+        snapshot_download(repo_id=repo, revision=revision, local_dir=out, cache_dir=cache_dir,
+                          allow_patterns=ALLOW_PATTERNS)
+    except RepositoryNotFoundError:
+        raise InputError(f"no such model on the Hugging Face Hub (or it is private); check {model_option}, "
+                         "or give a local model folder", repo) from None
+    except RevisionNotFoundError:
+        raise InputError(f"revision '{revision}' not found; check {revision_option}", repo) from None
+    except LocalEntryNotFoundError:
+        raise InputError("cannot reach the Hugging Face Hub from this machine (offline?); download the model "
+                         f"elsewhere and pass its folder as {model_option}", repo) from None
+    except HfHubHTTPError as e:
+        raise InputError(f"download failed: {e}".splitlines()[0], repo) from None
+    except ValueError as e:  # malformed repository id
+        raise InputError(str(e).splitlines()[0], repo) from None
+    if not (out / "config.json").is_file():
+        raise InputError("downloaded files contain no config.json; is this a transformers model?", repo)
+    return out

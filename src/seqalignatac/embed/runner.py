@@ -12,7 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..atomic import note_kept
-from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
+from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check_all
+from ..device import resolve_device
 from ..embedding_store import ids_digest, write_embeddings
 from ..errors import InputError
 from ..progress import progress_enabled
@@ -47,19 +48,6 @@ def shard_slice(n_items: int, shard: tuple[int, int] | None) -> slice:
         return slice(0, n_items)
     i, n = shard
     return slice((i - 1) * n_items // n, i * n_items // n)
-
-
-def resolve_device(device: str) -> str:
-    import torch
-
-    device = check(device, DEVICE, "--device")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device} but no CUDA GPU is visible to torch "
-                         f"(torch {torch.__version__}, CUDA build: {torch.version.cuda or 'no'}); "
-                         "use --device cpu or auto")  # fmt: skip
-    return device
 
 
 def resolve_dtype(dtype: str, device: str):
@@ -210,7 +198,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
 
     from .nt_model import fingerprint_files
 
-    dev = resolve_device(device)
+    dev = str(resolve_device(device))
     tdtype = resolve_dtype(dtype, dev)
     root = default_cache_root() if cache_dir is None else cache_dir
     emb = NTEmbedder.load(spec.path, dev, tdtype)

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ..anndata_io import read_h5ad
 from ..errors import InputError, require_file
 from ..tables import restore_formulas
 
@@ -65,13 +66,7 @@ def _optional_json(path: Path) -> dict[str, Any] | None:
 
 
 def _read_h5ad(path: Path, backed: bool = False):
-    import anndata as ad
-
-    require_file(path, "AnnData file")
-    try:
-        return ad.read_h5ad(path, backed="r" if backed else None)
-    except Exception as e:  # h5py/anndata raise many types for a broken file
-        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); re-run the step that wrote it", path) from None
+    return read_h5ad(path, "AnnData file", hint="re-run the step that wrote it", backed=backed)
 
 
 def load_pair(

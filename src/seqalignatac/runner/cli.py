@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range
+from ..cli_types import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range, progress_option
 from ..errors import InputError
 from ..prepare import PREPARE_RANGES
 from ..stage1.options import TRAIN_RANGES
@@ -84,7 +84,7 @@ def common_options(f):
         click.option("--max-umap-cells", type=MAX_UMAP_CELLS, default=20_000, show_default=True,
                      help="Report UMAP on a random subsample of at most this many cells."),
         click.option("--force", is_flag=True, help="Run every step again even when its inputs are unchanged."),
-        click.option("--progress/--no-progress", default=None, help="Progress bars on stderr (default: only when stderr is a terminal)."),
+        progress_option("Progress bars"),
     ]
     for o in reversed(opts):
         f = o(f)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from ..cli_types import DEVICE, SEED, THREADS
+from ..cli_types import DEVICE, SEED, THREADS, progress_option
 from ..errors import InputError, require_file
 from .data import check_prepared
 from .options import CHECKPOINT_MINUTES, LSI_RANGES, TRAIN_RANGES
@@ -28,14 +28,9 @@ def _widths(ctx, param, value: str) -> tuple[int, ...]:
 
 
 def read_accessibility(path: str):
-    import anndata as ad
+    from ..anndata_io import read_h5ad
 
-    require_file(path, "accessibility file")
-    try:
-        adata = ad.read_h5ad(path)
-    except Exception as e:  # h5py/anndata raise many types for a non-h5ad file
-        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass the accessibility.h5ad "
-                         "written by prepare", path) from None
+    adata = read_h5ad(path, "accessibility file", hint="pass the accessibility.h5ad written by prepare")
     check_prepared(adata, path)
     return adata
 
@@ -86,7 +81,7 @@ def read_accessibility(path: str):
 @click.option("--missing-embeddings", type=click.Choice(["error", "drop"]), default="error",
               help="Peaks of the matrix without an embedding (e.g. on contigs absent from the FASTA): "
                    "stop with an error, or train on the others and count them.")
-@click.option("--progress/--no-progress", default=None, help="Progress bar on stderr (default: only when stderr is a terminal).")
+@progress_option()
 def train_command(accessibility, embeddings, outdir, method, device, seed, threads, hidden, bottleneck,
                   activation, dropout, epochs, patience, lr, batch_size, cell_block_size, max_step_entries,
                   max_steps_per_epoch, holdout_fraction, checkpoint_minutes, resume, lsi_components, lsi_normalize,

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check, check_all
+from ..cli_types import POSITIVE_INT, THREADS, check, check_all
+from ..device import resolve_device
 from ..errors import InputError
 from ..progress import progress_enabled
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
@@ -64,15 +65,6 @@ class TrainConfig:
             check(beta, BETA, "betas", path)
         if self.activation not in ("gelu", "relu"):
             raise InputError(f"activation must be gelu or relu, got {self.activation!r}", path)
-
-
-def resolve_device(device: str) -> torch.device:
-    device = check(device, DEVICE, "--device")
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"--device {device}: no CUDA GPU is visible to torch; use --device cpu or auto")
-    return torch.device(device)
 
 
 def train(

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ..cli_types import DEVICE, SEED, THREADS, check_all
+from ..device import resolve_device
 from ..errors import InputError
 from ..metrics import UNKNOWN
 from ..stage1 import SIGNAL_KEY
@@ -24,7 +25,6 @@ from .train import (
     INPUT_NORMS,
     GDAConfig,
     TrainResult,
-    resolve_device,
     seed_everything,
     train_gda,
 )
@@ -299,10 +299,7 @@ def annotate_full(
 
     train_res: TrainResult | None = None
     if method == "gda":
-        try:
-            dev = resolve_device(device)
-        except ValueError as e:
-            raise InputError(str(e)) from None
+        dev = resolve_device(device)
         a_ref = build_graph(x_ref, config.k, what="reference", method=config.knn_method, threads=threads, seed=seed)
         a_query = build_graph(x_query, config.k, what="query", method=config.knn_method, threads=threads, seed=seed)
         input_knn = None

@@ -6,7 +6,7 @@ import logging
 
 import click
 
-from ..cli_types import DEVICE, SEED, THREADS
+from ..cli_types import DEVICE, SEED, THREADS, progress_option
 from .options import ANNOTATE_RANGES, GDA_RANGES
 from .train import GDAConfig
 
@@ -91,14 +91,16 @@ _D = GDAConfig()
               help="Tail fraction of the fitted inlier smoothed scores that --unknown-smooth rejects.")
 @click.option("--calibration-fraction", default=0.1, show_default=True, type=ANNOTATE_RANGES["calibration_fraction"],
               help="Reference cells per class held out of training to calibrate the Unknown threshold.")
-@click.option("--quiet-progress", is_flag=True, help="No progress bar (default: only when stderr is a terminal).")
+@progress_option()
+# Old spelling of --no-progress, kept so existing command lines and scripts still run.
+@click.option("--quiet-progress", is_flag=True, hidden=True, help="Deprecated: use --no-progress.")
 def annotate_command(cells, outdir, method, embedding_key, label_key, device, seed, threads, k, target_depth,
                      source_depth, head_depth, alpha, epochs, lr, weight_decay, hidden, dropout, class_weight,
                      label_smoothing, logit_adjust, im_weight, im_diversity,
                      knn_method, input_norm, self_train_epochs, pseudo_fraction, pseudo_weight, pseudo_agree, ensemble, knn_mix,
                      knn_space,
                      knn_mix_k, knn_vote_power, linear_mix, linear_c, knn_k, unknown, unknown_quantile, unknown_k, unknown_smooth,
-                     unknown_smooth_quantile, calibration_fraction, quiet_progress) -> None:
+                     unknown_smooth_quantile, calibration_fraction, progress, quiet_progress) -> None:
     """Stage 2: label the query cells of CELLS from its reference cells."""
     from .api import annotate_full, config_with
     from .outputs import read_cells, write_outputs
@@ -117,7 +119,7 @@ def annotate_command(cells, outdir, method, embedding_key, label_key, device, se
                         unknown_quantile=unknown_quantile, unknown_k=unknown_k, unknown_smooth=unknown_smooth,
                         unknown_smooth_quantile=unknown_smooth_quantile, calibration_fraction=calibration_fraction,
                         knn_k=knn_k,
-                        device=device, seed=seed, threads=threads, progress=False if quiet_progress else None, source=cells)
+                        device=device, seed=seed, threads=threads, progress=False if quiet_progress else progress, source=cells)
     summary = write_outputs(res, outdir, label_key)
     msg = f"{summary['n_query']} query cells annotated ({method}); unknown rate {summary['unknown_rate']:.3f}"
     if summary["n_query_no_signal"]:

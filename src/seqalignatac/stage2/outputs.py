@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..anndata_io import read_h5ad
 from ..atomic import publish_dir, write_bytes, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
 from ..metrics import UNKNOWN, evaluate, summary_dict
@@ -22,13 +23,7 @@ ANNOTATE_OUTPUTS = ("predictions.csv", "query_annotated.h5ad", *METRICS_OUTPUTS,
 
 
 def read_cells(path: str | os.PathLike):
-    import anndata as ad
-
-    p = require_file(path, "cell embeddings (.h5ad)")
-    try:
-        return ad.read_h5ad(p)
-    except Exception as e:  # h5py/anndata raise many types for a bad file
-        raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e}); pass stage 1's cell_embeddings.h5ad", p) from None
+    return read_h5ad(path, "cell embeddings (.h5ad)", hint="pass stage 1's cell_embeddings.h5ad")
 
 
 def metrics_tables(
@@ -79,12 +74,7 @@ def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
     """Known labels by cell id from an .h5ad (``obs[label_key]``) or a CSV/TSV (``cell_id`` column)."""
     p = require_file(path, "truth file")
     if p.endswith(".h5ad"):
-        import anndata as ad
-
-        try:
-            obs = ad.read_h5ad(p, backed="r").obs
-        except Exception as e:
-            raise InputError(f"cannot read as .h5ad ({type(e).__name__}: {e})", p) from None
+        obs = read_h5ad(p, "truth file", hint="pass an .h5ad with the labels in obs, or a CSV/TSV", backed=True).obs
         if label_key not in obs.columns:
             raise InputError(f"obs has no {label_key!r} column (found: {', '.join(obs.columns)}); pass --label-key", p)
         lab = obs[label_key]

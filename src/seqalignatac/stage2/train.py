@@ -75,14 +75,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for but torch sees no CUDA GPU; use --device cpu")
-    return torch.device(device)
-
-
 INPUT_NORMS = ("none", "l2", "zscore", "l2+zscore")
 CLASS_WEIGHTS = ("balanced", "sqrt", "none")
 

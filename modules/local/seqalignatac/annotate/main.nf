@@ -23,7 +23,7 @@ process SEQALIGNATAC_ANNOTATE {
         --outdir annotate \\
         --device ${device} \\
         --threads ${task.cpus} \\
-        --quiet-progress \\
+        --no-progress \\
         ${args}
     """
 
