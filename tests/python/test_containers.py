@@ -54,9 +54,11 @@ def recording_engine(tmp_path):
     return engine, log
 
 
-def build(engine: Path, *args: str, build_opts: str = "") -> subprocess.CompletedProcess:
+def build(engine: Path, *args: str, build_opts: str = "", base: str | None = None) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CONTAINER_", "TORCH_"))}
     env.update(CONTAINER_ENGINE=str(engine), CONTAINER_BUILD_OPTS=build_opts)
+    if base:
+        env["CONTAINER_BASE_IMAGE"] = base
     return subprocess.run(["bash", str(BUILD), *args], capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -80,11 +82,7 @@ def test_build_uses_the_container_runtime_environment_and_pushes(recording_engin
     engine, log = recording_engine
     opts = "--network host -v /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels"
     env_base = "localhost/debian-python:bookworm"
-    r = subprocess.run(["bash", str(BUILD), "--registry", "registry.example.org/lab", "--push", "cpu"],
-                       capture_output=True, text=True, timeout=60,
-                       env={**{k: v for k, v in os.environ.items() if not k.startswith(("CONTAINER_", "TORCH_"))},
-                            "CONTAINER_ENGINE": str(engine), "CONTAINER_BUILD_OPTS": opts,
-                            "CONTAINER_BASE_IMAGE": env_base})
+    r = build(engine, "--registry", "registry.example.org/lab", "--push", "cpu", build_opts=opts, base=env_base)
     assert r.returncode == 0, r.stderr
     build_call, push_call = log.read_text().splitlines()
     assert build_call.startswith("build --network host -v /opt/wheels:/wheels:ro --build-arg PIP_FIND_LINKS=/wheels")
