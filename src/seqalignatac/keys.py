@@ -61,3 +61,11 @@ ANNOTATOR_DIR = "model"  # annotate/model/: the saved stage-2 model (models.Anno
 METRICS = "metrics.json"
 PER_CLASS = "per_class.csv"
 CONFUSION = "confusion_matrix.csv"
+
+
+def labels_key_of(adata, labels_key: str | None = None) -> str:
+    """The obs column with the cell types: ``labels_key`` when given, else the one ``prepare`` recorded."""
+    if labels_key:
+        return labels_key
+    recorded = (adata.uns.get(UNS) or {}).get(LABELS_KEY_UNS)
+    return str(recorded) if recorded else DEFAULT_LABELS_KEY

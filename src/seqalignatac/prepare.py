@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from . import anndata_io
+from . import anndata_io, keys
 from .atomic import publish_dir, write_h5ad, write_json
 from .cli_types import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, check_all, int_range
 from .errors import InputError
@@ -232,7 +232,7 @@ def prepare(
         "nnz": int(x.nnz),
     }
     out = ad.AnnData(X=x, obs=obs, var=var)
-    out.uns["seqalignatac"] = {"prepare": summary}
+    out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY_UNS: "label"}
     return out, summary
 
 
