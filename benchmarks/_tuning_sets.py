@@ -40,10 +40,10 @@ def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None
     out = {}
     for name in SETS:
         if name == "reverse":
-            acc, _ = prepare(d / "BMMC_D5T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_label_key=LABEL,
+            acc, _ = prepare(d / "BMMC_D5T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL,
                              min_peak_frac=0.0)
         else:
-            acc, _ = prepare(d / "BMMC_D6T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_label_key=LABEL,
+            acc, _ = prepare(d / "BMMC_D6T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL,
                              min_peak_frac=0.0)
             acc = acc[(acc.obs["domain"] == "reference").to_numpy()].copy()
             depth = np.diff(acc.X.tocsr().indptr)

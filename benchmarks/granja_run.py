@@ -72,7 +72,7 @@ def main() -> None:
 
     pair = "granja_D6T1_to_D5T1"
     sheet = work / "samplesheet.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
+    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
                      f"{pair},{h5 / 'BMMC_D6T1.h5ad'},BioClassification,{h5 / 'BMMC_D5T1.h5ad'},BioClassification,"
                      f"{genome}\n")
     out = work / "results"

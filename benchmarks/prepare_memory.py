@@ -53,7 +53,7 @@ def main() -> None:
         sim_wall, sim_rss = timed(sim_cmd)
         params = json.loads((work / "sim" / "simulation.json").read_text())
         base = [sys.executable, "-m", "seqalignatac", "-q", "prepare", "--reference", str(work / "sim" / "reference.h5ad"),
-                "--query", str(work / "sim" / "query.h5ad"), "--label-key", "cell_type", "--query-label-key", "cell_type"]
+                "--query", str(work / "sim" / "query.h5ad"), "--labels-key", "cell_type", "--query-labels-key", "cell_type"]
         runs = {}
         # default filter (1 % of cells), and no filter at all (every mapped peak kept: the largest output)
         for name, extra in (("default", []), ("no_filter", ["--min-peak-frac", "0"])):

@@ -62,7 +62,7 @@ def build_cells(workdir: Path, drop_reference_label: str | None = None, threads:
         convert(DATA / "counts_peaks_x_cells.mtx.gz", donors, peaks=DATA / "peaks.bed", cells=DATA / "cells.tsv",
                 split_by="Group")
     acc, prep_summary = prepare(donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL,
-                                query_label_key=LABEL, min_peak_frac=0.0)
+                                query_labels_key=LABEL, min_peak_frac=0.0)
     if drop_reference_label is not None:
         keep = ~((acc.obs["domain"] == "reference") & (acc.obs["label"] == drop_reference_label)).to_numpy()
         acc = acc[keep].copy()

@@ -5,7 +5,7 @@ Steps (each a ``seqalignatac`` subcommand, output folders as in docs/design.md):
     prepare  -> extract -> embed --model kmer -> train --method nt  -> annotate --method gda|knn
     prepare  ----------------------------------> train --method lsi -> annotate --method gda|knn
 
-``prepare`` gets no ``--query-label-key``: the query's labels never enter our pipeline; they are
+``prepare`` gets no ``--query-labels-key``: the query's labels never enter our pipeline; they are
 used afterwards, by the benchmark, to score ``predictions.csv``.  Every option not named below is
 the command's own default (printed by ``seqalignatac <step> --help``).
 """
@@ -60,7 +60,7 @@ def convert_donors(data: Path, work: Path, reuse: bool) -> Path:
 def prepare(workdir: Path, ref_h5ad: Path, query_h5ad: Path, reuse: bool) -> dict[str, Any]:
     out = workdir / "prepare"
     return step("prepare", [*SEQALIGNATAC, "prepare", "--reference", str(ref_h5ad), "--query", str(query_h5ad),
-                            "--label-key", granja.LABEL_KEY, "--outdir", str(out)],
+                            "--labels-key", granja.LABEL_KEY, "--outdir", str(out)],
                 workdir, [out / "accessibility.h5ad", out / "peaks.bed"], reuse, heavy=False)
 
 
@@ -118,7 +118,7 @@ def annotate(workdir: Path, features: str, method: str, level: str, reuse: bool,
     name = f"annotate_{features}_{method}_{level}{tag}"
     out = workdir / name
     return step(name, [*SEQALIGNATAC, "annotate", "--cells", str(cells), "--outdir", str(out), "--method", method,
-                       "--label-key", key, "--device", "cpu", "--threads", THREADS, "--no-progress", *(extra or [])],
+                       "--labels-key", key, "--device", "cpu", "--threads", THREADS, "--no-progress", *(extra or [])],
                 workdir, [out / "predictions.csv"], reuse, heavy=(method == "gda"))
 
 

@@ -18,9 +18,13 @@ QUERY = "query"
 DOMAINS = (REFERENCE, QUERY)
 ORIGINAL_ID = "original_id"  # obs: the cell's barcode in the user's file
 ID_PREFIX = {REFERENCE: "ref:", QUERY: "query:"}  # keeps a barcode found in both inputs two cells
+N_PEAKS = "n_peaks"  # obs: accessible shared peaks of the cell
 HAS_SIGNAL = "has_signal"  # obs: False for a cell with no accessible shared peak
 EMBEDDING = "X_seqalignatac"  # obsm: stage-1 cell embedding
 CLASSES = "classes"  # uns[UNS][...]: class order of PROBA
+
+# obs columns the package adds: a label column cannot have one of these names
+RESERVED_OBS = (DOMAIN, ORIGINAL_ID, N_PEAKS, HAS_SIGNAL)
 
 # obs/obsm written by annotate on the query
 PREDICTION = "seqalignatac_prediction"

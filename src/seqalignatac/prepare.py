@@ -36,7 +36,7 @@ PREPARE_RANGES = {
     "min_cells": NON_NEGATIVE_INT,
 }
 ROW_CHUNK = 20000
-PREPARE_OUTPUTS = ("accessibility.h5ad", "peaks.bed", "prepare_summary.json")
+PREPARE_OUTPUTS = (keys.ACCESSIBILITY, keys.PEAKS_BED, keys.PREPARE_SUMMARY)
 
 
 def _binarize(x: sp.csr_matrix) -> sp.csr_matrix:
@@ -84,14 +84,14 @@ def _fill_kept(x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, ou
     return pos
 
 
-def _load(path, label_key: str | None, what: str, label_what: str, is_reference: bool = False):
+def _load(path, labels_key: str | None, what: str, label_what: str, is_reference: bool = False):
     adata = anndata_io.read_h5ad(path, what)
     anndata_io.check_unique(adata, path)
     x = anndata_io.csr_matrix(adata, path)
     coords = anndata_io.peak_coords(adata, path)
-    lab = anndata_io.labels(adata, label_key, path, label_what) if label_key else None
+    lab = anndata_io.labels(adata, labels_key, path, label_what) if labels_key else None
     if lab is not None and is_reference:
-        anndata_io.check_reference_classes(lab, label_key, path)
+        anndata_io.check_reference_classes(lab, labels_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
     del adata
     return _binarize(x), coords, obs_names, lab
@@ -124,8 +124,8 @@ def _label_counts(lab: pd.Series | None) -> dict:
 def prepare(
     reference: str | os.PathLike,
     query: str | os.PathLike,
-    label_key: str,
-    query_label_key: str | None = None,
+    labels_key: str = keys.DEFAULT_LABELS_KEY,
+    query_labels_key: str | None = None,
     overlap_width: int = DEFAULT_OVERLAP_WIDTH,
     min_peak_frac: float = DEFAULT_MIN_PEAK_FRAC,
     min_cells: int = 1,
@@ -138,8 +138,11 @@ def prepare(
     import anndata as ad
 
     check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
-    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, label_key, "reference .h5ad", "--label-key", is_reference=True)
-    x_q, q_coords, q_cells, q_lab = _load(query, query_label_key, "query .h5ad", "--query-label-key")
+    if labels_key in keys.RESERVED_OBS:
+        raise InputError(f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
+                         f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name", reference)
+    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True)
+    x_q, q_coords, q_cells, q_lab = _load(query, query_labels_key, "query .h5ad", "--query-labels-key")
 
     q2r, renames = map_peaks(ref_coords, q_coords, overlap_width)
     n_mapped = int((q2r >= 0).sum())
@@ -192,13 +195,14 @@ def prepare(
     cats = sorted({v for v in label_values if v is not None})
     obs = pd.DataFrame(
         {
-            "original_id": np.concatenate([ref_cells, q_cells]),
-            "domain": pd.Categorical(["reference"] * n_ref_cells + ["query"] * n_q_cells,
-                                     categories=["reference", "query"]),
-            "label": pd.Categorical(label_values, categories=cats),
-            "n_peaks": per_cell.astype(np.int64),
+            keys.ORIGINAL_ID: np.concatenate([ref_cells, q_cells]),
+            keys.DOMAIN: pd.Categorical([keys.REFERENCE] * n_ref_cells + [keys.QUERY] * n_q_cells,
+                                        categories=list(keys.DOMAINS)),
+            labels_key: pd.Categorical(label_values, categories=cats),
+            keys.N_PEAKS: per_cell.astype(np.int64),
         },
-        index=np.concatenate([np.char.add("ref:", ref_cells), np.char.add("query:", q_cells)]).astype(object),
+        index=np.concatenate([np.char.add(keys.ID_PREFIX[keys.REFERENCE], ref_cells),
+                              np.char.add(keys.ID_PREFIX[keys.QUERY], q_cells)]).astype(object),
     )
     kept = ref_coords.loc[keep].reset_index(drop=True)
     var = pd.DataFrame(
@@ -210,9 +214,9 @@ def prepare(
     q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
     per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     summary = {
-        "reference": {"path": str(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, "label_key": label_key,
+        "reference": {"path": str(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, "labels_key": labels_key,
                       "labels": _label_counts(ref_lab), "cells_without_shared_peaks": empty_ref},
-        "query": {"path": str(query), "cells": n_q_cells, "peaks": len(q_coords), "label_key": query_label_key or "",
+        "query": {"path": str(query), "cells": n_q_cells, "peaks": len(q_coords), "labels_key": query_labels_key or "",
                   "labels": _label_counts(q_lab), "cells_without_shared_peaks": empty_q},
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),
@@ -232,26 +236,26 @@ def prepare(
         "nnz": int(x.nnz),
     }
     out = ad.AnnData(X=x, obs=obs, var=var)
-    out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY_UNS: "label"}
+    out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY_UNS: labels_key}
     return out, summary
 
 
-def run_prepare(reference, query, label_key, query_label_key=None, outdir=".", **kw) -> dict:
+def run_prepare(reference, query, labels_key, query_labels_key=None, outdir=".", **kw) -> dict:
     """:func:`prepare` + write ``accessibility.h5ad``, ``peaks.bed``, ``prepare_summary.json`` to ``outdir``."""
-    adata, summary = prepare(reference, query, label_key, query_label_key, **kw)
+    adata, summary = prepare(reference, query, labels_key, query_labels_key, **kw)
     with publish_dir(outdir, owned=PREPARE_OUTPUTS) as stage:  # the folder is all-new or all-old
-        write_h5ad(adata, stage / "accessibility.h5ad")
+        write_h5ad(adata, stage / keys.ACCESSIBILITY)
         write_bed(pd.DataFrame({"chrom": adata.var["chrom"], "start": adata.var["start"], "end": adata.var["end"],
-                                "name": adata.var_names}), stage / "peaks.bed")
-        write_json(stage / "prepare_summary.json", summary)
+                                "name": adata.var_names}), stage / keys.PEAKS_BED)
+        write_json(stage / keys.PREPARE_SUMMARY, summary)
     return summary
 
 
 @click.command("prepare")
 @click.option("--reference", required=True, type=click.Path(), help="Reference .h5ad (cells x peaks, labeled).")
 @click.option("--query", required=True, type=click.Path(), help="Query .h5ad (cells x peaks).")
-@click.option("--label-key", required=True, help="obs column with the reference cell types.")
-@click.option("--query-label-key", default=None, help="obs column with known query labels (evaluation only).")
+@click.option("--labels-key", required=True, help="obs column with the reference cell types.")
+@click.option("--query-labels-key", default=None, help="obs column with known query labels (evaluation only).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overlap-width", default=DEFAULT_OVERLAP_WIDTH, show_default=True, type=PREPARE_RANGES["overlap_width"],
               help="W: peaks trimmed to W bp around the midpoint must overlap by more than W/2.")
@@ -259,9 +263,9 @@ def run_prepare(reference, query, label_key, query_label_key=None, outdir=".", *
               help="Drop peaks open in fewer than this fraction of all cells.")
 @click.option("--min-cells", default=1, show_default=True, type=PREPARE_RANGES["min_cells"],
               help="Drop peaks open in fewer than this many cells (whichever threshold is higher).")
-def prepare_command(reference, query, label_key, query_label_key, outdir, overlap_width, min_peak_frac, min_cells):
+def prepare_command(reference, query, labels_key, query_labels_key, outdir, overlap_width, min_peak_frac, min_cells):
     """Map query peaks onto reference peaks, binarize, filter rare peaks."""
-    summary = run_prepare(reference, query, label_key, query_label_key, outdir, overlap_width=overlap_width,
+    summary = run_prepare(reference, query, labels_key, query_labels_key, outdir, overlap_width=overlap_width,
                           min_peak_frac=min_peak_frac, min_cells=min_cells)
     click.echo(json.dumps({k: summary[k] for k in ("cells", "peaks_kept", "query_peaks_mapped",
                                                    "query_accessibility_retained")}))

@@ -1,7 +1,7 @@
 """The samplesheet: one reference/query pair per CSV row (shared by `seqalignatac run` and Nextflow).
 
-Columns (docs/design.md): ``pair_id``, ``reference``, ``reference_label_key``, ``query`` are
-required; ``query_label_key`` and ``fasta`` are optional.  A relative path is taken from the
+Columns (docs/design.md): ``pair_id``, ``reference``, ``labels_key``, ``query`` are
+required; ``query_labels_key`` and ``fasta`` are optional.  A relative path is taken from the
 current folder (as ``nextflow run`` does) or, when no such file exists there, from the
 samplesheet's own folder (so a sheet and its data can move together).
 
@@ -24,9 +24,10 @@ from .errors import InputError, require_file
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("pair_id", "reference", "reference_label_key", "query")
-OPTIONAL = ("query_label_key", "fasta")
+REQUIRED = ("pair_id", "reference", "labels_key", "query")
+OPTIONAL = ("query_labels_key", "fasta")
 PATH_COLUMNS = ("reference", "query", "fasta")
+RENAMED = {"reference_label_key": "labels_key", "query_label_key": "query_labels_key"}  # before 0.2
 # Folder-safe: letters, digits, '.', '_', '-'; must not start with '.' or '-'.
 PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 H5AD_SUFFIXES = (".h5ad",)
@@ -46,9 +47,9 @@ class Pair:
 
     pair_id: str
     reference: Path
-    reference_label_key: str
+    labels_key: str
     query: Path
-    query_label_key: str | None = None
+    query_labels_key: str | None = None
     fasta: Path | None = None
     row: int = 0  # line number in the CSV (header is line 1); 0 when not from a file
     sheet_dir: Path | None = None  # where relative paths were also looked for
@@ -131,9 +132,9 @@ def read_samplesheet(path: str | os.PathLike) -> list[Pair]:
             Pair(
                 pair_id=pid,
                 reference=resolve(row["reference"]),
-                reference_label_key=row["reference_label_key"],
+                labels_key=row["labels_key"],
                 query=resolve(row["query"]),
-                query_label_key=row.get("query_label_key") or None,
+                query_labels_key=row.get("query_labels_key") or None,
                 fasta=resolve(row["fasta"]) if row.get("fasta") else None,
                 row=lineno,
                 sheet_dir=base,
@@ -152,6 +153,8 @@ def _check_header(header: list[str], path: Path) -> None:
     for h in header:
         if h in known:
             continue
+        if h in RENAMED:
+            raise InputError(f"column '{h}' is now called '{RENAMED[h]}'; rename it in the header", path)
         close = difflib.get_close_matches(h, known, n=1, cutoff=0.75)
         if close and close[0] not in header:
             raise InputError(f"unknown column '{h}'; did you mean '{close[0]}'?", path)

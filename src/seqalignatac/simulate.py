@@ -161,7 +161,7 @@ def simulate(
     ``genome=False`` skips the FASTA (million-cell benchmarks need only the matrices).
 
     Returns a dict of paths: fasta (None without genome), reference, query, truth, plus
-    label_key='cell_type', batch_key='batch', and the counts per file.
+    labels_key='cell_type', batch_key='batch', and the counts per file.
     """
     check_all(dict(n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed,
                    novel_query_types=novel_query_types, mean_peaks_per_cell=mean_peaks_per_cell,
@@ -329,7 +329,7 @@ def simulate(
     return {
         "outdir": str(outdir), "fasta": None if fasta_path is None else str(fasta_path),
         "reference": str(ref_path), "query": str(q_path), "truth": str(truth_path),
-        "params": str(outdir / "simulation.json"), "label_key": "cell_type", "batch_key": "batch",
+        "params": str(outdir / "simulation.json"), "labels_key": "cell_type", "batch_key": "batch",
         "n_reference": n_ref, "n_query": n_query,
     }
 

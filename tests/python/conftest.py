@@ -34,8 +34,8 @@ def prepared(sim, tmp_path_factory) -> Path:
     run_prepare(
         reference=sim["reference"],
         query=sim["query"],
-        label_key=sim["label_key"],
-        query_label_key=sim["label_key"],
+        labels_key=sim["labels_key"],
+        query_labels_key=sim["labels_key"],
         outdir=outdir,
     )
     return outdir

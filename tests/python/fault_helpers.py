@@ -82,8 +82,8 @@ def assert_one_line_fault(returncode: int, stderr: str, *needles: str) -> str:
 
 def sample_sheet(tmp_path: Path, sim: dict, pair_id: str = "p") -> Path:
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query,query_label_key\n"
-                     f"{pair_id},{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']}\n")
+    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key\n"
+                     f"{pair_id},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n")
     return sheet
 
 

@@ -37,7 +37,7 @@ def pair(tmp_path):
 
 
 def _prepare(ref, query, out, *extra):
-    return CliRunner().invoke(cli, ["prepare", "--reference", str(ref), "--query", str(query), "--label-key",
+    return CliRunner().invoke(cli, ["prepare", "--reference", str(ref), "--query", str(query), "--labels-key",
                                     "cell_type", "--outdir", str(out), *extra])
 
 

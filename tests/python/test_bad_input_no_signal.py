@@ -43,7 +43,7 @@ def run(sim, tmp_path_factory):
     invoke = CliRunner().invoke
     steps = {
         "prepare": ["prepare", "--reference", str(sim["reference"]), "--query", str(d / "query.h5ad"),
-                    "--label-key", sim["label_key"], "--query-label-key", sim["label_key"], "--outdir", str(d / "prepare")],
+                    "--labels-key", sim["labels_key"], "--query-labels-key", sim["labels_key"], "--outdir", str(d / "prepare")],
         "train": ["train", "--accessibility", str(d / "prepare" / "accessibility.h5ad"), "--method", "lsi",
                   "--outdir", str(d / "train")],
         "knn": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--method", "knn",

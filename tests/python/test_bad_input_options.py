@@ -19,7 +19,7 @@ OUT = "OUT"  # replaced by a fresh folder that must still be absent afterwards
 
 # command -> the options it needs to get as far as its own parsing
 REQUIRED = {
-    "prepare": ["--reference", "r.h5ad", "--query", "q.h5ad", "--label-key", "cell_type", "--outdir", OUT],
+    "prepare": ["--reference", "r.h5ad", "--query", "q.h5ad", "--labels-key", "cell_type", "--outdir", OUT],
     "train": ["--accessibility", "acc.h5ad", "--outdir", OUT],
     "annotate": ["--cells", "cells.h5ad", "--outdir", OUT],
     "embed": ["--fasta", "peaks.fa", "--model", "kmer", "--out", OUT],
@@ -193,7 +193,7 @@ def test_simulate_api_refuses_bad_values(tmp_path, kw, needle):
 @pytest.fixture
 def sheet(tmp_path):
     p = tmp_path / "sheet.csv"
-    p.write_text("pair_id,reference,reference_label_key,query\np1,r.h5ad,cell_type,q.h5ad\n")
+    p.write_text("pair_id,reference,labels_key,query\np1,r.h5ad,cell_type,q.h5ad\n")
     return p
 
 
@@ -273,7 +273,7 @@ def test_samplesheet_and_report_share_one_rule(tmp_path, pair_id):
     from seqalignatac.samplesheet import name_problem, read_samplesheet
 
     sheet = tmp_path / "s.csv"
-    sheet.write_text(f"pair_id,reference,reference_label_key,query\n\"{pair_id}\",r.h5ad,l,q.h5ad\n")
+    sheet.write_text(f"pair_id,reference,labels_key,query\n\"{pair_id}\",r.h5ad,l,q.h5ad\n")
     with pytest.raises(InputError) as e:
         read_samplesheet(sheet)
     assert name_problem(pair_id) in str(e.value)

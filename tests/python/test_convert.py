@@ -223,7 +223,7 @@ def test_granja_convert_prepare_extract_gc(shared_data, tmp_path):
 
     res = CliRunner().invoke(cli, ["prepare", "--reference", str(tmp_path / "split" / "BMMC_D6T1.h5ad"),
                                    "--query", str(tmp_path / "split" / "BMMC_D5T1.h5ad"),
-                                   "--label-key", "BioClassification", "--query-label-key", "BioClassification",
+                                   "--labels-key", "BioClassification", "--query-labels-key", "BioClassification",
                                    "--outdir", str(tmp_path / "prepare"), "--min-peak-frac", "0"])
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "prepare" / "prepare_summary.json").read_text())

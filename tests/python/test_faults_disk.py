@@ -75,8 +75,8 @@ def commands(f: dict, out: Path) -> dict[str, list[str]]:
     return {
         "convert": ["convert", "--matrix", str(f["mtx"]), "--peaks", str(f["mtx"].parent / "peaks.bed"),
                     "--cells", str(f["mtx"].parent / "cells.tsv"), "--out", str(out / "x.h5ad")],
-        "prepare": ["prepare", "--reference", sim["reference"], "--query", sim["query"], "--label-key",
-                    sim["label_key"], "--outdir", str(out / "prepare")],
+        "prepare": ["prepare", "--reference", sim["reference"], "--query", sim["query"], "--labels-key",
+                    sim["labels_key"], "--outdir", str(out / "prepare")],
         "extract": ["extract", "--peaks", str(pair / "prepare" / "peaks.bed"), "--fasta", sim["fasta"],
                     "--out", str(out / "extract" / "peaks.fa"), "--width", "120"],
         "embed": ["embed", "--fasta", str(f["fasta"]), "--model", "kmer:4", "--out", str(out / "e.h5")],
@@ -218,8 +218,8 @@ def test_h5ad_writer_on_a_full_disk_never_crashes(sim, tmp_path, size):
     """`prepare` died with a segfault (139) when the disk filled while HDF5 wrote accessibility.h5ad."""
     disk = mount_tmpfs(tmp_path / "disk", size)
     try:
-        res = run_cli(["prepare", "--reference", sim["reference"], "--query", sim["query"], "--label-key",
-                       sim["label_key"], "--outdir", str(disk / "prepare")])
+        res = run_cli(["prepare", "--reference", sim["reference"], "--query", sim["query"], "--labels-key",
+                       sim["labels_key"], "--outdir", str(disk / "prepare")])
         assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'prepare'}/", "no space left on device")
         assert not (disk / "prepare").exists() and leftovers(disk) == []
     finally:

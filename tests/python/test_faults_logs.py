@@ -152,9 +152,9 @@ def formula_pair(sim, tmp_path_factory) -> dict:
     paths = {}
     for which in ("reference", "query"):
         a = ad.read_h5ad(sim[which])
-        types = sorted(a.obs[sim["label_key"]].astype(str).unique())
+        types = sorted(a.obs[sim["labels_key"]].astype(str).unique())
         rename = dict(zip(types, FORMULAS))
-        a.obs[sim["label_key"]] = a.obs[sim["label_key"]].astype(str).map(rename)
+        a.obs[sim["labels_key"]] = a.obs[sim["labels_key"]].astype(str).map(rename)
         paths[which] = str(base / f"{which}.h5ad")
         a.write_h5ad(paths[which])
     return {**sim, **paths}

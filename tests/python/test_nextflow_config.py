@@ -208,7 +208,7 @@ def test_input_schema_is_valid_draft_2020_12() -> None:
 def test_meta_fields_are_what_the_workflow_reads() -> None:
     props = input_schema()["items"]["properties"]
     meta = {c: p["meta"] for c, p in props.items() if "meta" in p}
-    assert meta == {"pair_id": ["id"], "reference_label_key": ["label_key"], "query_label_key": ["query_label_key"]}
+    assert meta == {"pair_id": ["id"], "labels_key": ["labels_key"], "query_labels_key": ["query_labels_key"]}
     # the non-meta columns, in schema order, are what PIPELINE_INITIALISATION destructures
     assert [c for c in props if c not in meta] == ["reference", "query", "fasta"]
     init = (ROOT / "subworkflows/local/utils_nfcore_seqalignatac_pipeline/main.nf").read_text()
@@ -225,7 +225,7 @@ def real_sheet(tmp_path: Path) -> Path:
         (tmp_path / name).write_bytes(b"x")
     sheet = tmp_path / "samplesheet.csv"
     sheet.write_text(
-        "pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
+        "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
         "p1,ref.h5ad,cell_type,query.h5ad,cell_type,genome.fa.gz\n"
         "p2.b,ref.h5ad,cell_type,query.h5ad,,\n"
     )
@@ -246,7 +246,7 @@ def test_test_samplesheet_with_real_files_validates(real_sheet: Path) -> None:
         (("p2.b,ref.h5ad", "p2.b,ref.csv"), "line 3 column reference: reference must be an existing .h5ad"),
         (("p2.b,ref.h5ad", "p2.b,missing.h5ad"), "line 3 column reference: file missing.h5ad does not exist"),
         (("genome.fa.gz", "genome.txt"), "line 2 column fasta: fasta, when given, must be an existing genome FASTA"),
-        (("p2.b,ref.h5ad,cell_type", "p2.b,ref.h5ad,"), "line 3: 'reference_label_key' is a required property"),
+        (("p2.b,ref.h5ad,cell_type", "p2.b,ref.h5ad,"), "line 3: 'labels_key' is a required property"),
     ],
 )
 def test_broken_samplesheets_fail_naming_row_and_column(real_sheet: Path, edit: tuple[str, str], expected: str) -> None:

@@ -149,8 +149,8 @@ def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
     sim = simulate(tmp_path / "data", n_cells=300, n_peaks=300, n_cell_types=3, seed=0)
     sheet = tmp_path / "samplesheet.csv"
     sheet.write_text(
-        "pair_id,reference,reference_label_key,query\n"
-        f"good_pair,{sim['reference']},{sim['label_key']},{sim['query']}\n"
+        "pair_id,reference,labels_key,query\n"
+        f"good_pair,{sim['reference']},{sim['labels_key']},{sim['query']}\n"
         f"broken_pair,{sim['reference']},no_such_column,{sim['query']}\n"
     )
     small = tmp_path / "small_machine.config"  # the default labels ask for up to 6 CPUs

@@ -68,7 +68,8 @@ def test_overlap_must_exceed_half_width(tmp_path):
     qry = _write(tmp_path / "q.h5ad", [[1, 1], [1, 1]], ["chr1:1240-1740", "chr1:9260-9760"])
     a, s = prepare(ref, qry, "ct", overlap_width=500, min_peak_frac=0.0)
     assert s["query_peaks_mapped"] == 1
-    assert a.obs["label"][a.obs["domain"] == "query"].isna().all()  # no query label key
+    assert a.obs["ct"][a.obs["domain"] == "query"].isna().all()  # no query labels key
+    assert a.uns["seqalignatac"]["labels_key"] == "ct"  # the user's column name, kept
 
 
 def test_rare_peaks_dropped(tmp_path):
@@ -99,7 +100,7 @@ def test_on_simulation(prepared, sim):
     truth = pd.read_csv(sim["truth"], sep="\t")
     assert s["query_peaks_unmapped"] == (truth["in_query"] & ~truth["in_reference"]).sum()
     assert s["reference_peaks_with_several_query_peaks"] == truth["split_in_query"].sum()
-    assert a.obs["label"].notna().all()
+    assert a.obs[sim["labels_key"]].notna().all()
     bed = pd.read_csv(prepared / "peaks.bed", sep="\t", header=None)
     assert list(bed[3]) == list(a.var_names)
     assert not list(prepared.glob(".*tmp*"))  # atomic writes leave no temporary files
@@ -107,7 +108,7 @@ def test_on_simulation(prepared, sim):
 
 def test_cli_writes_outputs(pair, tmp_path):
     ref, qry = pair
-    res = _run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "out",
+    res = _run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "out",
                "--min-peak-frac", "0")
     assert res.exit_code == 0, res.output
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"accessibility.h5ad", "peaks.bed", "prepare_summary.json"}
@@ -118,7 +119,7 @@ def test_cli_writes_outputs(pair, tmp_path):
 
 def test_missing_file(pair, tmp_path):
     ref, _ = pair
-    assert_one_line_error(_run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "nope.h5ad", "does not exist")
 
 
@@ -126,14 +127,14 @@ def test_unreadable_file(pair, tmp_path):
     ref, _ = pair
     bad = tmp_path / "bad.h5ad"
     bad.write_text("not hdf5")
-    assert_one_line_error(_run("--reference", ref, "--query", bad, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", bad, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "bad.h5ad", "cannot read as .h5ad")
 
 
 def test_no_coordinates(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "genes.h5ad", [[1, 1]], ["GAPDH", "CD3E"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "genes.h5ad", "'GAPDH'", "not a peak coordinate")
 
 
@@ -141,7 +142,7 @@ def test_no_coordinates(pair, tmp_path):
 def test_malformed_coordinates(pair, tmp_path, names, problem):
     ref, _ = pair
     q = _write(tmp_path / "mal.h5ad", [[1, 1]], names)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "mal.h5ad", "chr1:600-100", problem)
 
 
@@ -149,30 +150,36 @@ def test_negative_start(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "neg.h5ad", [[1, 1]], ["p1", "p2"],
                var={"chrom": ["chr1", "chr1"], "start": [-5, 10], "end": [100, 200]})
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "neg.h5ad", "negative start")
 
 
 def test_label_key_absent(pair, tmp_path):
     ref, qry = pair
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "celltype", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "celltype", "--outdir", tmp_path / "o"),
          "ref.h5ad", "'celltype'", "available: ct")
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--query-label-key", "truth",
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--query-labels-key", "truth",
               "--outdir", tmp_path / "o"), "qry.h5ad", "'truth'")
+
+
+def test_labels_key_cannot_be_a_column_the_package_adds(pair, tmp_path):
+    ref, qry = pair
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "domain", "--outdir", tmp_path / "o"),
+                          "ref.h5ad", "'domain' is a column seqAlignATAC adds")
 
 
 def test_all_labels_missing(tmp_path, pair):
     _, qry = pair
     ref = _write(tmp_path / "nolab.h5ad", [[1, 0], [0, 1]], ["chr1:1000-1500", "chr2:100-900"],
                  obs={"ct": [np.nan, ""]})
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "nolab.h5ad", "no labels")
 
 
 def test_no_overlapping_peaks(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "far.h5ad", [[1, 1]], ["chr9:100-600", "chr9:5000-5500"])
-    line = assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    line = assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
                 "far.h5ad", "no query peak overlaps")
     assert "genome build" in line
     assert not (tmp_path / "o" / "prepare_summary.json").exists()
@@ -181,24 +188,24 @@ def test_no_overlapping_peaks(pair, tmp_path):
 def test_duplicate_names(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "dupc.h5ad", [[1, 1], [1, 0]], ["chr1:1000-1500", "chr2:100-900"], obs_names=["x", "x"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "dupc.h5ad", "duplicate cell names", "'x'")
     q = tmp_path / "dupp.h5ad"
     a = ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["a", "b"]),
                    var=pd.DataFrame(index=["chr1:1000-1500", "chr1:1000-1500"]))
     a.write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "dupp.h5ad", "duplicate peak names")
 
 
 def test_empty_matrices(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "zeros.h5ad", np.zeros((2, 2)), ["chr1:1000-1500", "chr2:100-900"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "zeros.h5ad", "no non-zero values")
     q = tmp_path / "nocells.h5ad"
     ad.AnnData(X=sp.csr_matrix((0, 2), dtype=np.float32), var=pd.DataFrame(index=["chr1:1-5", "chr1:9-20"])).write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "nocells.h5ad", "empty")
 
 
@@ -207,11 +214,11 @@ def test_transposed_input(pair, tmp_path):
     q = tmp_path / "t.h5ad"
     ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["chr1:1-500", "chr1:900-1200"]),
                var=pd.DataFrame(index=["AAAC-1", "AAAG-1"])).write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--label-key", "ct", "--outdir", tmp_path / "o"),
+    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
          "t.h5ad", "transpose")
 
 
 def test_all_peaks_rare(pair, tmp_path):
     ref, qry = pair
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--label-key", "ct", "--outdir", tmp_path / "o",
+    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o",
               "--min-peak-frac", "0.99"), "ref.h5ad", "lower --min-peak-frac")

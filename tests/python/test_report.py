@@ -33,8 +33,8 @@ def pipeline_run(sim, tmp_path_factory) -> dict:
     """One pair run through every real step (small settings), shared by the report tests."""
     d = tmp_path_factory.mktemp("report_run")
     sheet = d / "pairs.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
-                     f"{PAIR},{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']},{sim['fasta']}\n")
+    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+                     f"{PAIR},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},{sim['fasta']}\n")
     opts = RunOptions(model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
                       train_overrides={"epochs": 4, "hidden": (64,), "bottleneck": 16},
                       annotate_overrides={"epochs": 30})
@@ -115,7 +115,8 @@ def test_report_without_query_labels_has_no_accuracy_section(pipeline_run, tmp_p
     prep = tmp_path / "prepare"
     prep.mkdir()
     acc = ad.read_h5ad(pd_ / "prepare" / "accessibility.h5ad")
-    acc.obs["label"] = acc.obs["label"].astype(object).where(acc.obs["domain"] == "reference", None)
+    key = acc.uns["seqalignatac"]["labels_key"]
+    acc.obs[key] = acc.obs[key].astype(object).where(acc.obs["domain"] == "reference", None)
     acc.write_h5ad(prep / "accessibility.h5ad")
     shutil.copy(pd_ / "prepare" / "prepare_summary.json", prep)
     ann = tmp_path / "annotate"

@@ -45,9 +45,9 @@ def two_pairs(sim, tmp_path_factory) -> dict:
     broken.write_bytes(b"this is not an HDF5 file\n" * 10)
     sheet = d / "pairs.csv"
     sheet.write_text(
-        "pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
-        f"good,{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']},\n"
-        f"bad,{broken},{sim['label_key']},{sim['query']},,\n"
+        "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+        f"good,{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},\n"
+        f"bad,{broken},{sim['labels_key']},{sim['query']},,\n"
     )
     out = d / "out"
     res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--fasta", sim["fasta"], "--outdir", str(out),
@@ -113,8 +113,8 @@ def test_unknown_step_option_fails_before_any_work(two_pairs, tmp_path):
 def test_lsi_knn_run_needs_no_genome_or_model(sim, tmp_path):
     """The sequence-free ablation: prepare, train (LSI), annotate (kNN), report; no extract/embed."""
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query\n"
-                     f"lsi,{sim['reference']},{sim['label_key']},{sim['query']}\n")
+    sheet.write_text("pair_id,reference,labels_key,query\n"
+                     f"lsi,{sim['reference']},{sim['labels_key']},{sim['query']}\n")
     res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "o"),
                                    "--train-method", "lsi", "--annotate-method", "knn", "--max-umap-cells", "300",
                                    "--no-progress"])
@@ -123,6 +123,6 @@ def test_lsi_knn_run_needs_no_genome_or_model(sim, tmp_path):
     assert sorted(p.name for p in pair.iterdir() if not p.name.startswith(".")) == ["annotate", "prepare", "report",
                                                                                     "train"]
     assert json.loads((pair / "train" / "train_summary.json").read_text())["method"] == "lsi"
-    assert not (pair / "annotate" / "metrics.json").exists()  # no query_label_key: nothing to score
+    assert not (pair / "annotate" / "metrics.json").exists()  # no query_labels_key: nothing to score
     text = (pair / "report" / "lsi_report.html").read_text()
     assert "Accuracy against" not in text and 'id="fig-umap"' in text

@@ -25,8 +25,8 @@ from seqalignatac.samplesheet import read_samplesheet
 def test_killed_run_resumes(sim, tmp_path):
     """SIGKILL the runner while stage 1 trains; the next run skips finished steps and resumes train."""
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,reference_label_key,query,query_label_key\n"
-                     f"p,{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']}\n")
+    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key\n"
+                     f"p,{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n")
     out = tmp_path / "out"
     cmd = [sys.executable, "-m", "seqalignatac", "run", "--samplesheet", str(sheet), "--fasta", sim["fasta"],
            "--outdir", str(out), "--model", "kmer", "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5",
@@ -75,7 +75,7 @@ def test_demo_prints_the_report_path(tmp_path):
     assert list(pred["cell_id"]) == list(query.obs_names)
     assert list(ad.read_h5ad(annotate_dir / "query_annotated.h5ad").obs_names) == list(query.obs_names)
     ev = CliRunner().invoke(cli, ["evaluate", "--predictions", str(annotate_dir / "predictions.csv"),
-                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--label-key", "cell_type",
+                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--labels-key", "cell_type",
                                   "--outdir", str(tmp_path / "eval")])
     assert ev.exit_code == 0, ev.output
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())

@@ -11,7 +11,7 @@ from seqalignatac.cli import cli
 from seqalignatac.errors import InputError
 from seqalignatac.samplesheet import read_samplesheet
 
-HEADER = "pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
+HEADER = "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
 
 
 def _sheet(tmp_path: Path, text: str, name: str = "pairs.csv") -> Path:
@@ -31,8 +31,8 @@ def test_valid_sheet_resolves_paths_beside_the_sheet(tmp_path, monkeypatch):
     pairs = read_samplesheet(sheet)
     assert [p.pair_id for p in pairs] == ["p1", "p2"]
     assert pairs[0].reference == data / "ref.h5ad" and pairs[0].fasta == data / "g.fa"
-    assert pairs[0].query_label_key is None and pairs[1].query_label_key == "cell_type"
-    assert pairs[1].reference_label_key == "cell_type"  # whitespace trimmed
+    assert pairs[0].query_labels_key is None and pairs[1].query_labels_key == "cell_type"
+    assert pairs[1].labels_key == "cell_type"  # whitespace trimmed
     assert pairs[1].fasta is None
     assert pairs[1].check_files(fasta=data / "g.fa") == data / "g.fa"
 
@@ -41,7 +41,7 @@ def test_relative_to_launch_folder_first(tmp_path, monkeypatch):
     (tmp_path / "ref.h5ad").write_text("x")
     sub = tmp_path / "sheets"
     sub.mkdir()
-    sheet = _sheet(sub, "pair_id,reference,reference_label_key,query\np,ref.h5ad,l,q.h5ad\n")
+    sheet = _sheet(sub, "pair_id,reference,labels_key,query\np,ref.h5ad,l,q.h5ad\n")
     monkeypatch.chdir(tmp_path)
     (pair,) = read_samplesheet(sheet)
     assert pair.reference == tmp_path / "ref.h5ad"
@@ -50,7 +50,7 @@ def test_relative_to_launch_folder_first(tmp_path, monkeypatch):
 
 def test_bom_and_only_required_columns(tmp_path):
     sheet = tmp_path / "s.csv"
-    sheet.write_bytes("\ufeffpair_id,reference,reference_label_key,query\r\na,/x/r.h5ad,l,/x/q.h5ad\r\n".encode())
+    sheet.write_bytes("\ufeffpair_id,reference,labels_key,query\r\na,/x/r.h5ad,l,/x/q.h5ad\r\n".encode())
     (pair,) = read_samplesheet(sheet)
     assert pair.pair_id == "a" and pair.fasta is None
 
@@ -59,17 +59,18 @@ def test_bom_and_only_required_columns(tmp_path):
     "text, expected",
     [
         ("", "samplesheet is empty"),
-        ("pair_id,reference,reference_label_key\n", "missing required column(s) 'query'"),
-        ("pair_id\treference\treference_label_key\tquery\n", "comma-separated"),
+        ("pair_id,reference,labels_key\n", "missing required column(s) 'query'"),
+        ("pair_id\treference\tlabels_key\tquery\n", "comma-separated"),
         (HEADER, "no pairs"),
-        (HEADER + "p1,r.h5ad,,q.h5ad,,\n", "row 2, column 'reference_label_key': empty"),
+        (HEADER + "p1,r.h5ad,,q.h5ad,,\n", "row 2, column 'labels_key': empty"),
         (HEADER + "my pair,r.h5ad,l,q.h5ad,,\n", "row 2, column 'pair_id': 'my pair' is not a valid id"),
         (HEADER + "a/b,r.h5ad,l,q.h5ad,,\n", "row 2, column 'pair_id'"),
         (HEADER + "p1,r.h5ad,l,q.h5ad,,\np1,r.h5ad,l,q.h5ad,,\n", "row 3, column 'pair_id': 'p1' is already used on row 2"),
         (HEADER + "p1,r.h5ad,l,q.h5ad\n", "row 2 has 4 fields but the header has 6"),
         (HEADER + "p1,r.mtx,l,q.h5ad,,\n", "row 2, column 'reference': 'r.mtx' is not an .h5ad file"),
-        ("pair_id,reference,reference_label_key,querry\n", "unknown column 'querry'; did you mean 'query'?"),
-        ("pair_id,reference,reference,reference_label_key,query\n", "'reference' appear more than once"),
+        ("pair_id,reference,labels_key,querry\n", "unknown column 'querry'; did you mean 'query'?"),
+        ("pair_id,reference,reference_label_key,query\n", "column 'reference_label_key' is now called 'labels_key'"),
+        ("pair_id,reference,reference,labels_key,query\n", "'reference' appear more than once"),
     ],
 )
 def test_bad_sheets_name_row_and_column(tmp_path, text, expected):
@@ -81,7 +82,7 @@ def test_bad_sheets_name_row_and_column(tmp_path, text, expected):
 
 
 def test_unknown_extra_column_is_ignored(tmp_path, caplog):
-    sheet = _sheet(tmp_path, "pair_id,reference,reference_label_key,query,notes\np,r.h5ad,l,q.h5ad,hello\n")
+    sheet = _sheet(tmp_path, "pair_id,reference,labels_key,query,notes\np,r.h5ad,l,q.h5ad,hello\n")
     (pair,) = read_samplesheet(sheet)
     assert pair.pair_id == "p"
     assert "ignoring unknown column 'notes'" in caplog.text

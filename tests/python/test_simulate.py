@@ -17,7 +17,7 @@ from seqalignatac.simulate import simulate
 
 def test_outputs_and_layout(sim):
     ref, qry = ad.read_h5ad(sim["reference"]), ad.read_h5ad(sim["query"])
-    assert sim["label_key"] == "cell_type"
+    assert sim["labels_key"] == "cell_type"
     assert ref.n_obs + qry.n_obs == 600
     for a, batch in ((ref, "reference"), (qry, "query")):
         assert set(a.obs["batch"]) == {batch}

@@ -17,20 +17,22 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .. import keys
 from ..anndata_io import read_h5ad
 from ..errors import InputError, require_file
 from ..tables import restore_formulas
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_KEY = "X_seqalignatac"
+EMBEDDING_KEY = keys.EMBEDDING
 
 
 @dataclass
 class PairData:
     pair_id: str
     prepare_summary: dict[str, Any]
-    obs: pd.DataFrame  # all prepared cells: domain, label, original_id, ...
+    obs: pd.DataFrame  # all prepared cells: domain, the labels column, original_id, ...
+    labels_key: str  # obs column with the cell types (the user's name for it)
     n_peaks: int
     peaks_reference_only: int | None  # shared peaks open in no query cell
     train_summary: dict[str, Any]
@@ -49,7 +51,9 @@ class PairData:
 
     @property
     def has_query_labels(self) -> bool:
-        q = self.obs.loc[self.obs["domain"].astype(str) == "query", "label"] if "label" in self.obs else []
+        if self.labels_key not in self.obs:
+            return False
+        q = self.obs.loc[self.obs[keys.DOMAIN].astype(str) == keys.QUERY, self.labels_key]
         return len(q) > 0 and pd.Series(q).notna().any()
 
 
@@ -83,50 +87,51 @@ def load_pair(
         if not d.is_dir():
             raise InputError(f"{what} is not a folder; give the step's output folder", d)
 
-    acc = _read_h5ad(prep / "accessibility.h5ad", backed=True)
+    acc = _read_h5ad(prep / keys.ACCESSIBILITY, backed=True)
     try:
         obs = acc.obs.copy()
+        labels_key = keys.labels_key_of(acc)
         n_peaks = int(acc.n_vars)
         ref_only = None
         if "n_cells_query" in acc.var.columns:
             ref_only = int((np.asarray(acc.var["n_cells_query"]) == 0).sum())
     finally:
         acc.file.close()
-    if "domain" not in obs.columns:
-        raise InputError("obs has no 'domain' column; re-run `seqalignatac prepare`", prep / "accessibility.h5ad")
+    if keys.DOMAIN not in obs.columns:
+        raise InputError(f"obs has no {keys.DOMAIN!r} column; re-run `seqalignatac prepare`", prep / keys.ACCESSIBILITY)
 
-    cells = _read_h5ad(train / "cell_embeddings.h5ad")
+    cells = _read_h5ad(train / keys.CELL_EMBEDDINGS)
     if EMBEDDING_KEY not in cells.obsm:
-        raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / "cell_embeddings.h5ad")
+        raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / keys.CELL_EMBEDDINGS)
     embedding = np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32)
     embedded = np.isfinite(embedding).all(axis=1)  # cells without signal have a NaN row (no embedding)
     curve = None
-    if (train / "training_curve.tsv").is_file():
-        curve = pd.read_csv(train / "training_curve.tsv", sep="\t")
+    if (train / keys.TRAINING_CURVE).is_file():
+        curve = pd.read_csv(train / keys.TRAINING_CURVE, sep="\t")
 
-    pred_path = Path(require_file(ann / "predictions.csv", "predictions"))
-    predictions = restore_formulas(pd.read_csv(pred_path, dtype={"cell_id": str}))
-    missing = {"cell_id", "predicted_label", "confidence", "is_unknown"} - set(predictions.columns)
+    pred_path = Path(require_file(ann / keys.PREDICTIONS, "predictions"))
+    predictions = restore_formulas(pd.read_csv(pred_path, dtype={keys.CELL_ID: str}))
+    missing = {keys.CELL_ID, keys.PREDICTED_LABEL, keys.CONFIDENCE, keys.IS_UNKNOWN} - set(predictions.columns)
     if missing:
         raise InputError(f"predictions lack column(s) {sorted(missing)}; re-run `seqalignatac annotate`", pred_path)
-    predictions["is_unknown"] = predictions["is_unknown"].astype(str).str.lower().isin(["true", "1"])
-    predictions = predictions.set_index("cell_id")
+    predictions[keys.IS_UNKNOWN] = predictions[keys.IS_UNKNOWN].astype(str).str.lower().isin(["true", "1"])
+    predictions = predictions.set_index(keys.CELL_ID)
     predictions.index = _prepared_query_ids(obs, predictions.index)
 
     annotate_curve = None
     if (ann / "training_curve.tsv").is_file():
         annotate_curve = pd.read_csv(ann / "training_curve.tsv", sep="\t")
     per_class = confusion = None
-    if (ann / "per_class.csv").is_file():
-        per_class = restore_formulas(pd.read_csv(ann / "per_class.csv", index_col=0))
-    if (ann / "confusion_matrix.csv").is_file():
-        confusion = restore_formulas(pd.read_csv(ann / "confusion_matrix.csv", index_col=0))
+    if (ann / keys.PER_CLASS).is_file():
+        per_class = restore_formulas(pd.read_csv(ann / keys.PER_CLASS, index_col=0))
+    if (ann / keys.CONFUSION).is_file():
+        confusion = restore_formulas(pd.read_csv(ann / keys.CONFUSION, index_col=0))
 
     embed_attrs = None
-    if embed_dir is not None and (Path(embed_dir) / "embeddings.h5").is_file():
+    if embed_dir is not None and (Path(embed_dir) / keys.EMBEDDINGS).is_file():
         import h5py
 
-        with h5py.File(Path(embed_dir) / "embeddings.h5", "r") as f:
+        with h5py.File(Path(embed_dir) / keys.EMBEDDINGS, "r") as f:
             embed_attrs = {k: _plain(v) for k, v in f.attrs.items()}
             if "embeddings" in f:
                 embed_attrs.setdefault("n_peaks", int(f["embeddings"].shape[0]))
@@ -138,18 +143,19 @@ def load_pair(
 
     return PairData(
         pair_id=pair_id,
-        prepare_summary=_json(prep / "prepare_summary.json"),
+        prepare_summary=_json(prep / keys.PREPARE_SUMMARY),
         obs=obs,
+        labels_key=labels_key,
         n_peaks=n_peaks,
         peaks_reference_only=ref_only,
-        train_summary=_json(train / "train_summary.json"),
+        train_summary=_json(train / keys.TRAIN_SUMMARY),
         curve=curve,
         cells_obs=cells.obs[embedded].copy(),
         embedding=embedding[embedded],
-        annotate_summary=_optional_json(ann / "annotate_summary.json") or {},
+        annotate_summary=_optional_json(ann / keys.ANNOTATE_SUMMARY) or {},
         predictions=predictions,
         annotate_curve=annotate_curve,
-        metrics=_optional_json(ann / "metrics.json"),
+        metrics=_optional_json(ann / keys.METRICS),
         per_class=per_class,
         confusion=confusion,
         extract_summary=extract_summary,
@@ -171,10 +177,10 @@ def _plain(v: Any) -> Any:
 def _prepared_query_ids(obs: pd.DataFrame, cell_ids: pd.Index) -> pd.Index:
     """predictions.csv names query cells by the user's barcodes (``obs['original_id']``); the
     prepared files by prepare's ids. Map to the latter (ids that are already prepared ones stay)."""
-    query = obs[obs["domain"].astype(str) == "query"]
-    if "original_id" not in query.columns:
+    query = obs[obs[keys.DOMAIN].astype(str) == keys.QUERY]
+    if keys.ORIGINAL_ID not in query.columns:
         return cell_ids
-    prepared = pd.Series(query.index.to_numpy(), index=query["original_id"].astype(str).to_numpy())
+    prepared = pd.Series(query.index.to_numpy(), index=query[keys.ORIGINAL_ID].astype(str).to_numpy())
     if not cell_ids.isin(prepared.index).all():
         return cell_ids
     return pd.Index(prepared.loc[cell_ids].to_numpy(), name=cell_ids.name)

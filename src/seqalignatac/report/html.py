@@ -14,7 +14,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import __version__
+from .. import __version__, keys
 from ..atomic import publish_dir, write_text
 from ..cli_types import SAFE_NAME, check
 from ..metrics import evaluate
@@ -119,7 +119,7 @@ def software_versions() -> list[tuple[str, str]]:
 def _query_truth(data: PairData) -> pd.Series | None:
     if not data.has_query_labels:
         return None
-    q = data.obs[data.obs["domain"].astype(str) == "query"]["label"]
+    q = data.obs[data.obs[keys.DOMAIN].astype(str) == keys.QUERY][data.labels_key]
     return q.astype(object).where(q.notna(), None)
 
 
@@ -128,13 +128,13 @@ def summary_row(data: PairData) -> dict[str, Any]:
     ps, ts = data.prepare_summary, data.train_summary
     pred = data.predictions
     row: dict[str, Any] = {
-        "reference_cells": _get(ps, "cells.reference") or int((data.obs["domain"].astype(str) == "reference").sum()),
-        "query_cells": _get(ps, "cells.query") or int((data.obs["domain"].astype(str) == "query").sum()),
+        "reference_cells": _get(ps, "cells.reference") or int((data.obs[keys.DOMAIN].astype(str) == keys.REFERENCE).sum()),
+        "query_cells": _get(ps, "cells.query") or int((data.obs[keys.DOMAIN].astype(str) == keys.QUERY).sum()),
         "shared_peaks": data.n_peaks,
         "query_signal_kept": _get(ps, "query_accessibility_retained"),
         "stage1_auroc": _first_number(ts, ("auroc", "val_auroc", "heldout_auroc", "held_out_auroc", "metrics.auroc")),
-        "mean_confidence": float(pred["confidence"].mean()) if len(pred) else None,
-        "unknown_rate": float(pred["is_unknown"].mean()) if len(pred) else None,
+        "mean_confidence": float(pred[keys.CONFIDENCE].mean()) if len(pred) else None,
+        "unknown_rate": float(pred[keys.IS_UNKNOWN].mean()) if len(pred) else None,
     }
     m = data.metrics
     if m is not None:
@@ -159,7 +159,7 @@ def _fill_metrics(data: PairData) -> None:
     common = data.predictions.index.intersection(truth.index[truth.notna()])
     if len(common) == 0:
         return
-    res = evaluate(truth.loc[common].astype(str).to_numpy(), data.predictions.loc[common, "predicted_label"].astype(str).to_numpy())
+    res = evaluate(truth.loc[common].astype(str).to_numpy(), data.predictions.loc[common, keys.PREDICTED_LABEL].astype(str).to_numpy())
     if data.metrics is None:
         data.metrics = {k: v for k, v in res.items() if k not in ("per_class", "confusion")}
     if data.per_class is None:
@@ -172,14 +172,14 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     t0 = time.perf_counter()
     _fill_metrics(data)
     obs = data.obs
-    domain = obs["domain"].astype(str)
+    domain = obs[keys.DOMAIN].astype(str)
     truth = _query_truth(data)
     pred = data.predictions
-    all_labels = list(obs["label"].dropna().astype(str).unique()) + list(pred["predicted_label"].astype(str).unique())
+    all_labels = list(obs[data.labels_key].dropna().astype(str).unique()) + list(pred[keys.PREDICTED_LABEL].astype(str).unique())
     colors = figures.label_colors(all_labels)
 
     # --- what went in
-    ref_lab = obs.loc[domain == "reference", "label"].astype(str)
+    ref_lab = obs.loc[domain == keys.REFERENCE, data.labels_key].astype(str)
     comp = pd.DataFrame({"reference": ref_lab.value_counts()})
     if truth is not None:
         comp["query"] = truth.dropna().astype(str).value_counts()
@@ -189,9 +189,9 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
             {"name": d, "cells": int((domain == d).sum()),
              "peaks_in_file": _get(data.prepare_summary, f"{d}.peaks"),
              "path": _get(data.prepare_summary, f"{d}.path") or "",
-             "label_key": _get(data.prepare_summary, f"{d}.label_key") or "",
-             "n_labels": int(obs.loc[domain == d, "label"].dropna().nunique())}
-            for d in ("reference", "query")
+             "labels_key": _get(data.prepare_summary, f"{d}.labels_key") or "",
+             "n_labels": int(obs.loc[domain == d, data.labels_key].dropna().nunique())}
+            for d in keys.DOMAINS
         ],
         "composition": [{"label": k, **{c: int(v) for c, v in r.items()}} for k, r in comp.iterrows()],
         "composition_columns": list(comp.columns),
@@ -225,23 +225,23 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     }
 
     # --- UMAP (subsampled; rows of the stage-1 embedding)
-    cells_domain = data.cells_obs["domain"].astype(str).to_numpy()
+    cells_domain = data.cells_obs[keys.DOMAIN].astype(str).to_numpy()
     idx, coords = figures.compute_umap(data.embedding, seed=umap_seed, max_cells=max_umap_cells)
     cd = cells_domain[idx]
     names = data.cells_obs.index.to_numpy()[idx]
-    labels = data.cells_obs["label"].astype(object).to_numpy()[idx]
-    q_names = names[cd == "query"]
-    q_pred = pred["predicted_label"].reindex(q_names).astype(object).fillna("(not annotated)").astype(str).to_numpy()
+    labels = data.cells_obs[data.labels_key].astype(object).to_numpy()[idx]
+    q_names = names[cd == keys.QUERY]
+    q_pred = pred[keys.PREDICTED_LABEL].reindex(q_names).astype(object).fillna("(not annotated)").astype(str).to_numpy()
     q_truth = None
     if truth is not None:
-        q_truth = pd.Series(labels[cd == "query"]).astype(object).fillna("(no label)").astype(str).to_numpy()
-    umap_fig = figures.umap_figure(coords, cd, np.asarray(labels[cd == "reference"]).astype(str), q_pred, q_truth, colors)
+        q_truth = pd.Series(labels[cd == keys.QUERY]).astype(object).fillna("(no label)").astype(str).to_numpy()
+    umap_fig = figures.umap_figure(coords, cd, np.asarray(labels[cd == keys.REFERENCE]).astype(str), q_pred, q_truth, colors)
     umap_info = {"figure": umap_fig, "n_shown": len(idx), "n_total": data.embedding.shape[0],
                  "dims": int(data.embedding.shape[1])}
 
     # --- predictions
-    unknown = pred["is_unknown"].to_numpy(dtype=bool)
-    counts = pred["predicted_label"].astype(str).value_counts()
+    unknown = pred[keys.IS_UNKNOWN].to_numpy(dtype=bool)
+    counts = pred[keys.PREDICTED_LABEL].astype(str).value_counts()
     threshold = _first_number(data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold",
                                                       "unknown_threshold"))
     reasons = (pred[REASON_COLUMN].fillna("").astype(str) if REASON_COLUMN in pred.columns
@@ -252,10 +252,10 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         "n_unknown": int(unknown.sum()),
         "n_no_signal": int((reasons == NO_SIGNAL).sum()),
         "unknown_reasons": [(r, int(n)) for r, n in reasons[unknown].value_counts().items() if r],
-        "mean_confidence": float(pred["confidence"].mean()) if len(pred) else 0.0,
-        "median_confidence": float(pred["confidence"].median()) if len(pred) else 0.0,
+        "mean_confidence": float(pred[keys.CONFIDENCE].mean()) if len(pred) else 0.0,
+        "median_confidence": float(pred[keys.CONFIDENCE].median()) if len(pred) else 0.0,
         "counts": [{"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")} for k, v in counts.items()],
-        "counts_figure": figures.prediction_counts_figure(pred["predicted_label"], colors) if len(pred) else None,
+        "counts_figure": figures.prediction_counts_figure(pred[keys.PREDICTED_LABEL], colors) if len(pred) else None,
         "confidence_figure": _confidence_figure(pred, unknown, threshold),
         "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:60],
         "method": data.annotate_summary.get("method", ""),
@@ -314,7 +314,7 @@ def render_report(ctx: Mapping[str, Any]) -> str:
 
 def _confidence_figure(pred: pd.DataFrame, unknown: np.ndarray, threshold: float | None):
     """Histogram of the cells that have a confidence (cells without signal have none)."""
-    conf = pred["confidence"].to_numpy(float)
+    conf = pred[keys.CONFIDENCE].to_numpy(float)
     has = np.isfinite(conf)
     return figures.confidence_figure(conf[has], unknown[has], threshold) if has.any() else None
 

@@ -93,7 +93,7 @@ def common_options(f):
 
 @click.command("run")
 @click.option("--samplesheet", required=True, type=click.Path(dir_okay=False),
-              help="CSV: pair_id, reference, reference_label_key, query[, query_label_key, fasta].")
+              help="CSV: pair_id, reference, labels_key, query[, query_labels_key, fasta].")
 @click.option("--fasta", type=click.Path(dir_okay=False), default=None,
               help="Genome FASTA (plain or bgzip) for pairs without a 'fasta' column value.")
 @click.option("--model", default=None,

@@ -60,8 +60,8 @@ def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1000, n_peak
     sim = _simulate_once(outdir / "data", n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed)
     model = str(_tiny_model(outdir / "model", seed)) if model_kind == "nt-tiny" else "kmer"
     sheet = outdir / "samplesheet.csv"
-    text = ("pair_id,reference,reference_label_key,query,query_label_key,fasta\n"
-            f"{PAIR_ID},{sim['reference']},{sim['label_key']},{sim['query']},{sim['label_key']},{sim['fasta']}\n")
+    text = ("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+            f"{PAIR_ID},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},{sim['fasta']}\n")
     if not sheet.is_file() or sheet.read_text() != text:
         write_text(sheet, text)
     opts = RunOptions(model=model, train_method=train_method, annotate_method=annotate_method, device=device,

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import __version__
+from .. import __version__, keys
 from ..atomic import note_kept
 from ..errors import InputError, write_fault
 from ..locks import FolderLock
@@ -192,7 +192,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     def prepare(resume: bool) -> None:
         from ..prepare import run_prepare
 
-        run_prepare(pair.reference, pair.query, pair.reference_label_key, pair.query_label_key, d["prepare"],
+        run_prepare(pair.reference, pair.query, pair.labels_key, pair.query_labels_key, d["prepare"],
                     overlap_width=overlap, min_peak_frac=min_frac)
 
     def extract(resume: bool) -> None:
@@ -234,9 +234,10 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         cfg_names = {f.name for f in fields(GDAConfig)}
         cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
         kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
-        res = annotate_full(read_cells(cells), "X_seqalignatac", opts.annotate_method, config=cfg, device=opts.device,
-                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
-        write_outputs(res, d["annotate"], "label")
+        res = annotate_full(read_cells(cells), keys.EMBEDDING, opts.annotate_method, config=cfg, device=opts.device,
+                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells),
+                            label_key=pair.labels_key, **kw)
+        write_outputs(res, d["annotate"], pair.labels_key)
 
     def report(resume: bool) -> None:
         from ..report.html import build_report
@@ -249,7 +250,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
 
     steps = [
         Step("prepare", d["prepare"], {"reference": pair.reference, "query": pair.query},
-             {"label_key": pair.reference_label_key, "query_label_key": pair.query_label_key,
+             {"labels_key": pair.labels_key, "query_labels_key": pair.query_labels_key,
               "overlap_width": overlap, "min_peak_frac": min_frac},
              [acc, peaks_bed, d["prepare"] / "prepare_summary.json"], prepare),
     ]
@@ -280,8 +281,8 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
 
 def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, Any]:
     p = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k not in ("progress", "force")}
-    p.update(reference=str(pair.reference), query=str(pair.query), reference_label_key=pair.reference_label_key,
-             query_label_key=pair.query_label_key or "", fasta=str(fasta) if fasta else "")
+    p.update(reference=str(pair.reference), query=str(pair.query), labels_key=pair.labels_key,
+             query_labels_key=pair.query_labels_key or "", fasta=str(fasta) if fasta else "")
     if not opts.uses_sequence:
         for k in ("model", "width", "dtype", "batch_size", "cache_dir"):
             p.pop(k, None)

@@ -37,8 +37,8 @@ workflow PIPELINE_INITIALISATION {
         SEQALIGNATAC_SIMULATE([ id: 'simulated' ])
         ch_pairs = SEQALIGNATAC_SIMULATE.out.data.flatMap { _meta, reference, query, genome ->
             [
-                [ [ id: 'sim_labeled',   label_key: 'cell_type', query_label_key: 'cell_type' ], reference, query, genome ],
-                [ [ id: 'sim_unlabeled', label_key: 'cell_type', query_label_key: null ],        reference, query, genome ]
+                [ [ id: 'sim_labeled',   labels_key: 'cell_type', query_labels_key: 'cell_type' ], reference, query, genome ],
+                [ [ id: 'sim_unlabeled', labels_key: 'cell_type', query_labels_key: null ],        reference, query, genome ]
             ]
         }
     } else if (input) {
@@ -49,14 +49,14 @@ workflow PIPELINE_INITIALISATION {
             if (!pair_genome) {
                 error("${input}: pair '${meta.id}' has no genome FASTA: fill its 'fasta' column or give --fasta")
             }
-            [ meta + [ query_label_key: meta.query_label_key ?: null ], reference, query, pair_genome ]
+            [ meta + [ query_labels_key: meta.query_labels_key ?: null ], reference, query, pair_genome ]
         }
     } else {
-        error("Give --input samplesheet.csv (columns: pair_id,reference,reference_label_key,query[,query_label_key,fasta]), or use -profile test")
+        error("Give --input samplesheet.csv (columns: pair_id,reference,labels_key,query[,query_labels_key,fasta]), or use -profile test")
     }
 
     emit:
-    pairs = ch_pairs   // channel: [ meta: [ id, label_key, query_label_key ], reference.h5ad, query.h5ad, genome FASTA ]
+    pairs = ch_pairs   // channel: [ meta: [ id, labels_key, query_labels_key ], reference.h5ad, query.h5ad, genome FASTA ]
 }
 
 workflow PIPELINE_COMPLETION {

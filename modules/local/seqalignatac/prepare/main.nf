@@ -16,12 +16,12 @@ process SEQALIGNATAC_PREPARE {
 
     script:
     def args = task.ext.args ?: ''
-    def query_label = meta.query_label_key ? "--query-label-key '${meta.query_label_key}'" : ''
+    def query_label = meta.query_labels_key ? "--query-labels-key '${meta.query_labels_key}'" : ''
     """
     seqalignatac_prepare.py \\
         --reference ${reference} \\
         --query ${query} \\
-        --label-key '${meta.label_key}' \\
+        --labels-key '${meta.labels_key}' \\
         ${query_label} \\
         --outdir prepare \\
         ${args}
