@@ -21,6 +21,8 @@ ID_PREFIX = {REFERENCE: "ref:", QUERY: "query:"}  # keeps a barcode found in bot
 N_PEAKS = "n_peaks"  # obs: accessible shared peaks of the cell
 HAS_SIGNAL = "has_signal"  # obs: False for a cell with no accessible shared peak
 EMBEDDING = "X_seqalignatac"  # obsm: stage-1 cell embedding
+SEQUENCE = "sequence"  # var: the peak's DNA sequence (sa.pp.peak_sequences)
+PEAK_EMBEDDING = "X_peak_embedding"  # varm: the peak's sequence embedding (sa.tl.embed_peaks)
 CLASSES = "classes"  # uns[UNS][...]: class order of PROBA
 
 # obs columns the package adds: a label column cannot have one of these names

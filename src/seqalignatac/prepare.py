@@ -84,8 +84,12 @@ def _fill_kept(x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, ou
     return pos
 
 
-def _load(path, labels_key: str | None, what: str, label_what: str, is_reference: bool = False):
-    adata = anndata_io.read_h5ad(path, what)
+def _load(source, labels_key: str | None, what: str, label_what: str, is_reference: bool = False):
+    """(binarized CSR, peak coordinates, cell ids, labels) of an .h5ad path or an in-memory AnnData."""
+    if isinstance(source, (str, os.PathLike)):
+        path, adata = source, anndata_io.read_h5ad(source, what)
+    else:  # an AnnData from the caller: messages name it by its role
+        path, adata = f"<{what.split()[0]} AnnData>", source
     anndata_io.check_unique(adata, path)
     x = anndata_io.csr_matrix(adata, path)
     coords = anndata_io.peak_coords(adata, path)
@@ -93,7 +97,6 @@ def _load(path, labels_key: str | None, what: str, label_what: str, is_reference
     if lab is not None and is_reference:
         anndata_io.check_reference_classes(lab, labels_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
-    del adata
     return _binarize(x), coords, obs_names, lab
 
 
@@ -114,6 +117,10 @@ def map_peaks(ref: pd.DataFrame, query: pd.DataFrame, width: int) -> tuple[np.nd
     return q2r, {k: v for k, v in renames.items() if k != v}
 
 
+def _where(source) -> str:
+    return os.fspath(source) if isinstance(source, (str, os.PathLike)) else "(in memory)"
+
+
 def _label_counts(lab: pd.Series | None) -> dict:
     if lab is None:
         return {"names": [], "counts": []}
@@ -122,8 +129,8 @@ def _label_counts(lab: pd.Series | None) -> dict:
 
 
 def prepare(
-    reference: str | os.PathLike,
-    query: str | os.PathLike,
+    reference,
+    query,
     labels_key: str = keys.DEFAULT_LABELS_KEY,
     query_labels_key: str | None = None,
     overlap_width: int = DEFAULT_OVERLAP_WIDTH,
@@ -131,6 +138,8 @@ def prepare(
     min_cells: int = 1,
 ):
     """Reference + query cells x shared (reference) peaks, binarized; returns ``(AnnData, summary)``.
+
+    ``reference`` and ``query``: .h5ad paths or AnnData objects (cells x peaks; neither is modified).
 
     A peak is kept when open in at least ``max(min_cells, ceil(min_peak_frac * all cells))`` cells
     (reference and query together). See docs/design.md for the output layout.
@@ -140,7 +149,7 @@ def prepare(
     check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
     if labels_key in keys.RESERVED_OBS:
         raise InputError(f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
-                         f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name", reference)
+                         f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name", _where(reference))
     x_ref, ref_coords, ref_cells, ref_lab = _load(reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True)
     x_q, q_coords, q_cells, q_lab = _load(query, query_labels_key, "query .h5ad", "--query-labels-key")
 
@@ -151,7 +160,7 @@ def prepare(
             f"no query peak overlaps a reference peak by more than {overlap_width // 2} bp "
             f"(reference chromosomes: {', '.join(map(str, ref_coords['chrom'].unique()[:5]))}; query: "
             f"{', '.join(map(str, q_coords['chrom'].unique()[:5]))}); are both on the same genome build?",
-            query,
+            _where(query),
         )
     q_total_nnz = x_q.nnz
     q_open_per_peak = np.bincount(x_q.indices, minlength=len(q_coords))
@@ -168,7 +177,7 @@ def prepare(
     n_keep = int(keep.sum())
     if n_keep == 0:
         raise InputError(f"no peak is open in at least {threshold} cells; lower --min-peak-frac "
-                         f"(now {min_peak_frac})", reference)
+                         f"(now {min_peak_frac})", _where(reference))
     newcol = np.full(n_ref_peaks, -1, dtype=np.int64)
     newcol[keep] = np.arange(n_keep)
 
@@ -214,9 +223,9 @@ def prepare(
     q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
     per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     summary = {
-        "reference": {"path": str(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, "labels_key": labels_key,
+        "reference": {"path": _where(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, "labels_key": labels_key,
                       "labels": _label_counts(ref_lab), "cells_without_shared_peaks": empty_ref},
-        "query": {"path": str(query), "cells": n_q_cells, "peaks": len(q_coords), "labels_key": query_labels_key or "",
+        "query": {"path": _where(query), "cells": n_q_cells, "peaks": len(q_coords), "labels_key": query_labels_key or "",
                   "labels": _label_counts(q_lab), "cells_without_shared_peaks": empty_q},
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),

@@ -1,0 +1,85 @@
+"""Preprocessing, scanpy style: ``sa.pp.harmonize`` (the ``prepare`` step) and ``sa.pp.peak_sequences``
+(the ``extract`` step).  AnnData in, AnnData out; the same code the command line runs."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from .. import keys
+from ..extract import DEFAULT_WIDTH, extract_sequences
+from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, prepare
+
+__all__ = ["harmonize", "peak_sequences"]
+
+
+def harmonize(
+    reference: Any,
+    query: Any,
+    labels_key: str = keys.DEFAULT_LABELS_KEY,
+    *,
+    query_labels_key: str | None = None,
+    overlap_width: int = DEFAULT_OVERLAP_WIDTH,
+    min_peak_frac: float = DEFAULT_MIN_PEAK_FRAC,
+    min_cells: int = 1,
+):
+    """Put the query on the reference's peaks: one binarized AnnData of reference + query cells.
+
+    Parameters
+    ----------
+    reference, query
+        AnnData objects or ``.h5ad`` paths, cells x peaks (counts or 0/1), peaks named
+        ``chrom:start-end`` or described by ``var['chrom', 'start', 'end']``.
+    labels_key
+        ``reference.obs`` column with the cell types. It keeps this name in the result.
+    query_labels_key
+        ``query.obs`` column with known query cell types (evaluation only, never trained on);
+        stored under ``labels_key``.
+    overlap_width, min_peak_frac, min_cells
+        Peak mapping window and the rare-peak filter (``seqalignatac prepare --help``).
+
+    Returns
+    -------
+    AnnData of reference + query cells x kept reference peaks. ``obs`` gets ``domain``
+    (``reference``/``query``), ``original_id`` (the barcode in its input), ``n_peaks`` and
+    ``labels_key``; ``var`` gets ``chrom``, ``start``, ``end`` and per-domain open-cell counts;
+    ``uns['seqalignatac']`` gets ``labels_key`` and the ``prepare`` summary.
+    """
+    adata, _ = prepare(reference, query, labels_key, query_labels_key, overlap_width=overlap_width,
+                       min_peak_frac=min_peak_frac, min_cells=min_cells)
+    return adata
+
+
+def peak_sequences(adata, fasta: str | os.PathLike, width: int | str = DEFAULT_WIDTH,
+                   key_added: str = keys.SEQUENCE) -> None:
+    """DNA sequence of every peak of ``adata`` from a genome FASTA (plain, gzip or bgzip).
+
+    Parameters
+    ----------
+    adata
+        AnnData with peaks as ``var`` (``var['chrom', 'start', 'end']``, e.g. from :func:`harmonize`).
+    fasta
+        Genome FASTA path.
+    width
+        Window centred on each peak midpoint (default 1002 = 167 NT 6-mer tokens), or ``"native"``.
+    key_added
+        ``var`` column that receives the upper-case sequences.
+
+    Writes ``adata.var[key_added]`` and ``adata.uns['seqalignatac']['extract']`` (the summary).
+    """
+    peaks = pd.DataFrame({"chrom": adata.var["chrom"].astype(str).to_numpy(),
+                          "start": adata.var["start"].to_numpy(), "end": adata.var["end"].to_numpy(),
+                          "name": adata.var_names.astype(str)})
+    from ..embed.fasta_io import read_fasta
+
+    with tempfile.TemporaryDirectory(prefix="seqalignatac-") as tmp:
+        out = Path(tmp) / keys.PEAKS_FASTA
+        summary = extract_sequences(peaks, fasta, out, width)
+        ids, seqs = read_fasta(out)
+    by_id = dict(zip(ids, seqs))
+    adata.var[key_added] = [by_id.get(i, "") for i in adata.var_names.astype(str)]
+    adata.uns.setdefault(keys.UNS, {})["extract"] = summary
