@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import keys
 from .anndata_io import check_counts
 from .atomic import write_h5ad
 from .errors import InputError, require_file
@@ -45,7 +46,7 @@ def read_cells_table(path: str | os.PathLike) -> pd.DataFrame:
         raise InputError("cells file is empty", p)
     sep = "\t" if "\t" in lines[0] else ("," if "," in lines[0] else None)
     first = lines[0].split(sep)
-    header_words = {"barcode", "barcodes", "cell", "cells", "cell_id", "cellid", "cell_name", "obs_names", ""}
+    header_words = {"barcode", "barcodes", "cell", "cells", keys.CELL_ID, "cellid", "cell_name", "obs_names", ""}
     if len(first) > 1 or first[0].strip().lower() in header_words:
         rows = [ln.split(sep) for ln in lines[1:]]
         bad = [i for i, r in enumerate(rows) if len(r) != len(first)]

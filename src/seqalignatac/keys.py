@@ -14,7 +14,7 @@ import re
 
 # ## AnnData keys
 UNS = "seqalignatac"  # uns: the package's namespace in every file it writes
-LABELS_KEY_UNS = "labels_key"  # uns[UNS]: name of the obs column with the cell types
+LABELS_KEY = "labels_key"  # uns[UNS], samplesheet column, summaries: the obs column with the cell types
 DEFAULT_LABELS_KEY = "cell_type"  # the reference's label column when none is named
 DOMAIN = "domain"  # obs: which input a cell came from (categorical)
 REFERENCE = "reference"  # obs[DOMAIN] value of reference cells
@@ -81,7 +81,7 @@ def labels_key_of(adata, labels_key: str | None = None) -> str:
     """The obs column with the cell types: ``labels_key`` when given, else the one ``prepare`` recorded."""
     if labels_key:
         return labels_key
-    recorded = (adata.uns.get(UNS) or {}).get(LABELS_KEY_UNS)
+    recorded = (adata.uns.get(UNS) or {}).get(LABELS_KEY)
     return str(recorded) if recorded else DEFAULT_LABELS_KEY
 
 

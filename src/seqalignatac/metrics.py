@@ -8,13 +8,15 @@ reference lacks (predicted wrongly or ``Unknown``) does.
 
 from __future__ import annotations
 
+from . import keys
+
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
 
-UNKNOWN = "Unknown"
+UNKNOWN = keys.UNKNOWN
 
 
 def evaluate(

@@ -223,9 +223,9 @@ def prepare(
     q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
     per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     summary = {
-        "reference": {"path": _where(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, "labels_key": labels_key,
+        "reference": {"path": _where(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, keys.LABELS_KEY: labels_key,
                       "labels": _label_counts(ref_lab), "cells_without_shared_peaks": empty_ref},
-        "query": {"path": _where(query), "cells": n_q_cells, "peaks": len(q_coords), "labels_key": query_labels_key or "",
+        "query": {"path": _where(query), "cells": n_q_cells, "peaks": len(q_coords), keys.LABELS_KEY: query_labels_key or "",
                   "labels": _label_counts(q_lab), "cells_without_shared_peaks": empty_q},
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),
@@ -245,7 +245,7 @@ def prepare(
         "nnz": int(x.nnz),
     }
     out = ad.AnnData(X=x, obs=obs, var=var)
-    out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY_UNS: labels_key}
+    out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY: labels_key}
     return out, summary
 
 

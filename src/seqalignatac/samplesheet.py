@@ -20,14 +20,15 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import keys
 from .errors import InputError, require_file
 
 log = logging.getLogger(__name__)
 
-REQUIRED = ("pair_id", "reference", "labels_key", "query")
+REQUIRED = ("pair_id", keys.REFERENCE, keys.LABELS_KEY, keys.QUERY)
 OPTIONAL = ("query_labels_key", "fasta")
 PATH_COLUMNS = ("reference", "query", "fasta")
-RENAMED = {"reference_label_key": "labels_key", "query_label_key": "query_labels_key"}  # before 0.2
+RENAMED = {"reference_label_key": keys.LABELS_KEY, "query_label_key": "query_labels_key"}  # before 0.2
 # Folder-safe: letters, digits, '.', '_', '-'; must not start with '.' or '-'.
 PAIR_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 H5AD_SUFFIXES = (".h5ad",)
@@ -132,7 +133,7 @@ def read_samplesheet(path: str | os.PathLike) -> list[Pair]:
             Pair(
                 pair_id=pid,
                 reference=resolve(row["reference"]),
-                labels_key=row["labels_key"],
+                labels_key=row[keys.LABELS_KEY],
                 query=resolve(row["query"]),
                 query_labels_key=row.get("query_labels_key") or None,
                 fasta=resolve(row["fasta"]) if row.get("fasta") else None,

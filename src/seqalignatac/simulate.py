@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from . import keys
 from .atomic import atomic_path, write_h5ad, write_text
 from .cli_types import SEED, check_all, float_range, int_range
 from .peaks import peak_ids
@@ -294,7 +295,7 @@ def simulate(
         import anndata as ad
 
         obs = pd.DataFrame(
-            {"cell_type": pd.Categorical(type_names[types], categories=categories), "batch": batch_name,
+            {keys.DEFAULT_LABELS_KEY: pd.Categorical(type_names[types], categories=categories), "batch": batch_name,
              "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32)},
             index=[f"cell{i:07d}-1" for i in range(x.shape[0])],  # same barcodes in both files
         )
@@ -329,7 +330,7 @@ def simulate(
     return {
         "outdir": str(outdir), "fasta": None if fasta_path is None else str(fasta_path),
         "reference": str(ref_path), "query": str(q_path), "truth": str(truth_path),
-        "params": str(outdir / "simulation.json"), "labels_key": "cell_type", "batch_key": "batch",
+        "params": str(outdir / "simulation.json"), keys.LABELS_KEY: keys.DEFAULT_LABELS_KEY, "batch_key": "batch",
         "n_reference": n_ref, "n_query": n_query,
     }
 

@@ -5,7 +5,9 @@ Kept apart from stage 2 (which imports torch) so the report and other readers ca
 
 from __future__ import annotations
 
-REASON_COLUMN = "unknown_reason"
+from . import keys
+
+REASON_COLUMN = keys.UNKNOWN_REASON
 NO_SIGNAL = "no_signal"  # no accessible shared peak: stage 1 could not embed the cell, nothing to compare
 LOW_CONFIDENCE = "low_confidence"  # --unknown confidence: below the held-out reference confidences
 FAR_FROM_REFERENCE = "far_from_reference"  # --unknown distance: the per-cell distance test

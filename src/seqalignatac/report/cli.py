@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .. import keys
 from ..cli_types import MAX_UMAP_CELLS, SAFE_NAME, SEED, check
 from ..errors import InputError
 
@@ -45,12 +46,12 @@ def report_command(pair_id, prepare_dir, train_dir, annotate_dir, extract_dir, e
         if pair_id is None:
             pair_id = pd_.resolve().name
             check(pair_id, SAFE_NAME, "--pair-id (taken from the --pair-dir folder name; give --pair-id)")
-        prepare_dir = prepare_dir or pd_ / "prepare"
-        extract_dir = extract_dir or pd_ / "extract"
-        embed_dir = embed_dir or pd_ / "embed"
-        train_dir = train_dir or pd_ / "train"
-        annotate_dir = annotate_dir or pd_ / "annotate"
-        outdir = outdir or pd_ / "report"
+        prepare_dir = prepare_dir or pd_ / keys.PREPARE_DIR
+        extract_dir = extract_dir or pd_ / keys.EXTRACT_DIR
+        embed_dir = embed_dir or pd_ / keys.EMBED_DIR
+        train_dir = train_dir or pd_ / keys.TRAIN_DIR
+        annotate_dir = annotate_dir or pd_ / keys.ANNOTATE_DIR
+        outdir = outdir or pd_ / keys.REPORT_DIR
     missing = [name for name, v in (("--pair-id", pair_id), ("--prepare-dir", prepare_dir), ("--train-dir", train_dir),
                                     ("--annotate-dir", annotate_dir), ("--outdir", outdir)) if v is None]
     if missing:

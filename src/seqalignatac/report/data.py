@@ -119,8 +119,8 @@ def load_pair(
     predictions.index = _prepared_query_ids(obs, predictions.index)
 
     annotate_curve = None
-    if (ann / "training_curve.tsv").is_file():
-        annotate_curve = pd.read_csv(ann / "training_curve.tsv", sep="\t")
+    if (ann / keys.TRAINING_CURVE).is_file():
+        annotate_curve = pd.read_csv(ann / keys.TRAINING_CURVE, sep="\t")
     per_class = confusion = None
     if (ann / keys.PER_CLASS).is_file():
         per_class = restore_formulas(pd.read_csv(ann / keys.PER_CLASS, index_col=0))

@@ -5,6 +5,8 @@ matplotlib with the non-interactive Agg backend; colours of a label are the same
 
 from __future__ import annotations
 
+from .. import keys
+
 import base64
 import io
 import logging
@@ -20,9 +22,9 @@ import pandas as pd  # noqa: E402
 
 log = logging.getLogger(__name__)
 
-UNKNOWN = "Unknown"
+UNKNOWN = keys.UNKNOWN
 UNKNOWN_COLOR = "#b0b0b0"
-DOMAIN_COLORS = {"reference": "#1f77b4", "query": "#e6550d"}
+DOMAIN_COLORS = {keys.REFERENCE: "#1f77b4", keys.QUERY: "#e6550d"}
 DPI = 110
 
 plt.rcParams.update({"font.size": 9, "axes.spines.top": False, "axes.spines.right": False})
@@ -110,8 +112,8 @@ def umap_figure(
     colors: dict[str, str],
 ) -> str:
     """Panels: all cells by domain; reference by label; query by prediction; query by true label."""
-    is_ref = domain == "reference"
-    is_q = domain == "query"
+    is_ref = domain == keys.REFERENCE
+    is_q = domain == keys.QUERY
     panels = 4 if query_truth is not None else 3
     fig, axes = plt.subplots(2, 2, figsize=(12, 9.5)) if panels == 4 else plt.subplots(1, 3, figsize=(17, 4.8))
     axes = np.ravel(axes)

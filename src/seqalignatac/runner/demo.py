@@ -13,6 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from .. import keys
 from ..atomic import write_text
 from ..samplesheet import read_samplesheet
 from .pipeline import PairResult, RunOptions, run_pipeline
@@ -61,7 +62,7 @@ def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1000, n_peak
     model = str(_tiny_model(outdir / "model", seed)) if model_kind == "nt-tiny" else "kmer"
     sheet = outdir / "samplesheet.csv"
     text = ("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
-            f"{PAIR_ID},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},{sim['fasta']}\n")
+            f"{PAIR_ID},{sim['reference']},{sim[keys.LABELS_KEY]},{sim['query']},{sim[keys.LABELS_KEY]},{sim['fasta']}\n")
     if not sheet.is_file() or sheet.read_text() != text:
         write_text(sheet, text)
     opts = RunOptions(model=model, train_method=train_method, annotate_method=annotate_method, device=device,

@@ -28,7 +28,7 @@ from .stamps import STAMP_DIR, Stamps, plan
 
 log = logging.getLogger(__name__)
 
-STEPS = ("prepare", "extract", "embed", "train", "annotate", "report")
+STEPS = keys.STEPS
 RUN_LOCK = ".seqalignatac-run.lock"  # in OUTDIR: held by the run writing there
 
 
@@ -181,18 +181,18 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
 
     d = {s: pair_dir / s for s in STEPS}
-    acc = d["prepare"] / "accessibility.h5ad"
-    peaks_bed = d["prepare"] / "peaks.bed"
-    peaks_fa = d["extract"] / "peaks.fa"
-    emb = d["embed"] / "embeddings.h5"
-    cells = d["train"] / "cell_embeddings.h5ad"
+    acc = d[keys.PREPARE_DIR] / keys.ACCESSIBILITY
+    peaks_bed = d[keys.PREPARE_DIR] / keys.PEAKS_BED
+    peaks_fa = d[keys.EXTRACT_DIR] / keys.PEAKS_FASTA
+    emb = d[keys.EMBED_DIR] / keys.EMBEDDINGS
+    cells = d[keys.TRAIN_DIR] / keys.CELL_EMBEDDINGS
     overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
     min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
 
     def prepare(resume: bool) -> None:
         from ..prepare import run_prepare
 
-        run_prepare(pair.reference, pair.query, pair.labels_key, pair.query_labels_key, d["prepare"],
+        run_prepare(pair.reference, pair.query, pair.labels_key, pair.query_labels_key, d[keys.PREPARE_DIR],
                     overlap_width=overlap, min_peak_frac=min_frac)
 
     def extract(resume: bool) -> None:
@@ -214,13 +214,13 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         if opts.train_method == "lsi":
             from ..stage1 import lsi
 
-            lsi(adata, seed=opts.seed, outdir=d["train"], resume=resume, overwrite=True, path=str(acc),
+            lsi(adata, seed=opts.seed, outdir=d[keys.TRAIN_DIR], resume=resume, overwrite=True, path=str(acc),
                 **opts.train_overrides)
         else:
             from ..stage1.trainer import TrainConfig, train
 
             cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
-            train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d["train"],
+            train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d[keys.TRAIN_DIR],
                   resume=resume, overwrite=True, progress=opts.progress, path=str(acc), missing_embeddings="drop")
 
     def annotate(resume: bool) -> None:
@@ -237,44 +237,44 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         res = annotate_full(read_cells(cells), keys.EMBEDDING, opts.annotate_method, config=cfg, device=opts.device,
                             seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells),
                             label_key=pair.labels_key, **kw)
-        write_outputs(res, d["annotate"], pair.labels_key)
+        write_outputs(res, d[keys.ANNOTATE_DIR], pair.labels_key)
 
     def report(resume: bool) -> None:
         from ..report.html import build_report
 
-        build_report(pair.pair_id, d["prepare"], d["train"], d["annotate"], d["report"],
-                     extract_dir=d["extract"] if opts.uses_sequence else None,
-                     embed_dir=d["embed"] if opts.uses_sequence else None,
+        build_report(pair.pair_id, d[keys.PREPARE_DIR], d[keys.TRAIN_DIR], d[keys.ANNOTATE_DIR], d[keys.REPORT_DIR],
+                     extract_dir=d[keys.EXTRACT_DIR] if opts.uses_sequence else None,
+                     embed_dir=d[keys.EMBED_DIR] if opts.uses_sequence else None,
                      run_params={**_run_params(pair, fasta, opts), "overlap_width": overlap, "min_peak_frac": min_frac},
                      max_umap_cells=opts.max_umap_cells, seed=opts.seed)
 
     steps = [
-        Step("prepare", d["prepare"], {"reference": pair.reference, "query": pair.query},
+        Step(keys.PREPARE_DIR, d[keys.PREPARE_DIR], {"reference": pair.reference, "query": pair.query},
              {"labels_key": pair.labels_key, "query_labels_key": pair.query_labels_key,
               "overlap_width": overlap, "min_peak_frac": min_frac},
-             [acc, peaks_bed, d["prepare"] / "prepare_summary.json"], prepare),
+             [acc, peaks_bed, d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY], prepare),
     ]
     train_inputs = {"accessibility": acc}
     if opts.uses_sequence:
         model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
         steps += [
-            Step("extract", d["extract"], {"peaks": peaks_bed, "fasta": Path(fasta)}, {"width": str(opts.width)},
-                 [peaks_fa, d["extract"] / "peaks.fa.summary.json"], extract),
-            Step("embed", d["embed"], {"fasta": peaks_fa, **model_inputs}, {"model": str(opts.model), "dtype": opts.dtype},
+            Step(keys.EXTRACT_DIR, d[keys.EXTRACT_DIR], {"peaks": peaks_bed, "fasta": Path(fasta)}, {"width": str(opts.width)},
+                 [peaks_fa, d[keys.EXTRACT_DIR] / f"{keys.PEAKS_FASTA}.summary.json"], extract),
+            Step(keys.EMBED_DIR, d[keys.EMBED_DIR], {"fasta": peaks_fa, **model_inputs}, {"model": str(opts.model), "dtype": opts.dtype},
                  [emb], embed),
         ]
         train_inputs["embeddings"] = emb
     steps += [
-        Step("train", d["train"], train_inputs, {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
-             [cells, d["train"] / "train_summary.json"], train),
-        Step("annotate", d["annotate"], {"cells": cells},
+        Step(keys.TRAIN_DIR, d[keys.TRAIN_DIR], train_inputs, {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
+             [cells, d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY], train),
+        Step(keys.ANNOTATE_DIR, d[keys.ANNOTATE_DIR], {"cells": cells},
              {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
-             [d["annotate"] / "predictions.csv", d["annotate"] / "query_annotated.h5ad"], annotate),
-        Step("report", d["report"],
-             {"accessibility": acc, "prepare_summary": d["prepare"] / "prepare_summary.json", "cells": cells,
-              "train_summary": d["train"] / "train_summary.json", "predictions": d["annotate"] / "predictions.csv"},
+             [d[keys.ANNOTATE_DIR] / keys.PREDICTIONS, d[keys.ANNOTATE_DIR] / keys.QUERY_ANNOTATED], annotate),
+        Step(keys.REPORT_DIR, d[keys.REPORT_DIR],
+             {"accessibility": acc, "prepare_summary": d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY, "cells": cells,
+              "train_summary": d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY, "predictions": d[keys.ANNOTATE_DIR] / keys.PREDICTIONS},
              {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
-             [d["report"] / f"{pair.pair_id}_report.html", d["report"] / f"{pair.pair_id}_mqc.tsv"], report),
+             [d[keys.REPORT_DIR] / f"{pair.pair_id}_report.html", d[keys.REPORT_DIR] / f"{pair.pair_id}_mqc.tsv"], report),
     ]
     return steps
 
@@ -342,7 +342,7 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
                      time.process_time() - cpu0)
             bar.update(1)
         res.ok = True
-        res.report = pair_dir / "report" / f"{pair.pair_id}_report.html"
+        res.report = pair_dir / keys.REPORT_DIR / f"{pair.pair_id}_report.html"
     except InputError as e:
         res.error = e.format_message()
     except KeyboardInterrupt:
