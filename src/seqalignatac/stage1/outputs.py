@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_path, publish_dir, staging_path, write_bytes, write_h5ad, write_json, write_text
+from .. import keys
 from ..errors import InputError
-from . import EMBEDDING_KEY, SIGNAL_KEY
 
 log = logging.getLogger(__name__)
 
 RESULT_FILES = (
-    "cell_embeddings.h5ad",
-    "model.safetensors",
-    "training_curve.tsv",
-    "training_curve.png",
-    "train_summary.json",
+    keys.CELL_EMBEDDINGS,
+    keys.STAGE1_MODEL,
+    keys.TRAINING_CURVE,
+    keys.TRAINING_CURVE.removesuffix(".tsv") + ".png",
+    keys.TRAIN_SUMMARY,
 )
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"  # fingerprint of the run that owns the folder
@@ -118,25 +118,25 @@ def h5ad_safe(obj: Any) -> Any:
 
 
 def cell_embeddings_adata(adata, keep_cells: np.ndarray, embedding: np.ndarray, summary: Mapping[str, Any]):
-    """AnnData of every input cell: ``obs`` unchanged plus ``obs[SIGNAL_KEY]``, empty ``X``, embedding in obsm.
+    """AnnData of every input cell: ``obs`` unchanged plus ``obs[keys.HAS_SIGNAL]``, empty ``X``, embedding in obsm.
 
     ``embedding`` holds the rows of the kept cells; the others get a NaN row (no accessible peak,
-    so nothing to embed) and ``SIGNAL_KEY`` False, so no cell the user gave disappears.
+    so nothing to embed) and ``keys.HAS_SIGNAL`` False, so no cell the user gave disappears.
     """
     import anndata as ad
 
     obs = adata.obs.copy()
-    obs[SIGNAL_KEY] = np.asarray(keep_cells, dtype=bool)
+    obs[keys.HAS_SIGNAL] = np.asarray(keep_cells, dtype=bool)
     cells = ad.AnnData(obs=obs)
     full = np.full((adata.n_obs, embedding.shape[1]), np.nan, dtype=np.float32)
     full[keep_cells] = embedding
-    cells.obsm[EMBEDDING_KEY] = full
+    cells.obsm[keys.EMBEDDING] = full
     uns = {}
-    prev = adata.uns.get("seqalignatac") if hasattr(adata, "uns") else None
+    prev = adata.uns.get(keys.UNS) if hasattr(adata, "uns") else None
     if isinstance(prev, Mapping):
         uns.update({k: v for k, v in prev.items() if k != "stage1"})
     uns["stage1"] = h5ad_safe(summary)
-    cells.uns["seqalignatac"] = uns
+    cells.uns[keys.UNS] = uns
     return cells
 
 
@@ -150,12 +150,12 @@ def write_results(
 ) -> None:
     """Write every result file atomically; the summary last (its presence marks completion)."""
     out = Path(outdir)
-    write_h5ad(cells, out / "cell_embeddings.h5ad")
-    save_safetensors(out / "model.safetensors", tensors, {"seqalignatac_stage1": json.dumps(_jsonable(summary))})
-    write_text(out / "training_curve.tsv", curve.to_csv(sep="\t", index=False))
+    write_h5ad(cells, out / keys.CELL_EMBEDDINGS)
+    save_safetensors(out / keys.STAGE1_MODEL, tensors, {"seqalignatac_stage1": json.dumps(_jsonable(summary))})
+    write_text(out / keys.TRAINING_CURVE, curve.to_csv(sep="\t", index=False))
     with atomic_path(out / "training_curve.png") as tmp:
         plot(curve, tmp)
-    write_json(out / "train_summary.json", summary)
+    write_json(out / keys.TRAIN_SUMMARY, summary)
 
 
 def save_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:

@@ -20,51 +20,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cli_types import POSITIVE_INT, THREADS, check, check_all
+from .. import keys
+from ..cli_types import THREADS, check
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import progress_enabled
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
+from .config import TrainConfig
 from .model import CellHead, PeakEncoder, output_step
-from .options import BETA, CHECKPOINT_MINUTES, TRAIN_RANGES
+from .options import CHECKPOINT_MINUTES, MISSING_EMBEDDINGS
 from .outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one run (all of them enter the run fingerprint used by ``--resume``)."""
-
-    hidden: tuple[int, ...] = (256,)
-    bottleneck: int = 32  # scBasset's default cell-embedding size
-    activation: str = "gelu"
-    dropout: float = 0.2
-    epochs: int = 300
-    patience: int = 20
-    lr: float = 1e-2  # scBasset/SANGO: Adam lr 0.01, betas (0.95, 0.9995)
-    betas: tuple[float, float] = (0.95, 0.9995)
-    batch_size: int = 128
-    cell_block_size: int = 0
-    max_step_entries: int | None = None
-    holdout_fraction: float = 0.1
-    seed: int = 0
-    eval_cells: int = 10_000  # cells sampled for the AUROC/AUPRC estimate (all when fewer)
-    eval_entries: int = 2_000_000  # max peak x cell entries scored per estimate (AUROC s.e. ~0.001)
-    min_delta: float = 1e-4  # smallest held-out AUROC gain that counts as better
-    max_steps_per_epoch: int = 0  # 0: full epochs; else each epoch is a random subset of that many steps
-
-    def check(self, path=None) -> None:
-        """The CLI's option ranges (same types, same messages) for API callers and `run --train-opt`."""
-        check_all(asdict(self), TRAIN_RANGES, path)
-        for width in self.hidden:
-            check(width, POSITIVE_INT, "--hidden", path)
-        for beta in self.betas:
-            check(beta, BETA, "betas", path)
-        if self.activation not in ("gelu", "relu"):
-            raise InputError(f"activation must be gelu or relu, got {self.activation!r}", path)
 
 
 def train(
@@ -106,13 +75,14 @@ def train(
     cfg.check(path)
     if threads is not None:
         check(threads, THREADS, "--threads", path)
-    check(checkpoint_minutes, CHECKPOINT_MINUTES, "--checkpoint-minutes", path)
+    check(checkpoint_minutes, CHECKPOINT_MINUTES, "checkpoint_minutes", path)
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(int(threads))
 
-    if missing_embeddings not in ("error", "drop"):
-        raise ValueError(f"missing_embeddings must be 'error' or 'drop', not {missing_embeddings!r}")
+    if missing_embeddings not in MISSING_EMBEDDINGS:
+        raise InputError(f"missing_embeddings must be one of {', '.join(MISSING_EMBEDDINGS)}, "
+                         f"got {missing_embeddings!r}", path)
     n_without = 0
     if missing_embeddings == "drop":
         adata, n_without = drop_peaks_without_embedding(adata, embeddings, path)
@@ -246,8 +216,8 @@ def train(
             best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
             seed=cfg.seed, device=dev.type,
             n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(train_peaks), n_heldout_peaks=n_hold,
-            n_reference_cells=int((dom[keep] == "reference").sum()) if dom is not None else None,
-            n_query_cells=int((dom[keep] == "query").sum()) if dom is not None else None,
+            n_reference_cells=int((dom[keep] == keys.REFERENCE).sum()) if dom is not None else None,
+            n_query_cells=int((dom[keep] == keys.QUERY).sum()) if dom is not None else None,
             n_dropped_cells=int((~keep).sum()),
             dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
             nnz=int(batches.indices.numel()), density=round(float(batches.indices.numel()) / (n_peaks * n_cells), 6),
