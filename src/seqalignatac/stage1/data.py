@@ -219,7 +219,8 @@ def _from_ids(peak_ids, emb_ids, take, dim: int, path, info: dict) -> tuple[np.n
             f"the embeddings and the accessibility matrix have different peak sets: {n_missing} of "
             f"{len(peak_ids)} peaks have no embedding (e.g. {_examples(missing)}) and {n_extra} embedded ids "
             "are not peaks of the matrix; embed the peaks.bed/FASTA written by the same prepare run "
-            "(or pass --missing-embeddings drop to train on the peaks that have one)",
+            "(or set missing_embeddings = \"drop\" in the [train] table of --config to train on the peaks "
+            "that have one)",
             path)
     if n_extra:
         log.warning("ignoring %d embedded peaks that are not in the accessibility matrix", n_extra)

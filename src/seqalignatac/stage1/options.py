@@ -96,8 +96,22 @@ class Betas(click.ParamType):
         return tuple(BETA.convert(v, param, ctx) for v in value)  # type: ignore[return-value]
 
 
+class Flag(click.ParamType):
+    """A TOML boolean (``true``/``false``), or click's boolean words in a string (``run --train-opt``)."""
+
+    name = "boolean"
+
+    def convert(self, value: Any, param, ctx) -> bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            return click.BOOL.convert(value, param, ctx)
+        self.fail(f"true or false expected, got {value!r}", param, ctx)
+
+
 WIDTHS = Widths()
 BETAS = Betas()
+FLAG = Flag()
 
 # The [train] table of --config: key -> click type.  nt keys are TrainConfig fields or train()
 # keywords; lsi_* keys are lsi() keywords.  docs/settings_train.md documents each one.
@@ -122,7 +136,7 @@ TRAIN_SETTINGS: dict[str, click.ParamType] = {
     "missing_embeddings": click.Choice(MISSING_EMBEDDINGS),
     "checkpoint_minutes": CHECKPOINT_MINUTES,
     # both methods
-    "resume": click.BOOL,
+    "resume": FLAG,
     # lsi
     "lsi_components": LSI_RANGES["lsi_components"],
     "lsi_normalize": click.Choice(LSI_CHOICES["lsi_normalize"]),

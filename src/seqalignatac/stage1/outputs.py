@@ -45,15 +45,16 @@ def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, An
 
     It is a staging folder beside ``outdir``, swapped in when training ends, so ``outdir`` never
     holds new weights next to old embeddings.  Checkpoints live in it: a killed or failed run
-    keeps it, and ``--resume`` continues from there.
+    keeps it, and ``resume`` (``[train] resume = true``) continues from there.
     """
     if outdir is None:
         yield None
         return
     leftover = staging_path(outdir) / CHECKPOINT_DIR
     if not resume and not overwrite and leftover.is_dir():
-        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; pass --resume to "
-                         "continue it, or delete that folder to start over", outdir)
+        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; "
+                         "set resume = true in the [train] table of --config to continue it, or delete that folder "
+                         "to start over", outdir)
     with publish_dir(outdir, owned=OWNED, resume=resume, keep_if=CHECKPOINT_DIR) as work:
         prepare_outdir(work, fingerprint, resume, published=None if overwrite else outdir)
         yield work
@@ -78,7 +79,7 @@ def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], re
     if existing and not resume:
         raise InputError(
             f"output folder already holds files of another run ({', '.join(existing)}); choose a new --outdir, "
-            "delete them, or pass --resume to continue the same run", shown)
+            "delete them, or set resume = true in the [train] table of --config to continue the same run", shown)
     if existing and resume:
         if not run_file.exists():
             raise InputError(
@@ -89,7 +90,7 @@ def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], re
         diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
         if diff:
             raise InputError(
-                f"--resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
+                f"resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
                 "use the same inputs and options, or a new --outdir", shown)
     write_json(run_file, _jsonable(fingerprint))
     return out
