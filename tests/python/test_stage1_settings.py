@@ -33,7 +33,7 @@ def _train_section() -> str:
         path = DOCS / name
         if path.exists() and "## [train]" in path.read_text():
             text = path.read_text().split("## [train]", 1)[1]
-            return re.split(r"^## ", text, flags=re.M)[0]
+            return re.split(r"^## ", text, flags=re.MULTILINE)[0]
     raise AssertionError("no '## [train]' section in docs/settings.md or docs/settings_train.md")
 
 
