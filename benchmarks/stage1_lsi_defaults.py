@@ -59,7 +59,7 @@ def main() -> None:
     for n in (10, 20, 30, 50, 128):
         for norm in ("l2", "none", "zscore"):
             t = time.time()
-            cells, s = lsi(a, n_components=n, normalize=norm)
+            cells, s = lsi(a, lsi_components=n, lsi_normalize=norm)
             acc, f1 = reference_cv(cells)
             rows.append(dict(n_components=n, normalize=norm, dims=s["dims"], dropped=s["dropped_components"],
                              accuracy=round(acc, 4), macro_f1=round(f1, 4), seconds=round(time.time() - t, 1)))

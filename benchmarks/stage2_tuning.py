@@ -133,10 +133,10 @@ def build_sets(workdir: Path, lsi_spec) -> dict:
     import anndata as ad
 
     if lsi_spec == "v2":
-        return lsi_sets(workdir, tag="v2", fit_on="all", tfidf_variant="logtf_logidf")
+        return lsi_sets(workdir, tag="v2", lsi_fit_on="all", lsi_tfidf="logtf_logidf")
     if lsi_spec != "joint":
-        return lsi_sets(workdir, tag=f"lsi{lsi_spec}", n_components=int(lsi_spec), fit_on="reference",
-                        tfidf_variant="log_tfidf")
+        return lsi_sets(workdir, tag=f"lsi{lsi_spec}", lsi_components=int(lsi_spec), lsi_fit_on="reference",
+                        lsi_tfidf="log_tfidf")
     from seqalignatac.stage1.lsi import lsi
 
     paths = {n: workdir / f"tuneset_{n}_joint30.h5ad" for n in ("reverse", "depth")}
@@ -147,7 +147,7 @@ def build_sets(workdir: Path, lsi_spec) -> dict:
         domain = dict(zip(acc.obs_names, acc.obs["domain"].astype(str)))
         both = acc.copy()
         both.obs["domain"] = "reference"
-        cells, _ = lsi(both, n_components=30, tfidf_variant="log_tfidf")
+        cells, _ = lsi(both, lsi_components=30, lsi_tfidf="log_tfidf")
         cells.obs["domain"] = [domain[c] for c in cells.obs_names]
         cells.write_h5ad(paths[name])
         sets[name] = cells

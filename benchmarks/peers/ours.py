@@ -77,11 +77,14 @@ def kmer_stage1(workdir: Path, fasta: Path, reuse: bool) -> list[dict[str, Any]]
                                "--device", "cpu", "--cache-dir", str(cache), "--threads", THREADS, "--no-progress"],
                      workdir, [emb], reuse, heavy=False))
     out = workdir / "train_kmer"
-    # --missing-embeddings drop: peaks on contigs absent from the partial genome have no sequence;
-    # stage 1 trains on the others (the count is in train_summary.json).
+    # [train] missing_embeddings = "drop": peaks on contigs absent from the partial genome have no
+    # sequence; stage 1 trains on the others (the count is in train_summary.json).
+    settings = workdir / "train_settings.toml"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text('[train]\nmissing_embeddings = "drop"\n')
     recs.append(step("train_kmer", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
                                     "--embeddings", str(emb), "--outdir", str(out), "--method", "nt",
-                                    "--missing-embeddings", "drop",
+                                    "--config", str(settings),
                                     "--device", "cpu", "--threads", THREADS, "--no-progress"],
                      workdir, [out / "cell_embeddings.h5ad"], reuse))
     return recs

@@ -206,7 +206,7 @@ def publish_dir(
     - ``resume``: start from the staging folder a killed run left (checkpoints), or else from a
       copy of the published folder; without it, leftovers are removed first (with a log line).
     - ``keep_if``: keep the staging folder when the step fails or is interrupted and it holds this
-      entry (stage 1's ``checkpoint``, for ``--resume``); otherwise it is removed.
+      entry (stage 1's ``checkpoint``, for ``resume``); otherwise it is removed.
 
     One writer at a time: a second one gets :class:`~seqalignatac.locks.FolderBusy` at once.
     """
@@ -241,7 +241,7 @@ def publish_dir(
         # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
         worth_keeping = keep_if is not None and _holds_something(stage / keep_if)
         if worth_keeping and (reused or not isinstance(exc, InputError)):
-            note_kept(f"unfinished outputs in {stage} (--resume, or rerunning `run`, continues from them)")
+            note_kept(f"unfinished outputs in {stage} (train's [train] resume = true, or rerunning `run`, continues from them)")
         else:
             shutil.rmtree(stage, ignore_errors=True)
         _raise_as_fault_of(exc, _unstaged(exc, stage, target))

@@ -35,11 +35,9 @@ BAD_VALUES = [
     ("prepare", "--overlap-width", "1"), ("prepare", "--overlap-width", "-500"), ("prepare", "--min-peak-frac", "nan"),
     ("prepare", "--min-peak-frac", "1"), ("prepare", "--min-peak-frac", "-0.1"), ("prepare", "--min-cells", "-1"),
     # train
-    ("train", "--lr", "0"), ("train", "--lr", "nan"), ("train", "--lr", "inf"), ("train", "--epochs", "0"),
-    ("train", "--threads", "0"), ("train", "--dropout", "1.5"), ("train", "--seed", "-1"), ("train", "--device", "gpu"),
-    ("train", "--bottleneck", "0"), ("train", "--batch-size", "-8"), ("train", "--holdout-fraction", "nan"),
-    ("train", "--checkpoint-minutes", "-1"), ("train", "--depth-corr-cutoff", "nan"), ("train", "--lsi-components", "0"),
-    ("train", "--patience", "0"), ("train", "--max-step-entries", "0"),
+    # (train's other settings are [train] keys of --config: tests/python/test_stage1_settings.py)
+    ("train", "--epochs", "0"), ("train", "--threads", "0"), ("train", "--seed", "-1"), ("train", "--device", "gpu"),
+    ("train", "--patience", "0"),
     # annotate
     ("annotate", "--k", "0"), ("annotate", "--k", "-3"), ("annotate", "--k", "2.5"), ("annotate", "--lr", "nan"),
     ("annotate", "--lr", "0"), ("annotate", "--threads", "0"), ("annotate", "--hidden", "0"),
@@ -152,14 +150,19 @@ def test_train_and_lsi_api_refuse_bad_values(cells):
 
     a = ad.AnnData(sp.csr_matrix((np.random.default_rng(0).random((20, 30)) < 0.3).astype(np.uint8)))
     emb = np.zeros((30, 4), dtype=np.float32)
-    for kw, needle in (({"lr": math.nan}, "--lr"), ({"epochs": 0}, "--epochs"), ({"threads": 0}, "--threads"),
-                       ({"device": "tpu"}, "--device"), ({"hidden": (0,)}, "--hidden"), ({"dropout": 2.0}, "--dropout")):
+    # Command-line options are named as options, [train] keys as keys.
+    for kw, needle in (({"lr": math.nan}, "invalid value for lr:"), ({"epochs": 0}, "--epochs"),
+                       ({"threads": 0}, "--threads"), ({"device": "tpu"}, "--device"),
+                       ({"hidden": (0,)}, "invalid value for hidden:"), ({"dropout": 2.0}, "invalid value for dropout:"),
+                       ({"betas": (0.9, 1.0)}, "invalid value for betas:"),
+                       ({"checkpoint_minutes": -1}, "invalid value for checkpoint_minutes:"),
+                       ({"missing_embeddings": "skip"}, "missing_embeddings must be one of error, drop")):
         with pytest.raises(InputError, match=needle):
             train(a, emb, progress=False, **kw)
-    with pytest.raises(InputError, match="--lsi-components"):
-        lsi(a, n_components=0)
-    with pytest.raises(InputError, match="--depth-corr-cutoff: nan is not a finite number"):
-        lsi(a, depth_corr_cutoff=math.nan)
+    with pytest.raises(InputError, match="invalid value for lsi_components"):
+        lsi(a, lsi_components=0)
+    with pytest.raises(InputError, match="invalid value for lsi_depth_corr_cutoff: nan is not a finite number"):
+        lsi(a, lsi_depth_corr_cutoff=math.nan)
 
 
 def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
@@ -198,11 +201,11 @@ def sheet(tmp_path):
 
 
 @pytest.mark.parametrize("flag, value, needle", [
-    ("--train-opt", "lr=nan", "--train-opt: invalid value for --lr"),
+    ("--train-opt", "lr=nan", "--train-opt: invalid value for lr"),
     ("--train-opt", "epochs=0", "--train-opt: invalid value for --epochs"),
-    ("--train-opt", "hidden=0", "--train-opt: invalid value for --hidden"),
-    ("--train-opt", "hidden=x", "--train-opt: invalid value for --hidden"),
-    ("--train-opt", "dropout=true", "--train-opt: invalid value for --dropout"),
+    ("--train-opt", "hidden=0", "--train-opt: invalid value for hidden"),
+    ("--train-opt", "hidden=x", "--train-opt: invalid value for hidden"),
+    ("--train-opt", "dropout=true", "--train-opt: invalid value for dropout"),
     ("--annotate-opt", "k=0", "--annotate-opt: invalid value for --k"),
     ("--annotate-opt", "k=2.5", "--annotate-opt: invalid value for --k: 2.5 is not an integer"),
     ("--annotate-opt", "lr=-1", "--annotate-opt: invalid value for --lr"),
@@ -222,8 +225,8 @@ def test_run_step_options_are_checked_before_any_step(tmp_path, sheet, flag, val
 def test_run_lsi_options_are_checked(tmp_path, sheet):
     out = tmp_path / "out"
     res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(out), "--train-method", "lsi",
-                                   "--train-opt", "n_components=0"])
-    assert_one_line_error(res, "--train-opt: invalid value for --lsi-components")
+                                   "--train-opt", "lsi_components=0"])
+    assert_one_line_error(res, "--train-opt: invalid value for lsi_components")
     assert not out.exists()
 
 

@@ -117,7 +117,9 @@ def test_full_disk_keeps_the_old_outputs(finished, tiny_disk, name):
     assert first.exit_code == 0, first.output
     before = tree(tiny_disk)
     fill_up(tiny_disk)
-    again = args + (["--resume"] if name == "train" else [])  # train refuses a finished folder otherwise
+    if name == "train":  # train refuses a finished folder otherwise
+        (tiny_disk.parent / "resume.toml").write_text("[train]\nresume = true\n")
+    again = args + (["--config", str(tiny_disk.parent / "resume.toml")] if name == "train" else [])
     res = CliRunner().invoke(cli, again)
     assert_one_line_fault(res.exit_code, res.output, "no space left on device", str(tiny_disk))
     (tiny_disk / ".filler").unlink()
@@ -229,10 +231,12 @@ def test_h5ad_writer_on_a_full_disk_never_crashes(sim, tmp_path, size):
 def test_checkpoint_on_a_full_disk_is_one_line(finished, tmp_path):
     """torch.save reports a full disk without an errno; the checkpoint is serialised first instead."""
     disk = mount_tmpfs(tmp_path / "disk", "100k")
+    settings = tmp_path / "small.toml"
+    settings.write_text("[train]\nhidden = [16]\n")
     try:
         res = run_cli(["train", "--accessibility", str(finished["pair"] / "prepare" / "accessibility.h5ad"),
                        "--embeddings", str(finished["emb"]), "--outdir", str(disk / "train"), "--epochs", "2",
-                       "--hidden", "16", "--threads", "1"])
+                       "--threads", "1", "--config", str(settings)])
         assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'train'}/", "no space left on device")
         assert not (disk / "train").exists() and [x for x in leftovers(disk) if ".tmp-" in x] == []
     finally:

@@ -148,8 +148,10 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
     extract_sequences(prepared / "peaks.bed", sim["fasta"], fa, width=120)
     embed_fasta(str(fa), "kmer:4", str(emb), progress=False)
     out = tmp_path / "train"
+    (tmp_path / "small.toml").write_text("[train]\nhidden = [16]\n")
+    (tmp_path / "resume.toml").write_text("[train]\nhidden = [16]\nresume = true\n")
     args = ["train", "--accessibility", str(prepared / "accessibility.h5ad"), "--embeddings", str(emb),
-            "--outdir", str(out), "--epochs", "3", "--patience", "3", "--hidden", "16", "--threads", "1"]
+            "--outdir", str(out), "--epochs", "3", "--patience", "3", "--threads", "1"]
     real_save = trainer.save_checkpoint
 
     def save_then_interrupt(folder, state):
@@ -157,15 +159,16 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
         raise KeyboardInterrupt  # Ctrl-C right after the first epoch's checkpoint
 
     monkeypatch.setattr(trainer, "save_checkpoint", save_then_interrupt)
-    res = CliRunner().invoke(cli, args)
+    res = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "small.toml")])
     assert res.exit_code == 130, res.output
     line = res.output.strip().splitlines()[-1]
-    assert f"kept: unfinished outputs in {staging_path(out)} (--resume, or rerunning `run`, continues" in line
+    assert f"kept: unfinished outputs in {staging_path(out)} (train's [train] resume = true, or rerunning `run`, continues" in line
     assert not out.exists() and (staging_path(out) / "checkpoint" / "state.pt").is_file()
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
-    refused = CliRunner().invoke(cli, args)  # without --resume the checkpoint is not thrown away
-    assert refused.exit_code == 2 and "pass --resume" in refused.output
-    resumed = CliRunner().invoke(cli, [*args, "--resume"])
+    # without resume the checkpoint is not thrown away
+    refused = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "small.toml")])
+    assert refused.exit_code == 2 and "set resume = true in the [train] table of --config" in refused.output
+    resumed = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "resume.toml")])
     assert resumed.exit_code == 0, resumed.output
     assert (out / "train_summary.json").is_file() and (out / "checkpoint" / "state.pt").is_file()
     assert leftovers(tmp_path) == []

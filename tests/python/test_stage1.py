@@ -168,7 +168,7 @@ def test_lazy_cell_adam_equals_torch_adam_and_skips_other_cells():
 
 
 def test_lsi_reference_fit_query_projection(acc):
-    cells, s = lsi(acc, n_components=20, fit_on="reference")
+    cells, s = lsi(acc, lsi_components=20, lsi_fit_on="reference")
     assert cells.n_obs == acc.n_obs and s["method"] == "lsi"
     assert s["n_components_computed"] == 20 and s["dims"] == 20 - len(s["dropped_components"])
     assert cells.obsm[EMBEDDING_KEY].shape == (acc.n_obs, s["dims"])
@@ -179,7 +179,7 @@ def test_lsi_reference_fit_query_projection(acc):
     np.testing.assert_allclose(np.linalg.norm(cells.obsm[EMBEDDING_KEY], axis=1), 1, rtol=1e-5)
     # Fitted on the reference only: query cells do not change the reference embedding.
     ref_only = acc[acc.obs["domain"] == "reference"].copy()
-    cells_ref, _ = lsi(ref_only, n_components=20, fit_on="reference")
+    cells_ref, _ = lsi(ref_only, lsi_components=20, lsi_fit_on="reference")
     np.testing.assert_allclose(cells_ref.obsm[EMBEDDING_KEY],
                                cells[acc.obs["domain"] == "reference"].obsm[EMBEDDING_KEY], rtol=1e-4, atol=1e-5)
 
@@ -196,7 +196,7 @@ def test_lsi_drops_a_depth_component():
     X = sp.csr_matrix((rng.random((n, p)) < prob).astype(np.float32))
     a = ad.AnnData(X, obs=pd.DataFrame({"domain": ["reference"] * 200 + ["query"] * 100},
                                        index=[f"c{i}" for i in range(n)]))
-    _, s = lsi(a, n_components=10)
+    _, s = lsi(a, lsi_components=10)
     assert 1 in s["dropped_components"] and abs(s["depth_correlation"][0]) > 0.75
 
 
@@ -206,11 +206,14 @@ def _cli(*args):
 
 def test_cli_nt_and_lsi_write_the_same_layout(prepared, kmer_store, tmp_path):
     accp = prepared / "accessibility.h5ad"
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[train]\nhidden = [32]\nbottleneck = 8\nlsi_components = 12\n")
     r = _cli("--accessibility", accp, "--embeddings", kmer_store, "--outdir", tmp_path / "nt", "--epochs", 2,
-             "--hidden", "32", "--bottleneck", 8, "--threads", 1, "--no-progress", "--device", "cpu")
+             "--config", settings, "--threads", 1, "--no-progress", "--device", "cpu")
     assert r.exit_code == 0, r.output
-    r2 = _cli("--accessibility", accp, "--outdir", tmp_path / "lsi", "--method", "lsi", "--lsi-components", 12)
+    r2 = _cli("--accessibility", accp, "--outdir", tmp_path / "lsi", "--method", "lsi", "--config", settings)
     assert r2.exit_code == 0, r2.output
+    assert json.loads((tmp_path / "lsi" / "train_summary.json").read_text())["lsi_components"] == 12
     for name, dims in (("nt", 8), ("lsi", None)):
         out = tmp_path / name
         for f in LAYOUT:

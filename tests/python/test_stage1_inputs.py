@@ -40,6 +40,12 @@ def files(tmp_path):
     return a, tmp_path / "acc.h5ad", tmp_path / "emb.h5"
 
 
+def _settings(tmp_path, text: str, name: str = "settings.toml"):
+    """A --config file holding ``text`` in its [train] table."""
+    (tmp_path / name).write_text("[train]\n" + text)
+    return tmp_path / name
+
+
 def _cli(*args):
     return CliRunner().invoke(cli, ["train", *map(str, args)])
 
@@ -67,7 +73,7 @@ def test_peaks_without_embedding(files, tmp_path):
     write_embeddings(tmp_path / "part.h5", ids[:25] + ["chrX:1-2", "chrX:3-4"], _emb(a)[:27])
     r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o2")
     _one_line_error(r, "5 of 30 peaks have no embedding", "2 embedded ids are not peaks", ids[25],
-                    "--missing-embeddings drop")
+                    'missing_embeddings = "drop"')
 
 
 def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
@@ -76,7 +82,8 @@ def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
     ids = list(a.var_names)
     write_embeddings(tmp_path / "part.h5", ids[:25], _emb(a)[:25])
     r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o3",
-             "--epochs", 1, "--hidden", 16, "--bottleneck", 4, "--no-progress", "--missing-embeddings", "drop")
+             "--epochs", 1, "--no-progress",
+             "--config", _settings(tmp_path, 'hidden = [16]\nbottleneck = 4\nmissing_embeddings = "drop"\n'))
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "o3" / "train_summary.json").read_text())
     assert summary["n_peaks_without_embedding"] == 5
@@ -86,7 +93,7 @@ def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
     # none at all is still an error, dropping or not
     write_embeddings(tmp_path / "none.h5", ["chrX:1-2"], _emb(a)[:1])
     r = _cli("--accessibility", accp, "--embeddings", tmp_path / "none.h5", "--outdir", tmp_path / "o4",
-             "--missing-embeddings", "drop")
+             "--config", tmp_path / "settings.toml")
     _one_line_error(r, "none of the 30 peaks", "has an embedding")
 
 
@@ -119,7 +126,7 @@ def test_empty_cells_are_kept_unembedded_with_a_count(files):
     X[[2, 5], :] = 0
     a.X = X.tocsr()
     cells, s = train(a, _emb(a), **FAST)
-    cells_l, s_l = lsi(a, n_components=5)
+    cells_l, s_l = lsi(a, lsi_components=5)
     assert s["dropped_cell_examples"] == ["cell2", "cell5"]
     for c, summary in ((cells, s), (cells_l, s_l)):
         assert summary["n_dropped_cells"] == 2 and list(c.obs_names) == list(a.obs_names)
@@ -143,19 +150,21 @@ def test_all_cells_empty_is_an_error(files, tmp_path):
 def test_outdir_with_another_runs_files(files, tmp_path):
     a, accp, embp = files
     out = tmp_path / "out"
-    assert _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 1, "--hidden", "8",
-                "--bottleneck", 4, "--no-progress").exit_code == 0
+    small = _settings(tmp_path, "hidden = [8]\nbottleneck = 4\n")
+    assert _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 1, "--config", small,
+                "--no-progress").exit_code == 0
     again = _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 1, "--no-progress")
-    _one_line_error(again, "already holds files of another run", "--resume")
-    other = _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 2, "--hidden", "8",
-                 "--bottleneck", 4, "--no-progress", "--resume")
+    _one_line_error(again, "already holds files of another run", "resume = true")
+    resume = _settings(tmp_path, "hidden = [8]\nbottleneck = 4\nresume = true\n", "resume.toml")
+    other = _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 2, "--config", resume,
+                 "--no-progress")
     _one_line_error(other, "another run's files", "epochs")
     lsi_run = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi")
     _one_line_error(lsi_run, "already holds files")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "train_summary.json").write_text("{}")
-    _one_line_error(_cli("--accessibility", accp, "--embeddings", embp, "--outdir", foreign, "--resume"),
+    _one_line_error(_cli("--accessibility", accp, "--embeddings", embp, "--outdir", foreign, "--config", resume),
                     "no run.json")
 
 

@@ -45,25 +45,25 @@ def _loadings(outdir) -> dict:
 
 def test_joint_fit_uses_the_query_cells(pair, tmp_path):
     n_shared = 200
-    _, s_ref = lsi(pair, n_components=8, fit_on="reference", outdir=tmp_path / "ref")
-    _, s_all = lsi(pair, n_components=8, fit_on="all", outdir=tmp_path / "all")
+    _, s_ref = lsi(pair, lsi_components=8, lsi_fit_on="reference", outdir=tmp_path / "ref")
+    _, s_all = lsi(pair, lsi_components=8, lsi_fit_on="all", outdir=tmp_path / "all")
     w_ref, w_all = _loadings(tmp_path / "ref"), _loadings(tmp_path / "all")
     # Peaks never open in the reference: zero loadings when fitted on the reference, not when
     # fitted on all cells (the query's own structure enters the space).
     assert np.abs(w_ref["loadings"][:, n_shared:]).max() == 0
     assert np.abs(w_all["loadings"][:, n_shared:]).max() > 1e-3
-    assert s_ref["fit_on"] == "reference" and s_ref["n_fit_cells"] == 150 and s_ref["fitted_on"] == "reference"
-    assert s_all["fit_on"] == "all" and s_all["n_fit_cells"] == 300 and s_all["fitted_on"] == "reference + query"
+    assert s_ref["lsi_fit_on"] == "reference" and s_ref["n_fit_cells"] == 150 and s_ref["fitted_on"] == "reference"
+    assert s_all["lsi_fit_on"] == "all" and s_all["n_fit_cells"] == 300 and s_all["fitted_on"] == "reference + query"
     assert s_all["n_reference_cells"] == 150 and s_all["n_query_cells"] == 150
     summary = json.loads((tmp_path / "all" / "train_summary.json").read_text())
-    assert summary["fit_on"] == "all"
+    assert summary["lsi_fit_on"] == "all"
 
 
 def test_joint_fit_equals_fitting_with_every_cell_as_reference(pair):
-    cells, _ = lsi(pair, n_components=8, fit_on="all")
+    cells, _ = lsi(pair, lsi_components=8, lsi_fit_on="all")
     as_ref = pair.copy()
     as_ref.obs["domain"] = "reference"
-    same, _ = lsi(as_ref, n_components=8)
+    same, _ = lsi(as_ref, lsi_components=8)
     np.testing.assert_allclose(cells.obsm[EMBEDDING_KEY], same.obsm[EMBEDDING_KEY], rtol=1e-5, atol=1e-6)
     # ... and the domains (and every obs column) are kept.
     pd.testing.assert_frame_equal(cells.obs.drop(columns="has_signal"), pair.obs)
@@ -71,8 +71,8 @@ def test_joint_fit_equals_fitting_with_every_cell_as_reference(pair):
 
 
 def test_joint_fit_is_reproducible_and_separates_types(pair):
-    a, s1 = lsi(pair, n_components=8, fit_on="all", seed=3)
-    b, s2 = lsi(pair, n_components=8, fit_on="all", seed=3)
+    a, s1 = lsi(pair, lsi_components=8, lsi_fit_on="all", seed=3)
+    b, s2 = lsi(pair, lsi_components=8, lsi_fit_on="all", seed=3)
     np.testing.assert_array_equal(a.obsm[EMBEDDING_KEY], b.obsm[EMBEDDING_KEY])
     assert s1["depth_correlation"] == s2["depth_correlation"]
     from sklearn.neighbors import KNeighborsClassifier
@@ -84,38 +84,21 @@ def test_joint_fit_is_reproducible_and_separates_types(pair):
 
 @pytest.mark.parametrize("variant", ["log_tfidf", "tf_logidf", "logtf_logidf"])
 def test_tfidf_variants_separate_types(pair, variant):
-    cells, s = lsi(pair, n_components=8, tfidf_variant=variant)
-    assert s["tfidf_variant"] == variant
+    cells, s = lsi(pair, lsi_components=8, lsi_tfidf=variant)
+    assert s["lsi_tfidf"] == variant
     ref = (cells.obs["domain"] == "reference").to_numpy()
     X, y = cells.obsm[EMBEDDING_KEY], cells.obs["label"].astype(str).to_numpy()
     from sklearn.neighbors import KNeighborsClassifier
 
-    assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
-
-
-def test_peak_selection(pair, tmp_path):
-    frac = np.asarray(pair.X[(pair.obs["domain"] == "reference").to_numpy()].mean(axis=0)).ravel()
-    _, s = lsi(pair, n_components=8, fit_on="reference", min_peak_frac=0.05, outdir=tmp_path / "frac")
-    assert s["n_peaks_used"] == int((frac >= 0.05).sum()) < pair.n_vars
-    w = _loadings(tmp_path / "frac")
-    assert w["loadings"].shape == (8, pair.n_vars)
-    assert np.abs(w["loadings"][:, frac < 0.05]).max() == 0 and (w["idf"][frac < 0.05] == 0).all()
-    cells, s = lsi(pair, n_components=8, fit_on="reference", var_peaks=60, var_clusters=6, outdir=tmp_path / "var")
-    assert s["n_peaks_used"] == 60
-    assert (np.abs(_loadings(tmp_path / "var")["loadings"]).max(axis=0) > 0).sum() <= 60
-    ref = (cells.obs["domain"] == "reference").to_numpy()
-    X, y = cells.obsm[EMBEDDING_KEY], cells.obs["label"].astype(str).to_numpy()
-    from sklearn.neighbors import KNeighborsClassifier
-
-    # The most variable peaks across clusters are the type-specific ones.
     assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
 
 
 @pytest.mark.parametrize("kw, needle", [
-    ({"fit_on": "query"}, "fit_on must be one of reference, all, got 'query'"),
-    ({"tfidf_variant": "tf"}, "tfidf_variant must be one of"),
-    ({"min_peak_frac": 1.0}, "--min-peak-frac: 1.0 is not in the range 0<=x<1"),
-    ({"var_peaks": -1}, "--var-peaks: -1 is not in the range x>=0"),
+    ({"lsi_fit_on": "query"}, "lsi_fit_on must be one of reference, all, got 'query'"),
+    ({"lsi_tfidf": "tf"}, "lsi_tfidf must be one of"),
+    ({"lsi_normalize": "l1"}, "lsi_normalize must be one of"),
+    ({"lsi_components": 0}, "invalid value for lsi_components: 0 is not in the range x>=1"),
+    ({"lsi_n_iter": 0}, "invalid value for lsi_n_iter"),
 ])
 def test_bad_values_are_one_line_input_errors(pair, kw, needle):
     with pytest.raises(InputError) as e:
@@ -131,25 +114,32 @@ def test_cli_fit_on_is_recorded_and_checked_on_resume(pair, tmp_path):
     accp = tmp_path / "acc.h5ad"
     pair.write_h5ad(accp)
     out = tmp_path / "lsi"
-    r = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8, "--lsi-fit-on", "all",
-             "--lsi-tfidf", "logtf_logidf")
+
+    def settings(name, text):
+        (tmp_path / name).write_text("[train]\nlsi_components = 8\n" + text)
+        return tmp_path / name
+
+    joint = settings("joint.toml", 'lsi_fit_on = "all"\nlsi_tfidf = "logtf_logidf"\n')
+    r = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--config", joint)
     assert r.exit_code == 0, r.output
     summary = json.loads((out / "train_summary.json").read_text())
-    assert summary["fit_on"] == "all" and summary["tfidf_variant"] == "logtf_logidf"
+    assert summary["lsi_fit_on"] == "all" and summary["lsi_tfidf"] == "logtf_logidf"
     # The CLI gives the same embedding as the Python call.
-    direct, _ = lsi(pair, n_components=8, fit_on="all", tfidf_variant="logtf_logidf")
+    direct, _ = lsi(pair, lsi_components=8, lsi_fit_on="all", lsi_tfidf="logtf_logidf")
     np.testing.assert_array_equal(ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY],
                                   direct.obsm[EMBEDDING_KEY])
-    assert ad.read_h5ad(out / "cell_embeddings.h5ad").uns["seqalignatac"]["stage1"]["fit_on"] == "all"
-    assert json.loads((out / "run.json").read_text())["fit_on"] == "all"
-    again = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8,
-                 "--lsi-fit-on", "all", "--lsi-tfidf", "logtf_logidf", "--resume")
+    assert ad.read_h5ad(out / "cell_embeddings.h5ad").uns["seqalignatac"]["stage1"]["lsi_fit_on"] == "all"
+    assert json.loads((out / "run.json").read_text())["lsi_fit_on"] == "all"
+    again = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi",
+                 "--config", settings("again.toml", 'lsi_fit_on = "all"\nresume = true\n'))
     assert again.exit_code == 0, again.output
-    other = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--lsi-components", 8,
-                 "--lsi-fit-on", "reference", "--lsi-tfidf", "log_tfidf", "--resume")
-    assert other.exit_code == 2 and "fit_on" in other.output and "tfidf_variant" in other.output, other.output
-    bad = _cli("--accessibility", accp, "--outdir", tmp_path / "x", "--method", "lsi", "--lsi-fit-on", "query")
-    assert bad.exit_code == 2 and "--lsi-fit-on" in bad.output and "Traceback" not in bad.output
+    other = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--config",
+                 settings("other.toml", 'lsi_fit_on = "reference"\nlsi_tfidf = "log_tfidf"\nresume = true\n'))
+    assert other.exit_code == 2 and "lsi_fit_on" in other.output and "lsi_tfidf" in other.output, other.output
+    bad = _cli("--accessibility", accp, "--outdir", tmp_path / "x", "--method", "lsi",
+               "--config", settings("bad.toml", 'lsi_fit_on = "query"\n'))
+    assert bad.exit_code == 2 and "[train] lsi_fit_on" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "x").exists()
 
 
 def test_tfidf_formulas():

@@ -78,7 +78,8 @@ def common_options(f):
         click.option("--seed", type=SEED, default=0, show_default=True),
         click.option("--epochs", type=TRAIN_RANGES["epochs"], default=None, help="Stage-1 maximum epochs (default: train's default)."),
         click.option("--train-opt", "train_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
-                     help="Any other stage-1 setting (repeatable), e.g. --train-opt hidden=128 --train-opt patience=10."),
+                     help="Any other stage-1 setting, a [train] key of docs/settings.md (repeatable), "
+                          "e.g. --train-opt hidden=128 --train-opt patience=10 (lsi: --train-opt lsi_components=20)."),
         click.option("--annotate-opt", "annotate_opts", multiple=True, callback=_key_values, metavar="KEY=VALUE",
                      help="Any other stage-2 setting (repeatable), e.g. --annotate-opt k=20 --annotate-opt unknown=none."),
         click.option("--max-umap-cells", type=MAX_UMAP_CELLS, default=20_000, show_default=True,

@@ -84,7 +84,6 @@ class PairResult:
 
 # ----------------------------------------------------------------------------------- options
 
-LSI_OPTIONS = ("n_components", "depth_corr_cutoff", "normalize", "n_iter")
 ANNOTATE_KEYWORDS = ("unknown", "unknown_quantile", "unknown_k", "unknown_smooth", "unknown_smooth_quantile",
                      "calibration_fraction", "knn_k")
 
@@ -96,9 +95,11 @@ def allowed_overrides(opts: RunOptions) -> tuple[set[str], set[str]]:
     from ..stage2.train import GDAConfig
 
     if opts.train_method == "lsi":
-        train = set(LSI_OPTIONS)
+        from ..stage1.options import TRAIN_SETTINGS
+
+        train = {k for k in TRAIN_SETTINGS if k.startswith("lsi_")}  # lsi()'s keywords
     else:
-        from ..stage1.trainer import TrainConfig
+        from ..stage1.config import TrainConfig
 
         train = {f.name for f in fields(TrainConfig)} - {"seed"}
     return train, ({f.name for f in fields(GDAConfig)} | set(ANNOTATE_KEYWORDS))
@@ -143,20 +144,14 @@ def _converted(given: dict[str, Any], ranges: dict, name=lambda k: "--" + k.repl
 
 
 def _checked_train(opts: RunOptions) -> dict[str, Any]:
-    from ..cli_types import POSITIVE_INT, check
+    from ..stage1.options import TRAIN_RANGES, TRAIN_SETTINGS, setting_name
 
-    if opts.train_method == "lsi":
-        from ..stage1.options import LSI_RANGES, lsi_option
+    # The [train] table's types (`hidden=64,32` -> (64, 32)), and epochs/patience's.
+    given = _converted(opts.train_overrides, {**TRAIN_RANGES, **TRAIN_SETTINGS}, setting_name)
+    if opts.train_method == "nt":
+        from ..stage1.config import TrainConfig
 
-        return _converted(opts.train_overrides, LSI_RANGES, lsi_option)
-    from ..stage1.options import TRAIN_RANGES
-    from ..stage1.trainer import TrainConfig
-
-    given = _converted(opts.train_overrides, TRAIN_RANGES)
-    if "hidden" in given:  # TrainConfig wants a tuple of widths
-        h = given["hidden"]
-        given["hidden"] = tuple(check(w, POSITIVE_INT, "--hidden") for w in (h if isinstance(h, (list, tuple)) else [h]))
-    TrainConfig(seed=opts.seed, **given).check()  # the cross-field and choice rules
+        TrainConfig(seed=opts.seed, **given).check()  # the cross-field and choice rules
     return given
 
 

@@ -16,12 +16,13 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from .. import keys
 from ..anndata_io import check_counts
 from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-DOMAIN_KEY = "domain"
+DOMAIN_KEY = keys.DOMAIN
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Accessibility:
 
 def check_prepared(adata, path: str | os.PathLike | None = None) -> None:
     """`train` reads prepare's accessibility.h5ad: refuse anything else before any work starts."""
-    uns = adata.uns.get("seqalignatac")
+    uns = adata.uns.get(keys.UNS)
     missing = [what for what, ok in (("obs['domain']", DOMAIN_KEY in adata.obs.columns),
                                      ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns))
                if not ok]
@@ -218,7 +219,8 @@ def _from_ids(peak_ids, emb_ids, take, dim: int, path, info: dict) -> tuple[np.n
             f"the embeddings and the accessibility matrix have different peak sets: {n_missing} of "
             f"{len(peak_ids)} peaks have no embedding (e.g. {_examples(missing)}) and {n_extra} embedded ids "
             "are not peaks of the matrix; embed the peaks.bed/FASTA written by the same prepare run "
-            "(or pass --missing-embeddings drop to train on the peaks that have one)",
+            "(or set missing_embeddings = \"drop\" in the [train] table of --config to train on the peaks "
+            "that have one)",
             path)
     if n_extra:
         log.warning("ignoring %d embedded peaks that are not in the accessibility matrix", n_extra)
@@ -246,7 +248,7 @@ def domains(adata, path=None) -> np.ndarray | None:
     if DOMAIN_KEY not in adata.obs.columns:
         return None
     d = adata.obs[DOMAIN_KEY].astype(str).to_numpy()
-    bad = set(np.unique(d)) - {"reference", "query"}
+    bad = set(np.unique(d)) - set(keys.DOMAINS)
     if bad:
         raise InputError(
             f"obs['{DOMAIN_KEY}'] must be 'reference' or 'query', found {_examples(sorted(bad))}; "

@@ -21,17 +21,17 @@ import numpy as np
 import pandas as pd
 
 from ..atomic import atomic_path, publish_dir, staging_path, write_bytes, write_h5ad, write_json, write_text
+from .. import keys
 from ..errors import InputError
-from . import EMBEDDING_KEY, SIGNAL_KEY
 
 log = logging.getLogger(__name__)
 
 RESULT_FILES = (
-    "cell_embeddings.h5ad",
-    "model.safetensors",
-    "training_curve.tsv",
-    "training_curve.png",
-    "train_summary.json",
+    keys.CELL_EMBEDDINGS,
+    keys.STAGE1_MODEL,
+    keys.TRAINING_CURVE,
+    keys.TRAINING_CURVE.removesuffix(".tsv") + ".png",
+    keys.TRAIN_SUMMARY,
 )
 CHECKPOINT_DIR = "checkpoint"
 RUN_FILE = "run.json"  # fingerprint of the run that owns the folder
@@ -45,15 +45,16 @@ def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, An
 
     It is a staging folder beside ``outdir``, swapped in when training ends, so ``outdir`` never
     holds new weights next to old embeddings.  Checkpoints live in it: a killed or failed run
-    keeps it, and ``--resume`` continues from there.
+    keeps it, and ``resume`` (``[train] resume = true``) continues from there.
     """
     if outdir is None:
         yield None
         return
     leftover = staging_path(outdir) / CHECKPOINT_DIR
     if not resume and not overwrite and leftover.is_dir():
-        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; pass --resume to "
-                         "continue it, or delete that folder to start over", outdir)
+        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; "
+                         "set resume = true in the [train] table of --config to continue it, or delete that folder "
+                         "to start over", outdir)
     with publish_dir(outdir, owned=OWNED, resume=resume, keep_if=CHECKPOINT_DIR) as work:
         prepare_outdir(work, fingerprint, resume, published=None if overwrite else outdir)
         yield work
@@ -78,7 +79,7 @@ def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], re
     if existing and not resume:
         raise InputError(
             f"output folder already holds files of another run ({', '.join(existing)}); choose a new --outdir, "
-            "delete them, or pass --resume to continue the same run", shown)
+            "delete them, or set resume = true in the [train] table of --config to continue the same run", shown)
     if existing and resume:
         if not run_file.exists():
             raise InputError(
@@ -89,7 +90,7 @@ def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], re
         diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
         if diff:
             raise InputError(
-                f"--resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
+                f"resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
                 "use the same inputs and options, or a new --outdir", shown)
     write_json(run_file, _jsonable(fingerprint))
     return out
@@ -118,25 +119,25 @@ def h5ad_safe(obj: Any) -> Any:
 
 
 def cell_embeddings_adata(adata, keep_cells: np.ndarray, embedding: np.ndarray, summary: Mapping[str, Any]):
-    """AnnData of every input cell: ``obs`` unchanged plus ``obs[SIGNAL_KEY]``, empty ``X``, embedding in obsm.
+    """AnnData of every input cell: ``obs`` unchanged plus ``obs[keys.HAS_SIGNAL]``, empty ``X``, embedding in obsm.
 
     ``embedding`` holds the rows of the kept cells; the others get a NaN row (no accessible peak,
-    so nothing to embed) and ``SIGNAL_KEY`` False, so no cell the user gave disappears.
+    so nothing to embed) and ``keys.HAS_SIGNAL`` False, so no cell the user gave disappears.
     """
     import anndata as ad
 
     obs = adata.obs.copy()
-    obs[SIGNAL_KEY] = np.asarray(keep_cells, dtype=bool)
+    obs[keys.HAS_SIGNAL] = np.asarray(keep_cells, dtype=bool)
     cells = ad.AnnData(obs=obs)
     full = np.full((adata.n_obs, embedding.shape[1]), np.nan, dtype=np.float32)
     full[keep_cells] = embedding
-    cells.obsm[EMBEDDING_KEY] = full
+    cells.obsm[keys.EMBEDDING] = full
     uns = {}
-    prev = adata.uns.get("seqalignatac") if hasattr(adata, "uns") else None
+    prev = adata.uns.get(keys.UNS) if hasattr(adata, "uns") else None
     if isinstance(prev, Mapping):
         uns.update({k: v for k, v in prev.items() if k != "stage1"})
     uns["stage1"] = h5ad_safe(summary)
-    cells.uns["seqalignatac"] = uns
+    cells.uns[keys.UNS] = uns
     return cells
 
 
@@ -150,12 +151,12 @@ def write_results(
 ) -> None:
     """Write every result file atomically; the summary last (its presence marks completion)."""
     out = Path(outdir)
-    write_h5ad(cells, out / "cell_embeddings.h5ad")
-    save_safetensors(out / "model.safetensors", tensors, {"seqalignatac_stage1": json.dumps(_jsonable(summary))})
-    write_text(out / "training_curve.tsv", curve.to_csv(sep="\t", index=False))
+    write_h5ad(cells, out / keys.CELL_EMBEDDINGS)
+    save_safetensors(out / keys.STAGE1_MODEL, tensors, {"seqalignatac_stage1": json.dumps(_jsonable(summary))})
+    write_text(out / keys.TRAINING_CURVE, curve.to_csv(sep="\t", index=False))
     with atomic_path(out / "training_curve.png") as tmp:
         plot(curve, tmp)
-    write_json(out / "train_summary.json", summary)
+    write_json(out / keys.TRAIN_SUMMARY, summary)
 
 
 def save_safetensors(path: Path, tensors: Mapping[str, np.ndarray], metadata: Mapping[str, str]) -> None:

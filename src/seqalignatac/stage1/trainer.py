@@ -20,51 +20,20 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ..cli_types import POSITIVE_INT, THREADS, check, check_all
+from .. import keys
+from ..cli_types import THREADS, check
 from ..device import resolve_device
 from ..errors import InputError
 from ..progress import progress_enabled
 from .batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from .checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from .data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
+from .config import TrainConfig
 from .model import CellHead, PeakEncoder, output_step
-from .options import BETA, CHECKPOINT_MINUTES, TRAIN_RANGES
+from .options import CHECKPOINT_MINUTES, MISSING_EMBEDDINGS
 from .outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class TrainConfig:
-    """Settings of one run (all of them enter the run fingerprint used by ``--resume``)."""
-
-    hidden: tuple[int, ...] = (256,)
-    bottleneck: int = 32  # scBasset's default cell-embedding size
-    activation: str = "gelu"
-    dropout: float = 0.2
-    epochs: int = 300
-    patience: int = 20
-    lr: float = 1e-2  # scBasset/SANGO: Adam lr 0.01, betas (0.95, 0.9995)
-    betas: tuple[float, float] = (0.95, 0.9995)
-    batch_size: int = 128
-    cell_block_size: int = 0
-    max_step_entries: int | None = None
-    holdout_fraction: float = 0.1
-    seed: int = 0
-    eval_cells: int = 10_000  # cells sampled for the AUROC/AUPRC estimate (all when fewer)
-    eval_entries: int = 2_000_000  # max peak x cell entries scored per estimate (AUROC s.e. ~0.001)
-    min_delta: float = 1e-4  # smallest held-out AUROC gain that counts as better
-    max_steps_per_epoch: int = 0  # 0: full epochs; else each epoch is a random subset of that many steps
-
-    def check(self, path=None) -> None:
-        """The CLI's option ranges (same types, same messages) for API callers and `run --train-opt`."""
-        check_all(asdict(self), TRAIN_RANGES, path)
-        for width in self.hidden:
-            check(width, POSITIVE_INT, "--hidden", path)
-        for beta in self.betas:
-            check(beta, BETA, "betas", path)
-        if self.activation not in ("gelu", "relu"):
-            raise InputError(f"activation must be gelu or relu, got {self.activation!r}", path)
 
 
 def train(
@@ -106,13 +75,73 @@ def train(
     cfg.check(path)
     if threads is not None:
         check(threads, THREADS, "--threads", path)
-    check(checkpoint_minutes, CHECKPOINT_MINUTES, "--checkpoint-minutes", path)
+    check(checkpoint_minutes, CHECKPOINT_MINUTES, "checkpoint_minutes", path)
     dev = resolve_device(device)
     if threads:
         torch.set_num_threads(int(threads))
+    if missing_embeddings not in MISSING_EMBEDDINGS:
+        raise InputError(f"missing_embeddings must be one of {', '.join(MISSING_EMBEDDINGS)}, "
+                         f"got {missing_embeddings!r}", path)
 
-    if missing_embeddings not in ("error", "drop"):
-        raise ValueError(f"missing_embeddings must be 'error' or 'drop', not {missing_embeddings!r}")
+    inp = _read_inputs(adata, embeddings, missing_embeddings, free_input, path)
+    adata, acc, E = inp.adata, inp.acc, inp.E
+    n_peaks, n_cells = acc.n_peaks, acc.n_cells
+    fingerprint = dict(asdict(cfg), input=os.path.abspath(path) if path else "",
+                       embeddings=os.path.abspath(inp.emb_info["embedding_path"])
+                       if "embedding_path" in inp.emb_info else "",
+                       n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
+    # Outputs and checkpoints go to a staging folder, published as a unit when training ends.
+    with stage1_folder(outdir, fingerprint, resume, overwrite) as work:
+        split = _Split.draw(cfg, n_peaks, n_cells)
+        model, head, opt = _build(cfg, E, split.train_peaks, inp.depth, n_peaks, n_cells, dev)
+        E_t = torch.from_numpy(E).to(dev)
+        max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
+        block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
+        batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, split.train_peaks, cfg.batch_size, block, dev,
+                                  cfg.max_steps_per_epoch)
+        del acc, inp.acc
+        log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
+                 n_peaks, split.n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
+
+        st = _State()
+        if resume and work is not None:
+            ck = load_checkpoint(work)
+            if ck is not None:
+                st = _restore(ck, model, opt, head, dev)
+                log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
+        loop = _Loop(cfg, model, head, opt, E_t, batches, split, dev, work, checkpoint_minutes, checkpoint_steps,
+                     progress, callback)
+        while not st.finished:
+            loop.run_epoch(st)
+            loop.end_epoch(st)
+
+        # The written embeddings are those of the best epoch.
+        model.load_state_dict(st.best_model)
+        Z = st.best_Z.numpy()
+        summary = _summary(cfg, st, adata, inp, split, batches, dev, path, t_start)
+        cells = cell_embeddings_adata(adata, inp.keep, Z, summary)
+        if work is not None:
+            tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
+            tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=split.hold_peaks.astype(np.int64))
+            curve = pd.DataFrame(st.history)
+            curve["best"] = curve["epoch"] == st.best_epoch  # the epoch whose weights were written
+            write_results(work, cells, summary, tensors, curve, _plot_curve)
+        return cells, summary
+
+
+@dataclass
+class _Inputs:
+    adata: Any  # the input, or a view without the peaks that have no embedding
+    acc: Any  # peaks x cells index of the cells with an accessible peak
+    E: np.ndarray  # peak embeddings aligned to the peaks
+    emb_info: dict
+    keep: np.ndarray  # cells with an accessible peak
+    depth: np.ndarray  # accessible peaks of each kept cell
+    n_without: int  # peaks dropped for want of an embedding
+
+
+def _read_inputs(adata, embeddings, missing_embeddings: str, free_input: bool, path) -> _Inputs:
+    """The matrix as a peaks x cells index and the embeddings aligned to its peaks."""
     n_without = 0
     if missing_embeddings == "drop":
         adata, n_without = drop_peaks_without_embedding(adata, embeddings, path)
@@ -124,16 +153,28 @@ def train(
     if free_input and not adata.is_view:  # a view (peaks dropped above) shares its parent's matrix
         adata.X = None
     E, emb_info = aligned_embeddings(adata.var_names, embeddings, path)
-    n_peaks, n_cells = acc.n_peaks, acc.n_cells
-    if n_peaks < 4:
-        raise InputError(f"only {n_peaks} peaks: stage 1 needs peaks to learn from", path)
+    if acc.n_peaks < 4:
+        raise InputError(f"only {acc.n_peaks} peaks: stage 1 needs peaks to learn from", path)
+    return _Inputs(adata, acc, E, emb_info, keep, depth, n_without)
 
-    fingerprint = dict(asdict(cfg), input=os.path.abspath(path) if path else "",
-                       embeddings=os.path.abspath(emb_info["embedding_path"]) if "embedding_path" in emb_info else "",
-                       n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
-    # Outputs and checkpoints go to a staging folder, published as a unit when training ends.
-    with stage1_folder(outdir, fingerprint, resume, overwrite) as work:
-        # Held-out peaks (early stopping, reported AUROC/AUPRC): a seeded random split.
+
+@dataclass
+class _Split:
+    """Held-out peaks (early stopping, reported AUROC/AUPRC) and the fixed metric sample."""
+
+    hold_peaks: np.ndarray
+    train_peaks: np.ndarray
+    eval_cells: np.ndarray
+    eval_hold: np.ndarray
+    eval_train: np.ndarray
+
+    @property
+    def n_hold(self) -> int:
+        return len(self.hold_peaks)
+
+    @classmethod
+    def draw(cls, cfg: TrainConfig, n_peaks: int, n_cells: int) -> "_Split":
+        """A seeded random split: the same peaks and sample for the same seed."""
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(n_peaks)
         n_hold = min(n_peaks - 1, max(1, int(round(cfg.holdout_fraction * n_peaks))))
@@ -143,131 +184,131 @@ def train(
         eval_hold = np.sort(rng.choice(hold_peaks, size=min(len(hold_peaks), per_peak), replace=False))
         eval_train = np.sort(rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)),
                                         replace=False))
+        return cls(hold_peaks, train_peaks, eval_cells, eval_hold, eval_train)
 
-        torch.manual_seed(cfg.seed)
-        g = torch.Generator().manual_seed(cfg.seed)
-        E_t = torch.from_numpy(E).to(dev)
-        model = PeakEncoder(E.shape[1], cfg.hidden, cfg.bottleneck, cfg.activation, cfg.dropout).to(dev)
-        Etr = E[train_peaks]
-        model.set_standardization(torch.from_numpy(Etr.mean(0)).to(dev), torch.from_numpy(Etr.std(0)).to(dev))
-        del Etr
-        head = CellHead(n_cells, cfg.bottleneck, dev, cfg.lr, cfg.betas, generator=g)
-        # Start each cell's bias at the logit of its accessible fraction: depth is absorbed from step 1.
-        frac = np.clip(depth / n_peaks, 1e-6, 1 - 1e-6)
-        head.b.copy_(torch.from_numpy(np.log(frac / (1 - frac)).astype(np.float32)))
-        opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
 
-        max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
-        block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
-        batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, train_peaks, cfg.batch_size, block, dev,
-                                  cfg.max_steps_per_epoch)
-        del acc
-        log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
-                 n_peaks, n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
+def _build(cfg: TrainConfig, E: np.ndarray, train_peaks: np.ndarray, depth: np.ndarray, n_peaks: int, n_cells: int,
+           dev: torch.device) -> tuple[PeakEncoder, CellHead, torch.optim.Optimizer]:
+    """The seeded network, its per-cell head and the encoder's optimizer."""
+    torch.manual_seed(cfg.seed)
+    g = torch.Generator().manual_seed(cfg.seed)
+    model = PeakEncoder(E.shape[1], cfg.hidden, cfg.bottleneck, cfg.activation, cfg.dropout).to(dev)
+    Etr = E[train_peaks]
+    model.set_standardization(torch.from_numpy(Etr.mean(0)).to(dev), torch.from_numpy(Etr.std(0)).to(dev))
+    del Etr
+    head = CellHead(n_cells, cfg.bottleneck, dev, cfg.lr, cfg.betas, generator=g)
+    # Start each cell's bias at the logit of its accessible fraction: depth is absorbed from step 1.
+    frac = np.clip(depth / n_peaks, 1e-6, 1 - 1e-6)
+    head.b.copy_(torch.from_numpy(np.log(frac / (1 - frac)).astype(np.float32)))
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
+    return model, head, opt
 
-        st = _State()
-        if resume and work is not None:
-            ck = load_checkpoint(work)
-            if ck is not None:
-                st = _restore(ck, model, opt, head, dev)
-                log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
-        last_ck = time.time()
-        global_step = st.global_step
 
-        def checkpoint() -> None:
-            nonlocal last_ck
-            if work is not None:
-                save_checkpoint(work, _snapshot(st, model, opt, head))
-                last_ck = time.time()
+class _Loop:
+    """One epoch of steps, then the evaluation and the early-stopping bookkeeping, with checkpoints."""
 
-        while not st.finished:
-            epoch = st.epoch
-            plan = batches.plan(cfg.seed, epoch)
-            if st.step_losses is None or st.step == 0:
-                st.step_losses = torch.zeros(len(plan), dtype=torch.float64, device=dev)
-            st.step_losses = st.step_losses.to(dev)
-            model.train()
-            t_epoch = time.time()
-            bar = _bar(len(plan), st.step, f"epoch {epoch + 1}", progress)
-            for k in range(st.step, len(plan)):
-                peaks, cells, rows, cols = batches.step(plan, k)
-                H = model(E_t[peaks])
-                Zb, bb = head.rows(cells)
-                with torch.no_grad():
-                    loss, gH, gZ, gb = output_step(H.detach(), Zb, bb, rows, cols)
-                opt.zero_grad(set_to_none=True)
-                H.backward(gH)
-                opt.step()
-                head.step(cells, gZ, gb)
-                st.step_losses[k] = loss  # summed at the epoch end, in step order (no sync here)
-                st.step, global_step = k + 1, global_step + 1
-                st.global_step = global_step
-                bar.update(1)
-                if callback is not None:
-                    callback(global_step)
-                if (checkpoint_steps and global_step % checkpoint_steps == 0) or (
-                        checkpoint_minutes and time.time() - last_ck > 60 * checkpoint_minutes):
-                    st.epoch_seconds += time.time() - t_epoch
-                    t_epoch = time.time()
-                    checkpoint()
-            bar.close()
-            st.epoch_seconds += time.time() - t_epoch
+    def __init__(self, cfg, model, head, opt, E_t, batches, split, dev, work, checkpoint_minutes, checkpoint_steps,
+                 progress, callback):
+        self.cfg, self.model, self.head, self.opt, self.E_t = cfg, model, head, opt, E_t
+        self.batches, self.split, self.dev, self.work = batches, split, dev, work
+        self.checkpoint_minutes, self.checkpoint_steps = checkpoint_minutes, checkpoint_steps
+        self.progress, self.callback = progress, callback
+        self.last_ck = time.time()
 
-            hold = evaluate(model, head, E_t, batches, eval_hold, eval_cells, dev)
-            trn = evaluate(model, head, E_t, batches, eval_train, eval_cells, dev)
-            row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, len(plan)), train_auroc=trn["auroc"],
-                       train_auprc=trn["auprc"], heldout_loss=hold["loss"], heldout_auroc=hold["auroc"],
-                       heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
-            st.history.append(row)
-            log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
-                     row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
-            score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
-            if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
-                st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
-                st.best_model = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
-                st.best_Z, st.best_b = head.Z.detach().cpu().clone(), head.b.detach().cpu().clone()
-            else:
-                st.bad_epochs += 1
-            st.epoch, st.step, st.step_losses, st.epoch_seconds = epoch + 1, 0, None, 0.0
-            st.stopped_early = st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs
-            st.finished = st.epoch >= cfg.epochs or st.stopped_early
-            checkpoint()
+    def checkpoint(self, st: _State) -> None:
+        if self.work is not None:
+            save_checkpoint(self.work, _snapshot(st, self.model, self.opt, self.head))
+            self.last_ck = time.time()
 
-        # The written embeddings are those of the best epoch.
-        model.load_state_dict(st.best_model)
-        Z = st.best_Z.numpy()
-        best = st.history[st.best_epoch - 1]
-        dom = domains(adata, path)
-        summary = dict(
-            method="nt",
-            dims=int(cfg.bottleneck),
-            train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
-            heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
-            best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
-            seed=cfg.seed, device=dev.type,
-            n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(train_peaks), n_heldout_peaks=n_hold,
-            n_reference_cells=int((dom[keep] == "reference").sum()) if dom is not None else None,
-            n_query_cells=int((dom[keep] == "query").sum()) if dom is not None else None,
-            n_dropped_cells=int((~keep).sum()),
-            dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
-            nnz=int(batches.indices.numel()), density=round(float(batches.indices.numel()) / (n_peaks * n_cells), 6),
-            steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps, cell_block_size=block, n_cell_blocks=batches.n_blocks,
-            metric_entries=dict(heldout=int(len(eval_hold) * len(eval_cells)), train=int(len(eval_train) * len(eval_cells)),
-                                exact=bool(len(eval_cells) == n_cells and len(eval_hold) == n_hold)),
-            seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
-            seconds=round(time.time() - t_start, 2),
-            config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
-            **emb_info,
-            n_peaks_without_embedding=n_without,
-        )
-        cells = cell_embeddings_adata(adata, keep, Z, summary)
-        if work is not None:
-            tensors = {f"encoder.{k}": v.numpy() for k, v in st.best_model.items()}
-            tensors.update(cell_weights=Z, cell_bias=st.best_b.numpy(), heldout_peaks=hold_peaks.astype(np.int64))
-            curve = pd.DataFrame(st.history)
-            curve["best"] = curve["epoch"] == st.best_epoch  # the epoch whose weights were written
-            write_results(work, cells, summary, tensors, curve, _plot_curve)
-        return cells, summary
+    def run_epoch(self, st: _State) -> None:
+        """The steps of epoch ``st.epoch`` from ``st.step`` on (a resumed epoch continues where it stopped)."""
+        model, head, opt, dev = self.model, self.head, self.opt, self.dev
+        plan = self.batches.plan(self.cfg.seed, st.epoch)
+        st.plan_len = len(plan)
+        if st.step_losses is None or st.step == 0:
+            st.step_losses = torch.zeros(len(plan), dtype=torch.float64, device=dev)
+        st.step_losses = st.step_losses.to(dev)
+        model.train()
+        t_epoch = time.time()
+        bar = _bar(len(plan), st.step, f"epoch {st.epoch + 1}", self.progress)
+        for k in range(st.step, len(plan)):
+            peaks, cells, rows, cols = self.batches.step(plan, k)
+            H = model(self.E_t[peaks])
+            Zb, bb = head.rows(cells)
+            with torch.no_grad():
+                loss, gH, gZ, gb = output_step(H.detach(), Zb, bb, rows, cols)
+            opt.zero_grad(set_to_none=True)
+            H.backward(gH)
+            opt.step()
+            head.step(cells, gZ, gb)
+            st.step_losses[k] = loss  # summed at the epoch end, in step order (no sync here)
+            st.step, st.global_step = k + 1, st.global_step + 1
+            bar.update(1)
+            if self.callback is not None:
+                self.callback(st.global_step)
+            if (self.checkpoint_steps and st.global_step % self.checkpoint_steps == 0) or (
+                    self.checkpoint_minutes and time.time() - self.last_ck > 60 * self.checkpoint_minutes):
+                st.epoch_seconds += time.time() - t_epoch
+                t_epoch = time.time()
+                self.checkpoint(st)
+        bar.close()
+        st.epoch_seconds += time.time() - t_epoch
+
+    def end_epoch(self, st: _State) -> None:
+        """Held-out and training metrics, the best state so far, early stopping, a checkpoint."""
+        cfg, split, epoch = self.cfg, self.split, st.epoch
+        hold = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_hold, split.eval_cells, self.dev)
+        trn = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_train, split.eval_cells, self.dev)
+        row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, st.plan_len),
+                   train_auroc=trn["auroc"], train_auprc=trn["auprc"], heldout_loss=hold["loss"],
+                   heldout_auroc=hold["auroc"], heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
+        st.history.append(row)
+        log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
+                 row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
+        score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
+        if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
+            st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
+            st.best_model = {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()}
+            st.best_Z, st.best_b = self.head.Z.detach().cpu().clone(), self.head.b.detach().cpu().clone()
+        else:
+            st.bad_epochs += 1
+        st.epoch, st.step, st.step_losses, st.epoch_seconds = epoch + 1, 0, None, 0.0
+        st.stopped_early = st.bad_epochs >= cfg.patience and st.epoch < cfg.epochs
+        st.finished = st.epoch >= cfg.epochs or st.stopped_early
+        self.checkpoint(st)
+
+
+def _summary(cfg: TrainConfig, st: _State, adata, inp: _Inputs, split: _Split, batches: PeakCellBatches,
+             dev: torch.device, path, t_start: float) -> dict:
+    """``train_summary.json``: the best epoch's metrics, the run's sizes and settings."""
+    keep, n_peaks, n_cells = inp.keep, inp.E.shape[0], batches.n_cells
+    best = st.history[st.best_epoch - 1]
+    dom = domains(adata, path)
+    nnz = int(batches.indices.numel())
+    return dict(
+        method="nt",
+        dims=int(cfg.bottleneck),
+        train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
+        heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
+        best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
+        seed=cfg.seed, device=dev.type,
+        n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(split.train_peaks), n_heldout_peaks=split.n_hold,
+        n_reference_cells=int((dom[keep] == keys.REFERENCE).sum()) if dom is not None else None,
+        n_query_cells=int((dom[keep] == keys.QUERY).sum()) if dom is not None else None,
+        n_dropped_cells=int((~keep).sum()),
+        dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
+        nnz=nnz, density=round(float(nnz) / (n_peaks * n_cells), 6),
+        steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps,
+        cell_block_size=batches.block_size, n_cell_blocks=batches.n_blocks,
+        metric_entries=dict(heldout=int(len(split.eval_hold) * len(split.eval_cells)),
+                            train=int(len(split.eval_train) * len(split.eval_cells)),
+                            exact=bool(len(split.eval_cells) == n_cells and len(split.eval_hold) == split.n_hold)),
+        seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
+        seconds=round(time.time() - t_start, 2),
+        config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
+        **inp.emb_info,
+        n_peaks_without_embedding=inp.n_without,
+    )
 
 
 @torch.no_grad()
@@ -318,6 +359,7 @@ class _State:
     best_model: dict | None = None
     best_Z: torch.Tensor | None = None
     best_b: torch.Tensor | None = None
+    plan_len: int = 0  # steps of the current epoch (set when it starts; not checkpointed)
 
 
 _SCALARS = ("epoch", "step", "global_step", "epoch_seconds", "best_score", "best_epoch", "bad_epochs",

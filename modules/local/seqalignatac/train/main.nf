@@ -18,9 +18,12 @@ process SEQALIGNATAC_TRAIN {
     script:
     def args       = task.ext.args ?: ''
     def device     = task.accelerator ? 'cuda' : 'cpu'
-    // Peaks on contigs absent from the FASTA have no sequence (EXTRACT counts them): train on the rest.
-    def embeddings_opt = embeddings ? "--embeddings ${embeddings} --missing-embeddings drop" : ''
+    // Peaks on contigs absent from the FASTA have no sequence (EXTRACT counts them): train on the
+    // rest ([train] missing_embeddings = "drop", docs/settings.md). A --config in --extra_train_args
+    // replaces this file, so it must set missing_embeddings = "drop" itself (docs/usage.md).
+    def embeddings_opt = embeddings ? "--embeddings ${embeddings} --config train_settings.toml" : ''
     """
+    printf '[train]\\nmissing_embeddings = "drop"\\n' > train_settings.toml
     seqalignatac_train.py \\
         --accessibility ${accessibility} \\
         ${embeddings_opt} \\
