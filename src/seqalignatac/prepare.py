@@ -263,8 +263,10 @@ def run_prepare(reference, query, labels_key, query_labels_key=None, outdir=".",
 @click.command("prepare")
 @click.option("--reference", required=True, type=click.Path(), help="Reference .h5ad (cells x peaks, labeled).")
 @click.option("--query", required=True, type=click.Path(), help="Query .h5ad (cells x peaks).")
-@click.option("--labels-key", required=True, help="obs column with the reference cell types.")
-@click.option("--query-labels-key", default=None, help="obs column with known query labels (evaluation only).")
+@click.option("--labels-key", default=keys.DEFAULT_LABELS_KEY, show_default=True,
+              help="obs column with the reference cell types; it keeps this name in every output.")
+@click.option("--query-labels-key", default=None,
+              help="obs column of the query with known labels (evaluation only; stored under --labels-key).")
 @click.option("--outdir", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--overlap-width", default=DEFAULT_OVERLAP_WIDTH, show_default=True, type=PREPARE_RANGES["overlap_width"],
               help="W: peaks trimmed to W bp around the midpoint must overlap by more than W/2.")

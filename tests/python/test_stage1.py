@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
+from seqalignatac import keys
 from seqalignatac.atomic import staging_path
 from seqalignatac.cli import cli
 from seqalignatac.stage1 import EMBEDDING_KEY, lsi, train
@@ -56,7 +57,7 @@ def trained(acc, kmer_store):
 
 def _heldout_reference_accuracy(cells: ad.AnnData) -> float:
     ref = cells[cells.obs["domain"] == "reference"]
-    X, y = ref.obsm[EMBEDDING_KEY], ref.obs["label"].astype(str).to_numpy()
+    X, y = ref.obsm[EMBEDDING_KEY], ref.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     return float((KNeighborsClassifier(15).fit(Xtr, ytr).predict(Xte) == yte).mean())
 
