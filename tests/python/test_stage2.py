@@ -50,6 +50,7 @@ def make_cells(n_types=5, n_ref=500, n_query=500, dim=16, sep=1.6, noise=1.0, sh
     )
     a = ad.AnnData(np.zeros((len(x), 0), dtype=np.float32), obs=obs)
     a.obsm["X_seqalignatac"] = x
+    a.uns["seqalignatac"] = {"labels_key": "label"}  # as prepare records it
     return a
 
 
