@@ -236,7 +236,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
         res = annotate_full(read_cells(cells), "X_seqalignatac", opts.annotate_method, config=cfg, device=opts.device,
                             seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
-        write_outputs(res, d["annotate"], "label")
+        write_outputs(res, d["annotate"])
 
     def report(resume: bool) -> None:
         from ..report.html import build_report
