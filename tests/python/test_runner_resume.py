@@ -75,7 +75,7 @@ def test_demo_prints_the_report_path(tmp_path):
     assert list(pred["cell_id"]) == list(query.obs_names)
     assert list(ad.read_h5ad(annotate_dir / "query_annotated.h5ad").obs_names) == list(query.obs_names)
     ev = CliRunner().invoke(cli, ["evaluate", "--predictions", str(annotate_dir / "predictions.csv"),
-                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--label-key", "cell_type",
+                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--labels-key", "cell_type",
                                   "--outdir", str(tmp_path / "eval")])
     assert ev.exit_code == 0, ev.output
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
