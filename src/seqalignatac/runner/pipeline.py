@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from .. import __version__
+from .. import __version__, keys
 from ..atomic import note_kept
 from ..errors import InputError, write_fault
 from ..locks import FolderLock
@@ -181,11 +181,11 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
 
     d = {s: pair_dir / s for s in STEPS}
-    acc = d["prepare"] / "accessibility.h5ad"
-    peaks_bed = d["prepare"] / "peaks.bed"
-    peaks_fa = d["extract"] / "peaks.fa"
-    emb = d["embed"] / "embeddings.h5"
-    cells = d["train"] / "cell_embeddings.h5ad"
+    acc = d["prepare"] / keys.ACCESSIBILITY
+    peaks_bed = d["prepare"] / keys.PEAKS_BED
+    peaks_fa = d["extract"] / keys.PEAKS_FASTA
+    emb = d["embed"] / keys.EMBEDDINGS
+    cells = d["train"] / keys.CELL_EMBEDDINGS
     overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
     min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
 
@@ -234,7 +234,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         cfg_names = {f.name for f in fields(GDAConfig)}
         cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
         kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
-        res = annotate_full(read_cells(cells), "X_seqalignatac", opts.annotate_method, config=cfg, device=opts.device,
+        res = annotate_full(read_cells(cells), keys.EMBEDDING, opts.annotate_method, config=cfg, device=opts.device,
                             seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
         write_outputs(res, d["annotate"])
 
@@ -251,7 +251,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         Step("prepare", d["prepare"], {"reference": pair.reference, "query": pair.query},
              {"label_key": pair.reference_label_key, "query_label_key": pair.query_label_key,
               "overlap_width": overlap, "min_peak_frac": min_frac},
-             [acc, peaks_bed, d["prepare"] / "prepare_summary.json"], prepare),
+             [acc, peaks_bed, d["prepare"] / keys.PREPARE_SUMMARY], prepare),
     ]
     train_inputs = {"accessibility": acc}
     if opts.uses_sequence:
@@ -265,13 +265,13 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         train_inputs["embeddings"] = emb
     steps += [
         Step("train", d["train"], train_inputs, {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
-             [cells, d["train"] / "train_summary.json"], train),
+             [cells, d["train"] / keys.TRAIN_SUMMARY], train),
         Step("annotate", d["annotate"], {"cells": cells},
              {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
-             [d["annotate"] / "predictions.csv", d["annotate"] / "query_annotated.h5ad"], annotate),
+             [d["annotate"] / keys.PREDICTIONS, d["annotate"] / keys.QUERY_ANNOTATED], annotate),
         Step("report", d["report"],
-             {"accessibility": acc, "prepare_summary": d["prepare"] / "prepare_summary.json", "cells": cells,
-              "train_summary": d["train"] / "train_summary.json", "predictions": d["annotate"] / "predictions.csv"},
+             {"accessibility": acc, "prepare_summary": d["prepare"] / keys.PREPARE_SUMMARY, "cells": cells,
+              "train_summary": d["train"] / keys.TRAIN_SUMMARY, "predictions": d["annotate"] / keys.PREDICTIONS},
              {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
              [d["report"] / f"{pair.pair_id}_report.html", d["report"] / f"{pair.pair_id}_mqc.tsv"], report),
     ]

@@ -50,9 +50,9 @@ def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, ex
     metrics, per_class, confusion = metrics_tables(y_true, predictions, reference_classes)
     if extra:
         metrics.update(extra)
-    write_json(outdir / "metrics.json", metrics)
-    write_csv(per_class, outdir / "per_class.csv")
-    write_csv(confusion, outdir / "confusion_matrix.csv")
+    write_json(outdir / keys.METRICS, metrics)
+    write_csv(per_class, outdir / keys.PER_CLASS)
+    write_csv(confusion, outdir / keys.CONFUSION)
     return metrics
 
 
@@ -133,7 +133,7 @@ def evaluate_files(predictions: str, truth: str, labels_key: str | None, outdir:
 def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.DataFrame) -> list[str]:
     """The reference's classes: from annotate_summary.json beside predictions.csv when it is there,
     else every class the predictions name (arg-max and top-3 columns)."""
-    summary = Path(predictions_path).with_name("annotate_summary.json")
+    summary = Path(predictions_path).with_name(keys.ANNOTATE_SUMMARY)
     if summary.is_file():
         try:
             classes = json.loads(summary.read_text()).get("classes")
