@@ -276,3 +276,9 @@ def test_saved_model_reproduces_predictions_csv(cells, tmp_path, method, setting
     got = pd.read_csv(io.StringIO(res.predictions.to_csv(index=False)), **kw)
     pd.testing.assert_frame_equal(got, expected, check_exact=True)
     assert res.summary["unknown"] == json.loads((out / "annotate_summary.json").read_text())["unknown"]
+    if method == "gda":  # transductive: other reference cells are refused, not silently mispredicted
+        fewer = cells[1:].copy()  # the first cell is a reference cell
+        with pytest.raises(InputError, match="reference cells differ"):
+            model.predict(fewer)
+    with pytest.raises(InputError, match="does not exist"):
+        Annotator.load(tmp_path / "no_model")

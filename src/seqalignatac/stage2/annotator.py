@@ -79,11 +79,29 @@ class Annotator:
 
     def predict(self, cells: ad.AnnData, device: str | None = None, threads: int | None = None,
                 source: str | None = None) -> Stage2Result:
-        """Predictions for the query cells of ``cells`` (the cell_embeddings the model was fitted on).
+        """Predictions for the query cells of ``cells``, from the saved state (nothing is trained).
 
-        Returns the :class:`~.api.Stage2Result` that ``annotate_full`` returned (query AnnData with
-        the obs/obsm/uns fields :func:`~.api.assemble_result` writes, predictions, summary), with
-        ``train`` None.  ``device``/``threads`` default to the fitted run's.
+        Parameters
+        ----------
+        cells
+            The cell embeddings the model was fitted on (GDA needs the same reference cells; the
+            query is taken from ``cells``).  Not modified.
+        device, threads
+            Where to run; None: the fitted run's settings.
+        source
+            The file ``cells`` came from, named in error messages.
+
+        Returns
+        -------
+        Stage2Result
+            As :func:`~.api.annotate_full` returned it: ``query`` (a copy of the query cells with
+            the obs/obsm/uns fields :func:`~.api.assemble_result` writes), ``predictions`` (equal
+            to predictions.csv), ``summary``; ``train`` and ``annotator`` are None.
+
+        Raises
+        ------
+        InputError
+            ``cells`` lacks what the model needs, or (GDA) its reference cells differ.
         """
         import time
 

@@ -413,9 +413,25 @@ def assemble_result(split: SplitCells, classes: np.ndarray, calls: Calls, ref: R
                     summary_head: dict[str, Any], summary_tail: dict[str, Any]) -> Stage2Result:
     """The query AnnData, predictions table and summary of a run (every query cell, with signal or not).
 
-    Writes ``obs['seqalignatac_prediction' | '_unknown_reason' | '_confidence' | '_entropy' | '_unknown'
-    | '_best_label']``, ``obsm['seqalignatac_proba']`` (and ``obsm['seqalignatac_hidden']`` for GDA) and
-    ``uns['seqalignatac']['classes' | 'stage2']`` on a copy of the query cells.
+    Parameters
+    ----------
+    split, classes
+        The run's cells (:func:`split_domains`) and class order.
+    calls
+        Probabilities, Unknown flags and thresholds, distance scores, hidden layer of the query
+        cells with signal (and the held-out reference probabilities).
+    ref
+        The training and held-out reference cells (held-out accuracy, cell counts).
+    summary_head, summary_tail
+        Summary entries placed before and after the computed ones.
+
+    Returns
+    -------
+    Stage2Result
+        ``query``: a copy of the query cells (named by ``obs['original_id']`` when present) with
+        ``obs['seqalignatac_prediction' | '_unknown_reason' | '_confidence' | '_entropy' | '_unknown'
+        | '_best_label']``, ``obsm['seqalignatac_proba']`` (and ``obsm['seqalignatac_hidden']`` for
+        GDA), ``uns['seqalignatac']['classes' | 'stage2']``; ``predictions``; ``summary``.
     """
     q_proba = calls.q_proba
     conf, ent = confidence_entropy(q_proba)
@@ -505,11 +521,38 @@ def annotate_full(
     progress: bool | None = None,
     source: str | None = None,
 ) -> Stage2Result:
-    """Annotate the query cells of ``cells``; see :func:`annotate` for what is written where.
+    """Annotate the query cells of ``cells`` and keep the fitted model.
 
-    ``labels_key``: the obs column with the reference labels (default: the one ``prepare``
-    recorded, :func:`seqalignatac.keys.labels_key_of`).  ``config``: a :class:`GDAConfig` or a
-    dict of its fields.  The result's ``annotator`` reproduces the predictions from saved weights.
+    Parameters
+    ----------
+    cells
+        Stage 1's cell embeddings: ``obs['domain']`` (reference/query), the reference labels in
+        ``obs[labels_key]``, the embedding in ``obsm[embedding_key]``.  Not modified.
+    embedding_key, method
+        obsm key of the embedding; ``"gda"`` (A2GNN ensemble + kNN + logistic-regression mix) or
+        ``"knn"`` (kNN label transfer alone).
+    labels_key
+        obs column with the reference labels; None: the one ``prepare`` recorded
+        (:func:`seqalignatac.keys.labels_key_of`).
+    config
+        A :class:`GDAConfig`, or a dict of some of its fields (the rest default).
+    unknown, unknown_quantile, unknown_k, unknown_smooth, unknown_smooth_quantile, calibration_fraction, knn_k
+        The Unknown test and the kNN baseline (docs/stage2.md, docs/settings.md).
+    device, seed, threads, progress, source
+        Where and how to run; ``source`` names the input file in error messages.
+
+    Returns
+    -------
+    Stage2Result
+        ``query``: a copy of the query cells with the obs/obsm/uns fields :func:`assemble_result`
+        writes; ``predictions`` (the predictions.csv table); ``summary``; ``train`` (GDA: the
+        ensemble's probabilities and training curve); ``annotator``: the fitted
+        :class:`~.annotator.Annotator`, whose ``predict(cells)`` gives the same predictions.
+
+    Raises
+    ------
+    InputError
+        A setting out of range or inconsistent cells, with a one-line message naming it.
     """
     from .annotator import Annotator
 
