@@ -118,6 +118,7 @@ def _cells(n_ref=60, n_query=30, silent=(), seed=0):
         x[n_ref + i] = np.nan
     a = ad.AnnData(obs=obs)
     a.obsm["X_seqalignatac"] = x
+    a.uns["seqalignatac"] = {"labels_key": "label"}  # as prepare records it
     return a
 
 
