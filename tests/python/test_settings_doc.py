@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import inspect
 import re
-import tomllib
 from pathlib import Path
+
+import tomllib
 
 from seqalignatac.stage2.api import annotate_full
 from seqalignatac.stage2.options import FILE_SETTINGS
@@ -19,7 +20,7 @@ def _table_rows(section: str) -> dict[str, str]:
     start = text.index(f"## `[{section}]`")
     end = text.find("\n## ", start + 1)
     body = text[start: end if end > 0 else len(text)]
-    return dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", body, flags=re.M))
+    return dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", body, flags=re.MULTILINE))
 
 
 def test_annotate_section_lists_every_setting_with_its_default():

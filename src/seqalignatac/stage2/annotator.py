@@ -23,7 +23,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from .. import keys
 from ..atomic import write_bytes, write_json
 from ..errors import InputError, require_file
 from .api import (
@@ -183,7 +182,10 @@ class Annotator:
             raise InputError(f"not valid JSON ({e}); the model folder is damaged: run annotate again", path) from None
         if state.get("format") != FORMAT:
             raise InputError(f"model format {state.get('format')!r} is not {FORMAT}; run annotate again", path)
-        arrays = load_arrays(require_file(folder / ARRAYS_FILE, "stage-2 model arrays"))
+        # Fresh, aligned copies: arrays read straight from the file's buffer may sit at unaligned
+        # addresses, where BLAS takes other code paths and the last bit of a probability can move.
+        arrays = {k: np.array(v, copy=True) for k, v in
+                  load_arrays(require_file(folder / ARRAYS_FILE, "stage-2 model arrays")).items()}
         tensors = load_tensors(require_file(folder / NETWORKS_FILE, "stage-2 model weights"))
         config = config_with(**state["config"])
         networks = []
@@ -194,6 +196,8 @@ class Annotator:
             networks.append(net.eval())
         linear = ({k[len("linear_"):]: v for k, v in arrays.items() if k.startswith("linear_")}
                   if state["linear"] else None)
+        if linear and "coef" in linear:
+            linear["coef"] = np.asfortranarray(linear["coef"])  # the layout fit_linear returns
         ref = ReferenceSet(arrays["x_train"], arrays["y_train"], arrays["x_held"], arrays["y_held"])
         return cls(method=state["method"], classes=list(state["classes"]), config=config, settings=state["settings"],
                    reference_ids=list(state["reference_ids"]), train_rows=arrays["train_rows"],

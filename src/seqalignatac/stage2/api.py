@@ -25,7 +25,14 @@ from ..cli_types import DEVICE, SEED, THREADS, check_all
 from ..device import resolve_device
 from ..errors import InputError
 from ..unknown_reasons import NO_SIGNAL, REASONS
-from .graphs import EXACT_MAX_CELLS, KNN_METHODS, build_graph, clip_k, l2_normalize, neighbour_votes
+from .graphs import (
+    EXACT_MAX_CELLS,
+    KNN_METHODS,
+    build_graph,
+    clip_k,
+    l2_normalize,
+    neighbour_votes,
+)
 from .options import ANNOTATE_RANGES, GDA_RANGES, METHODS
 from .train import CLASS_WEIGHTS, GDAConfig, TrainResult, seed_everything, train_gda
 from .unknown import (
@@ -298,7 +305,10 @@ def fit_linear(ref: ReferenceSet, c: float = 1.0) -> dict[str, np.ndarray]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # convergence notices
         clf.fit(ref.x_train, yt)
-    return {"classes": clf.classes_.astype(np.int64), "coef": clf.coef_, "intercept": clf.intercept_}
+    # Fortran order, as scikit-learn's lbfgs leaves coef_ (so no copy here): a loaded model is put
+    # in the same layout, and BLAS then gives the same last bits (docs/stage2.md, Outputs).
+    return {"classes": clf.classes_.astype(np.int64), "coef": np.asfortranarray(clf.coef_),
+            "intercept": clf.intercept_}
 
 
 def linear_proba(params: dict[str, np.ndarray], x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -558,10 +568,10 @@ def annotate_full(
 
     config = config_with(**config) if isinstance(config, dict) else (config or GDAConfig())
     labels_key = keys.labels_key_of(cells, labels_key)
-    settings = dict(embedding_key=embedding_key, labels_key=labels_key, unknown=unknown,
-                    unknown_quantile=unknown_quantile, unknown_k=unknown_k, unknown_smooth=unknown_smooth,
-                    unknown_smooth_quantile=unknown_smooth_quantile, calibration_fraction=calibration_fraction,
-                    knn_k=knn_k, seed=seed, device=device, threads=threads)
+    settings = {"embedding_key": embedding_key, "labels_key": labels_key, "unknown": unknown,
+                "unknown_quantile": unknown_quantile, "unknown_k": unknown_k, "unknown_smooth": unknown_smooth,
+                "unknown_smooth_quantile": unknown_smooth_quantile, "calibration_fraction": calibration_fraction,
+                "knn_k": knn_k, "seed": seed, "device": device, "threads": threads}
     check_annotate_options(method, unknown, config, device, seed, threads, unknown_quantile=unknown_quantile,
                            unknown_k=unknown_k, unknown_smooth=unknown_smooth,
                            unknown_smooth_quantile=unknown_smooth_quantile,
