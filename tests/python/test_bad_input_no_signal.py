@@ -41,6 +41,7 @@ def run(sim, tmp_path_factory):
     d = tmp_path_factory.mktemp("nosignal")
     query_ids = _silence(sim["query"], d / "query.h5ad", N_SILENT)
     invoke = CliRunner().invoke
+    (d / "settings.toml").write_text("[annotate]\nepochs = 5\nhidden = 16\n")
     steps = {
         "prepare": ["prepare", "--reference", str(sim["reference"]), "--query", str(d / "query.h5ad"),
                     "--labels-key", sim["labels_key"], "--query-labels-key", sim["labels_key"], "--outdir", str(d / "prepare")],
@@ -49,7 +50,7 @@ def run(sim, tmp_path_factory):
         "knn": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--method", "knn",
                 "--outdir", str(d / "knn"), "--no-progress"],
         "gda": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--outdir", str(d / "gda"),
-                "--epochs", "5", "--ensemble", "1", "--hidden", "16", "--threads", "1", "--no-progress"],
+                "--config", str(d / "settings.toml"), "--ensemble", "1", "--threads", "1", "--no-progress"],
     }
     for name, args in steps.items():
         res = invoke(cli, args)
@@ -117,6 +118,7 @@ def _cells(n_ref=60, n_query=30, silent=(), seed=0):
         x[n_ref + i] = np.nan
     a = ad.AnnData(obs=obs)
     a.obsm["X_seqalignatac"] = x
+    a.uns["seqalignatac"] = {"labels_key": "label"}  # as prepare records it
     return a
 
 

@@ -39,14 +39,9 @@ BAD_VALUES = [
     ("train", "--epochs", "0"), ("train", "--threads", "0"), ("train", "--seed", "-1"), ("train", "--device", "gpu"),
     ("train", "--patience", "0"),
     # annotate
-    ("annotate", "--k", "0"), ("annotate", "--k", "-3"), ("annotate", "--k", "2.5"), ("annotate", "--lr", "nan"),
-    ("annotate", "--lr", "0"), ("annotate", "--threads", "0"), ("annotate", "--hidden", "0"),
-    ("annotate", "--dropout", "1.5"), ("annotate", "--dropout", "1"), ("annotate", "--epochs", "0"),
-    ("annotate", "--device", "tpu"), ("annotate", "--device", "cuda:x"), ("annotate", "--alpha", "inf"),
-    ("annotate", "--knn-mix", "nan"), ("annotate", "--ensemble", "0"), ("annotate", "--knn-k", "0"),
-    ("annotate", "--calibration-fraction", "0.5"), ("annotate", "--unknown-quantile", "nan"),
-    ("annotate", "--weight-decay", "-1"), ("annotate", "--seed", "-1"), ("annotate", "--target-depth", "-1"),
-    ("annotate", "--pseudo-fraction", "0"), ("annotate", "--linear-c", "0"), ("annotate", "--im-weight", "-inf"),
+    ("annotate", "--threads", "0"), ("annotate", "--device", "tpu"), ("annotate", "--device", "cuda:x"),
+    ("annotate", "--ensemble", "0"), ("annotate", "--ensemble", "2.5"), ("annotate", "--unknown-quantile", "nan"),
+    ("annotate", "--unknown-quantile", "1"), ("annotate", "--seed", "-1"),
     # embed
     ("embed", "--batch-size", "0"), ("embed", "--threads", "0"), ("embed", "--device", "gpu"),
     # simulate
@@ -78,12 +73,30 @@ def test_bad_numeric_option_is_a_usage_error_naming_it(tmp_path, command, option
 
 @pytest.mark.parametrize("command, option, value", [
     ("annotate", "--device", "cuda:1"), ("annotate", "--device", "CPU"), ("train", "--device", "cuda:0"),
-    ("annotate", "--k", "1"), ("annotate", "--lr", "1e-3"),
+    ("annotate", "--ensemble", "1"), ("annotate", "--unknown-quantile", "0.05"),
 ])
 def test_good_values_pass_parsing(tmp_path, command, option, value):
     # They get past parsing and fail later on the missing input file, not on the option.
     res, _ = _invoke(tmp_path, command, option, value)
     assert option not in res.output.strip().splitlines()[-1]
+
+
+# [annotate] settings of --config: the same ranges as the Python API, the file, table and key named.
+BAD_SETTINGS = [("k", "0"), ("k", "2.5"), ("lr", "nan"), ("lr", "0"), ("hidden", "0"), ("dropout", "1.0"),
+                ("epochs", "0"), ("alpha", "inf"), ("knn_mix", "nan"), ("knn_k", "0"), ("calibration_fraction", "0.5"),
+                ("weight_decay", "-1"), ("target_depth", "-1"), ("linear_c", "0"), ("class_weight", '"focal"'),
+                ("knn_method", '"annoy"'), ("unknown_smooth", "-1"), ("label_smoothing", "0.1"), ("ensemble", "2")]
+
+
+@pytest.mark.parametrize("key, value", BAD_SETTINGS)
+def test_bad_annotate_setting_in_the_config_file_names_file_and_key(tmp_path, key, value):
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f"[train]\nepochs = 3\n\n[annotate]\n{key} = {value}\n")
+    res, out = _invoke(tmp_path, "annotate", "--config", str(settings))
+    assert_one_line_error(res, f"[annotate] {key}" if key not in ("label_smoothing", "ensemble") else
+                          f"[annotate] has no setting {key!r}")
+    assert str(settings) in res.output
+    assert not out.exists()
 
 
 def test_every_numeric_option_has_a_range_type():

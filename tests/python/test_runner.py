@@ -26,7 +26,7 @@ LAYOUT = {
     "train": ["cell_embeddings.h5ad", "model.safetensors", "training_curve.tsv", "training_curve.png",
               "train_summary.json"],
     "annotate": ["predictions.csv", "query_annotated.h5ad", "metrics.json", "per_class.csv", "confusion_matrix.csv",
-                 "model.safetensors", "annotate_summary.json"],
+                 "model/annotator.json", "model/networks.safetensors", "annotate_summary.json"],
 }
 
 

@@ -6,6 +6,7 @@ displaced by a batch shift is a legitimate input and keeps these tests fast.
 
 from __future__ import annotations
 
+import io
 import json
 from dataclasses import replace
 
@@ -50,6 +51,7 @@ def make_cells(n_types=5, n_ref=500, n_query=500, dim=16, sep=1.6, noise=1.0, sh
     )
     a = ad.AnnData(np.zeros((len(x), 0), dtype=np.float32), obs=obs)
     a.obsm["X_seqalignatac"] = x
+    a.uns["seqalignatac"] = {"labels_key": "label"}  # as prepare records it
     return a
 
 
@@ -187,12 +189,13 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     path = tmp_path / "cell_embeddings.h5ad"
     cells.write_h5ad(path)
     out = tmp_path / "annotate"
+    settings = tmp_path / "settings.toml"
+    settings.write_text("[annotate]\nhidden = 32\nepochs = 40\nsource_depth = 1\ntarget_depth = 2\n")
     r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(out), "--seed", "1",
-                                 "--hidden", "32", "--epochs", "40", "--source-depth", "1",
-                                 "--target-depth", "2", "--no-progress", "--threads", "1"])
+                                 "--config", str(settings), "--no-progress", "--threads", "1"])
     assert r.exit_code == 0, r.output
     for name in ("predictions.csv", "query_annotated.h5ad", "metrics.json", "per_class.csv",
-                 "confusion_matrix.csv", "model.safetensors", "annotate_summary.json"):
+                 "confusion_matrix.csv", "model/networks.safetensors", "annotate_summary.json"):
         assert (out / name).is_file(), name
     pred = pd.read_csv(out / "predictions.csv")
     assert list(pred.columns) == ["cell_id", "predicted_label", "confidence", "entropy", "is_unknown",
@@ -200,14 +203,16 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
                                   "top3_label", "top3_prob"]
     assert len(pred) == 500 and (pred["top1_label"] == pred["best_label"]).all()
     assert (pred["top1_prob"] >= pred["top2_prob"]).all()
+    summary = json.loads((out / "annotate_summary.json").read_text())
+    assert summary["config"]["hidden"] == 32 and summary["config"]["epochs"] == 40
     from safetensors.torch import load_file
-    assert "conv2.lin.weight" in load_file(out / "model.safetensors")
+    assert "member2.conv2.lin.weight" in load_file(out / "model" / "networks.safetensors")  # ensemble 3
     m = json.loads((out / "metrics.json").read_text())
     assert m["accuracy"] > 0.8 and set(m["per_class_f1"]) == {f"type{i}" for i in range(5)}
 
     ev = tmp_path / "eval"
     r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(out / "predictions.csv"),
-                                 "--truth", str(path), "--label-key", "label", "--outdir", str(ev)])
+                                 "--truth", str(path), "--outdir", str(ev)])  # the recorded labels key
     assert r.exit_code == 0, r.output
     m2 = json.loads((ev / "metrics.json").read_text())
     assert m2["accuracy"] == pytest.approx(m["accuracy"]) and m2["macro_f1"] == pytest.approx(m["macro_f1"])
@@ -216,7 +221,7 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     truth = tmp_path / "truth.csv"
     cells.obs[["label"]].rename_axis("cell_id").to_csv(truth)
     r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(out / "predictions.csv"),
-                                 "--truth", str(truth), "--label-key", "label", "--outdir", str(ev)])
+                                 "--truth", str(truth), "--labels-key", "label", "--outdir", str(ev)])
     assert r.exit_code == 0, r.output
     assert json.loads((ev / "metrics.json").read_text())["accuracy"] == pytest.approx(m["accuracy"])
 
@@ -227,7 +232,7 @@ def test_cli_knn_and_bad_inputs_exit_2_with_one_line(cells, tmp_path):
     r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "k"),
                                  "--method", "knn"])
     assert r.exit_code == 0, r.output
-    assert not (tmp_path / "k" / "model.safetensors").exists()
+    assert json.loads((tmp_path / "k" / "model" / "annotator.json").read_text())["n_networks"] == 0
     assert json.loads((tmp_path / "k" / "annotate_summary.json").read_text())["method"] == "knn"
 
     bad = cells.copy()
@@ -237,9 +242,43 @@ def test_cli_knn_and_bad_inputs_exit_2_with_one_line(cells, tmp_path):
     for args in (["annotate", "--cells", str(bad_path), "--outdir", str(tmp_path / "x")],
                  ["annotate", "--cells", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "x")],
                  ["evaluate", "--predictions", str(tmp_path / "k" / "predictions.csv"), "--truth", str(path),
-                  "--label-key", "nope", "--outdir", str(tmp_path / "e")]):
+                  "--labels-key", "nope", "--outdir", str(tmp_path / "e")]):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2, r.output
         assert r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1, r.output
         assert "Traceback" not in r.output
     assert not (tmp_path / "x").exists() or not any((tmp_path / "x").iterdir())
+
+
+@pytest.mark.parametrize("method, settings", [("gda", "[annotate]\nhidden = 32\nepochs = 30\n"), ("knn", "")])
+def test_saved_model_reproduces_predictions_csv(cells, tmp_path, method, settings):
+    """annotate writes model/; Annotator.load(model).predict(the same cells) gives predictions.csv exactly."""
+    from seqalignatac.anndata_io import read_h5ad
+    from seqalignatac.stage2.annotator import Annotator
+
+    path = tmp_path / "cells.h5ad"
+    cells.write_h5ad(path)
+    toml = tmp_path / "settings.toml"
+    toml.write_text(settings)
+    out = tmp_path / "annotate"
+    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(out), "--method", method,
+                                 "--ensemble", "2", "--seed", "4", "--config", str(toml), "--threads", "1",
+                                 "--no-progress"])
+    assert r.exit_code == 0, r.output
+    model = Annotator.load(out / "model")
+    assert model.method == method and len(model.networks) == (2 if method == "gda" else 0)
+    state = json.loads((out / "model" / "annotator.json").read_text())
+    assert state["config"]["ensemble"] == 2 and state["settings"]["seed"] == 4 and state["classes"] == model.classes
+    res = model.predict(read_h5ad(path, "cells"))
+    # Both through the same exact reader (round-trip floats, '' kept apart from a label): every column equal.
+    kw = {"keep_default_na": False, "na_values": [""], "float_precision": "round_trip"}
+    expected = pd.read_csv(out / "predictions.csv", **kw)
+    got = pd.read_csv(io.StringIO(res.predictions.to_csv(index=False)), **kw)
+    pd.testing.assert_frame_equal(got, expected, check_exact=True)
+    assert res.summary["unknown"] == json.loads((out / "annotate_summary.json").read_text())["unknown"]
+    if method == "gda":  # transductive: other reference cells are refused, not silently mispredicted
+        fewer = cells[1:].copy()  # the first cell is a reference cell
+        with pytest.raises(InputError, match="reference cells differ"):
+            model.predict(fewer)
+    with pytest.raises(InputError, match="does not exist"):
+        Annotator.load(tmp_path / "no_model")

@@ -1,31 +1,14 @@
-"""Stage-2 options for rare classes and the unlabeled query: class weights, label smoothing, logit
-adjustment, SHOT information maximisation, class-size-scaled kNN votes, agreeing pseudo-labels."""
+"""Stage-2 options for rare classes: class weights, class-size-scaled kNN votes, the logistic-regression mix."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from test_stage2 import make_cells
 from test_stage2_extensions import TINY, cells  # noqa: F401  (shared config and module fixture)
 
 from seqalignatac.errors import InputError
 from seqalignatac.stage2.api import annotate_full, config_with, knn_transfer
-from seqalignatac.stage2.train import (
-    class_weights,
-    information_maximisation,
-    pseudo_labels,
-)
-
-
-def _imbalanced(seed=0):
-    """Three overlapping types; the reference keeps a tenth of its type0 cells (the query all)."""
-    a = make_cells(n_types=3, n_ref=600, n_query=300, sep=0.6, noise=1.0, shift=2.0, seed=seed)
-    is_ref = (a.obs["domain"] == "reference").to_numpy()
-    rare = np.flatnonzero(is_ref & (a.obs["label"] == "type0").to_numpy())
-    keep = np.ones(a.n_obs, dtype=bool)
-    keep[rare[len(rare) // 10:]] = False
-    return a[keep].copy()
+from seqalignatac.stage2.train import class_weights
 
 
 def test_class_weights_modes():
@@ -36,20 +19,6 @@ def test_class_weights_modes():
     assert class_weights(counts, "none") is None
     with pytest.raises(ValueError, match="class_weight"):
         class_weights(counts, "focal")
-
-
-def test_information_maximisation_prefers_confident_and_diverse():
-    c = 4
-    confident_diverse = torch.eye(c).repeat(5, 1) * 50.0  # one-hot, every class equally often
-    collapsed = torch.zeros(20, c)
-    collapsed[:, 0] = 50.0  # one-hot, always class 0
-    uniform = torch.zeros(20, c)
-    best = float(information_maximisation(confident_diverse))
-    assert best == pytest.approx(-np.log(c), abs=1e-4)
-    assert float(information_maximisation(collapsed)) == pytest.approx(0.0, abs=1e-4)
-    assert float(information_maximisation(uniform)) == pytest.approx(0.0, abs=1e-4)
-    # Without the diversity term, collapse is as good as diversity.
-    assert float(information_maximisation(collapsed, 0.0)) == pytest.approx(0.0, abs=1e-4)
 
 
 def test_knn_votes_rescaled_by_class_size():
@@ -67,39 +36,11 @@ def test_knn_votes_rescaled_by_class_size():
     assert (bal[:, 1] >= sq[:, 1] - 1e-6).all() and (sq[:, 1] >= plain[:, 1] - 1e-6).all()
 
 
-def test_pseudo_labels_agreement_filter():
-    proba = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.2, 0.8]])
-    other = np.array([[0.1, 0.9], [0.6, 0.4], [0.4, 0.6], [0.3, 0.7]])
-    out = pseudo_labels(proba, 1.0, other)
-    assert out.tolist() == [-1, 0, 1, 1]  # cell 0: the two classifiers disagree
-
-
-def test_information_maximisation_sharpens_query_predictions(cells):
-    kw = {"seed": 0, "progress": False, "unknown": "none"}
-    base = annotate_full(cells, config=config_with(**TINY), **kw).predictions
-    im = annotate_full(cells, config=config_with(**TINY, im_weight=1.0), **kw).predictions
-    assert im["entropy"].mean() < base["entropy"].mean()
-
-
-def test_logit_adjustment_recovers_the_rare_class():
-    a = _imbalanced()
-    kw = {"seed": 0, "progress": False, "unknown": "none"}
-    q = (a.obs["domain"] == "query").to_numpy()
-    truth = a.obs["label"].to_numpy()[q]
-
-    def rare_recall(**extra):
-        pred = annotate_full(a, config=config_with(**{**TINY, "class_weight": "none", **extra}), **kw).predictions
-        return float((pred["best_label"].to_numpy()[truth == "type0"] == "type0").mean())
-
-    assert rare_recall(logit_adjust=1.0) > rare_recall() + 0.3
-
-
 @pytest.mark.parametrize(
     "bad, match",
     [({"class_weight": "focal"}, "--class-weight"), ({"knn_vote_power": 1.5}, "--knn-vote-power"), ({"knn_mix_k": -1}, "--knn-mix-k"),
      ({"knn_mix": 0.5, "linear_mix": 0.6}, "--linear-mix"), ({"linear_c": 0.0}, "--linear-c"),
-     ({"label_smoothing": 1.0}, "--label-smoothing"), ({"logit_adjust": -1.0}, "--logit-adjust"),
-     ({"im_weight": float("nan")}, "--im-weight"), ({"im_diversity": -0.5}, "--im-diversity")],
+     ({"alpha": float("nan")}, "--alpha")],
 )
 def test_bad_loss_option_values_are_clear_errors(cells, bad, match):
     with pytest.raises(InputError, match=match):

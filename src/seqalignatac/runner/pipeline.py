@@ -230,9 +230,8 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
         kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
         res = annotate_full(read_cells(cells), keys.EMBEDDING, opts.annotate_method, config=cfg, device=opts.device,
-                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells),
-                            label_key=pair.labels_key, **kw)
-        write_outputs(res, d[keys.ANNOTATE_DIR], pair.labels_key)
+                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
+        write_outputs(res, d[keys.ANNOTATE_DIR])
 
     def report(resume: bool) -> None:
         from ..report.html import build_report

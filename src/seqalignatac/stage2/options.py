@@ -1,6 +1,9 @@
-"""Ranges of the stage-2 settings: one click type per option, used by the CLI and by the API checks."""
+"""Ranges of the stage-2 settings: one click type per setting, used by the CLI, the ``[annotate]``
+table of ``--config`` (docs/settings.md) and the API checks."""
 
 from __future__ import annotations
+
+import click
 
 from ..cli_types import (
     FRACTION,
@@ -11,8 +14,12 @@ from ..cli_types import (
     POSITIVE_INT,
     float_range,
 )
+from .graphs import KNN_METHODS
+from .train import CLASS_WEIGHTS
 
-# GDAConfig fields (the option is --<field with '-'>).
+METHODS = ("gda", "knn")  # annotate --method: graph domain adaptation, or kNN label transfer alone
+
+# GDAConfig fields (named --<field with '-'> in messages).
 GDA_RANGES = {
     "k": POSITIVE_INT,
     "target_depth": NON_NEGATIVE_INT,
@@ -25,22 +32,15 @@ GDA_RANGES = {
     "lr": POSITIVE_FLOAT,
     "weight_decay": NON_NEGATIVE_FLOAT,
     "chunk_nnz": POSITIVE_INT,
-    "self_train_epochs": NON_NEGATIVE_INT,
-    "pseudo_fraction": float_range(0, 1, min_open=True),
-    "pseudo_weight": NON_NEGATIVE_FLOAT,
     "ensemble": POSITIVE_INT,
     "knn_mix": FRACTION,
-    "knn_mix_k": NON_NEGATIVE_INT,  # 0: annotate's --knn-k
+    "knn_mix_k": NON_NEGATIVE_INT,  # 0: knn_k
     "knn_vote_power": FRACTION,
     "linear_mix": FRACTION,  # and at most 1 - knn_mix: checked with both values
     "linear_c": POSITIVE_FLOAT,
-    "label_smoothing": FRACTION_BELOW_ONE,
-    "logit_adjust": NON_NEGATIVE_FLOAT,
-    "im_weight": NON_NEGATIVE_FLOAT,
-    "im_diversity": NON_NEGATIVE_FLOAT,
 }
 
-# Keyword arguments of annotate_full that are options too.
+# Keyword arguments of annotate_full that are settings too.
 ANNOTATE_RANGES = {
     "unknown_quantile": FRACTION_BELOW_ONE,
     "unknown_k": POSITIVE_INT,
@@ -49,3 +49,10 @@ ANNOTATE_RANGES = {
     "calibration_fraction": float_range(0, 0.5, max_open=True),
     "knn_k": POSITIVE_INT,
 }
+
+# The settings `seqalignatac annotate` takes as options; every other one is a key of the
+# [annotate] table of --config (docs/settings.md lists them).
+CLI_SETTINGS = ("ensemble", "unknown_quantile")
+SETTINGS_TABLE = "annotate"
+CHOICES = {"class_weight": click.Choice(CLASS_WEIGHTS), "knn_method": click.Choice(KNN_METHODS)}
+FILE_SETTINGS = {k: t for k, t in {**GDA_RANGES, **CHOICES, **ANNOTATE_RANGES}.items() if k not in CLI_SETTINGS}

@@ -10,16 +10,17 @@ from typing import Any
 
 import pandas as pd
 
+from .. import keys
 from ..anndata_io import read_h5ad
-from ..atomic import publish_dir, write_bytes, write_csv, write_h5ad, write_json
+from ..atomic import publish_dir, write_csv, write_h5ad, write_json
 from ..errors import InputError, require_file
 from ..metrics import UNKNOWN, evaluate, summary_dict
 from ..tables import restore_formulas
 
-METRICS_OUTPUTS = ("metrics.json", "per_class.csv", "confusion_matrix.csv")
+METRICS_OUTPUTS = (keys.METRICS, keys.PER_CLASS, keys.CONFUSION)
 # Every file annotate may write: one absent from a new run (no truth labels: no metrics) is dropped.
-ANNOTATE_OUTPUTS = ("predictions.csv", "query_annotated.h5ad", *METRICS_OUTPUTS, "model.safetensors",
-                    "training_curve.tsv", "annotate_summary.json")
+ANNOTATE_OUTPUTS = (keys.PREDICTIONS, keys.QUERY_ANNOTATED, *METRICS_OUTPUTS, keys.ANNOTATOR_DIR,
+                    keys.TRAINING_CURVE, keys.ANNOTATE_SUMMARY)
 
 
 def read_cells(path: str | os.PathLike):
@@ -49,47 +50,50 @@ def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, ex
     metrics, per_class, confusion = metrics_tables(y_true, predictions, reference_classes)
     if extra:
         metrics.update(extra)
-    write_json(outdir / "metrics.json", metrics)
-    write_csv(per_class, outdir / "per_class.csv")
-    write_csv(confusion, outdir / "confusion_matrix.csv")
+    write_json(outdir / keys.METRICS, metrics)
+    write_csv(per_class, outdir / keys.PER_CLASS)
+    write_csv(confusion, outdir / keys.CONFUSION)
     return metrics
 
 
-def query_truth(query, label_key: str) -> pd.Series | None:
+def query_truth(query, labels_key: str) -> pd.Series | None:
     """The query's known labels (cells without one dropped), or None when there are none."""
-    if label_key not in query.obs.columns:
+    if labels_key not in query.obs.columns:
         return None
-    lab = query.obs[label_key]
+    lab = query.obs[labels_key]
     lab = lab[lab.notna() & (lab.astype(str).str.strip() != "")].astype(str)
     return lab if len(lab) else None
 
 
-def write_model(path: Path, state: dict, metadata: dict[str, str]) -> None:
-    from safetensors.torch import save
+def read_truth(path: str | os.PathLike, labels_key: str | None = None) -> pd.Series:
+    """Known labels by cell id from an .h5ad (``obs[labels_key]``) or a CSV/TSV (``cell_id`` column).
 
-    write_bytes(path, save({k: v.detach().cpu().contiguous() for k, v in state.items()}, metadata=metadata))
-
-
-def read_truth(path: str | os.PathLike, label_key: str) -> pd.Series:
-    """Known labels by cell id from an .h5ad (``obs[label_key]``) or a CSV/TSV (``cell_id`` column)."""
+    ``labels_key`` None: for an .h5ad the column ``prepare`` recorded in it
+    (:func:`seqalignatac.keys.labels_key_of`), else :data:`seqalignatac.keys.DEFAULT_LABELS_KEY`.
+    """
     p = require_file(path, "truth file")
     if p.endswith(".h5ad"):
-        obs = read_h5ad(p, "truth file", hint="pass an .h5ad with the labels in obs, or a CSV/TSV", backed=True).obs
-        if label_key not in obs.columns:
-            raise InputError(f"obs has no {label_key!r} column (found: {', '.join(obs.columns)}); pass --label-key", p)
-        lab = obs[label_key]
+        adata = read_h5ad(p, "truth file", hint="pass an .h5ad with the labels in obs, or a CSV/TSV", backed=True)
+        labels_key = keys.labels_key_of(adata, labels_key)
+        obs = adata.obs
+        if labels_key not in obs.columns:
+            raise InputError(f"obs has no {labels_key!r} column (found: {', '.join(obs.columns)}); pass --labels-key", p)
+        lab = obs[labels_key]
     else:
+        labels_key = labels_key or keys.DEFAULT_LABELS_KEY
         sep = "\t" if p.endswith((".tsv", ".tsv.gz", ".txt")) else ","
         try:
             df = pd.read_csv(p, sep=sep)
         except Exception as e:
             raise InputError(f"cannot read as a table ({type(e).__name__}: {e})", p) from None
-        if label_key not in df.columns:
-            raise InputError(f"no column {label_key!r} (found: {', '.join(map(str, df.columns))}); pass --label-key", p)
-        id_col = "cell_id" if "cell_id" in df.columns else df.columns[0]
-        lab = df.set_index(id_col)[label_key]
+        if labels_key not in df.columns:
+            raise InputError(f"no column {labels_key!r} (found: {', '.join(map(str, df.columns))}); pass --labels-key",
+                             p)
+        id_col = keys.CELL_ID if keys.CELL_ID in df.columns else df.columns[0]
+        lab = df.set_index(id_col)[labels_key]
         lab.index = lab.index.astype(str)
     lab = lab[lab.notna() & (lab.astype(str).str.strip() != "")].astype(str)
+    lab.name = labels_key
     if lab.index.duplicated().any():
         raise InputError(f"cell id {lab.index[lab.index.duplicated()][0]!r} appears twice", p)
     return lab
@@ -107,14 +111,14 @@ def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     return df
 
 
-def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | os.PathLike) -> dict:
+def evaluate_files(predictions: str, truth: str, labels_key: str | None, outdir: str | os.PathLike) -> dict:
     """`seqalignatac evaluate`: score a predictions.csv against known labels; write the tables."""
     pred = read_predictions(predictions)
-    lab = read_truth(truth, label_key)
+    lab = read_truth(truth, labels_key)
     common = pred["cell_id"].isin(lab.index).to_numpy()
     if not common.any():
         raise InputError(
-            f"no cell id of {predictions} has a {label_key!r} label here; check that the files belong together",
+            f"no cell id of {predictions} has a {lab.name!r} label here; check that the files belong together",
             truth,
         )
     if not common.all():
@@ -129,7 +133,7 @@ def evaluate_files(predictions: str, truth: str, label_key: str, outdir: str | o
 def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.DataFrame) -> list[str]:
     """The reference's classes: from annotate_summary.json beside predictions.csv when it is there,
     else every class the predictions name (arg-max and top-3 columns)."""
-    summary = Path(predictions_path).with_name("annotate_summary.json")
+    summary = Path(predictions_path).with_name(keys.ANNOTATE_SUMMARY)
     if summary.is_file():
         try:
             classes = json.loads(summary.read_text()).get("classes")
@@ -144,17 +148,19 @@ def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.Da
     return sorted({str(c) for c in names if isinstance(c, str) and c and c != UNKNOWN})
 
 
-def write_outputs(result, outdir: str | os.PathLike, label_key: str) -> dict[str, Any]:
-    """predictions.csv, query_annotated.h5ad, metrics (when labels), model, summary."""
+def write_outputs(result, outdir: str | os.PathLike, labels_key: str | None = None) -> dict[str, Any]:
+    """predictions.csv, query_annotated.h5ad, metrics (when the query has labels in ``obs[labels_key]``,
+    default: the run's labels key), the model folder (``model/``, :class:`~.annotator.Annotator`),
+    training curve (GDA) and summary."""
     with publish_dir(outdir, owned=ANNOTATE_OUTPUTS) as stage:  # all-new or all-old, never a mix
-        return _write_annotate_files(result, stage, label_key)
+        return _write_annotate_files(result, stage, labels_key or result.summary["labels_key"])
 
 
-def _write_annotate_files(result, out: Path, label_key: str) -> dict[str, Any]:
+def _write_annotate_files(result, out: Path, labels_key: str) -> dict[str, Any]:
     summary = dict(result.summary)
-    write_csv(result.predictions, out / "predictions.csv", index=False)
-    write_h5ad(result.query, out / "query_annotated.h5ad")
-    truth = query_truth(result.query, label_key)
+    write_csv(result.predictions, out / keys.PREDICTIONS, index=False)
+    write_h5ad(result.query, out / keys.QUERY_ANNOTATED)
+    truth = query_truth(result.query, labels_key)
     if truth is not None:
         pred = result.predictions.set_index("cell_id").loc[truth.index].reset_index()
         metrics = write_metrics(out, truth.reset_index(drop=True), pred, reference_classes=list(summary["classes"]))
@@ -162,15 +168,12 @@ def _write_annotate_files(result, out: Path, label_key: str) -> dict[str, Any]:
                                                       "novel_unknown_rate")}
         summary["metrics"]["argmax_accuracy"] = metrics["argmax"]["accuracy"]
         summary["metrics"]["argmax_macro_f1"] = metrics["argmax"]["macro_f1"]
+    if result.annotator is not None:
+        result.annotator.save(out / keys.ANNOTATOR_DIR)
     if result.train is not None:
-        write_model(
-            out / "model.safetensors",
-            result.train.model.state_dict(),
-            {"classes": "\t".join(summary["classes"]), "config": str(summary["config"])},
-        )
-        write_csv(pd.DataFrame(result.train.curve), out / "training_curve.tsv", sep="\t", index=False)
+        write_csv(pd.DataFrame(result.train.curve), out / keys.TRAINING_CURVE, sep="\t", index=False)
     summary["outputs"] = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
-    write_json(out / "annotate_summary.json", summary)
+    write_json(out / keys.ANNOTATE_SUMMARY, summary)
     return summary
 
 

@@ -202,22 +202,19 @@ def call_unknown(
     smooth_quantile: float = 0.0,
     distance_quantile: float | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Boolean Unknown flags for the query plus the thresholds used.
+    """Boolean Unknown flags for the query plus the thresholds used (:func:`unknown_flags` applies them).
 
     ``quantile`` sets the confidence test and, unless ``distance_quantile`` is given, the per-cell
     distance test; ``smooth_dist`` (from :func:`smooth_scores`) adds the neighbourhood test at
     ``smooth_quantile`` (0 or ``None`` scores: off)."""
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
-    flags = np.zeros(query_conf.size, dtype=bool)
     info: dict = {"strategy": strategy, "quantile": quantile}
     if strategy == "none" or held_conf.size == 0:
         info["note"] = "no held-out reference cells" if strategy != "none" else "disabled"
-        return flags, info
+        return unknown_flags(info, query_conf), info
     if strategy in ("confidence", "both"):
-        thr = float(np.quantile(held_conf, quantile))
-        info["confidence_threshold"] = thr
-        flags |= query_conf < thr
+        info["confidence_threshold"] = float(np.quantile(held_conf, quantile))
     if strategy in ("distance", "both"):
         assert query_dist is not None and held_dist is not None
         # The query's own inlier distribution (batch effects and shallower cells widen it in ways
@@ -239,20 +236,36 @@ def call_unknown(
                 info.update(distance_inlier_log_mean=mu, distance_inlier_log_sd=sd)
             info["distance_reference_floor"] = floor
             info["distance_threshold"] = thr_d
-            flags |= query_dist > thr_d
         if smooth_dist is not None and smooth_quantile > 0:
             # Neighbourhood test: no reference floor (smoothing narrows the spread, so the per-cell
             # reference quantile would sit far out in the smoothed distribution).
             fin_s = np.log(np.maximum(smooth_dist[np.isfinite(smooth_dist)], 1e-12))
-            smooth_flags = ~np.isfinite(smooth_dist)
             if fin_s.size >= 10:
                 mu_s, sd_s = inlier_fit(fin_s)
                 thr_s = float(np.exp(mu_s + float(norm.ppf(1.0 - smooth_quantile)) * sd_s))
-                smooth_flags |= smooth_dist > thr_s
                 info.update(smooth_quantile=smooth_quantile, smooth_threshold=thr_s)
-            info["smooth_unknown_rate"] = float(smooth_flags.mean())
-            flags |= smooth_flags
-    return flags, info
+            info["smooth_unknown_rate"] = float(_smooth_flags(info, smooth_dist).mean())
+    return unknown_flags(info, query_conf, query_dist, smooth_dist), info
+
+
+def unknown_flags(info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None,
+                  smooth_dist: np.ndarray | None = None) -> np.ndarray:
+    """The Unknown flags that the thresholds of :func:`call_unknown` (``info``) give these scores."""
+    flags = np.zeros(query_conf.size, dtype=bool)
+    if "confidence_threshold" in info:
+        flags |= query_conf < info["confidence_threshold"]
+    if "distance_threshold" in info:
+        flags |= query_dist > info["distance_threshold"]
+    if "smooth_unknown_rate" in info:  # the neighbourhood test ran
+        flags |= _smooth_flags(info, smooth_dist)
+    return flags
+
+
+def _smooth_flags(info: dict, smooth_dist: np.ndarray) -> np.ndarray:
+    flags = ~np.isfinite(smooth_dist)
+    if "smooth_threshold" in info:
+        flags |= smooth_dist > info["smooth_threshold"]
+    return flags
 
 
 def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
