@@ -28,13 +28,10 @@ DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 def _train_section() -> str:
-    """The `## [train]` section: in docs/settings.md once merged there, else docs/settings_train.md."""
-    for name in ("settings.md", "settings_train.md"):
-        path = DOCS / name
-        if path.exists() and "## [train]" in path.read_text():
-            text = path.read_text().split("## [train]", 1)[1]
-            return re.split(r"^## ", text, flags=re.MULTILINE)[0]
-    raise AssertionError("no '## [train]' section in docs/settings.md or docs/settings_train.md")
+    """The `## [train]` section of docs/settings.md."""
+    text = (DOCS / "settings.md").read_text()
+    assert "## `[train]`" in text, "docs/settings.md has no '## `[train]`' section"
+    return re.split(r"^## ", text.split("## `[train]`", 1)[1], flags=re.MULTILINE)[0]
 
 
 def _documented() -> dict[str, str]:

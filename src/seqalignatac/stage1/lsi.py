@@ -114,7 +114,7 @@ def lsi(
 ) -> tuple[Any, dict]:
     """LSI embedding of every cell with at least one accessible peak.
 
-    The keywords are the ``[train]`` keys of the same name (docs/settings_train.md).
+    The keywords are the ``[train]`` keys of the same name (docs/settings.md).
     ``lsi_fit_on='all'`` (default): IDF, SVD, the depth test and the z-score statistics come from
     every cell, reference and query together (no labels are used); ``'reference'``: from the
     ``obs['domain'] == 'reference'`` cells (all cells when the column is absent), and every cell

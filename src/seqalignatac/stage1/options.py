@@ -2,7 +2,7 @@
 
 One click type per setting, used by the CLI, by the settings file (``settings_file.read_settings``)
 and by the Python API's checks, so every entry point refuses the same values with the same
-message.  ``docs/settings_train.md`` lists every ``[train]`` key (a test keeps them in step).
+message.  ``docs/settings.md`` lists every ``[train]`` key (a test keeps them in step).
 """
 
 from __future__ import annotations
@@ -114,7 +114,7 @@ BETAS = Betas()
 FLAG = Flag()
 
 # The [train] table of --config: key -> click type.  nt keys are TrainConfig fields or train()
-# keywords; lsi_* keys are lsi() keywords.  docs/settings_train.md documents each one.
+# keywords; lsi_* keys are lsi() keywords.  docs/settings.md documents each one.
 TRAIN_SETTINGS: dict[str, click.ParamType] = {
     # nt: network and optimizer
     "hidden": WIDTHS,
