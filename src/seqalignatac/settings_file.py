@@ -3,14 +3,15 @@
 The command line keeps the options users tune; every other setting of a step lives in a table of
 the file named after the step (``[train]``, ``[annotate]``), checked with the same click types as
 an option, so a bad value names the file, the table and the key.  ``docs/settings.md`` lists
-every key; ``seqalignatac <step> --config-template`` prints them with their defaults.
+every key.  ``--config`` may be given more than once: later files override earlier ones key by
+key (the Nextflow modules put their own file first and the user's ``params.settings`` after it).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import click
@@ -18,15 +19,25 @@ import click
 from .errors import InputError, require_file
 
 
-def read_settings(path: str | os.PathLike | None, table: str,
+def read_settings(paths: str | os.PathLike | Sequence[str | os.PathLike] | None, table: str,
                   types: Mapping[str, click.ParamType | None]) -> dict[str, Any]:
-    """The ``[table]`` of the TOML file ``path`` (``{}`` when ``path`` is None), values converted.
+    """The ``[table]`` of the TOML file(s) ``paths`` (``{}`` when None or empty), values converted.
 
     ``types`` maps each allowed key to its click type (None: any TOML value, checked by the caller).
-    Tables for other steps are ignored, so one file can hold the settings of every step.
+    Tables for other steps are ignored, so one file can hold the settings of every step.  With
+    several files, a later file's value of a key replaces an earlier one's.
     """
-    if path is None:
+    if paths is None:
         return {}
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    merged: dict[str, Any] = {}
+    for path in paths:
+        merged.update(_read_table(path, table, types))
+    return merged
+
+
+def _read_table(path: str | os.PathLike, table: str, types: Mapping[str, click.ParamType | None]) -> dict[str, Any]:
     path = require_file(path, "settings file")
     try:
         with open(path, "rb") as fh:
@@ -75,5 +86,6 @@ def _toml_value(value: Any) -> str:
 
 def config_option(table: str):
     """The ``--config`` option of a step whose advanced settings live in ``[table]``."""
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-                         help=f"TOML file with advanced settings in a [{table}] table (docs/settings.md).")
+    return click.option("--config", "config_path", type=click.Path(dir_okay=False), multiple=True,
+                         help=f"TOML file with advanced settings in a [{table}] table (docs/settings.md); "
+                              "repeat it to layer files (later ones win).")

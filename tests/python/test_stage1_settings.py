@@ -156,3 +156,13 @@ def test_lsi_settings_reach_lsi_and_nt_settings_are_ignored_with_a_warning(acc_f
     np.testing.assert_array_equal(ad.read_h5ad(out / "cell_embeddings.h5ad").obsm["X_seqalignatac"],
                                   direct.obsm["X_seqalignatac"])
     assert any("hidden not used by --method lsi" in r.getMessage() for r in caplog.records)
+
+
+def test_later_settings_files_override_earlier_ones_key_by_key(tmp_path):
+    from seqalignatac.settings_file import read_settings
+
+    first, second = tmp_path / "module.toml", tmp_path / "user.toml"
+    first.write_text('[train]\nmissing_embeddings = "drop"\nlr = 0.005\n')
+    second.write_text("[train]\nlr = 0.002\n")
+    got = read_settings([first, second], "train", TRAIN_SETTINGS)
+    assert got == {"missing_embeddings": "drop", "lr": 0.002}

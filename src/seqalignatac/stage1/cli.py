@@ -52,7 +52,7 @@ def train_command(accessibility, embeddings, outdir, method, device, seed, threa
     settings = read_settings(config_path, "train", TRAIN_SETTINGS)
     if method == "nt" and not embeddings:
         raise InputError("--embeddings is required for --method nt (or use --method lsi)")
-    _warn_unused(settings, method, config_path)
+    _warn_unused(settings, method, ", ".join(map(str, config_path)))
     resume = settings.pop("resume", False)
     adata = read_accessibility(accessibility)
     if method == "lsi":
