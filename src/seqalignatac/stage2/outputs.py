@@ -32,15 +32,15 @@ def metrics_tables(
 ) -> tuple[dict[str, Any], pd.DataFrame, pd.DataFrame]:
     """Metrics for ``predicted_label`` (Unknown counts as wrong) plus the arg-max labels; with the
     reference's classes also ``accuracy_known`` and ``novel_unknown_rate`` (:func:`evaluate`)."""
-    res = evaluate(y_true.to_numpy(), predictions["predicted_label"].to_numpy(), known_classes=reference_classes)
+    res = evaluate(y_true.to_numpy(), predictions[keys.PREDICTED_LABEL].to_numpy(), known_classes=reference_classes)
     out = summary_dict(res)
-    if "best_label" in predictions.columns:
-        out["argmax"] = summary_dict(evaluate(y_true.to_numpy(), predictions["best_label"].to_numpy()))
+    if keys.BEST_LABEL in predictions.columns:
+        out["argmax"] = summary_dict(evaluate(y_true.to_numpy(), predictions[keys.BEST_LABEL].to_numpy()))
         for key in ("unknown_rate", "novel_unknown_rate", "n_cells_novel"):
             out["argmax"].pop(key, None)
-        known = ~predictions["predicted_label"].eq("Unknown").to_numpy()
+        known = ~predictions[keys.PREDICTED_LABEL].eq(keys.UNKNOWN).to_numpy()
         if known.any():
-            r = evaluate(y_true.to_numpy()[known], predictions["predicted_label"].to_numpy()[known])
+            r = evaluate(y_true.to_numpy()[known], predictions[keys.PREDICTED_LABEL].to_numpy()[known])
             out["accuracy_on_called_cells"] = r["accuracy"]
     return out, res["per_class"], res["confusion"]
 
@@ -102,10 +102,10 @@ def read_truth(path: str | os.PathLike, labels_key: str | None = None) -> pd.Ser
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     p = require_file(path, "predictions CSV")
     try:
-        df = restore_formulas(pd.read_csv(p, dtype={"cell_id": str, "predicted_label": str, "best_label": str}))
+        df = restore_formulas(pd.read_csv(p, dtype={keys.CELL_ID: str, keys.PREDICTED_LABEL: str, keys.BEST_LABEL: str}))
     except Exception as e:
         raise InputError(f"cannot read as CSV ({type(e).__name__}: {e})", p) from None
-    for col in ("cell_id", "predicted_label"):
+    for col in (keys.CELL_ID, keys.PREDICTED_LABEL):
         if col not in df.columns:
             raise InputError(f"no column {col!r}; pass the predictions.csv written by `seqalignatac annotate`", p)
     return df
@@ -115,7 +115,7 @@ def evaluate_files(predictions: str, truth: str, labels_key: str | None, outdir:
     """`seqalignatac evaluate`: score a predictions.csv against known labels; write the tables."""
     pred = read_predictions(predictions)
     lab = read_truth(truth, labels_key)
-    common = pred["cell_id"].isin(lab.index).to_numpy()
+    common = pred[keys.CELL_ID].isin(lab.index).to_numpy()
     if not common.any():
         raise InputError(
             f"no cell id of {predictions} has a {lab.name!r} label here; check that the files belong together",
@@ -124,7 +124,7 @@ def evaluate_files(predictions: str, truth: str, labels_key: str | None, outdir:
     if not common.all():
         warnings.warn(f"{int((~common).sum())} predicted cells have no known label and are not scored", stacklevel=2)
     pred = pred[common].reset_index(drop=True)
-    y = lab.loc[pred["cell_id"]].reset_index(drop=True)
+    y = lab.loc[pred[keys.CELL_ID]].reset_index(drop=True)
     with publish_dir(outdir, owned=METRICS_OUTPUTS) as stage:
         return write_metrics(stage, y, pred, {"n_predictions_without_truth": int((~common).sum())},
                              reference_classes=reference_classes_of(predictions, pred))
@@ -141,9 +141,9 @@ def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.Da
             classes = None
         if classes:
             return [str(c) for c in classes]
-    cols = [c for c in ("best_label", "top1_label", "top2_label", "top3_label") if c in predictions.columns]
+    cols = [c for c in (keys.BEST_LABEL, "top1_label", "top2_label", "top3_label") if c in predictions.columns]
     if not cols:  # only predicted_label: every named class but Unknown
-        cols = ["predicted_label"]
+        cols = [keys.PREDICTED_LABEL]
     names = pd.unique(predictions[cols].to_numpy().ravel())
     return sorted({str(c) for c in names if isinstance(c, str) and c and c != UNKNOWN})
 
@@ -162,7 +162,7 @@ def _write_annotate_files(result, out: Path, labels_key: str) -> dict[str, Any]:
     write_h5ad(result.query, out / keys.QUERY_ANNOTATED)
     truth = query_truth(result.query, labels_key)
     if truth is not None:
-        pred = result.predictions.set_index("cell_id").loc[truth.index].reset_index()
+        pred = result.predictions.set_index(keys.CELL_ID).loc[truth.index].reset_index()
         metrics = write_metrics(out, truth.reset_index(drop=True), pred, reference_classes=list(summary["classes"]))
         summary["metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate", "accuracy_known",
                                                       "novel_unknown_rate")}
