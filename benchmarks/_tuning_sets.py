@@ -23,7 +23,7 @@ SETS = ("reverse", "depth")
 
 
 def donors(workdir: Path = WORKDIR) -> Path:
-    from seqalignatac.convert import convert
+    from seqalignatac.io.convert import convert
 
     d = Path(workdir) / "donors"
     if not (d / "BMMC_D5T1.h5ad").exists():
@@ -34,7 +34,7 @@ def donors(workdir: Path = WORKDIR) -> Path:
 
 def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None = None) -> dict:
     """{set name: prepared AnnData with obs['domain'] and obs['label']} (not cached: ~10 s)."""
-    from seqalignatac.prepare import prepare
+    from seqalignatac.pp.mapping import prepare
 
     d = donors(workdir)
     out = {}
@@ -49,7 +49,7 @@ def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None
             depth = np.diff(acc.X.tocsr().indptr)
             acc.obs["domain"] = np.where(depth >= np.median(depth), "reference", "query")
         if drop_reference_label is not None:
-            keep = ~((acc.obs["domain"] == "reference") & (acc.obs["label"].astype(str) == drop_reference_label))
+            keep = ~((acc.obs["domain"] == "reference") & (acc.obs[LABEL].astype(str) == drop_reference_label))
             acc = acc[keep.to_numpy()].copy()
         out[name] = acc
     return out
@@ -57,14 +57,14 @@ def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None
 
 def lsi_sets(workdir: Path = WORKDIR, drop_reference_label: str | None = None, tag: str = "defaults-v2",
              **lsi_kwargs) -> dict:
-    """{set name: stage-1 LSI cell AnnData}; ``lsi_kwargs`` go to ``seqalignatac.stage1.lsi.lsi``.
+    """{set name: stage-1 LSI cell AnnData}; ``lsi_kwargs`` go to ``seqalignatac.models.stage1.lsi.lsi``.
 
     Cached under ``workdir`` by ``tag`` (give each distinct lsi_kwargs its own tag; "defaults-v2" = the
     stage-1 defaults since the LSI comparison: fit on all cells, logtf-logidf).
     """
     import anndata as ad
 
-    from seqalignatac.stage1.lsi import lsi
+    from seqalignatac.models.stage1.lsi import lsi
 
     drop = drop_reference_label.replace("/", "_") if drop_reference_label else "none"
     paths = {n: Path(workdir) / f"tuneset_{n}_{tag}_drop-{drop}.h5ad" for n in SETS}

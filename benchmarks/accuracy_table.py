@@ -56,8 +56,8 @@ NOT_RUN = {"epipack": "not run in this session: at its tutorial settings a 1,500
 # method.md 4: defaults must not be chosen on the query labels of the reported pair.  docs/stage2.md
 # records that stage 2's current defaults were chosen on the reverse pair (and a split inside D6T1).
 TUNED_ON = {"D5toD6"}
-TUNED_NOTE = ("seqAlignATAC's stage-1 LSI defaults (`[train] lsi_fit_on = "all"`, `lsi_tfidf = "logtf_logidf"`) and stage-2 "
-              "defaults (`--ensemble 3 --knn-mix 0.6 --knn-mix-k 50 --knn-vote-power 0.5 --linear-mix 0.1` and the "
+TUNED_NOTE = ("seqAlignATAC's stage-1 LSI defaults (`[train] lsi_fit_on = 'all'`, `lsi_tfidf = 'logtf_logidf'`) and stage-2 "
+              "defaults (`--ensemble 3`, `[annotate] knn_mix = 0.6, knn_mix_k = 50, knn_vote_power = 0.5, linear_mix = 0.1` and the "
               "rest) were chosen on the D5toD6 pair and on a split inside BMMC_D6T1 (docs/stage1.md, docs/stage2.md), "
               "so our D5toD6 rows are scores on a "
               "tuning set, not held-out results.  D6toD5 is the held-out pair for us.  No peer or baseline "

@@ -46,7 +46,7 @@ def main() -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="prepare_bench_"))
     work.mkdir(parents=True, exist_ok=True)
     try:
-        sim_code = ("from seqalignatac.simulate import simulate; "
+        sim_code = ("from seqalignatac.datasets.synthetic import simulate; "
                     f"simulate({str(work / 'sim')!r}, n_cells={args.cells}, n_peaks={args.peaks}, n_cell_types=10, "
                     f"seed=0, mean_peaks_per_cell={args.reads_per_cell}, genome=False, chunk_cells=5000)")
         sim_cmd = [sys.executable, "-c", sim_code]
@@ -107,7 +107,7 @@ def main() -> None:
 def simulate_scale(args, info: dict) -> None:
     work = Path(args.workdir or tempfile.mkdtemp(prefix="simulate_bench_"))
     try:
-        code = ("from seqalignatac.simulate import simulate; "
+        code = ("from seqalignatac.datasets.synthetic import simulate; "
                 f"simulate({str(work)!r}, n_cells=1_000_000, n_peaks=100_000, n_cell_types=10, seed=0, "
                 "mean_peaks_per_cell=100, genome=False)")
         cmd = [sys.executable, "-c", code]

@@ -50,7 +50,7 @@ def reference_cv(cells, k: int = 15, seed: int = 0) -> tuple[float, float]:
 
 
 def main() -> None:
-    from seqalignatac.stage1 import lsi
+    from seqalignatac.models.stage1 import lsi
 
     if not DATA.is_dir():
         sys.exit(f"real data not found at {DATA}")

@@ -3,7 +3,7 @@
 
 Tuning sets (benchmarks/_tuning_sets.py; the D5T1 labels of the reported D6T1 -> D5T1 pair are
 never read): ``reverse`` (reference D5T1 -> query D6T1) and ``depth`` (D6T1, deeper half ->
-shallower half).  Every variant is a set of ``seqalignatac.stage1.lsi`` keyword arguments; its
+shallower half).  Every variant is a set of ``seqalignatac.models.stage1.lsi`` keyword arguments; its
 embedding is scored by (a) class-balanced logistic regression, (b) kNN (15, cosine) and (c) the
 stage-2 GDA defaults (``annotate_full(method='gda', unknown='none')``, arg-max label), as
 accuracy / macro-F1 on the query labels of each set.
@@ -63,11 +63,12 @@ def score(cells, threads: int, gda_seeds: list[int]) -> dict:
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
+    from seqalignatac import keys
     from seqalignatac.metrics import evaluate
 
     X = cells.obsm["X_seqalignatac"]
     ref = (cells.obs["domain"] == "reference").to_numpy()
-    y = cells.obs["label"].astype(str).to_numpy()
+    y = cells.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     out = {}
     for name, clf in (("logreg", LogisticRegression(max_iter=3000, class_weight="balanced")),
                       ("knn15", KNeighborsClassifier(15, metric="cosine"))):
@@ -75,12 +76,12 @@ def score(cells, threads: int, gda_seeds: list[int]) -> dict:
         m = evaluate(y[~ref], p)
         out[name] = (round(m["accuracy"], 4), round(m["macro_f1"], 4))
     if gda_seeds:
-        from seqalignatac.stage2.api import annotate_full
+        from seqalignatac.models.stage2.api import annotate_full
 
         per_seed = []
         for seed in gda_seeds:
             q = annotate_full(cells, method="gda", unknown="none", seed=seed, threads=threads, progress=False).query
-            m = evaluate(q.obs["label"].astype(str).to_numpy(), q.obs["seqalignatac_best_label"].astype(str).to_numpy())
+            m = evaluate(q.obs[keys.labels_key_of(cells)].astype(str).to_numpy(), q.obs["seqalignatac_best_label"].astype(str).to_numpy())
             per_seed.append((round(m["accuracy"], 4), round(m["macro_f1"], 4)))
         out["gda"] = tuple(round(float(v), 4) for v in np.mean(per_seed, axis=0))
         out["gda_per_seed"] = per_seed
@@ -130,7 +131,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    from seqalignatac.stage1.lsi import lsi
+    from seqalignatac.models.stage1.lsi import lsi
 
     chosen = VARIANTS
     if args.variants:

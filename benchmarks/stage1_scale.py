@@ -6,7 +6,7 @@ Each size runs in a fresh subprocess (so its peak RSS is its own) that
    distinct random peaks; the simulator's default density of 1,000 open peaks per cell), and
    random "peak embeddings" of width ``--dim`` (NT-v2 500M is 1,024 wide).  The values do not
    matter for timing: every step costs the same whatever the pattern.
-2. calls the real ``seqalignatac.stage1.train`` exactly as the CLI does (``free_input=True``),
+2. calls the real ``seqalignatac.models.stage1.train`` exactly as the CLI does (``free_input=True``),
    with ``max_steps_per_epoch=--steps`` so one shortened epoch runs: the measured per-step time
    times the full epoch's step count, plus the measured end-of-epoch evaluation, is the
    extrapolated time of a full epoch (a full CPU epoch at 1M cells is 10^11 peak x cell entries).
@@ -66,7 +66,7 @@ def worker(args) -> dict:
     import pandas as pd
     import torch
 
-    from seqalignatac.stage1 import train
+    from seqalignatac.models.stage1 import train
 
     if args.threads:
         torch.set_num_threads(args.threads)

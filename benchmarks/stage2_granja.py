@@ -53,9 +53,9 @@ def machine_info() -> dict:
 
 def build_cells(workdir: Path, drop_reference_label: str | None = None, threads: int = 2):
     """convert -> prepare (all peaks) -> LSI; optionally without one reference class."""
-    from seqalignatac.convert import convert
-    from seqalignatac.prepare import prepare
-    from seqalignatac.stage1.lsi import lsi
+    from seqalignatac.io.convert import convert
+    from seqalignatac.pp.mapping import prepare
+    from seqalignatac.models.stage1.lsi import lsi
 
     donors = workdir / "donors"
     if not (donors / "BMMC_D5T1.h5ad").exists():
@@ -64,7 +64,7 @@ def build_cells(workdir: Path, drop_reference_label: str | None = None, threads:
     acc, prep_summary = prepare(donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL,
                                 query_labels_key=LABEL, min_peak_frac=0.0)
     if drop_reference_label is not None:
-        keep = ~((acc.obs["domain"] == "reference") & (acc.obs["label"] == drop_reference_label)).to_numpy()
+        keep = ~((acc.obs["domain"] == "reference") & (acc.obs[LABEL] == drop_reference_label)).to_numpy()
         acc = acc[keep].copy()
     cells, lsi_summary = lsi(acc)
     print(f"built: {acc.n_obs} cells x {acc.n_vars} peaks, LSI {lsi_summary['dims']} dims", flush=True)
@@ -77,14 +77,14 @@ CORE = {"ensemble": 1, "knn_mix": 0.0, "linear_mix": 0.0}
 
 def run_method(cells, method: str, seed: int, threads: int, name: str | None = None,
                overrides: dict | None = None) -> tuple[dict, object]:
-    from seqalignatac.stage2.api import annotate_full, config_with
-    from seqalignatac.stage2.outputs import metrics_tables, query_truth
+    from seqalignatac.models.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.outputs import metrics_tables, query_truth
 
     t = time.perf_counter()
     res = annotate_full(cells, method=method, seed=seed, threads=threads, progress=False,
                         config=config_with(**(overrides or {})))
     secs = time.perf_counter() - t
-    truth = query_truth(res.query, "label")
+    truth = query_truth(res.query, LABEL)
     pred = res.predictions.set_index("cell_id").loc[truth.index].reset_index()
     m, per_class, _ = metrics_tables(truth.reset_index(drop=True), pred)
     row = {
@@ -142,7 +142,7 @@ def main() -> None:
               "total_seconds": round(time.perf_counter() - t0, 1)}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    from seqalignatac.atomic import write_json, write_text
+    from seqalignatac.io.atomic import write_json, write_text
 
     write_json(out.with_suffix(".json"), result)
     lines = [

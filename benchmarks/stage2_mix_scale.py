@@ -36,10 +36,10 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "stage2_mix_scale_cpu"))
     args = ap.parse_args()
 
-    from seqalignatac.atomic import write_json, write_text
-    from seqalignatac.stage2.api import knn_transfer, linear_transfer
-    from seqalignatac.stage2.train import GDAConfig
-    from seqalignatac.stage2.unknown import call_unknown, confidence_entropy, distance_scores, smooth_scores
+    from seqalignatac.io.atomic import write_json, write_text
+    from seqalignatac.models.stage2.api import knn_transfer, linear_transfer
+    from seqalignatac.models.stage2.train import GDAConfig
+    from seqalignatac.models.stage2.unknown import call_unknown, confidence_entropy, distance_scores, smooth_scores
 
     info = machine_info("cpu")
     cfg = GDAConfig()

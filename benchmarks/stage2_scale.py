@@ -78,10 +78,10 @@ def main() -> None:
 
     import torch
 
-    from seqalignatac.atomic import write_json, write_text
-    from seqalignatac.stage2.graphs import build_graph
+    from seqalignatac.io.atomic import write_json, write_text
+    from seqalignatac.models.stage2.graphs import build_graph
     from seqalignatac.device import resolve_device
-    from seqalignatac.stage2.train import GDAConfig, train_gda
+    from seqalignatac.models.stage2.train import GDAConfig, train_gda
 
     torch.set_num_threads(args.threads)
     cfg = GDAConfig() if args.epochs is None else GDAConfig(epochs=args.epochs)

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import machine_info
 from _tuning_sets import accessibility_sets, lsi_sets
+from seqalignatac import keys
 
 # (name, GDAConfig overrides, LSI n_components).  Old defaults first, then one change at a
 # time, then combinations of what helped.  Rows that used settings since removed from the package
@@ -124,7 +125,7 @@ def build_sets(workdir: Path, lsi_spec) -> dict:
     if lsi_spec != "joint":
         return lsi_sets(workdir, tag=f"lsi{lsi_spec}", lsi_components=int(lsi_spec), lsi_fit_on="reference",
                         lsi_tfidf="log_tfidf")
-    from seqalignatac.stage1.lsi import lsi
+    from seqalignatac.models.stage1.lsi import lsi
 
     paths = {n: workdir / f"tuneset_{n}_joint30.h5ad" for n in ("reverse", "depth")}
     if all(p.exists() for p in paths.values()):
@@ -143,24 +144,24 @@ def build_sets(workdir: Path, lsi_spec) -> dict:
 
 def score(cells, overrides: dict, seed: int, threads: int) -> dict:
     from seqalignatac.metrics import evaluate
-    from seqalignatac.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full, config_with
 
     t = time.perf_counter()
     res = annotate_full(cells, method="gda", config=config_with(**overrides), unknown="none", seed=seed,
                         threads=threads, progress=False)
     obs = res.query.obs
-    m = evaluate(obs["label"].astype(str), obs["seqalignatac_best_label"].astype(str))
+    m = evaluate(obs[keys.labels_key_of(res.query)].astype(str), obs["seqalignatac_best_label"].astype(str))
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "seconds": round(time.perf_counter() - t, 1),
             "held_out_reference_accuracy": res.summary["held_out_reference_accuracy"]}
 
 
 def knn_row(cells, threads: int) -> dict:
     from seqalignatac.metrics import evaluate
-    from seqalignatac.stage2.api import annotate_full
+    from seqalignatac.models.stage2.api import annotate_full
 
     res = annotate_full(cells, method="knn", unknown="none", threads=threads, progress=False)
     obs = res.query.obs
-    m = evaluate(obs["label"].astype(str), obs["seqalignatac_best_label"].astype(str))
+    m = evaluate(obs[keys.labels_key_of(res.query)].astype(str), obs["seqalignatac_best_label"].astype(str))
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"],
             "held_out_reference_accuracy": res.summary["held_out_reference_accuracy"]}
 
@@ -177,7 +178,7 @@ def logreg_row(cells) -> dict:
 
     x = np.asarray(cells.obsm["X_seqalignatac"])
     ref = (cells.obs["domain"] == "reference").to_numpy()
-    y = cells.obs["label"].astype(str).to_numpy()
+    y = cells.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     pred = LogisticRegression(max_iter=3000, class_weight="balanced").fit(x[ref], y[ref]).predict(x[~ref])
     m = evaluate(y[~ref], pred)
     return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "held_out_reference_accuracy": None}
@@ -217,7 +218,7 @@ def main() -> None:
     result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
               "command": "python benchmarks/stage2_tuning.py " + " ".join(sys.argv[1:]),
               "baselines": baselines, "rows": rows}
-    from seqalignatac.atomic import write_json, write_text
+    from seqalignatac.io.atomic import write_json, write_text
 
     out = Path(args.out or ROOT / "benchmarks" / "results" / ("stage2_tuning_joint" if args.grid == "joint" else "stage2_tuning_v2" if args.grid == "v2"
                                                               else "stage2_tuning"))

@@ -51,9 +51,10 @@ sys.path.insert(0, str(HERE.parent / "tests" / "python"))
 
 from _common import machine_info
 
-from seqalignatac.stage2 import api
-from seqalignatac.stage2 import unknown as U
-from seqalignatac.stage2.unknown import (
+from seqalignatac import keys
+from seqalignatac.models.stage2 import api
+from seqalignatac.models.stage2 import unknown as U
+from seqalignatac.models.stage2.unknown import (
     call_unknown,
     class_distance,
     distance_scores,
@@ -181,7 +182,7 @@ def evaluate(name, cells, method, novel_label, config=None):
     res, args, secs = capture(cells, method, config)
     qx, qpred, hx, hy, tx, ty, k = args[:7]
     q = res.query
-    truth = q.obs["label"].astype(str).to_numpy()
+    truth = q.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     best = q.obs["seqalignatac_best_label"].astype(str).to_numpy()
     novel = truth == novel_label if novel_label else np.zeros(truth.size, dtype=bool)
     correct = best == truth
@@ -233,7 +234,7 @@ def sim_rows():
 def demo_rows(workdir: Path):
     import anndata as ad
 
-    from seqalignatac.runner.demo import run_demo
+    from seqalignatac.workflow.demo import run_demo
 
     path = workdir / "demo" / "results" / "demo" / "train" / "cell_embeddings.h5ad"
     if not path.is_file():

@@ -20,7 +20,7 @@ import click
 @click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path), help="Hugging Face cache to reuse across runs.")
 def main(model: str, outdir: Path, revision: str | None, cache_dir: Path | None) -> None:
     """Download MODEL's files into OUTDIR (a folder `seqalignatac embed --model` accepts)."""
-    from seqalignatac.cli import ShownError  # imported here so `--help` starts fast
+    from seqalignatac.cli.main import ShownError  # imported here so `--help` starts fast
     from seqalignatac.embed.hub import fetch_model
     from seqalignatac.errors import SeqAlignATACError
 

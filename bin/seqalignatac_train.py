@@ -7,7 +7,7 @@ lives in the seqalignatac package, which must be installed where the task runs (
 
 import sys
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 
 SUBCOMMAND = "train"
 

@@ -104,11 +104,11 @@ def cells_for_level(cells: Path, level: str) -> tuple[Path, str]:
     ``obs['coarse_label']`` (a fixed function of the fine label; query cells stay unlabeled).
     """
     if level == "fine":
-        return cells, "label"
+        return cells, granja.LABEL_KEY
     out = cells.with_name("cell_embeddings_coarse.h5ad")
     if not out.exists() or out.stat().st_mtime < cells.stat().st_mtime:
         a = ad.read_h5ad(cells)
-        a.obs[granja.COARSE_KEY] = [granja.coarse_label(v) if isinstance(v, str) else None for v in a.obs["label"]]
+        a.obs[granja.COARSE_KEY] = [granja.coarse_label(v) if isinstance(v, str) else None for v in a.obs[granja.LABEL_KEY]]
         tmp = out.with_name(out.name + ".tmp-write.h5ad")
         a.write_h5ad(tmp)
         tmp.replace(out)

@@ -139,7 +139,7 @@ def pip_versions(python: Path | str, names: Sequence[str]) -> dict[str, str]:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (temporary name, then rename), as seqalignatac.atomic does."""
+    """Atomic JSON write (temporary name, then rename), as seqalignatac.io.atomic does."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp-write")

@@ -21,7 +21,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without install
     __version__ = "0.0.0+unknown"
 
-_SUBMODULES = ("pp", "tl", "models", "datasets", "keys")
+_SUBMODULES = ("pp", "tl", "models", "datasets", "keys", "errors")
 __all__ = ["__version__", *_SUBMODULES]
 
 

@@ -1,3 +1,3 @@
-from .cli import main
+from seqalignatac.cli.main import main
 
 main()

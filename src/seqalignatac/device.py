@@ -7,8 +7,8 @@ in one line (before any work starts, not as a CUDA traceback minutes in).
 
 from __future__ import annotations
 
-from .cli_types import DEVICE, check
-from .errors import InputError
+from seqalignatac.params import DEVICE, check
+from seqalignatac.errors import InputError
 
 
 def resolve_device(device: str):

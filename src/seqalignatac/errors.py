@@ -2,7 +2,7 @@
 
 Raise :class:`InputError` for anything the *user* can fix (bad file, bad column, bad
 option).  Always name the file, row or column and say what to do.  Nothing here depends on
-click: Python callers get ordinary exceptions, and ``seqalignatac.cli`` prints
+click: Python callers get ordinary exceptions, and ``seqalignatac.cli.main`` prints
 ``Error: <path>: <message>`` and exits with the error's ``exit_code`` (never a traceback).
 """
 

@@ -8,7 +8,7 @@ reference lacks (predicted wrongly or ``Unknown``) does.
 
 from __future__ import annotations
 
-from . import keys
+from seqalignatac import keys
 
 from typing import Any, Sequence
 

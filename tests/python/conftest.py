@@ -19,8 +19,8 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def sim(tmp_path_factory) -> dict:
-    """A small simulated reference/query pair with a batch effect (see seqalignatac.simulate)."""
-    from seqalignatac.simulate import simulate
+    """A small simulated reference/query pair with a batch effect (see seqalignatac.datasets.synthetic)."""
+    from seqalignatac.datasets.synthetic import simulate
 
     return simulate(tmp_path_factory.mktemp("sim"), n_cells=600, n_peaks=1500, n_cell_types=4, seed=0)
 
@@ -28,7 +28,7 @@ def sim(tmp_path_factory) -> dict:
 @pytest.fixture(scope="session")
 def prepared(sim, tmp_path_factory) -> Path:
     """`prepare` run on `sim`; returns the output folder (accessibility.h5ad, peaks.bed, ...)."""
-    from seqalignatac.prepare import run_prepare
+    from seqalignatac.pp.mapping import run_prepare
 
     outdir = tmp_path_factory.mktemp("prepared")
     run_prepare(

@@ -5,7 +5,7 @@ import stat
 
 import pytest
 
-from seqalignatac.atomic import atomic_path, write_json, write_text
+from seqalignatac.io.atomic import atomic_path, write_json, write_text
 
 
 def test_complete_write_is_renamed_and_readable_by_others(tmp_path):

@@ -11,7 +11,7 @@ import scipy.sparse as sp
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 
 N_PEAKS = 20
 

@@ -13,9 +13,9 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
-from seqalignatac.unknown_reasons import NO_SIGNAL, REASONS
+from seqalignatac.models.stage2.unknown_reasons import NO_SIGNAL, REASONS
 
 N_SILENT = 25  # query cells with signal only on query-only peaks
 
@@ -123,7 +123,7 @@ def _cells(n_ref=60, n_query=30, silent=(), seed=0):
 
 
 def test_api_writes_silent_query_cells_back_as_unknown():
-    from seqalignatac.stage2.api import annotate_full
+    from seqalignatac.models.stage2.api import annotate_full
 
     res = annotate_full(_cells(silent=(0, 7)), method="knn", progress=False)
     pred = res.predictions.set_index("cell_id")
@@ -133,14 +133,14 @@ def test_api_writes_silent_query_cells_back_as_unknown():
 
 
 def test_api_refuses_a_query_without_any_signal():
-    from seqalignatac.stage2.api import annotate_full
+    from seqalignatac.models.stage2.api import annotate_full
 
     with pytest.raises(InputError, match="none of the 30 query cells has an accessible shared peak"):
         annotate_full(_cells(silent=range(30)), method="knn", progress=False)
 
 
 def test_unflagged_nan_embeddings_are_still_an_error():
-    from seqalignatac.stage2.api import annotate_full
+    from seqalignatac.models.stage2.api import annotate_full
 
     cells = _cells()
     cells.obsm["X_seqalignatac"][65] = np.nan  # NaN without the stage-1 flag: a broken file, not a silent cell

@@ -12,7 +12,7 @@ import pytest
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
 
 OUT = "OUT"  # replaced by a fresh folder that must still be absent afterwards
@@ -103,7 +103,7 @@ def test_every_numeric_option_has_a_range_type():
     """No command keeps a bare int/float option: each one has a click range or our finite type."""
     import click
 
-    from seqalignatac.cli import COMMANDS, LazyGroup
+    from seqalignatac.cli.main import COMMANDS, LazyGroup
 
     group = LazyGroup()
     loose = []
@@ -146,7 +146,7 @@ def cells():
     ({"unknown_quantile": math.inf}, "--unknown-quantile"),
 ])
 def test_annotate_api_refuses_what_the_cli_refuses(cells, kw, needle):
-    from seqalignatac.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full, config_with
 
     if "config" in kw:
         kw = {"config": config_with(**kw["config"])}
@@ -159,7 +159,7 @@ def test_train_and_lsi_api_refuse_bad_values(cells):
     import anndata as ad
     import scipy.sparse as sp
 
-    from seqalignatac.stage1 import lsi, train
+    from seqalignatac.models.stage1 import lsi, train
 
     a = ad.AnnData(sp.csr_matrix((np.random.default_rng(0).random((20, 30)) < 0.3).astype(np.uint8)))
     emb = np.zeros((30, 4), dtype=np.float32)
@@ -180,7 +180,7 @@ def test_train_and_lsi_api_refuse_bad_values(cells):
 
 def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
     from seqalignatac.embed.runner import embed_fasta
-    from seqalignatac.prepare import prepare
+    from seqalignatac.pp.mapping import prepare
 
     with pytest.raises(InputError, match="--min-peak-frac: nan is not a finite number"):
         prepare("r.h5ad", "q.h5ad", "cell_type", min_peak_frac=math.nan)
@@ -197,7 +197,7 @@ def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
                                         ({"mean_peaks_per_cell": math.inf}, "--peaks-per-cell"),
                                         ({"seed": -1}, "--seed")])
 def test_simulate_api_refuses_bad_values(tmp_path, kw, needle):
-    from seqalignatac.simulate import simulate
+    from seqalignatac.datasets.synthetic import simulate
 
     with pytest.raises(InputError, match=needle):
         simulate(tmp_path / "sim", **kw)
@@ -244,7 +244,7 @@ def test_run_lsi_options_are_checked(tmp_path, sheet):
 
 
 def test_run_step_options_are_converted_for_the_steps():
-    from seqalignatac.runner.pipeline import RunOptions, check_options
+    from seqalignatac.workflow.pipeline import RunOptions, check_options
 
     opts = RunOptions(model="kmer", train_overrides={"hidden": [64, "32"], "lr": "0.01"},
                       annotate_overrides={"k": 20.0, "unknown_quantile": "0.05"})
@@ -286,7 +286,7 @@ def test_report_api_confines_the_pair_id(tmp_path, pair_id):
 
 @pytest.mark.parametrize("pair_id", ["../x", "a/b", "x<y", ".x", "a b"])
 def test_samplesheet_and_report_share_one_rule(tmp_path, pair_id):
-    from seqalignatac.samplesheet import name_problem, read_samplesheet
+    from seqalignatac.io.samplesheet import name_problem, read_samplesheet
 
     sheet = tmp_path / "s.csv"
     sheet.write_text(f"pair_id,reference,labels_key,query\n\"{pair_id}\",r.h5ad,l,q.h5ad\n")

@@ -15,7 +15,7 @@ import scipy.sparse as sp
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 
 PEAKS = ["chr1:100-600", "chr1:1000-1500", "chr2:50-450"]
 CELLS = ["AAAC-1", "AAAG-1", "AAAT-1", "AACA-1"]

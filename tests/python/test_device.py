@@ -21,8 +21,8 @@ def gpus(monkeypatch):
 
 def test_every_torch_caller_uses_the_one_rule():
     from seqalignatac.embed import runner
-    from seqalignatac.stage1 import trainer
-    from seqalignatac.stage2 import api
+    from seqalignatac.models.stage1 import trainer
+    from seqalignatac.models.stage2 import api
 
     for module in (runner, trainer, api):
         assert module.resolve_device is device_module.resolve_device, module.__name__

@@ -7,7 +7,7 @@ from transformers import EsmTokenizer
 from seqalignatac.embed.runner import embed_fasta
 from seqalignatac.embed.tiny import write_tiny
 from seqalignatac.embed.tokenizer import NTTokenizer
-from seqalignatac.embedding_store import read_embeddings
+from seqalignatac.io.embedding_store import read_embeddings
 from seqalignatac.errors import InputError
 
 pytestmark = pytest.mark.realdata

@@ -13,11 +13,11 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 from transformers import EsmModel, EsmTokenizer
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.embed import runner
 from seqalignatac.embed.runner import embed_fasta
 from seqalignatac.embed.tiny import write_tiny
-from seqalignatac.embedding_store import EmbeddingStore, merge_embeddings, read_embeddings
+from seqalignatac.io.embedding_store import EmbeddingStore, merge_embeddings, read_embeddings
 from seqalignatac.errors import InputError
 
 RNG = np.random.default_rng(7)
@@ -331,7 +331,7 @@ def test_cache_written_by_another_model(tiny, fa, tmp_path):
 
 
 def test_store_reads_lazily_and_names_missing(tmp_path):
-    from seqalignatac.embedding_store import write_embeddings
+    from seqalignatac.io.embedding_store import write_embeddings
 
     write_embeddings(tmp_path / "s.h5", ["a", "b", "c"], np.arange(6, dtype=np.float32).reshape(3, 2), {"model": "x"})
     with EmbeddingStore(tmp_path / "s.h5") as st:

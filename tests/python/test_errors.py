@@ -8,9 +8,9 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from seqalignatac.cli import COMMANDS, cli
+from seqalignatac.cli.main import COMMANDS, cli
 from seqalignatac.errors import InputError, Interrupted, OutputError, SeqAlignATACError
-from seqalignatac.locks import FolderBusy
+from seqalignatac.io.locks import FolderBusy
 
 
 def test_the_library_raises_plain_exceptions():

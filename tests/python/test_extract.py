@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
-from seqalignatac.extract import extract_sequences
+from seqalignatac.cli.main import cli
+from seqalignatac.pp.sequences import extract_sequences
 
 RNG = np.random.default_rng(0)
 CHR1 = "".join(RNG.choice(list("ACGTacgtN"), 5000, p=[.2, .2, .2, .2, .04, .04, .04, .04, .04]))

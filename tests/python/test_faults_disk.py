@@ -21,8 +21,8 @@ from click.testing import CliRunner
 
 from fault_helpers import (FAST_RUN, assert_one_line_fault, fill_up, leftovers, mount_tmpfs, remount, run_cli,
                            sample_sheet, tree, unmount)
-from seqalignatac.cli import cli
-from seqalignatac.embedding_store import read_embeddings
+from seqalignatac.cli.main import cli
+from seqalignatac.io.embedding_store import read_embeddings
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +30,9 @@ def finished(sim, tmp_path_factory) -> dict:
     """A finished LSI/kNN run plus the extract/embed files, as inputs for every command."""
     from seqalignatac.embed.runner import embed_fasta
     from seqalignatac.embed.tiny import write_tiny
-    from seqalignatac.extract import extract_sequences
-    from seqalignatac.runner.pipeline import RunOptions, run_pipeline
-    from seqalignatac.samplesheet import read_samplesheet
+    from seqalignatac.pp.sequences import extract_sequences
+    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+    from seqalignatac.io.samplesheet import read_samplesheet
 
     base = tmp_path_factory.mktemp("finished")
     sheet = sample_sheet(base, sim)
@@ -176,7 +176,7 @@ def test_embed_cache_on_a_full_disk_keeps_whole_batches(finished, tmp_path):
 
 def test_simulated_enospc_at_the_write_layer(finished, tmp_path, monkeypatch):
     """Without a mount: the atomic writer's temp file cannot be created (ENOSPC)."""
-    import seqalignatac.atomic as atomic
+    import seqalignatac.io.atomic as atomic
 
     args = commands(finished, tmp_path / "out")["annotate"]
     assert CliRunner().invoke(cli, args).exit_code == 0
@@ -246,7 +246,7 @@ def test_checkpoint_on_a_full_disk_is_one_line(finished, tmp_path):
 def test_h5ad_writer_matches_anndata(sim, tmp_path):
     import anndata as ad
 
-    from seqalignatac.atomic import write_h5ad
+    from seqalignatac.io.atomic import write_h5ad
 
     a = ad.read_h5ad(sim["reference"])
     a.obsm["e"] = np.arange(a.n_obs * 3, dtype=np.float32).reshape(-1, 3)
@@ -264,7 +264,7 @@ def test_h5ad_writer_matches_anndata(sim, tmp_path):
 
 GUARD_SCRIPT = """
 import sys, h5py, numpy as np
-from seqalignatac.hdf5_io import write_hdf5
+from seqalignatac.io.hdf5 import write_hdf5
 ids = np.array([f"p{i}" for i in range(3000)], dtype=object)
 rows = np.random.default_rng(0).random((3000, 64), dtype=np.float32)
 def fill(f):

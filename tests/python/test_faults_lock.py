@@ -20,13 +20,13 @@ import pytest
 from click.testing import CliRunner
 
 from fault_helpers import FAST_RUN, leftovers, run_cli, sample_sheet
-from seqalignatac.cli import cli
-from seqalignatac.locks import FolderBusy, FolderLock
-from seqalignatac.runner.pipeline import RUN_LOCK
+from seqalignatac.cli.main import cli
+from seqalignatac.io.locks import FolderBusy, FolderLock
+from seqalignatac.workflow.pipeline import RUN_LOCK
 
 HOLD = """
 import sys, time
-from seqalignatac.locks import FolderLock
+from seqalignatac.io.locks import FolderLock
 lock = FolderLock(sys.argv[1], "test").acquire()
 print("held", flush=True)
 time.sleep(120)
@@ -70,7 +70,7 @@ def test_stale_lock_after_a_crash_is_taken_over(sim, tmp_path, holder, caplog):
     dead.kill()  # the kernel drops its flock; the file with its details stays behind
     dead.wait()
     assert json.loads((out / RUN_LOCK).read_text())["pid"] == dead.pid
-    with caplog.at_level(logging.WARNING, logger="seqalignatac.locks"):
+    with caplog.at_level(logging.WARNING, logger="seqalignatac.io.locks"):
         res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sample_sheet(tmp_path, sim)), "--outdir", str(out),
                                        *FAST_RUN, "--no-progress"])
     assert res.exit_code == 0, res.output
@@ -99,8 +99,8 @@ def test_two_real_runs_at_once_one_refuses(sim, tmp_path):
 @pytest.mark.parametrize("step", ["annotate", "train"])
 def test_standalone_steps_into_one_folder_refuse(sim, prepared, tmp_path, holder, step):
     """A step whose folder another process is publishing into refuses instead of mixing outputs."""
-    from seqalignatac.stage1 import lsi
-    from seqalignatac.stage1.cli import read_accessibility
+    from seqalignatac.models.stage1 import lsi
+    from seqalignatac.cli.train import read_accessibility
 
     cells_dir = tmp_path / "cells"
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=cells_dir)

@@ -24,10 +24,10 @@ from click.testing import CliRunner
 
 from cli_helpers import assert_one_line_error
 from fault_helpers import FAST_RUN, leftovers, run_cli, sample_sheet
-from seqalignatac.atomic import staging_path
-from seqalignatac.cli import cli
+from seqalignatac.io.atomic import staging_path
+from seqalignatac.cli.main import cli
 from seqalignatac.progress import progress_enabled
-from seqalignatac.tables import neutralise_formulas, restore_formulas, runs_as_formula
+from seqalignatac.io.tables import neutralise_formulas, restore_formulas, runs_as_formula
 
 # ------------------------------------------------------------------------------ progress bars
 
@@ -90,12 +90,12 @@ def test_ctrl_c_exits_130_says_what_was_kept_and_resumes(sim, tmp_path):
 
 
 def test_ctrl_c_in_a_step_is_one_line_130(tmp_path, monkeypatch):
-    import seqalignatac.simulate as simulate
+    import seqalignatac.cli.simulate as simulate_command  # the command's own binding of simulate()
 
     def interrupted(*a, **k):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(simulate, "simulate", interrupted)
+    monkeypatch.setattr(simulate_command, "simulate", interrupted)
     res = CliRunner().invoke(cli, ["simulate", "--outdir", str(tmp_path / "s")])
     assert res.exit_code == 130
     assert res.output.strip().splitlines() == [
@@ -192,8 +192,8 @@ def test_formula_labels_are_neutralised_in_every_csv(formula_pair, tmp_path):
 
 def test_every_published_file_follows_the_umask(sim, tmp_path):
     """Files (h5, h5ad, csv, html, png, json) 0640 and folders 0750 under umask 027, for every step."""
-    from seqalignatac.runner.pipeline import RunOptions, run_pipeline
-    from seqalignatac.samplesheet import read_samplesheet
+    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+    from seqalignatac.io.samplesheet import read_samplesheet
 
     pairs = read_samplesheet(sample_sheet(tmp_path, sim))
     opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer:4", width=120, cache_dir=tmp_path / "out" / "cache",

@@ -1,7 +1,7 @@
 """Class 7 of issue 14: a step's output folder is all-new or all-old.
 
 Each step writes into a staging folder beside its output folder and swaps it in at the end
-(:func:`seqalignatac.atomic.publish_dir`); a killed publish is undone by the next writer; the
+(:func:`seqalignatac.io.atomic.publish_dir`); a killed publish is undone by the next writer; the
 runner marks a step done only once its folder is published.
 """
 
@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from fault_helpers import leftovers, mount_tmpfs, sample_sheet, tree, unmount
-from seqalignatac.atomic import publish_dir, staging_path
-from seqalignatac.cli import cli
+from seqalignatac.io.atomic import publish_dir, staging_path
+from seqalignatac.cli.main import cli
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -59,7 +59,7 @@ def test_kill_between_the_two_renames_is_undone(tmp_path, caplog):
         _write(stage, {"x": "old"})
     script = f"""
 import os, signal
-import seqalignatac.atomic as atomic
+import seqalignatac.io.atomic as atomic
 real = os.replace
 def replace(src, dst):
     real(src, dst)
@@ -72,7 +72,7 @@ with atomic.publish_dir({str(out)!r}, owned=["x"]) as stage:
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True)
     assert proc.returncode == -9
     assert not out.exists() and (tmp_path / ".prepare.old" / "x").read_text() == "old"
-    with caplog.at_level(logging.WARNING, logger="seqalignatac.atomic"):
+    with caplog.at_level(logging.WARNING, logger="seqalignatac.io.atomic"):
         with publish_dir(out, owned=["x"]) as stage:
             assert (out / "x").read_text() == "old"  # restored before the step even starts
             _write(stage, {"x": "newer"})
@@ -84,7 +84,7 @@ def test_leftover_staging_of_a_killed_run_is_removed_with_a_log_line(tmp_path, c
     out = tmp_path / "annotate"
     staging_path(out).mkdir()
     (staging_path(out) / "predictions.csv").write_text("torn")
-    with caplog.at_level(logging.WARNING, logger="seqalignatac.atomic"):
+    with caplog.at_level(logging.WARNING, logger="seqalignatac.io.atomic"):
         with publish_dir(out, owned=["predictions.csv"]) as stage:
             assert list(stage.iterdir()) == []
             _write(stage, {"predictions.csv": "whole"})
@@ -113,8 +113,8 @@ def test_mount_point_and_symlink_targets(tmp_path):
 
 @pytest.fixture(scope="module")
 def cells(prepared, tmp_path_factory) -> Path:
-    from seqalignatac.stage1 import lsi
-    from seqalignatac.stage1.cli import read_accessibility
+    from seqalignatac.models.stage1 import lsi
+    from seqalignatac.cli.train import read_accessibility
 
     out = tmp_path_factory.mktemp("cells")
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=out)
@@ -127,13 +127,13 @@ def test_annotate_rerun_killed_mid_write_keeps_the_old_folder(cells, tmp_path, m
     args = ["annotate", "--cells", str(cells), "--method", "knn", "--outdir", str(out)]
     assert CliRunner().invoke(cli, args).exit_code == 0
     before = tree(out)
-    import seqalignatac.stage2.outputs as outputs
+    import seqalignatac.models.stage2.outputs as outputs
 
     def killed(*a, **k):
         raise KeyboardInterrupt
 
     monkeypatch.setattr(outputs, "write_h5ad", killed)
-    res = CliRunner().invoke(cli, [*args[:-4], "--method", "gda", "--epochs", "2", "--outdir", str(out)])
+    res = CliRunner().invoke(cli, [*args[:-4], "--method", "gda", "--ensemble", "1", "--outdir", str(out)])
     assert res.exit_code == 130, res.output
     assert res.output.strip().splitlines()[-1].startswith("Interrupted (Ctrl-C); kept: ")
     assert tree(out) == before and leftovers(tmp_path) == []
@@ -141,8 +141,8 @@ def test_annotate_rerun_killed_mid_write_keeps_the_old_folder(cells, tmp_path, m
 
 def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, monkeypatch):
     from seqalignatac.embed.runner import embed_fasta
-    from seqalignatac.extract import extract_sequences
-    import seqalignatac.stage1.trainer as trainer
+    from seqalignatac.pp.sequences import extract_sequences
+    import seqalignatac.models.stage1.trainer as trainer
 
     fa, emb = tmp_path / "peaks.fa", tmp_path / "kmer.h5"
     extract_sequences(prepared / "peaks.bed", sim["fasta"], fa, width=120)
@@ -175,9 +175,9 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
 
 
 def test_runner_marks_a_step_done_only_after_publish(sim, tmp_path, monkeypatch):
-    from seqalignatac import atomic
-    from seqalignatac.runner.pipeline import RunOptions, run_pipeline
-    from seqalignatac.samplesheet import read_samplesheet
+    from seqalignatac.io import atomic
+    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+    from seqalignatac.io.samplesheet import read_samplesheet
 
     pairs = read_samplesheet(sample_sheet(tmp_path, sim))
     out = tmp_path / "out"
@@ -206,11 +206,11 @@ def test_runner_marks_a_step_done_only_after_publish(sim, tmp_path, monkeypatch)
 
 def test_orphan_temp_files_of_killed_writers_are_removed(tmp_path):
     """`embed --out e.h5` killed with SIGKILL leaves `.e.h5.tmp-…`; the next write of e.h5 removes it."""
-    from seqalignatac.atomic import atomic_path, write_text
+    from seqalignatac.io.atomic import atomic_path, write_text
 
     script = f"""
 import os, signal
-from seqalignatac.atomic import atomic_path
+from seqalignatac.io.atomic import atomic_path
 with atomic_path({str(tmp_path / 'e.h5')!r}) as tmp:
     tmp.write_bytes(b"half")
     os.kill(os.getpid(), signal.SIGKILL)

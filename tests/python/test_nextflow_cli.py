@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 import pytest
 
-from seqalignatac.cli import COMMANDS, cli
+from seqalignatac.cli.main import COMMANDS, cli
 
 ROOT = Path(__file__).resolve().parents[2]
 MODULES = ROOT / "modules" / "local"
@@ -458,7 +458,7 @@ process {
 
 
 def _check(module_text: str, config_text: str = GOOD_CONFIG) -> list[str]:
-    return check_module_text(module_text, ROOT / "modules/local/seqalignatac/extract/main.nf", config_text)
+    return check_module_text(module_text, ROOT / "modules/local/seqalignatac/pp/sequences/main.nf", config_text)
 
 
 def test_checker_accepts_a_good_module() -> None:
@@ -476,7 +476,7 @@ def test_checker_rejects_a_missing_required_option() -> None:
     broken = GOOD_MODULE.replace("        --fasta ${genome} \\\\\n", "")
     assert broken != GOOD_MODULE
     problems = _check(broken)
-    assert problems == ["modules/local/seqalignatac/extract/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
+    assert problems == ["modules/local/seqalignatac/pp/sequences/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
 
 
 def test_checker_rejects_an_unknown_option_in_ext_args() -> None:

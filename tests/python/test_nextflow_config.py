@@ -3,7 +3,7 @@
 - every parameter in nextflow.config is in nextflow_schema.json and vice versa, with matching
   defaults, and every `params.X` used by the pipeline's code is declared;
 - assets/schema_input.json has the samplesheet columns of docs/design.md and of
-  seqalignatac.samplesheet, and the example/test samplesheets validate against it (jsonschema
+  seqalignatac.io.samplesheet, and the example/test samplesheets validate against it (jsonschema
   for the standard keywords; nf-schema's own `exists` and `uniqueEntries` are checked here too);
 - broken samplesheets fail, naming the row and column.
 """
@@ -19,7 +19,7 @@ from typing import Any
 import jsonschema
 import pytest
 
-from seqalignatac import samplesheet as ss
+from seqalignatac.io import samplesheet as ss
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "nextflow.config"

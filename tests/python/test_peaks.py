@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from seqalignatac.errors import InputError
-from seqalignatac.peaks import (coords_from_var, looks_like_peak_ids, parse_peak_ids, peak_ids, read_bed,
+from seqalignatac.pp.peaks import (coords_from_var, looks_like_peak_ids, parse_peak_ids, peak_ids, read_bed,
                                 read_peak_table, reconcile_chroms, trimmed, write_bed)
 
 

@@ -144,7 +144,7 @@ def test_test_nt_profile_embeds_with_the_nucleotide_transformer(tmp_path):
 @pytest.mark.pipeline
 def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
     """A pair whose label column does not exist stops the run with its name and the problem."""
-    from seqalignatac.simulate import simulate
+    from seqalignatac.datasets.synthetic import simulate
 
     sim = simulate(tmp_path / "data", n_cells=300, n_peaks=300, n_cell_types=3, seed=0)
     sheet = tmp_path / "samplesheet.csv"

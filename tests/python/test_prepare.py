@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
-from seqalignatac.prepare import prepare
+from seqalignatac.cli.main import cli
+from seqalignatac.pp.mapping import prepare
 
 
 def _write(path, x, var_names, obs_names=None, obs=None, var=None):

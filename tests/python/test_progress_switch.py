@@ -3,7 +3,7 @@
 import pytest
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 
 COMMANDS_WITH_BARS = ("embed", "train", "annotate", "run")
 
@@ -28,7 +28,7 @@ def test_quiet_progress_is_a_hidden_alias():
 @pytest.mark.parametrize("flags, expected", [([], None), (["--progress"], True), (["--no-progress"], False),
                                              (["--quiet-progress"], False), (["--progress", "--quiet-progress"], False)])
 def test_annotate_passes_the_switch_on(monkeypatch, tmp_path, flags, expected):
-    from seqalignatac.stage2 import api, outputs
+    from seqalignatac.models.stage2 import api, outputs
 
     seen = {}
 

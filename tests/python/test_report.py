@@ -18,12 +18,12 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
 from seqalignatac.report.html import build_index, build_report
 from seqalignatac.report.mqc import read_mqc
-from seqalignatac.runner.pipeline import RunOptions, run_pipeline
-from seqalignatac.samplesheet import read_samplesheet
+from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+from seqalignatac.io.samplesheet import read_samplesheet
 
 PAIR = "simpair"
 

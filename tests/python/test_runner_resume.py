@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from seqalignatac.atomic import staging_path
-from seqalignatac.cli import cli
-from seqalignatac.runner.pipeline import RunOptions, run_pipeline
-from seqalignatac.samplesheet import read_samplesheet
+from seqalignatac.io.atomic import staging_path
+from seqalignatac.cli.main import cli
+from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+from seqalignatac.io.samplesheet import read_samplesheet
 
 
 @pytest.mark.slow

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
-from seqalignatac.samplesheet import read_samplesheet
+from seqalignatac.io.samplesheet import read_samplesheet
 
 HEADER = "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import tomllib
 
-from seqalignatac.stage2.api import annotate_full
-from seqalignatac.stage2.options import FILE_SETTINGS
-from seqalignatac.stage2.train import GDAConfig
+from seqalignatac.models.stage2.api import annotate_full
+from seqalignatac.models.stage2.options import FILE_SETTINGS
+from seqalignatac.models.stage2.train import GDAConfig
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "settings.md"
 

@@ -10,9 +10,9 @@ import pandas as pd
 from click.testing import CliRunner
 from pyfaidx import Fasta
 
-from seqalignatac.cli import cli
-from seqalignatac.peaks import coords_from_var
-from seqalignatac.simulate import simulate
+from seqalignatac.cli.main import cli
+from seqalignatac.pp.peaks import coords_from_var
+from seqalignatac.datasets.synthetic import simulate
 
 
 def test_outputs_and_layout(sim):

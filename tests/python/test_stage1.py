@@ -15,11 +15,11 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from seqalignatac import keys
-from seqalignatac.atomic import staging_path
-from seqalignatac.cli import cli
-from seqalignatac.stage1 import EMBEDDING_KEY, lsi, train
-from seqalignatac.stage1.batches import PeakCellBatches, gather_rows
-from seqalignatac.stage1.model import CellHead, output_step
+from seqalignatac.io.atomic import staging_path
+from seqalignatac.cli.main import cli
+from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi, train
+from seqalignatac.models.stage1.batches import PeakCellBatches, gather_rows
+from seqalignatac.models.stage1.model import CellHead, output_step
 
 torch.set_num_threads(1)
 
@@ -34,8 +34,8 @@ def kmer_store(sim, prepared, tmp_path_factory) -> str:
     import pyfaidx
 
     from seqalignatac.embed.kmer import kmer_embed
-    from seqalignatac.embedding_store import write_embeddings
-    from seqalignatac.extract import extract_sequences
+    from seqalignatac.io.embedding_store import write_embeddings
+    from seqalignatac.pp.sequences import extract_sequences
 
     d = tmp_path_factory.mktemp("s1emb")
     extract_sequences(prepared / "peaks.bed", sim["fasta"], d / "peaks.fa")

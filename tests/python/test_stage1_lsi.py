@@ -13,9 +13,9 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
-from seqalignatac.stage1 import EMBEDDING_KEY, lsi
+from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi
 
 
 def _two_domains(n_ref=150, n_query=150, n_shared=200, n_query_only=40, seed=0) -> ad.AnnData:
@@ -143,7 +143,7 @@ def test_cli_fit_on_is_recorded_and_checked_on_resume(pair, tmp_path):
 
 
 def test_tfidf_formulas():
-    from seqalignatac.stage1.lsi import idf_weights, tfidf
+    from seqalignatac.models.stage1.lsi import idf_weights, tfidf
 
     X = sp.csr_matrix(np.array([[1, 1, 0, 0], [1, 0, 1, 1], [0, 0, 0, 1]], dtype=np.uint8))
     n_open = np.asarray(X.sum(axis=0)).ravel()

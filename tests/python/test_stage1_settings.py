@@ -18,11 +18,11 @@ import scipy.sparse as sp
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
-from seqalignatac.settings_file import read_settings
-from seqalignatac.stage1 import lsi
-from seqalignatac.stage1.config import TrainConfig
-from seqalignatac.stage1.options import TRAIN_SETTINGS
+from seqalignatac.cli.main import cli
+from seqalignatac.io.settings import read_settings
+from seqalignatac.models.stage1 import lsi
+from seqalignatac.models.stage1.config import TrainConfig
+from seqalignatac.models.stage1.options import TRAIN_SETTINGS
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
@@ -46,7 +46,7 @@ def _documented() -> dict[str, str]:
 
 def _code_defaults() -> dict:
     """The default of every [train] key, from the code that applies it."""
-    from seqalignatac.stage1.trainer import train
+    from seqalignatac.models.stage1.trainer import train
 
     out = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for fn in (train, lsi):
@@ -159,7 +159,7 @@ def test_lsi_settings_reach_lsi_and_nt_settings_are_ignored_with_a_warning(acc_f
 
 
 def test_later_settings_files_override_earlier_ones_key_by_key(tmp_path):
-    from seqalignatac.settings_file import read_settings
+    from seqalignatac.io.settings import read_settings
 
     first, second = tmp_path / "module.toml", tmp_path / "user.toml"
     first.write_text('[train]\nmissing_embeddings = "drop"\nlr = 0.005\n')

@@ -17,10 +17,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from seqalignatac.cli import cli
+from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
-from seqalignatac.stage2 import annotate
-from seqalignatac.stage2.api import annotate_full, config_with
+from seqalignatac.models.stage2 import annotate
+from seqalignatac.models.stage2.api import annotate_full, config_with
 
 # One model (no ensembling) keeps the tests fast; the kNN mix stays at its default.
 TINY = config_with(hidden=32, epochs=60, source_depth=1, target_depth=2, ensemble=1)
@@ -175,7 +175,7 @@ def test_cuda_without_gpu_is_a_clear_error(cells):
 
 
 def test_no_calibration_cells_still_writes(cells, tmp_path):
-    from seqalignatac.stage2.outputs import write_outputs
+    from seqalignatac.models.stage2.outputs import write_outputs
 
     res = annotate_full(cells, method="knn", calibration_fraction=0.0, progress=False)
     assert res.summary["unknown_rate"] == 0.0 and res.summary["held_out_reference_accuracy"] is None
@@ -253,8 +253,8 @@ def test_cli_knn_and_bad_inputs_exit_2_with_one_line(cells, tmp_path):
 @pytest.mark.parametrize("method, settings", [("gda", "[annotate]\nhidden = 32\nepochs = 30\n"), ("knn", "")])
 def test_saved_model_reproduces_predictions_csv(cells, tmp_path, method, settings):
     """annotate writes model/; Annotator.load(model).predict(the same cells) gives predictions.csv exactly."""
-    from seqalignatac.anndata_io import read_h5ad
-    from seqalignatac.stage2.annotator import Annotator
+    from seqalignatac.io.h5ad import read_h5ad
+    from seqalignatac.models.stage2.annotator import Annotator
 
     path = tmp_path / "cells.h5ad"
     cells.write_h5ad(path)

@@ -9,8 +9,8 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from seqalignatac.stage2.graphs import build_graph, knn_indices, normalized_adjacency
-from seqalignatac.stage2.model import A2GNN, Graph, grl_rate, propagate
+from seqalignatac.models.stage2.graphs import build_graph, knn_indices, normalized_adjacency
+from seqalignatac.models.stage2.model import A2GNN, Graph, grl_rate, propagate
 
 
 def _points(n=300, d=8, seed=0):

@@ -7,8 +7,8 @@ import pytest
 from test_stage2_extensions import TINY, cells  # noqa: F401  (shared config and module fixture)
 
 from seqalignatac.errors import InputError
-from seqalignatac.stage2.api import annotate_full, config_with, knn_transfer
-from seqalignatac.stage2.train import class_weights
+from seqalignatac.models.stage2.api import annotate_full, config_with, knn_transfer
+from seqalignatac.models.stage2.train import class_weights
 
 
 def test_class_weights_modes():
@@ -77,8 +77,8 @@ def test_linear_mix_is_a_balanced_logistic_regression(cells):
 def test_neighbour_votes_match_exact_knn_and_are_used_for_large_references(monkeypatch):
     from sklearn.neighbors import KNeighborsClassifier
 
-    from seqalignatac.stage2 import api
-    from seqalignatac.stage2.graphs import l2_normalize, neighbour_votes
+    from seqalignatac.models.stage2 import api
+    from seqalignatac.models.stage2.graphs import l2_normalize, neighbour_votes
 
     rng = np.random.default_rng(0)
     centers = rng.normal(size=(4, 8)) * 3

@@ -17,22 +17,22 @@ LABEL = "BioClassification"
 
 @pytest.fixture(scope="module")
 def granja_lsi(shared_data, tmp_path_factory):
-    from seqalignatac.convert import convert
-    from seqalignatac.prepare import prepare
-    from seqalignatac.stage1.lsi import lsi
+    from seqalignatac.io.convert import convert
+    from seqalignatac.pp.mapping import prepare
+    from seqalignatac.models.stage1.lsi import lsi
 
     data = shared_data / "granja2019_bmmc_hemato"
     donors = tmp_path_factory.mktemp("granja")
     convert(data / "counts_peaks_x_cells.mtx.gz", donors, peaks=data / "peaks.bed", cells=data / "cells.tsv",
             split_by="Group")
-    acc, _ = prepare(donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL, query_label_key=LABEL,
+    acc, _ = prepare(donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL, query_labels_key=LABEL,
                      min_peak_frac=0.0)
     cells, _ = lsi(acc)
     return cells
 
 
 def test_granja_gda_and_knn(granja_lsi):
-    from seqalignatac.stage2 import annotate
+    from seqalignatac.models.stage2 import annotate
     from seqalignatac.metrics import evaluate
 
     warnings.simplefilter("ignore", UserWarning)
@@ -40,7 +40,7 @@ def test_granja_gda_and_knn(granja_lsi):
     for method in ("gda", "knn"):
         # One thread: on a shared 2-core machine two torch threads are several times slower.
         q, s = annotate(granja_lsi, method=method, threads=1, progress=False)
-        r = evaluate(q.obs["label"].astype(str), q.obs["seqalignatac_best_label"].astype(str))
+        r = evaluate(q.obs[LABEL].astype(str), q.obs["seqalignatac_best_label"].astype(str))
         scores[method] = (r["accuracy"], r["macro_f1"])
         assert q.n_obs == 3790 and len(s["classes"]) == 16
         assert s["unknown_rate"] < 0.3

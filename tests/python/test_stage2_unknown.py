@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from test_stage2 import TINY, make_cells
 
-from seqalignatac.stage2.api import annotate_full
-from seqalignatac.stage2.unknown import (
+from seqalignatac.models.stage2.api import annotate_full
+from seqalignatac.models.stage2.unknown import (
     call_unknown,
     distance_scores,
     inlier_fit,
@@ -171,7 +171,7 @@ def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
     from click.testing import CliRunner
     from cli_helpers import assert_one_line_error
 
-    from seqalignatac.cli import cli
+    from seqalignatac.cli.main import cli
 
     path = tmp_path / "c.h5ad"
     make_cells(n_ref=60, n_query=60).write_h5ad(path)

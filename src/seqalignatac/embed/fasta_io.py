@@ -6,7 +6,7 @@ import gzip
 import os
 import re
 
-from ..errors import InputError, require_file
+from seqalignatac.errors import InputError, require_file
 
 _BAD = re.compile(r"[^A-Za-z]")
 

@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import InputError
+from seqalignatac.errors import InputError
 
 # Only weights, config and tokenizer files: never the repository's .py (remote code).
 ALLOW_PATTERNS = ["config.json", "*.safetensors", "pytorch_model.bin", "vocab.txt",

@@ -25,8 +25,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from transformers import EsmConfig, EsmModel
 
-from ..errors import InputError
-from ..torch_files import load_tensors
+from seqalignatac.errors import InputError
+from seqalignatac.io.torch_files import load_tensors
 
 log = logging.getLogger(__name__)
 
@@ -267,7 +267,7 @@ def fingerprint_files(model_dir: str | os.PathLike, cache_dir: str | os.PathLike
                 h.update(block)
     fp = h.hexdigest()
     if memo:
-        from ..atomic import write_json
+        from seqalignatac.io.atomic import write_json
 
         known[stamp] = fp
         try:

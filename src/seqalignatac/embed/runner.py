@@ -11,15 +11,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from ..atomic import note_kept
-from ..cli_types import DEVICE, POSITIVE_INT, THREADS, check_all
-from ..device import resolve_device
-from ..embedding_store import ids_digest, write_embeddings
-from ..errors import InputError
-from ..progress import progress_enabled
-from .cache import EmbeddingCache, default_cache_root, sequence_keys
-from .fasta_io import read_fasta
-from .hub import ModelSpec, resolve_model
+from seqalignatac.io.atomic import note_kept
+from seqalignatac.params import DEVICE, POSITIVE_INT, THREADS, check_all
+from seqalignatac.device import resolve_device
+from seqalignatac.io.embedding_store import ids_digest, write_embeddings
+from seqalignatac.errors import InputError
+from seqalignatac.progress import progress_enabled
+from seqalignatac.embed.cache import EmbeddingCache, default_cache_root, sequence_keys
+from seqalignatac.embed.fasta_io import read_fasta
+from seqalignatac.embed.hub import ModelSpec, resolve_model
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +88,8 @@ class NTEmbedder:
 
     @classmethod
     def load(cls, model_dir: str, device: str, dtype) -> "NTEmbedder":
-        from .nt_model import load_nt
-        from .tokenizer import NTTokenizer
+        from seqalignatac.embed.nt_model import load_nt
+        from seqalignatac.embed.tokenizer import NTTokenizer
 
         model = load_nt(model_dir, dtype=dtype, device=device)
         tok = NTTokenizer.from_dir(model_dir, default_max_length=model.config.max_position_embeddings - 2)
@@ -177,7 +177,7 @@ def embed_fasta(
 
 
 def _embed_kmer(spec: ModelSpec, ids, seqs, out, attrs, t0) -> EmbedResult:
-    from .kmer import kmer_embed
+    from seqalignatac.embed.kmer import kmer_embed
 
     emb = kmer_embed(seqs, k=spec.k) if seqs else np.zeros((0, _kmer_dim(spec.k)), dtype=np.float32)
     fp = f"kmer-k{spec.k}-canonical-l2-v1"
@@ -187,7 +187,7 @@ def _embed_kmer(spec: ModelSpec, ids, seqs, out, attrs, t0) -> EmbedResult:
 
 
 def _kmer_dim(k: int) -> int:
-    from .kmer import kmer_dim
+    from seqalignatac.embed.kmer import kmer_dim
 
     return kmer_dim(k)
 
@@ -196,7 +196,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
     import torch
     from tqdm.auto import tqdm
 
-    from .nt_model import fingerprint_files
+    from seqalignatac.embed.nt_model import fingerprint_files
 
     dev = str(resolve_device(device))
     tdtype = resolve_dtype(dtype, dev)

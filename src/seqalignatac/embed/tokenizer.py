@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import InputError
+from seqalignatac.errors import InputError
 
 NUCLEOTIDES = "ATCG"  # InstaDeep's order; 6-mers are itertools.product over it
 SPECIALS_V1 = ["<unk>", "<pad>", "<mask>", "<cls>"]

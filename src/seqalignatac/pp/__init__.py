@@ -10,9 +10,9 @@ from typing import Any
 
 import pandas as pd
 
-from .. import keys
-from ..extract import DEFAULT_WIDTH, extract_sequences
-from ..prepare import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, prepare
+from seqalignatac import keys
+from seqalignatac.pp.sequences import DEFAULT_WIDTH, extract_sequences
+from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, prepare
 
 __all__ = ["harmonize", "peak_sequences"]
 
@@ -74,7 +74,7 @@ def peak_sequences(adata, fasta: str | os.PathLike, width: int | str = DEFAULT_W
     peaks = pd.DataFrame({"chrom": adata.var["chrom"].astype(str).to_numpy(),
                           "start": adata.var["start"].to_numpy(), "end": adata.var["end"].to_numpy(),
                           "name": adata.var_names.astype(str)})
-    from ..embed.fasta_io import read_fasta
+    from seqalignatac.embed.fasta_io import read_fasta
 
     with tempfile.TemporaryDirectory(prefix="seqalignatac-") as tmp:
         out = Path(tmp) / keys.PEAKS_FASTA

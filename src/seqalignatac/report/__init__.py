@@ -14,7 +14,7 @@ __all__ = ["build_report", "build_index"]
 
 def __getattr__(name: str) -> Any:
     if name in __all__:
-        from . import html
+        from seqalignatac.report import html
 
         return getattr(html, name)
     raise AttributeError(name)

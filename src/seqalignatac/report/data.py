@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .. import keys
-from ..anndata_io import read_h5ad
-from ..errors import InputError, require_file
-from ..tables import restore_formulas
+from seqalignatac import keys
+from seqalignatac.io.h5ad import read_h5ad
+from seqalignatac.errors import InputError, require_file
+from seqalignatac.io.tables import restore_formulas
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ matplotlib with the non-interactive Agg backend; colours of a label are the same
 
 from __future__ import annotations
 
-from .. import keys
+from seqalignatac import keys
 
 import base64
 import io

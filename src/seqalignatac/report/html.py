@@ -14,14 +14,14 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .. import __version__, keys
-from ..atomic import publish_dir, write_text
-from ..cli_types import SAFE_NAME, check
-from ..metrics import evaluate
-from ..unknown_reasons import NO_SIGNAL, REASON_COLUMN
-from . import figures
-from .data import PairData, load_pair
-from .mqc import read_mqc, write_mqc
+from seqalignatac import __version__, keys
+from seqalignatac.io.atomic import publish_dir, write_text
+from seqalignatac.params import SAFE_NAME, check
+from seqalignatac.metrics import evaluate
+from seqalignatac.models.stage2.unknown_reasons import NO_SIGNAL, REASON_COLUMN
+from seqalignatac.report import figures
+from seqalignatac.report.data import PairData, load_pair
+from seqalignatac.report.mqc import read_mqc, write_mqc
 
 log = logging.getLogger(__name__)
 
@@ -373,7 +373,7 @@ def build_index(outdir: str | os.PathLike, status: Mapping[str, Mapping[str, Any
             "link": html_rel if has_report else None,
             "numbers": read_mqc(mqc) if mqc.is_file() else {},
         })
-    from .mqc import COLUMNS
+    from seqalignatac.report.mqc import COLUMNS
 
     cols = [c for c in COLUMNS if any(c in r["numbers"] for r in rows)]
     text = _env().get_template("index.html.j2").render(

@@ -12,8 +12,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from ..atomic import write_text
-from ..tables import quote, unquote
+from seqalignatac.io.atomic import write_text
+from seqalignatac.io.tables import quote, unquote
 
 # column -> (title, description, number format)
 COLUMNS: dict[str, tuple[str, str, str]] = {

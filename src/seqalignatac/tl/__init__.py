@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .. import keys
-from ..errors import InputError
+from seqalignatac import keys
+from seqalignatac.errors import InputError
 
 __all__ = ["embed_peaks", "cell_embedding", "annotate"]
 
@@ -40,8 +40,8 @@ def embed_peaks(adata, model: str = "kmer", *, sequence_key: str = keys.SEQUENCE
     Writes ``adata.varm[key_added]`` (peaks x dims, float32; NaN rows for peaks without sequence)
     and ``adata.uns['seqalignatac']['embed']`` (model, fingerprint, pooling).
     """
-    from ..embed.runner import embed_fasta
-    from ..embedding_store import EmbeddingStore
+    from seqalignatac.embed.runner import embed_fasta
+    from seqalignatac.io.embedding_store import EmbeddingStore
 
     if sequence_key not in adata.var:
         raise InputError(f"var has no {sequence_key!r} column; run sa.pp.peak_sequences(adata, fasta) first")
@@ -87,7 +87,7 @@ def cell_embedding(adata, method: str = "lsi", *, peak_embedding_key: str = keys
     Writes ``adata.obsm['X_seqalignatac']`` (cells x dims; NaN rows for cells without an accessible
     peak), ``adata.obs['has_signal']`` and ``adata.uns['seqalignatac']['stage1']`` (the summary).
     """
-    from .. import stage1
+    from seqalignatac.models import stage1
 
     if method not in CELL_EMBEDDING_METHODS:
         raise InputError(f"method must be one of {', '.join(CELL_EMBEDDING_METHODS)}, not {method!r}")
@@ -109,5 +109,56 @@ def cell_embedding(adata, method: str = "lsi", *, peak_embedding_key: str = keys
     adata.uns.setdefault(keys.UNS, {})["stage1"] = cells.uns[keys.UNS]["stage1"]
 
 
-def annotate(adata, *args: Any, **kwargs: Any):
-    raise NotImplementedError  # replaced when the stage-2 model object lands
+def annotate(adata, method: str = "gda", *, labels_key: str | None = None, config: Any = None,
+             embedding_key: str = keys.EMBEDDING, device: str = "auto", seed: int = 0, threads: int | None = None,
+             progress: bool | None = None, **settings: Any):
+    """Stage 2: label the query cells from the reference cells, across the batch effect.
+
+    Parameters
+    ----------
+    adata
+        AnnData with ``obs['domain']``, the reference labels in ``obs[labels_key]`` and
+        ``obsm[embedding_key]`` (from :func:`cell_embedding`).
+    method
+        ``gda``: graph domain adaptation (A2GNN ensemble mixed with kNN and logistic-regression
+        transfer); ``knn``: kNN label transfer alone.
+    labels_key
+        obs column with the reference labels; None: the one :func:`seqalignatac.pp.harmonize` recorded.
+    config
+        A :class:`seqalignatac.models.GDAConfig` or a dict of its fields (the ``[annotate]`` keys of
+        docs/settings.md that configure the network and the mix).
+    device, seed, threads, progress
+        As for ``seqalignatac annotate``.
+    **settings
+        The other ``[annotate]`` keys (``unknown``, ``unknown_quantile``, ``knn_k``, ...).
+
+    Returns
+    -------
+    :class:`seqalignatac.models.Annotator`, the fitted model (``save``, ``load``, ``predict``).
+
+    Writes, for the query cells (missing for reference cells): ``obs['seqalignatac_prediction']``
+    (a class or ``Unknown``), ``obs['seqalignatac_unknown_reason' | '_confidence' | '_entropy' |
+    '_unknown' | '_best_label']``, ``obsm['seqalignatac_proba']`` (cells x classes, NaN rows for
+    reference cells) with the class order in ``uns['seqalignatac']['classes']``, and the run's summary
+    in ``uns['seqalignatac']['stage2']``.
+    """
+    import pandas as pd
+
+    from seqalignatac.models.stage2 import annotate_full
+
+    res = annotate_full(adata, embedding_key, method, labels_key=labels_key, config=config, device=device,
+                        seed=seed, threads=threads, progress=progress, **settings)
+    is_query = (adata.obs[keys.DOMAIN].astype(str) == keys.QUERY).to_numpy()
+    q = res.query.obs  # the query cells, in adata's order, named by the user's barcodes
+    for col in (keys.PREDICTION, keys.UNKNOWN_REASON_OBS, keys.CONFIDENCE_OBS, keys.ENTROPY_OBS,
+                keys.IS_UNKNOWN_OBS, keys.BEST_LABEL_OBS):
+        values = pd.Series(pd.NA, index=adata.obs_names, dtype=object)
+        values[is_query] = q[col].astype(object).to_numpy()
+        adata.obs[col] = pd.Categorical(values) if isinstance(q[col].dtype, pd.CategoricalDtype) else values
+    proba = np.full((adata.n_obs, res.query.obsm[keys.PROBA].shape[1]), np.nan, dtype=np.float32)
+    proba[is_query] = res.query.obsm[keys.PROBA]
+    adata.obsm[keys.PROBA] = proba
+    uns = adata.uns.setdefault(keys.UNS, {})
+    uns[keys.CLASSES] = list(res.summary["classes"])
+    uns["stage2"] = res.query.uns[keys.UNS]["stage2"]
+    return res.annotator

@@ -1,0 +1,1 @@
+"""The ``seqalignatac`` command: ``main`` holds the group; one module per command wraps the library."""

@@ -1,0 +1,34 @@
+"""Stage 1: cell embeddings from peak accessibility.
+
+- :func:`train`: the sequence-to-accessibility network (peak embedding -> MLP -> bottleneck ->
+  one output weight column per cell; the column is the cell's embedding).
+- :func:`lsi`: the sequence-free ablation (binarize, TF-IDF, truncated SVD fitted on the
+  reference and query cells, or on the reference alone).
+
+Both return ``(cell_embeddings AnnData, summary dict)`` with the embedding in
+``obsm['X_seqalignatac']`` and write the same output layout when given ``outdir``.
+Imports are lazy so ``lsi`` never loads torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["train", "lsi", "EMBEDDING_KEY"]
+
+from seqalignatac import keys  # noqa: E402
+
+EMBEDDING_KEY = keys.EMBEDDING
+# obs column of cell_embeddings.h5ad: False for a cell with no accessible peak. Such cells have no
+# embedding (a NaN row) but stay in the file, so stage 2 can report them (Unknown, no_signal).
+SIGNAL_KEY = keys.HAS_SIGNAL
+
+from seqalignatac.models.stage1.lsi import lsi  # noqa: E402  (light: numpy/scipy; sklearn is imported when called)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "train":  # torch is imported only when the network is wanted
+        from seqalignatac.models.stage1.trainer import train
+
+        return train
+    raise AttributeError(name)

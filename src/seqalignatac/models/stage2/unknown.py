@@ -1,0 +1,288 @@
+"""Confidence, entropy and the ``Unknown`` call, calibrated without query labels.
+
+``confidence``: a cell is ``Unknown`` when its confidence is below the ``quantile`` of the
+held-out *reference* cells' confidences.  ``distance`` (docs/stage2.md, step 4): the score is a
+query cell's mean cosine distance to the k (``--unknown-k``, 30) nearest training cells of its
+predicted class, in units of that class's median reference distance, after moving the query
+by the median offset of its cells from their predicted class's reference centroid
+(:func:`robust_shift`); the threshold
+is the ``1 - quantile`` point of a normal fitted to the left side of the query's own log scores
+(:func:`inlier_fit`), never below the reference cells' own ``1 - quantile`` score.  With
+``--unknown-smooth K`` (default 30) a second, neighbourhood-level test is OR-ed in: each query cell's
+score is replaced by the median log score of its K nearest query cells (:func:`smooth_scores`), which
+averages the per-cell noise of sparse data away, and a cell is ``Unknown`` when that smoothed score
+lies beyond the ``1 - --unknown-smooth-quantile`` point (default 0.005) of the same left-side normal
+fit applied to the smoothed scores; the per-cell test then runs at quantile 0.01 unless
+``--unknown-quantile`` is given (benchmarks/results/unknown_calibration.md).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from seqalignatac.models.stage2.unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
+from seqalignatac.models.stage2.graphs import l2_normalize
+
+STRATEGIES = ("confidence", "distance", "both", "none")
+
+
+def confidence_entropy(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p = np.clip(proba, 1e-12, 1.0)
+    return proba.max(axis=1), -(p * np.log(p)).sum(axis=1)
+
+
+def held_out_mask(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Stratified held-out reference cells; classes with fewer than 5 cells keep all for training."""
+    rng = np.random.default_rng(seed)
+    held = np.zeros(y.size, dtype=bool)
+    if fraction <= 0:
+        return held
+    for c in np.unique(y):
+        idx = np.flatnonzero(y == c)
+        if idx.size < 5:
+            continue
+        n = max(1, int(round(fraction * idx.size)))
+        held[rng.choice(idx, size=n, replace=False)] = True
+    return held
+
+
+def mean_knn_distance(points: np.ndarray, base: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+    """Mean cosine distance from each point to its k nearest ``base`` rows (kNN index, not all pairs)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    base_n, pts_n = l2_normalize(base), l2_normalize(points)
+    k = max(1, min(k, base_n.shape[0]))
+    if base_n.shape[0] > 50_000:
+        import faiss
+
+        index = faiss.IndexHNSWFlat(base_n.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.add(base_n)
+        sims, _ = index.search(pts_n, k)
+        return 1.0 - sims.mean(axis=1)
+    nn = NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(base_n)
+    dist, _ = nn.kneighbors(pts_n)
+    return (dist**2 / 2.0).mean(axis=1)  # ||a-b||^2 / 2 = 1 - cos on unit vectors
+
+
+def class_distance(
+    points: np.ndarray,
+    point_class: np.ndarray,
+    base: np.ndarray,
+    base_class: np.ndarray,
+    k: int,
+    threads: int | None = None,
+) -> np.ndarray:
+    """Mean cosine distance from each point to the k nearest ``base`` rows of the point's class."""
+    out = np.full(points.shape[0], np.nan, dtype=np.float64)
+    for c in np.unique(point_class):
+        sel = point_class == c
+        ref = base[base_class == c]
+        if ref.shape[0] == 0:
+            continue
+        out[sel] = mean_knn_distance(points[sel], ref, k, threads)
+    return out
+
+
+def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray, ref_y: np.ndarray) -> np.ndarray:
+    """``query_x`` moved by the median offset of query cells from their predicted class's reference centroid.
+
+    A batch shift common to all cells is removed, but not (as mean-centering would) the difference
+    in class composition between reference and query, nor the pull of a query-only type.
+    """
+    classes = np.unique(ref_y)
+    centroids = np.zeros((int(max(classes.max(), query_pred.max())) + 1, ref_x.shape[1]))
+    known = np.zeros(centroids.shape[0], dtype=bool)
+    for c in classes:
+        centroids[c] = ref_x[ref_y == c].mean(axis=0)
+        known[c] = True
+    ok = known[query_pred]
+    if not ok.any():
+        return query_x
+    shift = np.median(query_x[ok] - centroids[query_pred[ok]], axis=0)
+    return query_x - shift
+
+
+def leave_one_out_distance(x: np.ndarray, y: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+    """Mean cosine distance from each cell to its k nearest *other* cells of its own class (NaN if alone)."""
+    from sklearn.neighbors import NearestNeighbors
+
+    out = np.full(x.shape[0], np.nan, dtype=np.float64)
+    for c in np.unique(y):
+        sel = np.flatnonzero(y == c)
+        if sel.size < 2:
+            continue
+        kk = min(k, sel.size - 1)
+        base = l2_normalize(x[sel])
+        dist, _ = NearestNeighbors(n_neighbors=kk + 1, n_jobs=threads).fit(base).kneighbors(base)
+        out[sel] = (dist[:, 1:] ** 2 / 2.0).mean(axis=1)
+    return out
+
+
+def distance_scores(
+    query_x: np.ndarray,
+    query_pred: np.ndarray,
+    held_x: np.ndarray,
+    held_y: np.ndarray,
+    train_x: np.ndarray,
+    train_y: np.ndarray,
+    k: int,
+    threads: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Distance of each query cell to the training cells of its predicted class, in class units.
+
+    Returns (query scores, reference scores).  A score is the mean cosine distance to the k nearest
+    training cells of the (predicted) class divided by that class's median reference distance
+    (training cells leave-one-out, held-out cells against the training cells).  The query is
+    first moved by :func:`robust_shift`.  A predicted class without training cells gives ``inf``.
+    """
+    qx = robust_shift(query_x, query_pred, np.concatenate([train_x, held_x]), np.concatenate([train_y, held_y]))
+    qd = class_distance(qx, query_pred, train_x, train_y, k, threads)
+    rd = np.concatenate([
+        leave_one_out_distance(train_x, train_y, k, threads),
+        class_distance(held_x, held_y, train_x, train_y, k, threads) if held_x.shape[0] else np.zeros(0),
+    ])
+    ry = np.concatenate([train_y, held_y])
+    pooled = float(np.nanmedian(rd)) if np.isfinite(rd).any() else 1.0
+    scale = {}
+    for c in np.unique(ry):
+        v = rd[ry == c]
+        v = v[np.isfinite(v)]
+        scale[c] = float(np.median(v)) if v.size else pooled
+
+    def unit(d: np.ndarray, cls: np.ndarray) -> np.ndarray:
+        s = np.array([scale.get(c, pooled) for c in cls], dtype=np.float64)
+        return d / np.maximum(s, 1e-12)
+
+    qn = unit(qd, query_pred)
+    qn[np.isnan(qn)] = np.inf  # a class with no training cell cannot vouch for anyone
+    rn = unit(rd, ry)
+    return qn, rn[np.isfinite(rn)]
+
+
+def smooth_scores(query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+    """Each query cell's score replaced by the median log score of its k nearest query cells (itself
+    included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``)."""
+    n = query_x.shape[0]
+    k = max(1, min(int(k), n))
+    xn = l2_normalize(query_x)
+    if n > 50_000:
+        import faiss
+
+        index = faiss.IndexHNSWFlat(xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+        index.add(xn)
+        _, idx = index.search(xn, k)
+    else:
+        from sklearn.neighbors import NearestNeighbors
+
+        _, idx = NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(xn).kneighbors(xn)
+    with np.errstate(divide="ignore"):
+        logs = np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
+    return np.exp(np.median(logs[idx], axis=1))
+
+
+def inlier_fit(log_scores: np.ndarray, lo: float = 0.10, hi: float = 0.40) -> tuple[float, float]:
+    """(mean, sd) of a normal matched to the ``lo`` and ``hi`` quantiles: the left side of the data,
+    which stays with the bulk when up to ~half of the cells form a far tail (novel types)."""
+    from scipy.stats import norm
+
+    a, b = np.quantile(log_scores, [lo, hi])
+    za, zb = norm.ppf(lo), norm.ppf(hi)
+    sd = float((b - a) / (zb - za))
+    return float(b - zb * sd), sd
+
+
+def call_unknown(
+    strategy: str,
+    quantile: float,
+    query_conf: np.ndarray,
+    held_conf: np.ndarray,
+    query_dist: np.ndarray | None = None,
+    held_dist: np.ndarray | None = None,
+    smooth_dist: np.ndarray | None = None,
+    smooth_quantile: float = 0.0,
+    distance_quantile: float | None = None,
+) -> tuple[np.ndarray, dict]:
+    """Boolean Unknown flags for the query plus the thresholds used (:func:`unknown_flags` applies them).
+
+    ``quantile`` sets the confidence test and, unless ``distance_quantile`` is given, the per-cell
+    distance test; ``smooth_dist`` (from :func:`smooth_scores`) adds the neighbourhood test at
+    ``smooth_quantile`` (0 or ``None`` scores: off)."""
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    info: dict = {"strategy": strategy, "quantile": quantile}
+    if strategy == "none" or held_conf.size == 0:
+        info["note"] = "no held-out reference cells" if strategy != "none" else "disabled"
+        return unknown_flags(info, query_conf), info
+    if strategy in ("confidence", "both"):
+        info["confidence_threshold"] = float(np.quantile(held_conf, quantile))
+    if strategy in ("distance", "both"):
+        assert query_dist is not None and held_dist is not None
+        # The query's own inlier distribution (batch effects and shallower cells widen it in ways
+        # the reference cannot show): a normal fitted to the left side of log scores; a cell is
+        # Unknown beyond its (1 - quantile) point, and never below the reference's own quantile.
+        from scipy.stats import norm
+
+        dq = quantile if distance_quantile is None else distance_quantile
+        info["distance_quantile"] = dq
+        if dq <= 0:
+            info["distance_note"] = "quantile 0: no cell is called Unknown by distance"
+        else:
+            finite = np.log(np.maximum(query_dist[np.isfinite(query_dist)], 1e-12))
+            floor = float(np.quantile(held_dist, 1.0 - dq)) if held_dist.size else 0.0
+            thr_d = floor
+            if finite.size >= 10:
+                mu, sd = inlier_fit(finite)
+                thr_d = max(floor, float(np.exp(mu + float(norm.ppf(1.0 - dq)) * sd)))
+                info.update(distance_inlier_log_mean=mu, distance_inlier_log_sd=sd)
+            info["distance_reference_floor"] = floor
+            info["distance_threshold"] = thr_d
+        if smooth_dist is not None and smooth_quantile > 0:
+            # Neighbourhood test: no reference floor (smoothing narrows the spread, so the per-cell
+            # reference quantile would sit far out in the smoothed distribution).
+            fin_s = np.log(np.maximum(smooth_dist[np.isfinite(smooth_dist)], 1e-12))
+            if fin_s.size >= 10:
+                mu_s, sd_s = inlier_fit(fin_s)
+                thr_s = float(np.exp(mu_s + float(norm.ppf(1.0 - smooth_quantile)) * sd_s))
+                info.update(smooth_quantile=smooth_quantile, smooth_threshold=thr_s)
+            info["smooth_unknown_rate"] = float(_smooth_flags(info, smooth_dist).mean())
+    return unknown_flags(info, query_conf, query_dist, smooth_dist), info
+
+
+def unknown_flags(info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None,
+                  smooth_dist: np.ndarray | None = None) -> np.ndarray:
+    """The Unknown flags that the thresholds of :func:`call_unknown` (``info``) give these scores."""
+    flags = np.zeros(query_conf.size, dtype=bool)
+    if "confidence_threshold" in info:
+        flags |= query_conf < info["confidence_threshold"]
+    if "distance_threshold" in info:
+        flags |= query_dist > info["distance_threshold"]
+    if "smooth_unknown_rate" in info:  # the neighbourhood test ran
+        flags |= _smooth_flags(info, smooth_dist)
+    return flags
+
+
+def _smooth_flags(info: dict, smooth_dist: np.ndarray) -> np.ndarray:
+    flags = ~np.isfinite(smooth_dist)
+    if "smooth_threshold" in info:
+        flags |= smooth_dist > info["smooth_threshold"]
+    return flags
+
+
+def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
+                    query_dist: np.ndarray | None = None) -> np.ndarray:
+    """The ``unknown_reason`` of each query cell ('' when labelled), from the thresholds in ``info``.
+
+    A cell flagged by several tests gets the first of: low confidence, per-cell distance,
+    neighbourhood distance (the only test left when the first two pass).
+    """
+    reasons = np.full(flags.size, "", dtype=object)
+    low = np.zeros(flags.size, dtype=bool)
+    if "confidence_threshold" in info:
+        low = flags & (query_conf < info["confidence_threshold"])
+    far = np.zeros(flags.size, dtype=bool)
+    if "distance_threshold" in info and query_dist is not None:
+        far = flags & ~low & (query_dist > info["distance_threshold"])
+    reasons[flags] = FAR_NEIGHBOURHOOD
+    reasons[far] = FAR_FROM_REFERENCE
+    reasons[low] = LOW_CONFIDENCE
+    return reasons
