@@ -1,5 +1,8 @@
 """Cosine kNN graphs over cell embeddings, normalized as A_hat = D^-1/2 (A + I) D^-1/2.
 
+The normalisation is PyTorch Geometric's (``to_undirected`` + ``gcn_norm``); the result is
+handed on as scipy CSR.
+
 Exact neighbours (scikit-learn) for small data; an inverted-file index from faiss (cosine =
 inner product of L2-normalized rows) for large data, so a million cells take minutes.
 Everything stays sparse: the graph has at most n * (2k + 1) non-zeros.
@@ -120,19 +123,45 @@ def neighbour_votes(base: np.ndarray, labels: np.ndarray, points: np.ndarray, k:
     return (votes / np.maximum(votes.sum(axis=1, keepdims=True), 1.0)).astype(np.float32)
 
 
-def normalized_adjacency(idx: np.ndarray) -> sp.csr_matrix:
-    """Symmetric A (an edge if either cell lists the other) + I, then D^-1/2 (A+I) D^-1/2."""
+def gcn_edges(idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+    """PyG's GCN normalisation of a kNN index table: (edge_index 2 x E, weights E), sorted by row.
+
+    The kNN edges and one self loop per cell are made symmetric and merged by
+    ``torch_geometric.utils.to_undirected`` (an edge if either cell lists the other; one sort),
+    then ``gcn_norm`` weights every edge 1 / sqrt(d_i d_j), d the degree including the self loop.
+    (``gcn_norm``'s own ``add_self_loops`` appends the loops unsorted, which would cost a second
+    sort; the loops are added first instead, same result.)
+    """
+    from torch_geometric.nn.conv.gcn_conv import gcn_norm
+    from torch_geometric.utils import to_undirected
+
     n, k = idx.shape
-    rows = np.repeat(np.arange(n, dtype=np.int64), k)
-    a = sp.csr_matrix((np.ones(n * k, dtype=np.float32), (rows, idx.ravel())), shape=(n, n))
-    a = a.maximum(a.T).tocsr()
-    a.setdiag(1.0)
-    a.data[:] = 1.0
-    deg = np.asarray(a.sum(axis=1)).ravel()
-    dinv = 1.0 / np.sqrt(deg)
-    a = sp.diags(dinv.astype(np.float32)) @ a @ sp.diags(dinv.astype(np.float32))
-    a = a.tocsr().astype(np.float32)
-    a.sort_indices()
+    cells = torch.arange(n, dtype=torch.int64)
+    src = torch.cat([cells.repeat_interleave(k), cells])
+    dst = torch.cat([torch.from_numpy(np.ascontiguousarray(idx, dtype=np.int64).reshape(-1)), cells])
+    del cells
+    edge_index = to_undirected(torch.stack([src, dst]), num_nodes=n)
+    del src, dst
+    return gcn_norm(edge_index, None, n, add_self_loops=False, dtype=torch.float32)
+
+
+def normalized_adjacency(idx: np.ndarray) -> sp.csr_matrix:
+    """Symmetric A (an edge if either cell lists the other) + I, then D^-1/2 (A+I) D^-1/2.
+
+    Computed by PyTorch Geometric (:func:`gcn_edges`); returned as scipy CSR (float32, sorted
+    indices, int32 indices where they fit).
+    """
+    n = idx.shape[0]
+    edge_index, weight = gcn_edges(idx)
+    from torch_geometric.index import index2ptr
+
+    indptr = index2ptr(edge_index[0], n).numpy()
+    indices = edge_index[1].numpy()
+    del edge_index
+    if indptr[-1] < np.iinfo(np.int32).max and n < np.iinfo(np.int32).max:
+        indptr, indices = indptr.astype(np.int32), indices.astype(np.int32)
+    a = sp.csr_matrix((weight.numpy(), indices, indptr), shape=(n, n))
+    a.has_sorted_indices = True
     return a
 
 

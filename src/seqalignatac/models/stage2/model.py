@@ -10,6 +10,22 @@ A graph conv with depth t is ``A_hat^t (x W) + b`` (A2GNN-adv/layers.py). ``A_ha
 symmetric, so the backward pass of t propagation steps is t more propagation steps: the
 custom autograd function below keeps no intermediate activations (memory O(n h), not
 O(n h t)) and multiplies row blocks of the graph one at a time when the graph is large.
+
+PyTorch Geometric: ``A_hat`` is built by PyG (``graphs.gcn_edges``: ``to_undirected`` +
+``gcn_norm``), and one propagation step is PyG's message passing layer
+``SimpleConv(aggr="sum")`` on each row block held as a torch sparse CSR ``adj_t`` (fused into
+one sparse product), on every device.  The autograd function stays hand-written, for a measured
+reason (``benchmarks/results/stage2_pyg_memory.md``: one forward + backward of ``A_hat^2 X``,
+64 channels, k = 15, 1,000,000 cells, 2-core CPU): with torch's own autograd the same PyG layer
+differentiates the sparse product by transposing ``A_hat`` at every backward step, 1.70 GiB
+extra and 40 s against 1.06 GiB and 15 s with the symmetric backward here; PyG's edge-list
+message passing (``edge_index`` + ``edge_weight``) keeps one message per edge and channel,
+4.3 GiB at 300,000 cells (about 14 GiB extrapolated to 1,000,000).  ``backend="scipy"`` (CPU)
+multiplies with scipy's CSR kernel instead: 0.72 GiB extra at 1,000,000 cells, slower on 2
+threads (3.15 s against 2.7 s at 300,000 cells, interleaved runs).
+PyG's ``NeighborLoader`` is not used: full-batch training fits a million cells in a few GiB,
+and PyG's neighbour sampling needs pyg-lib or torch-sparse, compiled extensions this package
+does not install.
 """
 
 from __future__ import annotations
@@ -20,6 +36,7 @@ import scipy.sparse as sp
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch_geometric.nn import SimpleConv
 
 from seqalignatac.models.stage2.graphs import to_torch
 
@@ -38,16 +55,20 @@ class Graph:
         self.n = adj.shape[0]
         self.nnz = int(adj.nnz)
         self.device = torch.device(device)
-        # On CPU scipy's CSR product is several times faster than torch's (beta) CSR kernel.
+        # "auto" = "torch": PyG's layer on torch CSR blocks, on every device.  "scipy" (CPU only)
+        # multiplies with scipy's CSR kernel: less extra memory (int32 indices), slower on 2 threads.
         if backend not in ("auto", "scipy", "torch"):
             raise ValueError(f"backend must be auto, scipy or torch, not {backend!r}")
-        use_scipy = backend == "scipy" or (backend == "auto" and self.device.type == "cpu")
+        use_scipy = backend == "scipy"
         if use_scipy and self.device.type != "cpu":
             raise ValueError("the scipy backend runs on the CPU only")
         self.scipy = adj.astype("float32") if use_scipy else None
         self.blocks: list[torch.Tensor] = []
         if self.scipy is not None:
             return
+        # PyG's parameter-free message passing layer: sum_j A_ij x_j, fused into one sparse
+        # product (torch_geometric.utils.spmm) because each block is a torch sparse CSR ``adj_t``.
+        self._conv = SimpleConv(aggr="sum")
         start = 0
         indptr = adj.indptr
         while start < self.n:
@@ -60,9 +81,11 @@ class Graph:
     def matmul(self, x: torch.Tensor) -> torch.Tensor:
         if self.scipy is not None:
             return torch.from_numpy(self.scipy @ x.detach().numpy())
+        # A block is rows [start, end) of A_hat = adj_t (symmetric): the layer's source nodes are all
+        # n rows of x, its target nodes the block's rows, so x is passed as (source, no target).
         if len(self.blocks) == 1:
-            return torch.sparse.mm(self.blocks[0], x)
-        return torch.cat([torch.sparse.mm(b, x) for b in self.blocks], dim=0)
+            return self._conv((x, None), self.blocks[0])
+        return torch.cat([self._conv((x, None), b) for b in self.blocks], dim=0)
 
     def power(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         for _ in range(steps):
