@@ -66,7 +66,7 @@ def knn_table(n: int, k: int, cache: Path, threads: int) -> np.ndarray:
     path = cache / f"stage2_pyg_knn_{n}_{k}.npy"
     if path.exists():
         return np.load(path)
-    from seqalignatac.stage2.graphs import knn_indices
+    from seqalignatac.models.stage2.graphs import knn_indices
 
     rng = np.random.default_rng(0)
     centers = rng.normal(0, 1.6, (10, 32)).astype(np.float32)
@@ -99,7 +99,7 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
     import torch
 
     torch.set_num_threads(threads)
-    from seqalignatac.stage2.graphs import normalized_adjacency
+    from seqalignatac.models.stage2.graphs import normalized_adjacency
 
     idx = knn_table(n, k, cache, threads)
     out: dict = {"variant": variant, "cells": n}
@@ -125,7 +125,7 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
             out["max_abs_diff_vs_scipy"] = float(np.abs(ref.data - a.data).max()) if same else None
         return out
 
-    from seqalignatac.stage2.model import Graph, propagate
+    from seqalignatac.models.stage2.model import Graph, propagate
 
     a = normalized_adjacency(idx)
     del idx
