@@ -25,7 +25,6 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-
 from _common import machine_info, timed
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,7 +26,6 @@ import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "granja2019_bmmc_hemato"
 LABEL = "BioClassification"
@@ -54,8 +53,8 @@ def machine_info() -> dict:
 def build_cells(workdir: Path, drop_reference_label: str | None = None, threads: int = 2):
     """convert -> prepare (all peaks) -> LSI; optionally without one reference class."""
     from seqalignatac.io.convert import convert
-    from seqalignatac.pp.mapping import prepare
     from seqalignatac.models.stage1.lsi import lsi
+    from seqalignatac.pp.mapping import prepare
 
     donors = workdir / "donors"
     if not (donors / "BMMC_D5T1.h5ad").exists():
@@ -77,7 +76,8 @@ CORE = {"ensemble": 1, "knn_mix": 0.0, "linear_mix": 0.0}
 
 def run_method(cells, method: str, seed: int, threads: int, name: str | None = None,
                overrides: dict | None = None) -> tuple[dict, object]:
-    from seqalignatac.models.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full
+    from seqalignatac.models.stage2.options import config_with
     from seqalignatac.models.stage2.outputs import metrics_tables, query_truth
 
     t = time.perf_counter()

@@ -37,8 +37,9 @@ def main() -> None:
     args = ap.parse_args()
 
     from seqalignatac.io.atomic import write_json, write_text
-    from seqalignatac.models.stage2.api import knn_transfer, linear_transfer
+    from seqalignatac.models.stage2.api import linear_transfer
     from seqalignatac.models.stage2.train import GDAConfig
+    from seqalignatac.models.stage2.transfer import knn_transfer
     from seqalignatac.models.stage2.unknown import call_unknown, confidence_entropy, distance_scores, smooth_scores
 
     info = machine_info("cpu")

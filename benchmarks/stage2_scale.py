@@ -78,9 +78,9 @@ def main() -> None:
 
     import torch
 
+    from seqalignatac.device import resolve_device
     from seqalignatac.io.atomic import write_json, write_text
     from seqalignatac.models.stage2.graphs import build_graph
-    from seqalignatac.device import resolve_device
     from seqalignatac.models.stage2.train import GDAConfig, train_gda
 
     torch.set_num_threads(args.threads)

@@ -35,6 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from _common import machine_info
 from _tuning_sets import accessibility_sets, lsi_sets
+
 from seqalignatac import keys
 
 # (name, GDAConfig overrides, LSI n_components).  Old defaults first, then one change at a
@@ -144,7 +145,8 @@ def build_sets(workdir: Path, lsi_spec) -> dict:
 
 def score(cells, overrides: dict, seed: int, threads: int) -> dict:
     from seqalignatac.metrics import evaluate
-    from seqalignatac.models.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full
+    from seqalignatac.models.stage2.options import config_with
 
     t = time.perf_counter()
     res = annotate_full(cells, method="gda", config=config_with(**overrides), unknown="none", seed=seed,

@@ -54,12 +54,7 @@ from _common import machine_info
 from seqalignatac import keys
 from seqalignatac.models.stage2 import api
 from seqalignatac.models.stage2 import unknown as U
-from seqalignatac.models.stage2.unknown import (
-    call_unknown,
-    class_distance,
-    distance_scores,
-    inlier_fit,
-)
+from seqalignatac.models.stage2.unknown import call_unknown, class_distance, distance_scores, inlier_fit
 
 QUANTILES = (0.1, 0.05, 0.02, 0.01)
 DEFAULT_Q = 0.02

@@ -34,7 +34,7 @@ import exchange  # noqa: E402
 import granja  # noqa: E402
 import ours  # noqa: E402
 import runner  # noqa: E402
-from accuracy_table import PEER_PACKAGES, PEERS_DIR, FASTA_REL, peer_python  # noqa: E402
+from accuracy_table import FASTA_REL, PEER_PACKAGES, PEERS_DIR, peer_python  # noqa: E402
 
 UNKNOWN = exchange.UNKNOWN
 TOOLS: dict[str, str] = {

@@ -14,7 +14,8 @@ Submodules load on first use, so ``import seqalignatac`` stays light (no torch).
 """
 
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version as _pkg_version
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _pkg_version
 
 try:
     __version__ = _pkg_version("seqalignatac")

@@ -7,8 +7,8 @@ in one line (before any work starts, not as a CUDA traceback minutes in).
 
 from __future__ import annotations
 
-from seqalignatac.params import DEVICE, check
 from seqalignatac.errors import InputError
+from seqalignatac.params import DEVICE, check
 
 
 def resolve_device(device: str):

@@ -8,13 +8,13 @@ reference lacks (predicted wrongly or ``Unknown``) does.
 
 from __future__ import annotations
 
-from seqalignatac import keys
-
 from typing import Any, Sequence
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+from seqalignatac import keys
 
 UNKNOWN = keys.UNKNOWN
 

@@ -146,7 +146,8 @@ def cells():
     ({"unknown_quantile": math.inf}, "--unknown-quantile"),
 ])
 def test_annotate_api_refuses_what_the_cli_refuses(cells, kw, needle):
-    from seqalignatac.models.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full
+    from seqalignatac.models.stage2.options import config_with
 
     if "config" in kw:
         kw = {"config": config_with(**kw["config"])}

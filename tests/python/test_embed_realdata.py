@@ -7,8 +7,8 @@ from transformers import EsmTokenizer
 from seqalignatac.embed.runner import embed_fasta
 from seqalignatac.embed.tiny import write_tiny
 from seqalignatac.embed.tokenizer import NTTokenizer
-from seqalignatac.io.embedding_store import read_embeddings
 from seqalignatac.errors import InputError
+from seqalignatac.io.embedding_store import read_embeddings
 
 pytestmark = pytest.mark.realdata
 

@@ -17,8 +17,8 @@ from seqalignatac.cli.main import cli
 from seqalignatac.embed import runner
 from seqalignatac.embed.runner import embed_fasta
 from seqalignatac.embed.tiny import write_tiny
-from seqalignatac.io.embedding_store import EmbeddingStore, merge_embeddings, read_embeddings
 from seqalignatac.errors import InputError
+from seqalignatac.io.embedding_store import EmbeddingStore, merge_embeddings, read_embeddings
 
 RNG = np.random.default_rng(7)
 

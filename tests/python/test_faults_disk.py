@@ -18,9 +18,19 @@ import pytest
 import scipy.io as sio
 import scipy.sparse as sp
 from click.testing import CliRunner
+from fault_helpers import (
+    FAST_RUN,
+    assert_one_line_fault,
+    fill_up,
+    leftovers,
+    mount_tmpfs,
+    remount,
+    run_cli,
+    sample_sheet,
+    tree,
+    unmount,
+)
 
-from fault_helpers import (FAST_RUN, assert_one_line_fault, fill_up, leftovers, mount_tmpfs, remount, run_cli,
-                           sample_sheet, tree, unmount)
 from seqalignatac.cli.main import cli
 from seqalignatac.io.embedding_store import read_embeddings
 
@@ -30,9 +40,9 @@ def finished(sim, tmp_path_factory) -> dict:
     """A finished LSI/kNN run plus the extract/embed files, as inputs for every command."""
     from seqalignatac.embed.runner import embed_fasta
     from seqalignatac.embed.tiny import write_tiny
+    from seqalignatac.io.samplesheet import read_samplesheet
     from seqalignatac.pp.sequences import extract_sequences
     from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
-    from seqalignatac.io.samplesheet import read_samplesheet
 
     base = tmp_path_factory.mktemp("finished")
     sheet = sample_sheet(base, sim)

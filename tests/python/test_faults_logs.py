@@ -20,14 +20,14 @@ from pathlib import Path
 import anndata as ad
 import pandas as pd
 import pytest
-from click.testing import CliRunner
-
 from cli_helpers import assert_one_line_error
+from click.testing import CliRunner
 from fault_helpers import FAST_RUN, leftovers, run_cli, sample_sheet
-from seqalignatac.io.atomic import staging_path
+
 from seqalignatac.cli.main import cli
-from seqalignatac.progress import progress_enabled
+from seqalignatac.io.atomic import staging_path
 from seqalignatac.io.tables import neutralise_formulas, restore_formulas, runs_as_formula
+from seqalignatac.progress import progress_enabled
 
 # ------------------------------------------------------------------------------ progress bars
 
@@ -192,8 +192,8 @@ def test_formula_labels_are_neutralised_in_every_csv(formula_pair, tmp_path):
 
 def test_every_published_file_follows_the_umask(sim, tmp_path):
     """Files (h5, h5ad, csv, html, png, json) 0640 and folders 0750 under umask 027, for every step."""
-    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
     from seqalignatac.io.samplesheet import read_samplesheet
+    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
 
     pairs = read_samplesheet(sample_sheet(tmp_path, sim))
     opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer:4", width=120, cache_dir=tmp_path / "out" / "cache",

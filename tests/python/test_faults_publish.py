@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from fault_helpers import leftovers, mount_tmpfs, sample_sheet, tree, unmount
-from seqalignatac.io.atomic import publish_dir, staging_path
+
 from seqalignatac.cli.main import cli
+from seqalignatac.io.atomic import publish_dir, staging_path
 
 
 def _write(folder: Path, files: dict[str, str]) -> None:
@@ -113,8 +113,8 @@ def test_mount_point_and_symlink_targets(tmp_path):
 
 @pytest.fixture(scope="module")
 def cells(prepared, tmp_path_factory) -> Path:
-    from seqalignatac.models.stage1 import lsi
     from seqalignatac.cli.train import read_accessibility
+    from seqalignatac.models.stage1 import lsi
 
     out = tmp_path_factory.mktemp("cells")
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=out)
@@ -140,9 +140,9 @@ def test_annotate_rerun_killed_mid_write_keeps_the_old_folder(cells, tmp_path, m
 
 
 def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, monkeypatch):
+    import seqalignatac.models.stage1.trainer as trainer
     from seqalignatac.embed.runner import embed_fasta
     from seqalignatac.pp.sequences import extract_sequences
-    import seqalignatac.models.stage1.trainer as trainer
 
     fa, emb = tmp_path / "peaks.fa", tmp_path / "kmer.h5"
     extract_sequences(prepared / "peaks.bed", sim["fasta"], fa, width=120)
@@ -176,8 +176,8 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
 
 def test_runner_marks_a_step_done_only_after_publish(sim, tmp_path, monkeypatch):
     from seqalignatac.io import atomic
-    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
     from seqalignatac.io.samplesheet import read_samplesheet
+    from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
 
     pairs = read_samplesheet(sample_sheet(tmp_path, sim))
     out = tmp_path / "out"

@@ -2,11 +2,11 @@
 
 import pytest
 
-from seqalignatac.io.h5ad import NOT_H5AD_HINT, read_h5ad
-from seqalignatac.errors import InputError
-from seqalignatac.report.data import load_pair
 from seqalignatac.cli.train import read_accessibility
+from seqalignatac.errors import InputError
+from seqalignatac.io.h5ad import NOT_H5AD_HINT, read_h5ad
 from seqalignatac.models.stage2.outputs import read_cells, read_truth
+from seqalignatac.report.data import load_pair
 
 
 @pytest.fixture

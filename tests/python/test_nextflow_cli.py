@@ -535,7 +535,6 @@ def test_fetch_model_script_downloads_into_outdir(tmp_path: Path, monkeypatch: p
     """Success path with the Hub client replaced by a fake (no network in tests)."""
     import huggingface_hub
     from click.testing import CliRunner
-
     from huggingface_hub.utils import filter_repo_objects
 
     seen = {}

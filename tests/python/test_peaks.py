@@ -8,8 +8,17 @@ import pandas as pd
 import pytest
 
 from seqalignatac.errors import InputError
-from seqalignatac.pp.peaks import (coords_from_var, looks_like_peak_ids, parse_peak_ids, peak_ids, read_bed,
-                                read_peak_table, reconcile_chroms, trimmed, write_bed)
+from seqalignatac.io.peaks import (
+    coords_from_var,
+    looks_like_peak_ids,
+    parse_peak_ids,
+    peak_ids,
+    read_bed,
+    read_peak_table,
+    reconcile_chroms,
+    trimmed,
+    write_bed,
+)
 
 
 @pytest.mark.parametrize("pid, expected", [

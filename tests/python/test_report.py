@@ -20,10 +20,10 @@ from click.testing import CliRunner
 
 from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
+from seqalignatac.io.samplesheet import read_samplesheet
 from seqalignatac.report.html import build_index, build_report
 from seqalignatac.report.mqc import read_mqc
 from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
-from seqalignatac.io.samplesheet import read_samplesheet
 
 PAIR = "simpair"
 

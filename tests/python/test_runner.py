@@ -13,8 +13,8 @@ import pytest
 from click.testing import CliRunner
 
 from seqalignatac.cli.main import cli
-from seqalignatac.workflow.pipeline import STEPS, RunOptions, run_pipeline
 from seqalignatac.io.samplesheet import read_samplesheet
+from seqalignatac.workflow.pipeline import STEPS, RunOptions, run_pipeline
 
 # Small, fast settings (CPU, seconds); the step code paths are the real ones.
 FAST_ARGS = ["--model", "kmer", "--epochs", "4", "--train-opt", "hidden=64", "--train-opt", "bottleneck=16",

@@ -15,10 +15,10 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from seqalignatac.io.atomic import staging_path
 from seqalignatac.cli.main import cli
-from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
+from seqalignatac.io.atomic import staging_path
 from seqalignatac.io.samplesheet import read_samplesheet
+from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
 
 
 @pytest.mark.slow

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import inspect
 import re
-from pathlib import Path
-
 import tomllib
+from pathlib import Path
 
 from seqalignatac.models.stage2.api import annotate_full
 from seqalignatac.models.stage2.options import FILE_SETTINGS

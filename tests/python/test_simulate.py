@@ -11,8 +11,8 @@ from click.testing import CliRunner
 from pyfaidx import Fasta
 
 from seqalignatac.cli.main import cli
-from seqalignatac.pp.peaks import coords_from_var
 from seqalignatac.datasets.synthetic import simulate
+from seqalignatac.io.peaks import coords_from_var
 
 
 def test_outputs_and_layout(sim):

@@ -15,8 +15,8 @@ from sklearn.model_selection import train_test_split
 from sklearn.neighbors import KNeighborsClassifier
 
 from seqalignatac import keys
-from seqalignatac.io.atomic import staging_path
 from seqalignatac.cli.main import cli
+from seqalignatac.io.atomic import staging_path
 from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi, train
 from seqalignatac.models.stage1.batches import PeakCellBatches, gather_rows
 from seqalignatac.models.stage1.model import CellHead, output_step

@@ -12,8 +12,8 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 
 from seqalignatac.cli.main import cli
-from seqalignatac.io.embedding_store import write_embeddings
 from seqalignatac.errors import InputError
+from seqalignatac.io.embedding_store import write_embeddings
 from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi, train
 
 FAST = dict(hidden=(16,), bottleneck=4, epochs=1, progress=False, threads=1)

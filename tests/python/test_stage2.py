@@ -20,7 +20,8 @@ from click.testing import CliRunner
 from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
 from seqalignatac.models.stage2 import annotate
-from seqalignatac.models.stage2.api import annotate_full, config_with
+from seqalignatac.models.stage2.api import annotate_full
+from seqalignatac.models.stage2.options import config_with
 
 # One model (no ensembling) keeps the tests fast; the kNN mix stays at its default.
 TINY = config_with(hidden=32, epochs=60, source_depth=1, target_depth=2, ensemble=1)

@@ -7,7 +7,8 @@ import pytest
 from test_stage2 import make_cells
 
 from seqalignatac.errors import InputError
-from seqalignatac.models.stage2.api import annotate_full, config_with
+from seqalignatac.models.stage2.api import annotate_full
+from seqalignatac.models.stage2.options import config_with
 
 TINY = {"hidden": 32, "epochs": 40, "source_depth": 1, "target_depth": 2, "ensemble": 1, "knn_mix": 0.0,
         "linear_mix": 0.0}

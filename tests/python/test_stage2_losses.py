@@ -4,11 +4,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_stage2_extensions import TINY, cells  # noqa: F401  (shared config and module fixture)
+from test_stage2 import make_cells
+from test_stage2_extensions import TINY
 
 from seqalignatac.errors import InputError
-from seqalignatac.models.stage2.api import annotate_full, config_with, knn_transfer
+from seqalignatac.models.stage2.api import annotate_full
+from seqalignatac.models.stage2.options import config_with
 from seqalignatac.models.stage2.train import class_weights
+
+
+@pytest.fixture(scope="module")
+def cells():
+    return make_cells(n_ref=300, n_query=300)
+from seqalignatac.models.stage2.transfer import knn_transfer
 
 
 def test_class_weights_modes():
@@ -77,7 +85,7 @@ def test_linear_mix_is_a_balanced_logistic_regression(cells):
 def test_neighbour_votes_match_exact_knn_and_are_used_for_large_references(monkeypatch):
     from sklearn.neighbors import KNeighborsClassifier
 
-    from seqalignatac.models.stage2 import api
+    from seqalignatac.models.stage2 import transfer as api
     from seqalignatac.models.stage2.graphs import l2_normalize, neighbour_votes
 
     rng = np.random.default_rng(0)

@@ -18,8 +18,8 @@ LABEL = "BioClassification"
 @pytest.fixture(scope="module")
 def granja_lsi(shared_data, tmp_path_factory):
     from seqalignatac.io.convert import convert
-    from seqalignatac.pp.mapping import prepare
     from seqalignatac.models.stage1.lsi import lsi
+    from seqalignatac.pp.mapping import prepare
 
     data = shared_data / "granja2019_bmmc_hemato"
     donors = tmp_path_factory.mktemp("granja")
@@ -32,8 +32,8 @@ def granja_lsi(shared_data, tmp_path_factory):
 
 
 def test_granja_gda_and_knn(granja_lsi):
-    from seqalignatac.models.stage2 import annotate
     from seqalignatac.metrics import evaluate
+    from seqalignatac.models.stage2 import annotate
 
     warnings.simplefilter("ignore", UserWarning)
     scores = {}

@@ -168,8 +168,8 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
 @pytest.mark.parametrize("opt, value", [("--unknown-k", "0"), ("--unknown-smooth", "-1"),
                                         ("--unknown-smooth-quantile", "1.5"), ("--unknown-quantile", "1")])
 def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
-    from click.testing import CliRunner
     from cli_helpers import assert_one_line_error
+    from click.testing import CliRunner
 
     from seqalignatac.cli.main import cli
 

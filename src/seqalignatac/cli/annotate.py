@@ -8,11 +8,11 @@ from dataclasses import fields
 import click
 
 from seqalignatac import keys
-from seqalignatac.params import DEVICE, SEED, THREADS, progress_option
 from seqalignatac.io.settings import config_option, read_settings
 from seqalignatac.models.stage2.options import ANNOTATE_RANGES, FILE_SETTINGS, GDA_RANGES, METHODS, SETTINGS_TABLE
 from seqalignatac.models.stage2.train import GDAConfig
 from seqalignatac.models.stage2.unknown import STRATEGIES
+from seqalignatac.params import DEVICE, SEED, THREADS, progress_option
 
 _D = GDAConfig()
 
@@ -47,7 +47,8 @@ def annotate_command(cells, outdir, method, embedding_key, labels_key, device, s
     Every other setting (graph k, depths, epochs, mix weights, Unknown test sizes) is a key of the
     [annotate] table of the --config file: docs/settings.md lists them with their defaults.
     """
-    from seqalignatac.models.stage2.api import annotate_full, config_with
+    from seqalignatac.models.stage2.api import annotate_full
+    from seqalignatac.models.stage2.options import config_with
     from seqalignatac.models.stage2.outputs import read_cells, write_outputs
 
     logging.captureWarnings(True)

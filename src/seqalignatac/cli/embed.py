@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from seqalignatac.params import DEVICE, POSITIVE_INT, SEED, THREADS, progress_option
 from seqalignatac.errors import InputError
+from seqalignatac.params import DEVICE, POSITIVE_INT, SEED, THREADS, progress_option
 
 
 @click.command("embed")

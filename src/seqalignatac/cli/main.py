@@ -66,8 +66,8 @@ class LazyGroup(click.Group):
 
     def _invoke_step(self, ctx: click.Context):
         """Ctrl-C and a full or read-only disk as the package's errors (see docs/errors.md)."""
-        from seqalignatac.io.atomic import forget_kept, kept_notes
         from seqalignatac.errors import Interrupted, write_fault
+        from seqalignatac.io.atomic import forget_kept, kept_notes
 
         forget_kept()
         try:

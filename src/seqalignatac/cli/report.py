@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from seqalignatac import keys
-from seqalignatac.params import MAX_UMAP_CELLS, SAFE_NAME, SEED, check
 from seqalignatac.errors import InputError
+from seqalignatac.params import MAX_UMAP_CELLS, SAFE_NAME, SEED, check
 
 
 @click.command("report")

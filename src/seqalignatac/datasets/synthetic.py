@@ -33,8 +33,8 @@ import scipy.sparse as sp
 
 from seqalignatac import keys
 from seqalignatac.io.atomic import atomic_path, write_h5ad, write_text
+from seqalignatac.io.peaks import peak_ids
 from seqalignatac.params import SEED, check_all, float_range, int_range
-from seqalignatac.pp.peaks import peak_ids
 
 log = logging.getLogger(__name__)
 

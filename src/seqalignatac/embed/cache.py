@@ -24,8 +24,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from seqalignatac.io.atomic import write_json
 from seqalignatac.errors import InputError
+from seqalignatac.io.atomic import write_json
 
 KEY_BYTES = 16
 

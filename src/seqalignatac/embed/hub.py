@@ -78,7 +78,12 @@ def fetch_model(repo: str, outdir: str | os.PathLike, revision: str | None = Non
     ``revision_option``: the pipeline passes its ``--nt_model`` / ``--nt_revision``).
     """
     from huggingface_hub import snapshot_download  # imported here: `--help` works without the client
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
+    from huggingface_hub.errors import (
+        HfHubHTTPError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
 
     out = Path(outdir)
     try:

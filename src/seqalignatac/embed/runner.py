@@ -11,15 +11,15 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from seqalignatac.io.atomic import note_kept
-from seqalignatac.params import DEVICE, POSITIVE_INT, THREADS, check_all
 from seqalignatac.device import resolve_device
-from seqalignatac.io.embedding_store import ids_digest, write_embeddings
-from seqalignatac.errors import InputError
-from seqalignatac.progress import progress_enabled
 from seqalignatac.embed.cache import EmbeddingCache, default_cache_root, sequence_keys
 from seqalignatac.embed.fasta_io import read_fasta
 from seqalignatac.embed.hub import ModelSpec, resolve_model
+from seqalignatac.errors import InputError
+from seqalignatac.io.atomic import note_kept
+from seqalignatac.io.embedding_store import ids_digest, write_embeddings
+from seqalignatac.params import DEVICE, POSITIVE_INT, THREADS, check_all
+from seqalignatac.progress import progress_enabled
 
 log = logging.getLogger(__name__)
 

@@ -12,9 +12,9 @@ from typing import Any
 
 import torch
 
-from seqalignatac.io.atomic import atomic_path
 from seqalignatac.embed.nt_model import build_nt
 from seqalignatac.embed.tokenizer import nt_vocab
+from seqalignatac.io.atomic import atomic_path
 
 TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64)
 

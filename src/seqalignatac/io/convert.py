@@ -24,7 +24,7 @@ from seqalignatac import keys
 from seqalignatac.errors import InputError, require_file
 from seqalignatac.io.atomic import write_h5ad
 from seqalignatac.io.h5ad import check_counts
-from seqalignatac.pp.peaks import parse_peak_ids, peak_ids, read_peak_table
+from seqalignatac.io.peaks import parse_peak_ids, peak_ids, read_peak_table
 
 log = logging.getLogger(__name__)
 

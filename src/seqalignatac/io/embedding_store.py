@@ -21,8 +21,8 @@ from typing import Mapping, Sequence
 import h5py
 import numpy as np
 
-from seqalignatac.io.atomic import atomic_path
 from seqalignatac.errors import InputError, require_file
+from seqalignatac.io.atomic import atomic_path
 from seqalignatac.io.hdf5 import HEADROOM, write_hdf5
 
 FORMAT_VERSION = 1

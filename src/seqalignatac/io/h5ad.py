@@ -10,8 +10,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from seqalignatac.errors import InputError, require_file
-from seqalignatac.pp.peaks import coords_from_var, looks_like_peak_ids
-
+from seqalignatac.io.peaks import coords_from_var, looks_like_peak_ids
 
 # What to do about an unreadable user file; callers reading a step's output name that step instead.
 NOT_H5AD_HINT = "is it an AnnData file? Use `seqalignatac convert` for MatrixMarket or 10x input"

@@ -11,8 +11,8 @@ from typing import Any
 import pandas as pd
 
 from seqalignatac import keys
-from seqalignatac.pp.sequences import DEFAULT_WIDTH, extract_sequences
 from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, prepare
+from seqalignatac.pp.sequences import DEFAULT_WIDTH, extract_sequences
 
 __all__ = ["harmonize", "peak_sequences"]
 

@@ -21,8 +21,8 @@ from seqalignatac import keys
 from seqalignatac.errors import InputError
 from seqalignatac.io import h5ad
 from seqalignatac.io.atomic import publish_dir, write_h5ad, write_json
+from seqalignatac.io.peaks import peak_ids, reconcile_chroms, to_pyranges, trimmed, write_bed
 from seqalignatac.params import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, check_all, int_range
-from seqalignatac.pp.peaks import peak_ids, reconcile_chroms, to_pyranges, trimmed, write_bed
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pandas as pd
 
 from seqalignatac.errors import InputError, require_file
 from seqalignatac.io.atomic import atomic_path, write_json
-from seqalignatac.pp.peaks import read_bed, reconcile_chroms
+from seqalignatac.io.peaks import read_bed, reconcile_chroms
 
 log = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 
 from seqalignatac import keys
-from seqalignatac.io.h5ad import read_h5ad
 from seqalignatac.errors import InputError, require_file
+from seqalignatac.io.h5ad import read_h5ad
 from seqalignatac.io.tables import restore_formulas
 
 log = logging.getLogger(__name__)

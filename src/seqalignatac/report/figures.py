@@ -5,8 +5,6 @@ matplotlib with the non-interactive Agg backend; colours of a label are the same
 
 from __future__ import annotations
 
-from seqalignatac import keys
-
 import base64
 import io
 import logging
@@ -14,6 +12,8 @@ import time
 from typing import Sequence
 
 import matplotlib
+
+from seqalignatac import keys
 
 matplotlib.use("Agg")  # headless: never open a window, never need a display
 import matplotlib.pyplot as plt  # noqa: E402

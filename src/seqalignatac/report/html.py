@@ -16,9 +16,9 @@ import pandas as pd
 
 from seqalignatac import __version__, keys
 from seqalignatac.io.atomic import publish_dir, write_text
-from seqalignatac.params import SAFE_NAME, check
 from seqalignatac.metrics import evaluate
 from seqalignatac.models.stage2.unknown_reasons import NO_SIGNAL, REASON_COLUMN
+from seqalignatac.params import SAFE_NAME, check
 from seqalignatac.report import figures
 from seqalignatac.report.data import PairData, load_pair
 from seqalignatac.report.mqc import read_mqc, write_mqc

@@ -19,11 +19,11 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from seqalignatac import __version__, keys
-from seqalignatac.io.atomic import note_kept
 from seqalignatac.errors import InputError, write_fault
+from seqalignatac.io.atomic import note_kept
 from seqalignatac.io.locks import FolderLock
-from seqalignatac.progress import progress_enabled
 from seqalignatac.io.samplesheet import Pair
+from seqalignatac.progress import progress_enabled
 from seqalignatac.workflow.stamps import STAMP_DIR, Stamps, plan
 
 log = logging.getLogger(__name__)
@@ -158,8 +158,7 @@ def _checked_train(opts: RunOptions) -> dict[str, Any]:
 def _checked_annotate(opts: RunOptions) -> dict[str, Any]:
     from dataclasses import fields
 
-    from seqalignatac.models.stage2.api import check_annotate_options, config_with
-    from seqalignatac.models.stage2.options import ANNOTATE_RANGES, GDA_RANGES
+    from seqalignatac.models.stage2.options import ANNOTATE_RANGES, GDA_RANGES, check_annotate_options, config_with
     from seqalignatac.models.stage2.train import GDAConfig
 
     given = _converted(opts.annotate_overrides, {**GDA_RANGES, **ANNOTATE_RANGES})
@@ -221,7 +220,8 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     def annotate(resume: bool) -> None:
         from dataclasses import fields
 
-        from seqalignatac.models.stage2.api import annotate_full, config_with
+        from seqalignatac.models.stage2.api import annotate_full
+        from seqalignatac.models.stage2.options import config_with
         from seqalignatac.models.stage2.outputs import read_cells, write_outputs
         from seqalignatac.models.stage2.train import GDAConfig
 

@@ -14,8 +14,8 @@ from typing import Any
 
 import torch
 
-from seqalignatac.io.atomic import write_bytes
 from seqalignatac.errors import InputError
+from seqalignatac.io.atomic import write_bytes
 from seqalignatac.io.torch_files import load_tensors
 from seqalignatac.models.stage1.outputs import CHECKPOINT_DIR
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from seqalignatac.params import POSITIVE_INT, check, check_all
 from seqalignatac.errors import InputError
 from seqalignatac.models.stage1.options import ACTIVATIONS, BETAS, TRAIN_RANGES, setting_name
+from seqalignatac.params import POSITIVE_INT, check, check_all
 
 
 @dataclass

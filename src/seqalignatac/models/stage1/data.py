@@ -17,8 +17,8 @@ import pandas as pd
 import scipy.sparse as sp
 
 from seqalignatac import keys
-from seqalignatac.io.h5ad import check_counts
 from seqalignatac.errors import InputError
+from seqalignatac.io.h5ad import check_counts
 
 log = logging.getLogger(__name__)
 

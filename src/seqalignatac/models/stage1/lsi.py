@@ -25,11 +25,17 @@ import pandas as pd
 import scipy.sparse as sp
 
 from seqalignatac import keys
-from seqalignatac.params import check_all
 from seqalignatac.errors import InputError
 from seqalignatac.models.stage1.data import binarized_csr, domains, nonempty_cells
 from seqalignatac.models.stage1.options import LSI_CHOICES, LSI_RANGES, setting_name
-from seqalignatac.models.stage1.outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
+from seqalignatac.models.stage1.outputs import (
+    cell_embeddings_adata,
+    new_figure,
+    save_figure,
+    stage1_folder,
+    write_results,
+)
+from seqalignatac.params import check_all
 
 log = logging.getLogger(__name__)
 

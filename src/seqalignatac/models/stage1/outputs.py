@@ -20,9 +20,17 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import pandas as pd
 
-from seqalignatac.io.atomic import atomic_path, publish_dir, staging_path, write_bytes, write_h5ad, write_json, write_text
 from seqalignatac import keys
 from seqalignatac.errors import InputError
+from seqalignatac.io.atomic import (
+    atomic_path,
+    publish_dir,
+    staging_path,
+    write_bytes,
+    write_h5ad,
+    write_json,
+    write_text,
+)
 
 log = logging.getLogger(__name__)
 

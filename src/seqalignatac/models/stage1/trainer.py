@@ -21,17 +21,30 @@ import pandas as pd
 import torch
 
 from seqalignatac import keys
-from seqalignatac.params import THREADS, check
 from seqalignatac.device import resolve_device
 from seqalignatac.errors import InputError
-from seqalignatac.progress import progress_enabled
 from seqalignatac.models.stage1.batches import DEFAULT_MAX_ENTRIES, PeakCellBatches, cell_block_size, gather_rows
 from seqalignatac.models.stage1.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from seqalignatac.models.stage1.data import aligned_embeddings, binarized_csr, drop_peaks_without_embedding, domains, nonempty_cells, peaks_by_cells
 from seqalignatac.models.stage1.config import TrainConfig
+from seqalignatac.models.stage1.data import (
+    aligned_embeddings,
+    binarized_csr,
+    domains,
+    drop_peaks_without_embedding,
+    nonempty_cells,
+    peaks_by_cells,
+)
 from seqalignatac.models.stage1.model import CellHead, PeakEncoder, output_step
 from seqalignatac.models.stage1.options import CHECKPOINT_MINUTES, MISSING_EMBEDDINGS
-from seqalignatac.models.stage1.outputs import cell_embeddings_adata, new_figure, save_figure, stage1_folder, write_results
+from seqalignatac.models.stage1.outputs import (
+    cell_embeddings_adata,
+    new_figure,
+    save_figure,
+    stage1_folder,
+    write_results,
+)
+from seqalignatac.params import THREADS, check
+from seqalignatac.progress import progress_enabled
 
 log = logging.getLogger(__name__)
 

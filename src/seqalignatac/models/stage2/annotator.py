@@ -23,26 +23,15 @@ from typing import Any
 import anndata as ad
 import numpy as np
 
-from seqalignatac.io.atomic import write_bytes, write_json
 from seqalignatac.errors import InputError, require_file
-from seqalignatac.models.stage2.api import (
-    Calls,
-    ReferenceSet,
-    SplitCells,
-    Stage2Result,
-    _set_threads,
-    _summary_head,
-    assemble_result,
-    class_probabilities,
-    confidence_entropy,
-    config_with,
-    domain_graphs,
-    split_domains,
-    unknown_scores,
-)
+from seqalignatac.io.atomic import write_bytes, write_json
+from seqalignatac.models.stage2.inputs import ReferenceSet, SplitCells, split_domains
 from seqalignatac.models.stage2.model import A2GNN
-from seqalignatac.models.stage2.train import GDAConfig, GDAInputs, ensemble_proba
-from seqalignatac.models.stage2.unknown import unknown_flags
+from seqalignatac.models.stage2.options import config_with
+from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
+from seqalignatac.models.stage2.train import GDAConfig, GDAInputs, domain_graphs, ensemble_proba, set_threads
+from seqalignatac.models.stage2.transfer import class_probabilities
+from seqalignatac.models.stage2.unknown import confidence_entropy, unknown_flags, unknown_scores
 
 FORMAT = 1
 STATE_FILE = "annotator.json"  # method, classes, config, settings, reference cell ids, Unknown thresholds
@@ -108,7 +97,7 @@ class Annotator:
         s = self.settings
         threads = s["threads"] if threads is None else threads
         device = s["device"] if device is None else device
-        _set_threads(threads)
+        set_threads(threads)
         split = split_domains(cells, s["embedding_key"], source)
         classes = np.array(self.classes, dtype=object)
         gda, hidden, graph_info = None, None, {}
@@ -123,7 +112,7 @@ class Annotator:
         tail = {"graph": graph_info or knn_info,
                 "config": self.config.to_dict() if self.method == "gda" else {"knn_k": s["knn_k"]},
                 "seconds": round(time.perf_counter() - t0, 3)}
-        return assemble_result(split, classes, calls, self.reference, _summary_head(self.method, s), tail)
+        return assemble_result(split, classes, calls, self.reference, summary_head(self.method, s), tail)
 
     def _gda_proba(self, split: SplitCells, device: str, threads: int | None, source: str | None):
         from seqalignatac.device import resolve_device

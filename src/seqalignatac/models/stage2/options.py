@@ -3,19 +3,28 @@ table of ``--config`` (docs/settings.md) and the API checks."""
 
 from __future__ import annotations
 
+from dataclasses import fields, replace
+from typing import Any
+
 import click
 
+from seqalignatac.errors import InputError
+from seqalignatac.models.stage2.graphs import KNN_METHODS
+from seqalignatac.models.stage2.train import CLASS_WEIGHTS, GDAConfig
+from seqalignatac.models.stage2.unknown import STRATEGIES
 from seqalignatac.params import (
+    DEVICE,
     FRACTION,
     FRACTION_BELOW_ONE,
     NON_NEGATIVE_FLOAT,
     NON_NEGATIVE_INT,
     POSITIVE_FLOAT,
     POSITIVE_INT,
+    SEED,
+    THREADS,
+    check_all,
     float_range,
 )
-from seqalignatac.models.stage2.graphs import KNN_METHODS
-from seqalignatac.models.stage2.train import CLASS_WEIGHTS
 
 METHODS = ("gda", "knn")  # annotate --method: graph domain adaptation, or kNN label transfer alone
 
@@ -56,3 +65,36 @@ CLI_SETTINGS = ("ensemble", "unknown_quantile")
 SETTINGS_TABLE = "annotate"
 CHOICES = {"class_weight": click.Choice(CLASS_WEIGHTS), "knn_method": click.Choice(KNN_METHODS)}
 FILE_SETTINGS = {k: t for k, t in {**GDA_RANGES, **CHOICES, **ANNOTATE_RANGES}.items() if k not in CLI_SETTINGS}
+
+
+def _check_config(config: GDAConfig) -> None:
+    """The option ranges (the CLI's own types, so the same messages) and the cross-option rules."""
+    check_all(config.to_dict(), GDA_RANGES)
+    if config.class_weight not in CLASS_WEIGHTS:
+        raise InputError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
+    if config.knn_method not in KNN_METHODS:
+        raise InputError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
+    if not config.linear_mix <= 1.0 - config.knn_mix:
+        raise InputError(f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], "
+                         f"not {config.linear_mix}")
+
+
+def check_annotate_options(method: str = "gda", unknown: str = "distance", config: GDAConfig | None = None,
+                           device: str = "auto", seed: int = 0, threads: int | None = None, **options: Any) -> None:
+    """Every annotate setting checked as the CLI checks it (InputError naming the option)."""
+    if method not in METHODS:
+        raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
+    if unknown not in STRATEGIES:
+        raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
+    check_all({**options, "device": device, "seed": seed, "threads": threads},
+              {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS})
+    _check_config(config or GDAConfig())
+
+
+def config_with(**overrides: Any) -> GDAConfig:
+    """A :class:`GDAConfig` with the given fields replaced (``None`` values keep the default)."""
+    names = {f.name for f in fields(GDAConfig)}
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise InputError(f"config has no setting {unknown[0]!r}; the settings are: {', '.join(sorted(names))}")
+    return replace(GDAConfig(), **{k: v for k, v in overrides.items() if v is not None})

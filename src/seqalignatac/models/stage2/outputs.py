@@ -11,11 +11,11 @@ from typing import Any
 import pandas as pd
 
 from seqalignatac import keys
-from seqalignatac.io.h5ad import read_h5ad
-from seqalignatac.io.atomic import publish_dir, write_csv, write_h5ad, write_json
 from seqalignatac.errors import InputError, require_file
-from seqalignatac.metrics import UNKNOWN, evaluate, summary_dict
+from seqalignatac.io.atomic import publish_dir, write_csv, write_h5ad, write_json
+from seqalignatac.io.h5ad import read_h5ad
 from seqalignatac.io.tables import restore_formulas
+from seqalignatac.metrics import UNKNOWN, evaluate, summary_dict
 
 METRICS_OUTPUTS = (keys.METRICS, keys.PER_CLASS, keys.CONFUSION)
 # Every file annotate may write: one absent from a new run (no truth labels: no metrics) is dropped.

@@ -12,9 +12,12 @@ import scipy.sparse as sp
 import torch
 from torch.nn import functional as F
 from tqdm.auto import tqdm
-from seqalignatac.progress import progress_enabled
 
+from seqalignatac.device import resolve_device
+from seqalignatac.models.stage2.graphs import build_graph
+from seqalignatac.models.stage2.inputs import SplitCells
 from seqalignatac.models.stage2.model import A2GNN, Graph, grl_rate
+from seqalignatac.progress import progress_enabled
 
 log = logging.getLogger(__name__)
 
@@ -192,3 +195,26 @@ def _train_one(
                       "domain_loss": float(dom_loss.detach()), "grl": rate})
         bar.set_postfix(loss=f"{curve[-1]['loss']:.3f}")
     return model, curve
+
+
+def domain_graphs(split: SplitCells, config: GDAConfig, threads: int | None, seed: int):
+    """The reference and query kNN graphs (normalized adjacencies), built the same way every time."""
+    a_ref = build_graph(split.x_ref, config.k, what="reference", method=config.knn_method, threads=threads, seed=seed)
+    a_query = build_graph(split.x_query, config.k, what="query", method=config.knn_method, threads=threads, seed=seed)
+    return a_ref, a_query
+
+
+def fit_gda(split: SplitCells, y_ref: np.ndarray, train_mask: np.ndarray, n_classes: int, config: GDAConfig,
+            device: str, seed: int, threads: int | None, progress: bool | None) -> tuple[TrainResult, dict]:
+    """Train ``config.ensemble`` A2GNN models on the two graphs: (result, graph sizes)."""
+    a_ref, a_query = domain_graphs(split, config, threads, seed)
+    res = train_gda(split.x_ref, np.maximum(y_ref, 0), train_mask, split.x_query, a_ref, a_query, n_classes, config,
+                    device=resolve_device(device), seed=seed, progress=progress)
+    return res, {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
+
+
+def set_threads(threads: int | None) -> None:
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))

@@ -18,10 +18,13 @@ fit applied to the smoothed scores; the per-cell test then runs at quantile 0.01
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
-from seqalignatac.models.stage2.unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
 from seqalignatac.models.stage2.graphs import l2_normalize
+from seqalignatac.models.stage2.inputs import ReferenceSet
+from seqalignatac.models.stage2.unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
 
 STRATEGIES = ("confidence", "distance", "both", "none")
 
@@ -29,21 +32,6 @@ STRATEGIES = ("confidence", "distance", "both", "none")
 def confidence_entropy(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     p = np.clip(proba, 1e-12, 1.0)
     return proba.max(axis=1), -(p * np.log(p)).sum(axis=1)
-
-
-def held_out_mask(y: np.ndarray, fraction: float, seed: int) -> np.ndarray:
-    """Stratified held-out reference cells; classes with fewer than 5 cells keep all for training."""
-    rng = np.random.default_rng(seed)
-    held = np.zeros(y.size, dtype=bool)
-    if fraction <= 0:
-        return held
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if idx.size < 5:
-            continue
-        n = max(1, int(round(fraction * idx.size)))
-        held[rng.choice(idx, size=n, replace=False)] = True
-    return held
 
 
 def mean_knn_distance(points: np.ndarray, base: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
@@ -286,3 +274,36 @@ def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
     reasons[far] = FAR_FROM_REFERENCE
     reasons[low] = LOW_CONFIDENCE
     return reasons
+
+
+def unknown_scores(settings: dict[str, Any], x_query: np.ndarray, best_idx: np.ndarray, ref: ReferenceSet,
+                   threads: int | None):
+    """(query distance scores, held-out reference scores, smoothed query scores); None where the
+    ``settings['unknown']`` test does not use them (docs/stage2.md, step 4)."""
+    q_dist = h_dist = s_dist = None
+    if settings["unknown"] in ("distance", "both") and ref.y_held.size:
+        q_dist, h_dist = distance_scores(x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train,
+                                         settings["unknown_k"], threads)
+        if _smoothing(settings):
+            s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads)
+    return q_dist, h_dist, s_dist
+
+
+def _smoothing(settings: dict[str, Any]) -> bool:
+    return settings["unknown_smooth"] > 0 and settings["unknown_smooth_quantile"] > 0
+
+
+def calibrate_unknown(settings: dict[str, Any], conf: np.ndarray, held_conf: np.ndarray, q_dist, h_dist,
+                      s_dist) -> tuple[np.ndarray, dict]:
+    """Unknown flags and thresholds: the per-cell distance test, OR-ed with the neighbourhood test
+    when ``unknown_smooth`` > 0 (then the per-cell test defaults to quantile 0.01, else 0.02; the
+    confidence test always defaults to 0.02)."""
+    quantile, smoothing = settings["unknown_quantile"], _smoothing(settings)
+    conf_q = 0.02 if quantile is None else quantile
+    dist_q = (0.01 if smoothing else 0.02) if quantile is None else quantile
+    flags, info = call_unknown(settings["unknown"], conf_q, conf, held_conf, q_dist, h_dist, s_dist,
+                               settings["unknown_smooth_quantile"] if smoothing else 0.0, dist_q)
+    if q_dist is not None:
+        info["k"] = int(settings["unknown_k"])
+        info["smooth_k"] = int(settings["unknown_smooth"])
+    return flags, info
