@@ -8,7 +8,7 @@ import platform
 import shlex
 import subprocess
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 DEFAULT_PACKAGES = ("seqalignatac", "numpy", "scipy", "anndata", "torch")
 

@@ -27,8 +27,13 @@ def donors(workdir: Path = WORKDIR) -> Path:
 
     d = Path(workdir) / "donors"
     if not (d / "BMMC_D5T1.h5ad").exists():
-        convert(DATA / "counts_peaks_x_cells.mtx.gz", d, peaks=DATA / "peaks.bed", cells=DATA / "cells.tsv",
-                split_by="Group")
+        convert(
+            DATA / "counts_peaks_x_cells.mtx.gz",
+            d,
+            peaks=DATA / "peaks.bed",
+            cells=DATA / "cells.tsv",
+            split_by="Group",
+        )
     return d
 
 
@@ -40,11 +45,13 @@ def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None
     out = {}
     for name in SETS:
         if name == "reverse":
-            acc, _ = prepare(d / "BMMC_D5T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL,
-                             min_peak_frac=0.0)
+            acc, _ = prepare(
+                d / "BMMC_D5T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL, min_peak_frac=0.0
+            )
         else:
-            acc, _ = prepare(d / "BMMC_D6T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL,
-                             min_peak_frac=0.0)
+            acc, _ = prepare(
+                d / "BMMC_D6T1.h5ad", d / "BMMC_D6T1.h5ad", LABEL, query_labels_key=LABEL, min_peak_frac=0.0
+            )
             acc = acc[(acc.obs["domain"] == "reference").to_numpy()].copy()
             depth = np.diff(acc.X.tocsr().indptr)
             acc.obs["domain"] = np.where(depth >= np.median(depth), "reference", "query")
@@ -55,8 +62,9 @@ def accessibility_sets(workdir: Path = WORKDIR, drop_reference_label: str | None
     return out
 
 
-def lsi_sets(workdir: Path = WORKDIR, drop_reference_label: str | None = None, tag: str = "defaults-v2",
-             **lsi_kwargs) -> dict:
+def lsi_sets(
+    workdir: Path = WORKDIR, drop_reference_label: str | None = None, tag: str = "defaults-v2", **lsi_kwargs
+) -> dict:
     """{set name: stage-1 LSI cell AnnData}; ``lsi_kwargs`` go to ``seqalignatac.models.stage1.lsi.lsi``.
 
     Cached under ``workdir`` by ``tag`` (give each distinct lsi_kwargs its own tag; "defaults-v2" = the

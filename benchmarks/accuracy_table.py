@@ -36,32 +36,44 @@ FASTA_REL = "hg19_partial_genome/hg19_subset.fa.gz"
 
 # name -> (display name, kind, description of what runs and whose defaults)
 TOOLS: dict[str, tuple[str, str, str]] = {
-    "sa_kmer_gda": ("seqAlignATAC GDA (stage 1 on k-mer embeddings, sequence-covered peaks)", "ours",
-                    "prepare; extract; embed --model kmer; train --method nt; annotate --method gda"),
-    "sa_lsi_gda": ("seqAlignATAC GDA on LSI (all kept peaks)", "ours",
-                   "prepare; train --method lsi; annotate --method gda"),
-    "sa_kmer_knn": ("seqAlignATAC kNN ablation (k-mer stage 1)", "ours",
-                    "as sa_kmer_gda, annotate --method knn"),
+    "sa_kmer_gda": (
+        "seqAlignATAC GDA (stage 1 on k-mer embeddings, sequence-covered peaks)",
+        "ours",
+        "prepare; extract; embed --model kmer; train --method nt; annotate --method gda",
+    ),
+    "sa_lsi_gda": (
+        "seqAlignATAC GDA on LSI (all kept peaks)",
+        "ours",
+        "prepare; train --method lsi; annotate --method gda",
+    ),
+    "sa_kmer_knn": ("seqAlignATAC kNN ablation (k-mer stage 1)", "ours", "as sa_kmer_gda, annotate --method knn"),
     "sa_lsi_knn": ("seqAlignATAC kNN ablation (LSI)", "ours", "as sa_lsi_gda, annotate --method knn"),
     "lsi_logreg": ("TF-IDF/LSI + logistic regression (kept peaks)", "baseline", "peers/lsi_logreg.py"),
-    "lsi_logreg_allpeaks": ("TF-IDF/LSI + logistic regression (all 10k peaks)", "baseline",
-                            "peers/lsi_logreg.py on the unfiltered matrix"),
+    "lsi_logreg_allpeaks": (
+        "TF-IDF/LSI + logistic regression (all 10k peaks)",
+        "baseline",
+        "peers/lsi_logreg.py on the unfiltered matrix",
+    ),
     "scmingle": ("scMINGLE 1.1.0", "peer", "peers/run_scmingle.py"),
     "epipack": ("EpiPack (epipackpy 1.0.2)", "peer", "peers/run_epipack.py"),
     "cellcano": ("Cellcano 1.0.4", "peer", "peers/run_cellcano.py"),
 }
 DEFAULT_TOOLS = list(TOOLS)
-NOT_RUN = {"epipack": "not run in this session: at its tutorial settings a 1,500 + 400-cell subsample took 44 min "
-                      "here (benchmarks/README.md); the full pair did not fit the time left"}
+NOT_RUN = {
+    "epipack": "not run in this session: at its tutorial settings a 1,500 + 400-cell subsample took 44 min "
+    "here (benchmarks/README.md); the full pair did not fit the time left"
+}
 # method.md 4: defaults must not be chosen on the query labels of the reported pair.  docs/stage2.md
 # records that stage 2's current defaults were chosen on the reverse pair (and a split inside D6T1).
 TUNED_ON = {"D5toD6"}
-TUNED_NOTE = ("seqAlignATAC's stage-1 LSI defaults (`[train] lsi_fit_on = 'all'`, `lsi_tfidf = 'logtf_logidf'`) and stage-2 "
-              "defaults (`--ensemble 3`, `[annotate] knn_mix = 0.6, knn_mix_k = 50, knn_vote_power = 0.5, linear_mix = 0.1` and the "
-              "rest) were chosen on the D5toD6 pair and on a split inside BMMC_D6T1 (docs/stage1.md, docs/stage2.md), "
-              "so our D5toD6 rows are scores on a "
-              "tuning set, not held-out results.  D6toD5 is the held-out pair for us.  No peer or baseline "
-              "option was chosen on either pair.")
+TUNED_NOTE = (
+    "seqAlignATAC's stage-1 LSI defaults (`[train] lsi_fit_on = 'all'`, `lsi_tfidf = 'logtf_logidf'`) and stage-2 "
+    "defaults (`--ensemble 3`, `[annotate] knn_mix = 0.6, knn_mix_k = 50, knn_vote_power = 0.5, linear_mix = 0.1` and the "
+    "rest) were chosen on the D5toD6 pair and on a split inside BMMC_D6T1 (docs/stage1.md, docs/stage2.md), "
+    "so our D5toD6 rows are scores on a "
+    "tuning set, not held-out results.  D6toD5 is the held-out pair for us.  No peer or baseline "
+    "option was chosen on either pair."
+)
 PEER_ENV = {"scmingle": "scmingle", "epipack": "epipack", "cellcano": "cellcano"}
 PEER_SCRIPT = {"scmingle": "run_scmingle.py", "epipack": "run_epipack.py", "cellcano": "run_cellcano.py"}
 PEER_PACKAGES = {
@@ -73,8 +85,9 @@ PEER_PACKAGES = {
 
 def peer_python(peer: str, log_dir: Path) -> tuple[Path | None, dict[str, Any]]:
     """Create (once) the peer's venv with peers/make_env.sh; return its python or the failure."""
-    rec = runner.run_measured(["bash", str(PEERS_DIR / "make_env.sh"), PEER_ENV[peer]],
-                              log_dir / f"make_env_{peer}.log", lock=False)
+    rec = runner.run_measured(
+        ["bash", str(PEERS_DIR / "make_env.sh"), PEER_ENV[peer]], log_dir / f"make_env_{peer}.log", lock=False
+    )
     if rec["rc"] != 0:
         return None, {"env_error": runner.tail(Path(rec["log"]), 8)}
     venv = Path(Path(rec["log"]).read_text().strip().splitlines()[-1])
@@ -97,6 +110,7 @@ class Direction:
         if not acc.exists():
             return None
         import anndata as ad
+
         return list(ad.read_h5ad(acc, backed="r").var_names)
 
     def truth(self, level: str) -> pd.Series:
@@ -125,9 +139,14 @@ def score(pred: pd.DataFrame, truth: pd.Series, col: str = "predicted_label") ->
     """Score against every query cell; a cell a tool dropped (e.g. no open peak left) counts as wrong."""
     p = pred[col].astype(str).reindex(truth.index).fillna(NO_PREDICTION).to_numpy()
     m = evaluate(truth.to_numpy(), p)
-    return {"accuracy": m["accuracy"], "macro_f1": m["macro_f1"], "unknown_rate": m["unknown_rate"],
-            "n_query_cells": m["n_cells"], "n_without_prediction": int((p == NO_PREDICTION).sum()),
-            "per_class_f1": {str(k): float(v) for k, v in m["per_class"]["f1"].items()}}
+    return {
+        "accuracy": m["accuracy"],
+        "macro_f1": m["macro_f1"],
+        "unknown_rate": m["unknown_rate"],
+        "n_query_cells": m["n_cells"],
+        "n_without_prediction": int((p == NO_PREDICTION).sum()),
+        "per_class_f1": {str(k): float(v) for k, v in m["per_class"]["f1"].items()},
+    }
 
 
 def run_ours(d: Direction, tool: str, level: str, fasta: Path, reuse: bool) -> dict[str, Any]:
@@ -137,9 +156,12 @@ def run_ours(d: Direction, tool: str, level: str, fasta: Path, reuse: bool) -> d
         steps += ours.kmer_stage1(d.dir, fasta, reuse) if features == "kmer" else ours.lsi_stage1(d.dir, reuse)
     if all(s["rc"] == 0 for s in steps):
         steps.append(ours.annotate(d.dir, features, method, level, reuse))
-    row: dict[str, Any] = {"steps": steps, "wall_s": round(sum(s["wall_s"] for s in steps), 1),
-                           "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
-                           "commands": [s["command"] for s in steps]}
+    row: dict[str, Any] = {
+        "steps": steps,
+        "wall_s": round(sum(s["wall_s"] for s in steps), 1),
+        "peak_rss_mb": max(s["peak_rss_mb"] for s in steps),
+        "commands": [s["command"] for s in steps],
+    }
     failed = [s for s in steps if s["rc"] != 0]
     if failed:
         row["status"] = f"failed at {failed[0]['step']}: {failed[0].get('error', '')[-300:]}"
@@ -156,8 +178,9 @@ def run_ours(d: Direction, tool: str, level: str, fasta: Path, reuse: bool) -> d
     return row
 
 
-def run_tool(d: Direction, tool: str, level: str, fasta: Path, reuse: bool, log_dir: Path,
-             timeout_s: float | None) -> dict[str, Any]:
+def run_tool(
+    d: Direction, tool: str, level: str, fasta: Path, reuse: bool, log_dir: Path, timeout_s: float | None
+) -> dict[str, Any]:
     if TOOLS[tool][1] == "ours":
         return run_ours(d, tool, level, fasta, reuse)
     # baselines and peers need the prepared peak set (identical features for reference and query)
@@ -173,20 +196,34 @@ def run_tool(d: Direction, tool: str, level: str, fasta: Path, reuse: bool, log_
     else:
         if tool.startswith("lsi_logreg"):
             py, extra = Path(sys.executable), {}
-            cmd = [str(py), str(PEERS_DIR / "lsi_logreg.py"), "--exchange", str(ex), "--out",
-                   str(outdir / "predictions.csv")]
+            cmd = [
+                str(py),
+                str(PEERS_DIR / "lsi_logreg.py"),
+                "--exchange",
+                str(ex),
+                "--out",
+                str(outdir / "predictions.csv"),
+            ]
         else:
             py, extra = peer_python(tool, log_dir)
             if py is None:
                 return {"status": "environment could not be made", **extra}
             cmd = [str(py), str(PEERS_DIR / PEER_SCRIPT[tool]), "--exchange", str(ex), "--outdir", str(outdir)]
         # the LSI baseline takes ~30 s and 0.2 GB: no need for the heavy-job lock
-        rec = runner.run_measured(cmd, outdir / "run.log", env={"OMP_NUM_THREADS": ours.THREADS}, timeout_s=timeout_s,
-                                  lock=not tool.startswith("lsi_logreg"))
+        rec = runner.run_measured(
+            cmd,
+            outdir / "run.log",
+            env={"OMP_NUM_THREADS": ours.THREADS},
+            timeout_s=timeout_s,
+            lock=not tool.startswith("lsi_logreg"),
+        )
         row = {"steps": [rec], "wall_s": rec["wall_s"], "peak_rss_mb": rec["peak_rss_mb"], "commands": [rec["command"]]}
         if rec["rc"] != 0:
-            row["status"] = ("timed out after %.0f s" % rec["wall_s"]) if rec["timed_out"] else \
-                f"failed (rc {rec['rc']}): {runner.tail(outdir / 'run.log')}"
+            row["status"] = (
+                f"timed out after {rec['wall_s']:.0f} s"
+                if rec["timed_out"]
+                else f"failed (rc {rec['rc']}): {runner.tail(outdir / 'run.log')}"
+            )
             runner.write_json(record, row)
             return row
         row["status"] = "ok"
@@ -198,9 +235,18 @@ def run_tool(d: Direction, tool: str, level: str, fasta: Path, reuse: bool, log_
     return row
 
 
-COLUMNS = [("direction", "direction"), ("level", "labels"), ("tool_name", "tool"), ("accuracy", "accuracy"),
-           ("macro_f1", "macro-F1"), ("unknown_rate", "Unknown share"), ("acc_argmax", "accuracy, arg-max"), ("wall_s", "wall s"),
-           ("peak_rss_mb", "peak MB"), ("status", "status")]
+COLUMNS = [
+    ("direction", "direction"),
+    ("level", "labels"),
+    ("tool_name", "tool"),
+    ("accuracy", "accuracy"),
+    ("macro_f1", "macro-F1"),
+    ("unknown_rate", "Unknown share"),
+    ("acc_argmax", "accuracy, arg-max"),
+    ("wall_s", "wall s"),
+    ("peak_rss_mb", "peak MB"),
+    ("status", "status"),
+]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -221,11 +267,24 @@ def render(result: dict[str, Any]) -> str:
     rows = []
     have = {(r["direction"], r["level"], r["tool"]) for r in result["rows"]}
     grid = [(d, lv, t) for d in granja.DIRECTIONS for lv in ("fine", "coarse") for t in DEFAULT_TOOLS]
-    result = {**result, "rows": sorted(
-        [*result["rows"], *({"direction": d, "level": lv, "tool": t, "status": NOT_RUN.get(t, "not run yet (see README)")}
-                            for d, lv, t in grid if (d, lv, t) not in have)],
-        key=lambda r: (list(granja.DIRECTIONS).index(r["direction"]), ["fine", "coarse"].index(r["level"]),
-                       DEFAULT_TOOLS.index(r["tool"])))}
+    result = {
+        **result,
+        "rows": sorted(
+            [
+                *result["rows"],
+                *(
+                    {"direction": d, "level": lv, "tool": t, "status": NOT_RUN.get(t, "not run yet (see README)")}
+                    for d, lv, t in grid
+                    if (d, lv, t) not in have
+                ),
+            ],
+            key=lambda r: (
+                list(granja.DIRECTIONS).index(r["direction"]),
+                ["fine", "coarse"].index(r["level"]),
+                DEFAULT_TOOLS.index(r["tool"]),
+            ),
+        ),
+    }
     for r in result["rows"]:
         # arg-max accuracy: our best_label (Unknown ignored); tools without Unknown output: the same as accuracy
         argmax = r.get("accuracy_best_label", r.get("accuracy") if r.get("unknown_rate") == 0 else None)
@@ -236,10 +295,15 @@ def render(result: dict[str, Any]) -> str:
     lines.append(runner.md_table(rows, COLUMNS))
     lines.append("\n† " + TUNED_NOTE + "\n")
     lines.append("\nVersions: " + "; ".join(f"{k}: {v}" for k, v in result["versions"].items()) + "\n")
-    lines.append("\nInvocations:\n\n" + "\n".join(f"- `{i['command']}` ({i['date_utc']}, load {i['loadavg']})"
-                                                   for i in result.get("invocations", [])) + "\n")
-    lines.append("\nDefaults and where they come from: see benchmarks/README.md; exact commands in "
-                 "accuracy_table.json (`rows[].commands`).\n")
+    lines.append(
+        "\nInvocations:\n\n"
+        + "\n".join(f"- `{i['command']}` ({i['date_utc']}, load {i['loadavg']})" for i in result.get("invocations", []))
+        + "\n"
+    )
+    lines.append(
+        "\nDefaults and where they come from: see benchmarks/README.md; exact commands in "
+        "accuracy_table.json (`rows[].commands`).\n"
+    )
     return "\n".join(lines)
 
 
@@ -265,8 +329,10 @@ def main(argv: list[str] | None = None) -> int:
     old = json.loads(out_json.read_text()) if (args.reuse and out_json.is_file()) else {}
     previous = old.get("rows", [])
     this_command = "python " + " ".join(["benchmarks/accuracy_table.py", *(argv if argv is not None else sys.argv[1:])])
-    invocations = [*old.get("invocations", []), {"command": this_command, "date_utc": machine["date_utc"],
-                                                 "loadavg": machine["loadavg"]}]
+    invocations = [
+        *old.get("invocations", []),
+        {"command": this_command, "date_utc": machine["date_utc"], "loadavg": machine["loadavg"]},
+    ]
     rows: dict[tuple[str, str, str], dict[str, Any]] = {(r["direction"], r["level"], r["tool"]): r for r in previous}
     versions = runner.pip_versions(sys.executable, ["seqalignatac", "scikit-learn", "torch", "anndata"])
     for name in args.directions:
@@ -275,16 +341,37 @@ def main(argv: list[str] | None = None) -> int:
             for tool in args.tools:
                 print(f"[{name} {level}] {tool} ...", flush=True)
                 row = run_tool(d, tool, level, fasta, args.reuse, work / "envs", args.timeout)
-                row.update({"direction": name, "level": level, "tool": tool, "kind": TOOLS[tool][1],
-                            "what_runs": TOOLS[tool][2]})
+                row.update(
+                    {
+                        "direction": name,
+                        "level": level,
+                        "tool": tool,
+                        "kind": TOOLS[tool][1],
+                        "what_runs": TOOLS[tool][2],
+                    }
+                )
                 rows[(name, level, tool)] = row
-                print(f"    -> {row.get('status')} acc={row.get('accuracy')} f1={row.get('macro_f1')} "
-                      f"wall={row.get('wall_s')}s mem={row.get('peak_rss_mb')}MB", flush=True)
-                result = {"table": "accuracy", "command": this_command, "invocations": invocations,
-                          "machine": machine, "versions": versions, "data": str(data),
-                          "rows": sorted(rows.values(), key=lambda r: (list(granja.DIRECTIONS).index(r["direction"]),
-                                                                       ["fine", "coarse"].index(r["level"]),
-                                                                       DEFAULT_TOOLS.index(r["tool"])))}
+                print(
+                    f"    -> {row.get('status')} acc={row.get('accuracy')} f1={row.get('macro_f1')} "
+                    f"wall={row.get('wall_s')}s mem={row.get('peak_rss_mb')}MB",
+                    flush=True,
+                )
+                result = {
+                    "table": "accuracy",
+                    "command": this_command,
+                    "invocations": invocations,
+                    "machine": machine,
+                    "versions": versions,
+                    "data": str(data),
+                    "rows": sorted(
+                        rows.values(),
+                        key=lambda r: (
+                            list(granja.DIRECTIONS).index(r["direction"]),
+                            ["fine", "coarse"].index(r["level"]),
+                            DEFAULT_TOOLS.index(r["tool"]),
+                        ),
+                    ),
+                }
                 runner.write_json(out_json, result)
                 runner.write_text(args.out.with_suffix(".md"), render(result))
     for peer in PEER_ENV:

@@ -41,9 +41,13 @@ def timed(cmd: list[str], log_path: Path) -> dict:
     rc = os.waitstatus_to_exitcode(status)
     if rc:
         raise SystemExit(f"failed ({rc}): {shlex.join(cmd)}; see {log_path}")
-    return {"wall_seconds": round(wall, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
-            "peak_rss_mib": round(usage.ru_maxrss / 1024, 1), "load_average_start": load,
-            "load_average_end": os.getloadavg()}
+    return {
+        "wall_seconds": round(wall, 1),
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+        "peak_rss_mib": round(usage.ru_maxrss / 1024, 1),
+        "load_average_start": load,
+        "load_average_end": os.getloadavg(),
+    }
 
 
 def main() -> None:
@@ -58,22 +62,34 @@ def main() -> None:
     cmd = [sys.executable, "-m", "seqalignatac", "demo", "--outdir", str(work), "--no-progress"]
     if args.model != "kmer":
         cmd += ["--model", args.model]
-    date = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    date = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     log_dir = Path(tempfile.mkdtemp(prefix="demo_bench_logs_"))
     try:
         first = timed(cmd, log_dir / "first.log")
         stamps = work / "results" / "demo" / ".seqalignatac"
-        steps = {f.name.split(".")[0]: {k: json.loads(f.read_text()).get(k) for k in ("seconds", "cpu_seconds")}
-                 for f in sorted(stamps.glob("*.done.json"))}
+        steps = {
+            f.name.split(".")[0]: {k: json.loads(f.read_text()).get(k) for k in ("seconds", "cpu_seconds")}
+            for f in sorted(stamps.glob("*.done.json"))
+        }
         metrics = json.loads((work / "results" / "demo" / "annotate" / "metrics.json").read_text())
         again = timed(cmd, log_dir / "again.log")
     finally:
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    result = {"benchmark": "demo_walltime", "date": date, "machine": machine_info(("seqalignatac", "numpy", "torch", "anndata", "umap-learn", "numba")), "command": shlex.join(cmd),
-              "model": args.model, "first_run": first, "steps": steps, "rerun_all_up_to_date": again,
-              "target_seconds": TARGET_S, "meets_target": first["wall_seconds"] < TARGET_S,
-              "demo_accuracy": metrics["accuracy"], "demo_macro_f1": metrics["macro_f1"]}
+    result = {
+        "benchmark": "demo_walltime",
+        "date": date,
+        "machine": machine_info(("seqalignatac", "numpy", "torch", "anndata", "umap-learn", "numba")),
+        "command": shlex.join(cmd),
+        "model": args.model,
+        "first_run": first,
+        "steps": steps,
+        "rerun_all_up_to_date": again,
+        "target_seconds": TARGET_S,
+        "meets_target": first["wall_seconds"] < TARGET_S,
+        "demo_accuracy": metrics["accuracy"],
+        "demo_macro_f1": metrics["macro_f1"],
+    }
     suffix = "" if args.model == "kmer" else f"_{args.model.replace('-', '_')}"
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
@@ -83,14 +99,14 @@ def main() -> None:
     la = ", ".join(f"{x:.2f}" for x in first["load_average_start"])
     md = f"""# `seqalignatac demo` wall time (model {args.model}); target under {TARGET_S:.0f} s on 2 cores
 
-Date {date}; {m['cpu_model']}, {m['cpu_count']} cores, {m['mem_total']} RAM; load average at the start {la}
+Date {date}; {m["cpu_model"]}, {m["cpu_count"]} cores, {m["mem_total"]} RAM; load average at the start {la}
 (values above the core count mean other jobs shared the CPUs and the times below are inflated).
-seqalignatac {m['versions'].get('seqalignatac')}, torch {m['versions'].get('torch')}, Python {m['python']}.
+seqalignatac {m["versions"].get("seqalignatac")}, torch {m["versions"].get("torch")}, Python {m["python"]}.
 
 | run | wall s | CPU s (user+sys) | peak RSS MiB |
 | --- | --- | --- | --- |
-| first run in a fresh folder (simulate + all steps) | **{first['wall_seconds']:.1f}** | {first['cpu_seconds']:.1f} | {first['peak_rss_mib']:.0f} |
-| second run, same folder (every step up to date) | {again['wall_seconds']:.1f} | {again['cpu_seconds']:.1f} | {again['peak_rss_mib']:.0f} |
+| first run in a fresh folder (simulate + all steps) | **{first["wall_seconds"]:.1f}** | {first["cpu_seconds"]:.1f} | {first["peak_rss_mib"]:.0f} |
+| second run, same folder (every step up to date) | {again["wall_seconds"]:.1f} | {again["cpu_seconds"]:.1f} | {again["peak_rss_mib"]:.0f} |
 
 Within the first run, per step (wall / CPU seconds; the rest is Python start-up, imports and `simulate`):
 
@@ -98,7 +114,7 @@ Within the first run, per step (wall / CPU seconds; the rest is Python start-up,
 | --- | --- | --- |
 {rows}
 
-Demo result (simulated query with known labels): accuracy {metrics['accuracy']:.3f}, macro-F1 {metrics['macro_f1']:.3f}.
+Demo result (simulated query with known labels): accuracy {metrics["accuracy"]:.3f}, macro-F1 {metrics["macro_f1"]:.3f}.
 
 Command: `{shlex.join(cmd)}`
 """

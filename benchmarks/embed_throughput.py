@@ -41,7 +41,7 @@ BF16_PEAK = {"H100 SXM": 989e12, "H100 80GB HBM3": 989e12, "H100 PCIe": 756e12, 
 
 
 def machine_info() -> dict:
-    info = {"date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+    info = {"date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "platform": platform.platform(), "python": platform.python_version(),
             "cpu_count": os.cpu_count(), "load_average": os.getloadavg()}  # fmt: skip
     try:
@@ -88,8 +88,17 @@ def run_pool(emb: NTEmbedder, tokens: np.ndarray, bs: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtypes: list[str], cos_peaks: int, seed: int,
-          fp32_peaks: int | None = None) -> dict:
+def bench(
+    name: str,
+    device: str,
+    n_peaks: int,
+    width: int,
+    bs: int | None,
+    dtypes: list[str],
+    cos_peaks: int,
+    seed: int,
+    fp32_peaks: int | None = None,
+) -> dict:
     arch, sizes = CONFIGS[name]
     cfg = nt_config(arch, **sizes)
     torch.manual_seed(seed)
@@ -137,7 +146,11 @@ def bench(name: str, device: str, n_peaks: int, width: int, bs: int | None, dtyp
         for dname, b in pooled.items():
             if dname != "float32":
                 cos = (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
-                row[f"cosine_{dname}_vs_float32"] = {"min": float(cos.min()), "mean": float(cos.mean()), "peaks": cos_peaks}
+                row[f"cosine_{dname}_vs_float32"] = {
+                    "min": float(cos.min()),
+                    "mean": float(cos.mean()),
+                    "peaks": cos_peaks,
+                }
     return row
 
 
@@ -165,9 +178,11 @@ def to_markdown(res: dict) -> str:
     for s in res.get("skipped", []):
         lines.append(f"\nSkipped: {s}")
     if res["device_name"] == "CPU":
-        lines.append("\nGPU run pending (no GPU was lent to this session). On a GPU machine run:\n"
-                     "`python benchmarks/embed_throughput.py --device cuda` (v2-50m, v2-500m, v1-2.5b; 16,384 peaks "
-                     "in bf16, 2,048 in fp32, cosine on 512); it writes benchmarks/results/embed_throughput_gpu.{md,json}.")
+        lines.append(
+            "\nGPU run pending (no GPU was lent to this session). On a GPU machine run:\n"
+            "`python benchmarks/embed_throughput.py --device cuda` (v2-50m, v2-500m, v1-2.5b; 16,384 peaks "
+            "in bf16, 2,048 in fp32, cosine on 512); it writes benchmarks/results/embed_throughput_gpu.{md,json}."
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -179,8 +194,12 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1002)
     ap.add_argument("--batch-size", type=int, default=None)
     ap.add_argument("--dtypes", default=None, help="default: bfloat16,float32")
-    ap.add_argument("--cos-peaks", type=int, default=None, help="peaks for the bf16-vs-fp32 cosine (default 512 GPU, 16 CPU)")
-    ap.add_argument("--fp32-peaks", type=int, default=None, help="timed peaks for float32 (default 2048 GPU: fp32 is ~10x slower)")
+    ap.add_argument(
+        "--cos-peaks", type=int, default=None, help="peaks for the bf16-vs-fp32 cosine (default 512 GPU, 16 CPU)"
+    )
+    ap.add_argument(
+        "--fp32-peaks", type=int, default=None, help="timed peaks for float32 (default 2048 GPU: fp32 is ~10x slower)"
+    )
     ap.add_argument("--skip", action="append", default=[], help="note on something not run (goes into the report)")
     ap.add_argument("--out", default=None, help="output prefix (default benchmarks/results/embed_throughput_<cpu|gpu>)")
     ap.add_argument("--seed", type=int, default=0)

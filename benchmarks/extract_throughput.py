@@ -62,14 +62,33 @@ def random_bed(path: Path, lengths: dict[str, int], n: int, rng) -> None:
 
 
 def run_extract(bed: Path, fasta: Path, out: Path, width: str) -> dict:
-    cmd = [sys.executable, "-m", "seqalignatac", "-q", "extract", "--peaks", str(bed), "--fasta", str(fasta),
-           "--out", str(out), "--width", width]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqalignatac",
+        "-q",
+        "extract",
+        "--peaks",
+        str(bed),
+        "--fasta",
+        str(fasta),
+        "--out",
+        str(out),
+        "--width",
+        width,
+    ]
     wall, rss = timed(cmd)
     summary = json.loads(Path(str(out) + ".summary.json").read_text())
-    return {"command": shlex.join(cmd), "wall_s": round(wall, 2), "peak_rss_mb": round(rss / 1024, 1),
-            "written": summary["written"], "clipped": summary["clipped_at_chromosome_end"],
-            "fraction_n": summary["fraction_n"], "output_mb": round(out.stat().st_size / 2**20, 1),
-            "peaks_per_s": round(summary["written"] / wall)}
+    return {
+        "command": shlex.join(cmd),
+        "wall_s": round(wall, 2),
+        "peak_rss_mb": round(rss / 1024, 1),
+        "written": summary["written"],
+        "clipped": summary["clipped_at_chromosome_end"],
+        "fraction_n": summary["fraction_n"],
+        "output_mb": round(out.stat().st_size / 2**20, 1),
+        "peaks_per_s": round(summary["written"] / wall),
+    }
 
 
 def main() -> None:
@@ -110,24 +129,41 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(work, ignore_errors=True)
     info["load_average_end"] = os.getloadavg()
-    result = {"benchmark": "extract_throughput", "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "command": "flock /tmp/seqalignatac-heavy.lock python " + shlex.join(["benchmarks/extract_throughput.py", *sys.argv[1:]]),
-              "peaks": args.peaks, "width": args.width, "genome": genome, "machine": info, "runs": runs,
-              "target": "500,000 peaks in under 60 s", "meets_target": all(r["wall_s"] < 60 for r in runs.values())}
+    result = {
+        "benchmark": "extract_throughput",
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "command": "flock /tmp/seqalignatac-heavy.lock python "
+        + shlex.join(["benchmarks/extract_throughput.py", *sys.argv[1:]]),
+        "peaks": args.peaks,
+        "width": args.width,
+        "genome": genome,
+        "machine": info,
+        "runs": runs,
+        "target": "500,000 peaks in under 60 s",
+        "meets_target": all(r["wall_s"] < 60 for r in runs.values()),
+    }
     out = Path(args.results)
     out.mkdir(parents=True, exist_ok=True)
     (out / "extract_throughput.json").write_text(json.dumps(result, indent=2) + "\n")
-    md = [f"# extract throughput ({result['date_utc']})", "",
-          f"`{result['command']}`", "",
-          f"{args.peaks:,} random 200-800 bp peaks, window {args.width} bp, genome: {genome}.", "",
-          f"Machine: {info['cpu_model']}, {info['cpu_count']} cores, {info['mem_total']} RAM; load average "
-          f"{info['load_average_start']} at start, {info['load_average_end']} at end (machine shared with other jobs). "
-          f"Python {info['python']}, pyfaidx {info['versions']['pyfaidx']}, numpy {info['versions']['numpy']}.", "",
-          "| FASTA | wall s (CLI, incl. start-up) | peaks/s | peak RSS MB | output MB | clipped | identical |",
-          "| --- | --- | --- | --- | --- | --- | --- |"]
+    md = [
+        f"# extract throughput ({result['date_utc']})",
+        "",
+        f"`{result['command']}`",
+        "",
+        f"{args.peaks:,} random 200-800 bp peaks, window {args.width} bp, genome: {genome}.",
+        "",
+        f"Machine: {info['cpu_model']}, {info['cpu_count']} cores, {info['mem_total']} RAM; load average "
+        f"{info['load_average_start']} at start, {info['load_average_end']} at end (machine shared with other jobs). "
+        f"Python {info['python']}, pyfaidx {info['versions']['pyfaidx']}, numpy {info['versions']['numpy']}.",
+        "",
+        "| FASTA | wall s (CLI, incl. start-up) | peaks/s | peak RSS MB | output MB | clipped | identical |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
     for k, r in runs.items():
-        md.append(f"| {k} | {r['wall_s']} | {r['peaks_per_s']:,} | {r['peak_rss_mb']} | {r['output_mb']} | "
-                  f"{r['clipped']} | {r.get('identical_to_plain', '')} |")
+        md.append(
+            f"| {k} | {r['wall_s']} | {r['peaks_per_s']:,} | {r['peak_rss_mb']} | {r['output_mb']} | "
+            f"{r['clipped']} | {r.get('identical_to_plain', '')} |"
+        )
     md += ["", f"Target: {result['target']}: {'met' if result['meets_target'] else 'NOT met'}.", ""]
     (out / "extract_throughput.md").write_text("\n".join(md))
     print("\n".join(md))

@@ -63,22 +63,46 @@ def main() -> None:
     exe = [sys.executable, "-m", "seqalignatac"]
 
     h5 = work / "h5ad"
-    convert_cmd = [*exe, "convert", "--matrix", str(granja / "counts_peaks_x_cells.mtx.gz"), "--peaks",
-                   str(granja / "peaks.bed"), "--cells", str(granja / "cells.tsv"), "--split-by", "Group",
-                   "--out", str(h5)]
+    convert_cmd = [
+        *exe,
+        "convert",
+        "--matrix",
+        str(granja / "counts_peaks_x_cells.mtx.gz"),
+        "--peaks",
+        str(granja / "peaks.bed"),
+        "--cells",
+        str(granja / "cells.tsv"),
+        "--split-by",
+        "Group",
+        "--out",
+        str(h5),
+    ]
     conv_wall, conv_rss, rc = timed(convert_cmd, work / "convert.log")
     if rc:
         raise SystemExit(f"convert failed ({rc}); see {work / 'convert.log'}")
 
     pair = "granja_D6T1_to_D5T1"
     sheet = work / "samplesheet.csv"
-    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
-                     f"{pair},{h5 / 'BMMC_D6T1.h5ad'},BioClassification,{h5 / 'BMMC_D5T1.h5ad'},BioClassification,"
-                     f"{genome}\n")
+    sheet.write_text(
+        "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+        f"{pair},{h5 / 'BMMC_D6T1.h5ad'},BioClassification,{h5 / 'BMMC_D5T1.h5ad'},BioClassification,"
+        f"{genome}\n"
+    )
     out = work / "results"
-    run_cmd = [*exe, "run", "--samplesheet", str(sheet), "--model", args.model, "--outdir", str(out), "--force",
-               "--no-progress", *args.extra]
-    started = dt.datetime.now(dt.timezone.utc)
+    run_cmd = [
+        *exe,
+        "run",
+        "--samplesheet",
+        str(sheet),
+        "--model",
+        args.model,
+        "--outdir",
+        str(out),
+        "--force",
+        "--no-progress",
+        *args.extra,
+    ]
+    started = dt.datetime.now(dt.UTC)
     wall, rss, rc = timed(run_cmd, work / "run.log")
     load_end = os.getloadavg()
     if rc:
@@ -94,17 +118,28 @@ def main() -> None:
     train = json.loads((pd_ / "train" / "train_summary.json").read_text())
     metrics = json.loads((pd_ / "annotate" / "metrics.json").read_text())
     result = {
-        "benchmark": "granja_run", "date": started.isoformat(timespec="seconds"), "machine": info,
+        "benchmark": "granja_run",
+        "date": started.isoformat(timespec="seconds"),
+        "machine": info,
         "load_average_end": load_end,
         "commands": {"convert": shlex.join(convert_cmd), "run": shlex.join(run_cmd)},
         "convert": {"wall_seconds": round(conv_wall, 1), "peak_rss_mib": round(conv_rss / 1024, 1)},
         "run": {"wall_seconds": round(wall, 1), "peak_rss_mib": round(rss / 1024, 1), "steps": steps},
-        "data": {"reference_cells": prep["cells"]["reference"], "query_cells": prep["cells"]["query"],
-                 "peaks_kept": prep["peaks_kept"], "peaks_with_sequence": ext.get("written"),
-                 "peaks_on_absent_contigs": ext.get("peaks_on_absent_contigs"),
-                 "stage1_cells": train.get("n_cells"), "stage1_peaks": train.get("n_peaks")},
-        "quality_smoke_test": {"stage1_heldout_auroc": train.get("heldout_auroc"), "accuracy": metrics["accuracy"],
-                               "macro_f1": metrics["macro_f1"], "unknown_rate": metrics["unknown_rate"]},
+        "data": {
+            "reference_cells": prep["cells"]["reference"],
+            "query_cells": prep["cells"]["query"],
+            "peaks_kept": prep["peaks_kept"],
+            "peaks_with_sequence": ext.get("written"),
+            "peaks_on_absent_contigs": ext.get("peaks_on_absent_contigs"),
+            "stage1_cells": train.get("n_cells"),
+            "stage1_peaks": train.get("n_peaks"),
+        },
+        "quality_smoke_test": {
+            "stage1_heldout_auroc": train.get("heldout_auroc"),
+            "accuracy": metrics["accuracy"],
+            "macro_f1": metrics["macro_f1"],
+            "unknown_rate": metrics["unknown_rate"],
+        },
         "report": str(pd_ / "report" / f"{pair}_report.html"),
     }
     res_dir = Path(args.results)
@@ -122,23 +157,23 @@ def markdown(result: dict, model: str) -> str:
     la1 = ", ".join(f"{x:.2f}" for x in result["load_average_end"])
     return f"""# `seqalignatac run` on Granja 2019 BMMC (D6T1 reference -> D5T1 query), `--model {model}`
 
-Date {result['date']}; {m['cpu_model']}, {m['cpu_count']} cores, {m['mem_total']} RAM; load average
+Date {result["date"]}; {m["cpu_model"]}, {m["cpu_count"]} cores, {m["mem_total"]} RAM; load average
 {la0} at the start, {la1} at the end (the machine is shared: other jobs ran at the same time, so
-times are inflated). seqalignatac {m['versions'].get('seqalignatac')}, torch {m['versions'].get('torch')},
-Python {m['python']}.
+times are inflated). seqalignatac {m["versions"].get("seqalignatac")}, torch {m["versions"].get("torch")},
+Python {m["python"]}.
 
 | what | value |
 | --- | --- |
-| `run` wall time (all six steps, one process) | **{run['wall_seconds']:.1f} s** |
-| `run` peak memory (RSS) | **{run['peak_rss_mib']:.0f} MiB** |
-| `convert` (MatrixMarket -> one .h5ad per donor) | {result['convert']['wall_seconds']:.1f} s, {result['convert']['peak_rss_mib']:.0f} MiB |
-| cells (reference / query) | {data['reference_cells']:,} / {data['query_cells']:,} |
-| peaks kept by prepare (open in >= 1 % of cells) | {data['peaks_kept']:,} of 10,000 |
-| of these, peaks with sequence in the partial hg19 | {data['peaks_with_sequence']:,} ({data['peaks_on_absent_contigs']:,} on contigs absent from it) |
-| cells / peaks used by stage 1 | {data['stage1_cells']:,} / {data['stage1_peaks']:,} |
-| stage-1 held-out AUROC | {q['stage1_heldout_auroc']:.3f} |
-| accuracy / macro-F1 (16 types; smoke test only, see below) | {q['accuracy']:.3f} / {q['macro_f1']:.3f} |
-| Unknown rate | {q['unknown_rate']:.3f} |
+| `run` wall time (all six steps, one process) | **{run["wall_seconds"]:.1f} s** |
+| `run` peak memory (RSS) | **{run["peak_rss_mib"]:.0f} MiB** |
+| `convert` (MatrixMarket -> one .h5ad per donor) | {result["convert"]["wall_seconds"]:.1f} s, {result["convert"]["peak_rss_mib"]:.0f} MiB |
+| cells (reference / query) | {data["reference_cells"]:,} / {data["query_cells"]:,} |
+| peaks kept by prepare (open in >= 1 % of cells) | {data["peaks_kept"]:,} of 10,000 |
+| of these, peaks with sequence in the partial hg19 | {data["peaks_with_sequence"]:,} ({data["peaks_on_absent_contigs"]:,} on contigs absent from it) |
+| cells / peaks used by stage 1 | {data["stage1_cells"]:,} / {data["stage1_peaks"]:,} |
+| stage-1 held-out AUROC | {q["stage1_heldout_auroc"]:.3f} |
+| accuracy / macro-F1 (16 types; smoke test only, see below) | {q["accuracy"]:.3f} / {q["macro_f1"]:.3f} |
+| Unknown rate | {q["unknown_rate"]:.3f} |
 
 Per step (wall / CPU seconds):
 
@@ -147,8 +182,8 @@ Per step (wall / CPU seconds):
 {rows}
 
 Accuracy here does not measure the method. The partial genome has real sequence only on chr20,
-part of chr22 and chrX up to 70 Mb. That covers {data['peaks_with_sequence']:,} of the
-{data['peaks_kept']:,} peaks that prepare keeps, and a cell has few open peaks among them (the
+part of chr22 and chrX up to 70 Mb. That covers {data["peaks_with_sequence"]:,} of the
+{data["peaks_kept"]:,} peaks that prepare keeps, and a cell has few open peaks among them (the
 data README: a median of 8 over its 575 covered peaks). The README's LSI + logistic-regression
 baseline on those 575 peaks reaches 0.19 accuracy. This run shows that the whole pipeline
 completes on real 10x data, with its time and memory.
@@ -156,8 +191,8 @@ completes on real 10x data, with its time and memory.
 Commands:
 
 ```
-{result['commands']['convert']}
-{result['commands']['run']}
+{result["commands"]["convert"]}
+{result["commands"]["run"]}
 ```
 """
 

@@ -16,7 +16,7 @@ import json
 import os
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -61,22 +61,43 @@ def main() -> None:
             t = time.time()
             cells, s = lsi(a, lsi_components=n, lsi_normalize=norm)
             acc, f1 = reference_cv(cells)
-            rows.append(dict(n_components=n, normalize=norm, dims=s["dims"], dropped=s["dropped_components"],
-                             accuracy=round(acc, 4), macro_f1=round(f1, 4), seconds=round(time.time() - t, 1)))
+            rows.append(
+                dict(
+                    n_components=n,
+                    normalize=norm,
+                    dims=s["dims"],
+                    dropped=s["dropped_components"],
+                    accuracy=round(acc, 4),
+                    macro_f1=round(f1, 4),
+                    seconds=round(time.time() - t, 1),
+                )
+            )
             print(json.dumps(rows[-1]), flush=True)
-    info = dict(date=datetime.now(timezone.utc).isoformat(timespec="seconds"), load_average=os.getloadavg(),
-                cores=os.cpu_count(), command="python benchmarks/stage1_lsi_defaults.py")
+    info = dict(
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        load_average=os.getloadavg(),
+        cores=os.cpu_count(),
+        command="python benchmarks/stage1_lsi_defaults.py",
+    )
     out = HERE / "results" / "stage1_lsi_defaults"
     out.parent.mkdir(exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(dict(info=info, results=rows), indent=2) + "\n")
-    lines = ["# LSI defaults: 5-fold kNN inside the Granja reference donor (no query labels)", "",
-             f"- date {info['date']}, {info['cores']} cores, load average {tuple(round(x, 2) for x in info['load_average'])}",
-             f"- command: `{info['command']}`",
-             "- data: Granja 2019 BMMC, 10,000 random peaks; reference = BMMC_D6T1 (10,335 cells), 16 BioClassification types",
-             "- score: 5-fold stratified kNN (k=15) on the LSI embedding of reference cells", "",
-             "| components | normalize | dims kept | dropped (depth) | accuracy | macro-F1 |", "|---|---|---|---|---|---|"]
-    lines += [f"| {r['n_components']} | {r['normalize']} | {r['dims']} | {r['dropped']} | {r['accuracy']:.3f} | "
-              f"{r['macro_f1']:.3f} |" for r in rows]
+    lines = [
+        "# LSI defaults: 5-fold kNN inside the Granja reference donor (no query labels)",
+        "",
+        f"- date {info['date']}, {info['cores']} cores, load average {tuple(round(x, 2) for x in info['load_average'])}",
+        f"- command: `{info['command']}`",
+        "- data: Granja 2019 BMMC, 10,000 random peaks; reference = BMMC_D6T1 (10,335 cells), 16 BioClassification types",
+        "- score: 5-fold stratified kNN (k=15) on the LSI embedding of reference cells",
+        "",
+        "| components | normalize | dims kept | dropped (depth) | accuracy | macro-F1 |",
+        "|---|---|---|---|---|---|",
+    ]
+    lines += [
+        f"| {r['n_components']} | {r['normalize']} | {r['dims']} | {r['dropped']} | {r['accuracy']:.3f} | "
+        f"{r['macro_f1']:.3f} |"
+        for r in rows
+    ]
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out.with_suffix('.md')}")
 

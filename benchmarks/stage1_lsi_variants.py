@@ -20,7 +20,7 @@ import shlex
 import sys
 import time
 import warnings
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -70,8 +70,10 @@ def score(cells, threads: int, gda_seeds: list[int]) -> dict:
     ref = (cells.obs["domain"] == "reference").to_numpy()
     y = cells.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     out = {}
-    for name, clf in (("logreg", LogisticRegression(max_iter=3000, class_weight="balanced")),
-                      ("knn15", KNeighborsClassifier(15, metric="cosine"))):
+    for name, clf in (
+        ("logreg", LogisticRegression(max_iter=3000, class_weight="balanced")),
+        ("knn15", KNeighborsClassifier(15, metric="cosine")),
+    ):
         p = clf.fit(X[ref], y[ref]).predict(X[~ref])
         m = evaluate(y[~ref], p)
         out[name] = (round(m["accuracy"], 4), round(m["macro_f1"], 4))
@@ -81,7 +83,10 @@ def score(cells, threads: int, gda_seeds: list[int]) -> dict:
         per_seed = []
         for seed in gda_seeds:
             q = annotate_full(cells, method="gda", unknown="none", seed=seed, threads=threads, progress=False).query
-            m = evaluate(q.obs[keys.labels_key_of(cells)].astype(str).to_numpy(), q.obs["seqalignatac_best_label"].astype(str).to_numpy())
+            m = evaluate(
+                q.obs[keys.labels_key_of(cells)].astype(str).to_numpy(),
+                q.obs["seqalignatac_best_label"].astype(str).to_numpy(),
+            )
             per_seed.append((round(m["accuracy"], 4), round(m["macro_f1"], 4)))
         out["gda"] = tuple(round(float(v), 4) for v in np.mean(per_seed, axis=0))
         out["gda_per_seed"] = per_seed
@@ -93,19 +98,29 @@ def write(rows: list[dict], meta: dict) -> None:
     RESULTS.with_suffix(".json").write_text(json.dumps({"meta": meta, "rows": rows}, indent=1))
     scorers = [s for s in ("logreg", "knn15", "gda") if any(s in r["scores"][SETS[0]] for r in rows)]
     lines = [
-        "# Stage-1 LSI variants (tuning sets only)", "",
-        (f"{meta['date']}; `{meta['command']}`; machine: {meta['machine']['cpu_model']}, "
-         f"{meta['machine']['cpu_count']} cores, load {meta['machine']['load_average_start']}."),
-        *[f"Rows not rerun by that command come from `{r['command']}` ({r['date']})." for r in meta.get("earlier_runs", [])],
+        "# Stage-1 LSI variants (tuning sets only)",
         "",
-        ("Accuracy / macro-F1 on the query of each tuning set (reverse: D5T1 -> D6T1; depth: D6T1 deep -> shallow). "
-         "`mean` = mean of the four numbers (acc and F1 on both sets) per scorer. logreg: class-balanced "
-         "logistic regression; knn15: cosine kNN; gda: stage-2 defaults, arg-max label (unknown='none'), "
-         f"mean over stage-2 seeds {meta['gda_seeds']}. A first round also tried a plain TF * (n / df) without any "
-         "log (joint fit): 0.09 accuracy on both sets with every scorer; that variant was removed."), "",
+        (
+            f"{meta['date']}; `{meta['command']}`; machine: {meta['machine']['cpu_model']}, "
+            f"{meta['machine']['cpu_count']} cores, load {meta['machine']['load_average_start']}."
+        ),
+        *[
+            f"Rows not rerun by that command come from `{r['command']}` ({r['date']})."
+            for r in meta.get("earlier_runs", [])
+        ],
+        "",
+        (
+            "Accuracy / macro-F1 on the query of each tuning set (reverse: D5T1 -> D6T1; depth: D6T1 deep -> shallow). "
+            "`mean` = mean of the four numbers (acc and F1 on both sets) per scorer. logreg: class-balanced "
+            "logistic regression; knn15: cosine kNN; gda: stage-2 defaults, arg-max label (unknown='none'), "
+            f"mean over stage-2 seeds {meta['gda_seeds']}. A first round also tried a plain TF * (n / df) without any "
+            "log (joint fit): 0.09 accuracy on both sets with every scorer; that variant was removed."
+        ),
+        "",
     ]
-    head = "| variant | lsi kwargs | dims | " + " | ".join(
-        f"{s} reverse | {s} depth | {s} mean" for s in scorers) + " |"
+    head = (
+        "| variant | lsi kwargs | dims | " + " | ".join(f"{s} reverse | {s} depth | {s} mean" for s in scorers) + " |"
+    )
     lines += [head, "|" + " --- |" * (3 + 3 * len(scorers))]
     for r in rows:
         cells = [r["name"], "`" + json.dumps(r["kwargs"]) + "`", "/".join(str(r["dims"][s]) for s in SETS)]
@@ -123,8 +138,13 @@ def write(rows: list[dict], meta: dict) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", nargs="*", help="names (or 0-based indices) to run; default all")
-    ap.add_argument("--gda-seeds", type=int, nargs="*", default=[0, 1],
-                    help="stage-2 seeds whose GDA scores are averaged (none: only logreg and kNN)")
+    ap.add_argument(
+        "--gda-seeds",
+        type=int,
+        nargs="*",
+        default=[0, 1],
+        help="stage-2 seeds whose GDA scores are averaged (none: only logreg and kNN)",
+    )
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     warnings.filterwarnings("ignore")
@@ -136,16 +156,20 @@ def main() -> None:
     chosen = VARIANTS
     if args.variants:
         chosen = [v for i, v in enumerate(VARIANTS) if v[0] in args.variants or str(i) in args.variants]
-    meta = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": "python " + shlex.join(["benchmarks/stage1_lsi_variants.py", *sys.argv[1:]]),
-            "gda_seeds": args.gda_seeds,
-            "machine": machine_info(("seqalignatac", "numpy", "scipy", "scikit-learn", "torch"))}
+    meta = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": "python " + shlex.join(["benchmarks/stage1_lsi_variants.py", *sys.argv[1:]]),
+        "gda_seeds": args.gda_seeds,
+        "machine": machine_info(("seqalignatac", "numpy", "scipy", "scikit-learn", "torch")),
+    }
     old = {}
     if args.variants and RESULTS.with_suffix(".json").exists():  # a partial rerun keeps the other rows
         prev = json.loads(RESULTS.with_suffix(".json").read_text())
         old = {r["name"]: r for r in prev["rows"]}
-        meta["earlier_runs"] = [*prev["meta"].get("earlier_runs", []),
-                                {k: prev["meta"][k] for k in ("date", "command")}]
+        meta["earlier_runs"] = [
+            *prev["meta"].get("earlier_runs", []),
+            {k: prev["meta"][k] for k in ("date", "command")},
+        ]
     sets = accessibility_sets()
     for name, kw in chosen:
         row = {"name": name, "kwargs": kw, "scores": {}, "dims": {}, "seconds": {}, "date": meta["date"]}

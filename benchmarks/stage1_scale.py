@@ -29,7 +29,7 @@ import resource
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,12 +51,15 @@ def synthetic(n_cells: int, n_peaks: int, per_cell: int, seed: int):
         e = min(n_cells, s + chunk)
         for c in range(s, e):  # distinct sorted peaks per cell
             k = counts[c]
-            idx = rng.choice(n_peaks, size=k, replace=False) if k * 4 > n_peaks else np.unique(
-                rng.integers(0, n_peaks, size=int(k * 1.02) + 8))[:k]
+            idx = (
+                rng.choice(n_peaks, size=k, replace=False)
+                if k * 4 > n_peaks
+                else np.unique(rng.integers(0, n_peaks, size=int(k * 1.02) + 8))[:k]
+            )
             while len(idx) < k:  # rare: too many collisions, draw again
                 idx = np.unique(np.concatenate([idx, rng.integers(0, n_peaks, size=k)]))[:k]
             idx.sort()
-            indices[indptr[c]:indptr[c + 1]] = idx
+            indices[indptr[c] : indptr[c + 1]] = idx
     data = np.ones(len(indices), dtype=np.uint8)
     return sp.csr_matrix((data, indices, indptr), shape=(n_cells, n_peaks))
 
@@ -73,9 +76,13 @@ def worker(args) -> dict:
     t0 = time.time()
     X = synthetic(args.cells, args.peaks, args.peaks_per_cell, args.seed)
     E = np.random.default_rng(args.seed + 1).standard_normal((args.peaks, args.dim), dtype=np.float32)
-    obs = pd.DataFrame({"domain": np.where(np.arange(args.cells) % 5 < 3, "reference", "query")},
-                       index=pd.RangeIndex(args.cells).astype(str))
-    adata = ad.AnnData(X, obs=obs, var=pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(args.peaks)]))
+    obs = pd.DataFrame(
+        {"domain": np.where(np.arange(args.cells) % 5 < 3, "reference", "query")},
+        index=pd.RangeIndex(args.cells).astype(str),
+    )
+    adata = ad.AnnData(
+        X, obs=obs, var=pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(args.peaks)])
+    )
     del X
     t_data = time.time() - t0
     rss_data = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
@@ -89,10 +96,21 @@ def worker(args) -> dict:
         stamps.append(time.time())
 
     t1 = time.time()
-    _, summary = train(adata, E, device=args.device, threads=args.threads, epochs=1, patience=1,
-                       max_steps_per_epoch=0 if args.full_epoch else args.steps, progress=False,
-                       callback=on_step, free_input=True, batch_size=args.batch_size,
-                       cell_block_size=args.cell_block_size, max_step_entries=args.max_step_entries)
+    _, summary = train(
+        adata,
+        E,
+        device=args.device,
+        threads=args.threads,
+        epochs=1,
+        patience=1,
+        max_steps_per_epoch=0 if args.full_epoch else args.steps,
+        progress=False,
+        callback=on_step,
+        free_input=True,
+        batch_size=args.batch_size,
+        cell_block_size=args.cell_block_size,
+        max_step_entries=args.max_step_entries,
+    )
     if args.device == "cuda":
         torch.cuda.synchronize()
     t_end = time.time()
@@ -102,13 +120,24 @@ def worker(args) -> dict:
     eval_write_s = t_end - stamps[-1]
     full = summary["full_epoch_steps"]
     res = dict(
-        cells=args.cells, peaks=args.peaks, dim=args.dim, nnz=summary["nnz"],
-        density=summary["density"], device=summary["device"], threads=torch.get_num_threads(),
-        batch_size=args.batch_size, cell_block_size=summary["cell_block_size"], n_cell_blocks=summary["n_cell_blocks"],
-        steps_measured=len(stamps), full_epoch_steps=full, seconds_per_step=step_s,
-        setup_seconds=round(setup_s, 2), eval_seconds=round(eval_write_s, 2),
+        cells=args.cells,
+        peaks=args.peaks,
+        dim=args.dim,
+        nnz=summary["nnz"],
+        density=summary["density"],
+        device=summary["device"],
+        threads=torch.get_num_threads(),
+        batch_size=args.batch_size,
+        cell_block_size=summary["cell_block_size"],
+        n_cell_blocks=summary["n_cell_blocks"],
+        steps_measured=len(stamps),
+        full_epoch_steps=full,
+        seconds_per_step=step_s,
+        setup_seconds=round(setup_s, 2),
+        eval_seconds=round(eval_write_s, 2),
         epoch_seconds=round(step_s * full + eval_write_s, 1),
-        extrapolated=not args.full_epoch, data_build_seconds=round(t_data, 1),
+        extrapolated=not args.full_epoch,
+        data_build_seconds=round(t_data, 1),
         peak_rss_gb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
         rss_after_data_gb=round(rss_data, 2),
         entries_per_second=round(step_s and args.batch_size * min(args.cells, summary["cell_block_size"]) / step_s),
@@ -130,10 +159,19 @@ def machine() -> dict:
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     from importlib.metadata import version
 
-    return dict(cpu=cpu, cores=os.cpu_count(), ram_gb=round(mem, 1), load_average=os.getloadavg(),
-                date=datetime.now(timezone.utc).isoformat(timespec="seconds"), python=platform.python_version(),
-                torch=torch.__version__, numpy=np.__version__, scipy=version("scipy"), anndata=version("anndata"),
-                cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None)
+    return dict(
+        cpu=cpu,
+        cores=os.cpu_count(),
+        ram_gb=round(mem, 1),
+        load_average=os.getloadavg(),
+        date=datetime.now(UTC).isoformat(timespec="seconds"),
+        python=platform.python_version(),
+        torch=torch.__version__,
+        numpy=np.__version__,
+        scipy=version("scipy"),
+        anndata=version("anndata"),
+        cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+    )
 
 
 def main() -> None:
@@ -163,7 +201,8 @@ def main() -> None:
     rows = []
     for n in args.cells:
         cmd = [sys.executable, __file__, "--worker", "--cells", str(n)] + [
-            a for i, a in enumerate(sys.argv[1:]) if not _is_cells_arg(sys.argv[1:], i)]
+            a for i, a in enumerate(sys.argv[1:]) if not _is_cells_arg(sys.argv[1:], i)
+        ]
         t = time.time()
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = [l for l in proc.stdout.splitlines() if l.startswith("RESULT ")]
@@ -193,11 +232,17 @@ def _is_cells_arg(argv: list[str], i: int) -> bool:
 
 
 def markdown(info: dict, command: str, rows: list[dict], args) -> str:
-    how = "full epochs" if args.full_epoch else (
-        f"{args.steps} steps measured (after {args.warmup} warm-up steps), per-step time x the full epoch's "
-        "steps + the measured end-of-epoch evaluation = **extrapolated** epoch time")
+    how = (
+        "full epochs"
+        if args.full_epoch
+        else (
+            f"{args.steps} steps measured (after {args.warmup} warm-up steps), per-step time x the full epoch's "
+            "steps + the measured end-of-epoch evaluation = **extrapolated** epoch time"
+        )
+    )
     lines = [
-        "# Stage-1 scale benchmark", "",
+        "# Stage-1 scale benchmark",
+        "",
         f"- date: {info['date']}; machine: {info['cpu']}, {info['cores']} cores, {info['ram_gb']} GB RAM"
         + (f", GPU {info['cuda']}" if info.get("cuda") else ""),
         f"- load average at start {tuple(round(x, 2) for x in info['load_average'])}, at end "
@@ -208,7 +253,8 @@ def markdown(info: dict, command: str, rows: list[dict], args) -> str:
         f"- data: synthetic binary matrix, {args.peaks:,} peaks, ~{args.peaks_per_cell:,} open peaks per cell; random "
         f"{args.dim}-wide peak embeddings; default network (hidden 256, bottleneck 32), batch {args.batch_size} peaks",
         f"- method: {how}",
-        "- peak RSS: the whole worker process (matrix construction included), from `getrusage`", "",
+        "- peak RSS: the whole worker process (matrix construction included), from `getrusage`",
+        "",
         "| cells | nnz | device | threads | cell blocks x size | steps/epoch | s/step | epoch (s) | extrapolated | peak RSS (GB) |"
         + (" GPU mem (GB) |" if args.device == "cuda" else ""),
         "|---|---|---|---|---|---|---|---|---|---|" + ("---|" if args.device == "cuda" else ""),
@@ -221,7 +267,8 @@ def markdown(info: dict, command: str, rows: list[dict], args) -> str:
             f"| {r['cells']:,} | {r['nnz']:,} | {r['device']} | {r['threads']} | {r['n_cell_blocks']} x {r['cell_block_size']:,} "
             f"| {r['full_epoch_steps']:,} | {r['seconds_per_step']:.3f} | {r['epoch_seconds']:,.0f} "
             f"| {'yes' if r['extrapolated'] else 'no'} | {r['peak_rss_gb']} |"
-            + (f" {r.get('gpu_peak_memory_gb')} |" if args.device == "cuda" else ""))
+            + (f" {r.get('gpu_peak_memory_gb')} |" if args.device == "cuda" else "")
+        )
     return "\n".join(lines) + "\n"
 
 

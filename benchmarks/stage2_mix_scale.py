@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,9 @@ def main() -> None:
     times = {}
 
     t = time.perf_counter()
-    kq, kh, _ = knn_transfer(x_ref, y_ref, train, held, x_q, args.types, cfg.knn_mix_k, args.threads,
-                             vote_power=cfg.knn_vote_power)
+    kq, kh, _ = knn_transfer(
+        x_ref, y_ref, train, held, x_q, args.types, cfg.knn_mix_k, args.threads, vote_power=cfg.knn_vote_power
+    )
     times["knn_transfer_k50"] = time.perf_counter() - t
     t = time.perf_counter()
     lq, lh = linear_transfer(x_ref, y_ref, train, held, x_q, args.types, cfg.linear_c)
@@ -61,8 +62,7 @@ def main() -> None:
     proba = (1 - cfg.linear_mix) * kq + cfg.linear_mix * lq
     t = time.perf_counter()
     best = proba.argmax(1)
-    q_dist, h_dist = distance_scores(x_q, best, x_ref[held], y_ref[held], x_ref[train], y_ref[train], 30,
-                                     args.threads)
+    q_dist, h_dist = distance_scores(x_q, best, x_ref[held], y_ref[held], x_ref[train], y_ref[train], 30, args.threads)
     times["unknown_distances_k30"] = time.perf_counter() - t
     t = time.perf_counter()
     s_dist = smooth_scores(x_q, q_dist, 30, args.threads)
@@ -71,25 +71,41 @@ def main() -> None:
     flags, _ = call_unknown("distance", 0.02, conf, confidence_entropy(lh)[0], q_dist, h_dist, s_dist, 0.005, 0.01)
     accuracy = float((best == y_q).mean())
     info["load_average_end"] = __import__("os").getloadavg()
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "machine": info,
-              "command": "python benchmarks/stage2_mix_scale.py " + " ".join(sys.argv[1:]),
-              "cells": args.cells, "dim": args.dim, "types": args.types,
-              "seconds": {k: round(v, 1) for k, v in times.items()}, "total_seconds": round(sum(times.values()), 1),
-              "peak_rss_gib": round(peak_rss_gib(), 2), "accuracy_mix": accuracy,
-              "unknown_rate": float(flags.mean())}
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "command": "python benchmarks/stage2_mix_scale.py " + " ".join(sys.argv[1:]),
+        "cells": args.cells,
+        "dim": args.dim,
+        "types": args.types,
+        "seconds": {k: round(v, 1) for k, v in times.items()},
+        "total_seconds": round(sum(times.values()), 1),
+        "peak_rss_gib": round(peak_rss_gib(), 2),
+        "accuracy_mix": accuracy,
+        "unknown_rate": float(flags.mean()),
+    }
     out = Path(args.out)
     write_json(out.with_suffix(".json"), result)
-    lines = [f"# Stage-2 mix + Unknown at {args.cells:,} simulated cells (CPU)", "",
-             f"{result['date']}; `{result['command']}`; {info['cpu_model']} x{info['cpu_count']}; load "
-             f"{tuple(round(v, 2) for v in info['load_average_start'])} -> "
-             f"{tuple(round(v, 2) for v in info['load_average_end'])}.", "",
-             f"{args.cells // 2:,} reference + {args.cells - args.cells // 2:,} query cells, {args.dim} dims, "
-             f"{args.types} types.  Graphs and GDA training: `benchmarks/results/stage2_scale_cpu.md`.", "",
-             "| step | seconds |", "| --- | --- |"]
+    lines = [
+        f"# Stage-2 mix + Unknown at {args.cells:,} simulated cells (CPU)",
+        "",
+        f"{result['date']}; `{result['command']}`; {info['cpu_model']} x{info['cpu_count']}; load "
+        f"{tuple(round(v, 2) for v in info['load_average_start'])} -> "
+        f"{tuple(round(v, 2) for v in info['load_average_end'])}.",
+        "",
+        f"{args.cells // 2:,} reference + {args.cells - args.cells // 2:,} query cells, {args.dim} dims, "
+        f"{args.types} types.  Graphs and GDA training: `benchmarks/results/stage2_scale_cpu.md`.",
+        "",
+        "| step | seconds |",
+        "| --- | --- |",
+    ]
     lines += [f"| {k} | {v:.1f} |" for k, v in result["seconds"].items()]
-    lines += [f"| **total** | **{result['total_seconds']:.1f}** |", "",
-              f"Peak RSS {result['peak_rss_gib']} GiB; mixed accuracy {accuracy:.3f}; Unknown rate "
-              f"{result['unknown_rate']:.3f} (no novel type in this simulation)."]
+    lines += [
+        f"| **total** | **{result['total_seconds']:.1f}** |",
+        "",
+        f"Peak RSS {result['peak_rss_gib']} GiB; mixed accuracy {accuracy:.3f}; Unknown rate "
+        f"{result['unknown_rate']:.3f} (no novel type in this simulation).",
+    ]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -35,7 +35,7 @@ import platform
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -116,11 +116,15 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
             nnz = int(a.nnz)
             if _ < repeats - 1:
                 del a
-        out.update(seconds=float(np.median(times)), peak_extra_gib=peak / GIB, nnz=nnz,
-                   graph_gib=(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes) / GIB)
+        out.update(
+            seconds=float(np.median(times)),
+            peak_extra_gib=peak / GIB,
+            nnz=nnz,
+            graph_gib=(a.data.nbytes + a.indices.nbytes + a.indptr.nbytes) / GIB,
+        )
         if variant == "norm_pyg":
             ref = norm_scipy(idx)
-            same = (np.array_equal(ref.indptr, a.indptr) and np.array_equal(ref.indices, a.indices))
+            same = np.array_equal(ref.indptr, a.indptr) and np.array_equal(ref.indices, a.indices)
             out["same_sparsity_as_scipy"] = bool(same)
             out["max_abs_diff_vs_scipy"] = float(np.abs(ref.data - a.data).max()) if same else None
         return out
@@ -158,6 +162,7 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
                     h = conv(h, adj)
                 return h
         else:
+
             def step():
                 h = x
                 for _ in range(depth):
@@ -169,12 +174,18 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
     x = x[:1000].detach().requires_grad_(True)
     w = w[:1000]
     if variant.startswith("hand"):
-        g_full, g = g, Graph(normalized_adjacency(np.minimum(knn_table(n, k, cache, threads)[:1000], 999)),
-                             backend=g.scipy is not None and "scipy" or "torch")
+        g_full, g = (
+            g,
+            Graph(
+                normalized_adjacency(np.minimum(knn_table(n, k, cache, threads)[:1000], 999)),
+                backend=g.scipy is not None and "scipy" or "torch",
+            ),
+        )
         (step() * w).sum().backward()
         g = g_full
     else:
         from torch_geometric.utils import to_torch_csr_tensor as _csr
+
         small = normalized_adjacency(np.minimum(knn_table(n, k, cache, threads)[:1000], 999)).tocoo()
         ei = torch.from_numpy(np.vstack([small.row, small.col]).astype(np.int64))
         h = x
@@ -193,30 +204,53 @@ def worker(variant: str, n: int, k: int, hidden: int, depth: int, repeats: int, 
         times.append(time.perf_counter() - t)
         peak = max(peak, peak_rss() - base)
         del loss
-    out.update(seconds=float(np.median(times)), peak_extra_gib=peak / GIB,
-               grad_checksum=float(x.grad.double().abs().sum()))
+    out.update(
+        seconds=float(np.median(times)), peak_extra_gib=peak / GIB, grad_checksum=float(x.grad.double().abs().sum())
+    )
     return out
 
 
 def run_worker(args, variant: str, n: int) -> dict:
-    cmd = [sys.executable, __file__, "--worker", variant, "--cells", str(n), "--k", str(args.k),
-           "--hidden", str(args.hidden), "--depth", str(args.depth), "--repeats", str(args.repeats),
-           "--cache", str(args.cache), "--threads", str(args.threads)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--worker",
+        variant,
+        "--cells",
+        str(n),
+        "--k",
+        str(args.k),
+        "--hidden",
+        str(args.hidden),
+        "--depth",
+        str(args.depth),
+        "--repeats",
+        str(args.repeats),
+        "--cache",
+        str(args.cache),
+        "--threads",
+        str(args.threads),
+    ]
     load = os.getloadavg()[0]
     # Fixed glibc mmap threshold: large buffers are returned to the system when freed, so the
     # resident set before a step does not hold freed memory that the step then reuses unseen.
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="131072", MALLOC_TRIM_THRESHOLD_="131072")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout, env=env)
     if proc.returncode != 0:
-        return {"variant": variant, "cells": n, "error": proc.stderr.strip().splitlines()[-1:],
-                "returncode": proc.returncode, "load1": load}
+        return {
+            "variant": variant,
+            "cells": n,
+            "error": proc.stderr.strip().splitlines()[-1:],
+            "returncode": proc.returncode,
+            "load1": load,
+        }
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["load1"] = load
     return res
 
 
 LABELS = {
-    "hand_scipy": "hand-written autograd, scipy CSR (the former CPU default; backend=\"scipy\")",
+    "hand_scipy": 'hand-written autograd, scipy CSR (the former CPU default; backend="scipy")',
     "hand_torch": "**hand-written autograd, PyG SimpleConv on torch CSR blocks (now the default)**",
     "pyg_csr": "PyG SimpleConv on torch CSR adj_t, torch autograd",
     "pyg_edges": "PyG SimpleConv on edge_index + edge_weight (gather/scatter)",
@@ -231,17 +265,21 @@ def render(result: dict) -> str:
     cells = sorted({r["cells"] for r in rows})
     info = result["machine"]
     lines = [
-        "# Stage-2 propagation and normalisation: hand-written vs PyTorch Geometric (CPU)", "",
-        f"Date {result['date']}; commands: " + "; ".join(f"`{c}`" for c in result["commands"]), "",
+        "# Stage-2 propagation and normalisation: hand-written vs PyTorch Geometric (CPU)",
+        "",
+        f"Date {result['date']}; commands: " + "; ".join(f"`{c}`" for c in result["commands"]),
+        "",
         f"Machine: {info['cpu_model']} x{info['cpu_count']} ({info['threads']} torch threads), {info['mem_total']}, "
         f"shared with other jobs; torch {info['torch']}, torch_geometric {info['torch_geometric']} (no pyg-lib, "
-        f"torch-sparse or torch-scatter), scipy {info['scipy']}.", "",
+        f"torch-sparse or torch-scatter), scipy {info['scipy']}.",
+        "",
         f"Propagation: one forward + backward of `A_hat^{result['depth']} X`, X = cells x {result['hidden']} float32, "
         f"k = {result['k']} cosine kNN graph (faiss IVF, simulated cell types); the graph and X are held before the "
         "step and not counted. Normalisation: kNN table -> scipy CSR `D^-1/2 (A + I) D^-1/2`. "
         "*Extra peak* = rise of the peak resident set over the resident set just before the step (fresh process "
         f"per cell; glibc mmap threshold fixed). Seconds: median of {result['repeats']} runs; `load` = 1-minute load "
-        "average when the process started (2 cores: timings above ~2 are slowed by other jobs; memory is not).", "",
+        "average when the process started (2 cores: timings above ~2 are slowed by other jobs; memory is not).",
+        "",
         "| implementation | " + " | ".join(f"{n:,} cells: extra peak GiB / s (load)" for n in cells) + " |",
         "| --- |" + " --- |" * len(cells),
     ]
@@ -266,18 +304,31 @@ def render(result: dict) -> str:
         lines.append(f"| {LABELS[v]} | " + " | ".join(cols) + " |")
     checks = [r for r in rows if r["variant"] == "norm_pyg" and "max_abs_diff_vs_scipy" in r]
     if checks:
-        lines += ["", "PyG normalisation vs the scipy code: " + "; ".join(
-            f"{r['cells']:,} cells: same sparsity {r['same_sparsity_as_scipy']}, max |diff| "
-            f"{r['max_abs_diff_vs_scipy']:g}, {r['nnz']:,} non-zeros" for r in checks) + "."]
+        lines += [
+            "",
+            "PyG normalisation vs the scipy code: "
+            + "; ".join(
+                f"{r['cells']:,} cells: same sparsity {r['same_sparsity_as_scipy']}, max |diff| "
+                f"{r['max_abs_diff_vs_scipy']:g}, {r['nnz']:,} non-zeros"
+                for r in checks
+            )
+            + ".",
+        ]
     grads = {}
     for r in rows:
         if "grad_checksum" in r:
             grads.setdefault(r["cells"], set()).add(round(r["grad_checksum"], 1))
-    lines += ["", "Gradient checksums (sum |dX|) agree across the implementations at each size: "
-              + ", ".join(f"{n:,}: {'yes' if len(g) == 1 else 'no ' + str(sorted(g))}" for n, g in sorted(grads.items()))
-              + "."]
-    lines += ["", f"Load average: start {tuple(round(v, 2) for v in info['load_average_start'])}, "
-              f"end {tuple(round(v, 2) for v in info['load_average_end'])}."]
+    lines += [
+        "",
+        "Gradient checksums (sum |dX|) agree across the implementations at each size: "
+        + ", ".join(f"{n:,}: {'yes' if len(g) == 1 else 'no ' + str(sorted(g))}" for n, g in sorted(grads.items()))
+        + ".",
+    ]
+    lines += [
+        "",
+        f"Load average: start {tuple(round(v, 2) for v in info['load_average_start'])}, "
+        f"end {tuple(round(v, 2) for v in info['load_average_end'])}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -295,13 +346,19 @@ def main() -> None:
     ap.add_argument("--timeout", type=int, default=900)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=None)
-    ap.add_argument("--merge", type=Path, nargs="*", default=[],
-                    help="earlier result JSONs whose rows this run's rows replace (same variant and cells) or extend")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        nargs="*",
+        default=[],
+        help="earlier result JSONs whose rows this run's rows replace (same variant and cells) or extend",
+    )
     args = ap.parse_args()
 
     if args.worker:
-        res = worker(args.worker, args.cells[0], args.k, args.hidden, args.depth, args.repeats, args.cache,
-                     args.threads)
+        res = worker(
+            args.worker, args.cells[0], args.k, args.hidden, args.depth, args.repeats, args.cache, args.threads
+        )
         print(json.dumps(res))
         return
 
@@ -309,13 +366,20 @@ def main() -> None:
     import torch
     import torch_geometric
 
-    info = {"cpu_model": next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo")
-                               if ln.startswith("model name")), ""),
-            "cpu_count": os.cpu_count(), "threads": args.threads,
-            "mem_total": next(ln.split(":", 1)[1].strip() for ln in open("/proc/meminfo") if ln.startswith("MemTotal")),
-            "platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
-            "torch_geometric": torch_geometric.__version__, "scipy": scipy.__version__,
-            "load_average_start": os.getloadavg()}
+    info = {
+        "cpu_model": next(
+            (ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")), ""
+        ),
+        "cpu_count": os.cpu_count(),
+        "threads": args.threads,
+        "mem_total": next(ln.split(":", 1)[1].strip() for ln in open("/proc/meminfo") if ln.startswith("MemTotal")),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_geometric": torch_geometric.__version__,
+        "scipy": scipy.__version__,
+        "load_average_start": os.getloadavg(),
+    }
     rows = []
     for n in args.cells:
         t = time.perf_counter()
@@ -338,9 +402,16 @@ def main() -> None:
         commands = old.get("commands", [old.get("command")]) + commands
         info["load_average_start"] = old["machine"]["load_average_start"]
     rows.sort(key=lambda r: (r["cells"], list(LABELS).index(r["variant"])))
-    result = {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commands": commands,
-              "machine": info, "k": args.k, "hidden": args.hidden, "depth": args.depth, "repeats": args.repeats,
-              "rows": rows}
+    result = {
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+        "commands": commands,
+        "machine": info,
+        "k": args.k,
+        "hidden": args.hidden,
+        "depth": args.depth,
+        "repeats": args.repeats,
+        "rows": rows,
+    }
     out = Path(args.out or ROOT / "benchmarks" / "results" / "stage2_pyg_memory")
     out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     out.with_suffix(".md").write_text(render(result))

@@ -18,7 +18,7 @@ import platform
 import resource
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -42,10 +42,17 @@ def machine_info(device: str) -> dict:
 
     from seqalignatac import __version__
 
-    info = {"cpu_model": first("/proc/cpuinfo", "model name"), "cpu_count": os.cpu_count(),
-            "mem_total": first("/proc/meminfo", "MemTotal"), "load_average_start": os.getloadavg(),
-            "platform": platform.platform(), "python": platform.python_version(), "seqalignatac": __version__,
-            "torch": torch.__version__, "faiss": faiss.__version__}
+    info = {
+        "cpu_model": first("/proc/cpuinfo", "model name"),
+        "cpu_count": os.cpu_count(),
+        "mem_total": first("/proc/meminfo", "MemTotal"),
+        "load_average_start": os.getloadavg(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "seqalignatac": __version__,
+        "torch": torch.__version__,
+        "faiss": faiss.__version__,
+    }
     if device.startswith("cuda") and torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name(0)
     return info
@@ -102,18 +109,38 @@ def main() -> None:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    res = train_gda(x_ref, y_ref, np.ones(y_ref.size, bool), x_q, a_ref, a_q, args.types, cfg,
-                    device=device, seed=args.seed, progress=True)
+    res = train_gda(
+        x_ref,
+        y_ref,
+        np.ones(y_ref.size, bool),
+        x_q,
+        a_ref,
+        a_q,
+        args.types,
+        cfg,
+        device=device,
+        seed=args.seed,
+        progress=True,
+    )
     t_train = time.perf_counter() - t
     acc = float((res.query_proba.argmax(1) == y_q).mean())
     result = {
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": "python benchmarks/stage2_scale.py " + " ".join(sys.argv[1:]),
-        "machine": info, "device": str(device),
-        "cells": args.cells, "dim": args.dim, "types": args.types, "config": cfg.to_dict(),
-        "seconds": {"simulate": round(t_sim, 1), "graph_reference": round(t_ref, 1), "graph_query": round(t_q, 1),
-                    "train": round(t_train, 1), "train_per_epoch": round(t_train / cfg.epochs, 2),
-                    "graphs_plus_train": round(t_ref + t_q + t_train, 1)},
+        "machine": info,
+        "device": str(device),
+        "cells": args.cells,
+        "dim": args.dim,
+        "types": args.types,
+        "config": cfg.to_dict(),
+        "seconds": {
+            "simulate": round(t_sim, 1),
+            "graph_reference": round(t_ref, 1),
+            "graph_query": round(t_q, 1),
+            "train": round(t_train, 1),
+            "train_per_epoch": round(t_train / cfg.epochs, 2),
+            "graphs_plus_train": round(t_ref + t_q + t_train, 1),
+        },
         "graph_nnz": {"reference": int(a_ref.nnz), "query": int(a_q.nnz)},
         "peak_rss_gib": {"after_graphs": round(rss_graphs, 2), "end": round(peak_rss_gib(), 2)},
         "query_accuracy_simulated": round(acc, 4),
@@ -125,21 +152,27 @@ def main() -> None:
     write_json(out.with_suffix(".json"), result)
     s = result["seconds"]
     md = [
-        f"# Stage 2 scale: {args.cells:,} simulated cells ({device})", "",
-        f"Date {result['date']}; `{result['command']}`", "",
+        f"# Stage 2 scale: {args.cells:,} simulated cells ({device})",
+        "",
+        f"Date {result['date']}; `{result['command']}`",
+        "",
         f"Machine: {info['cpu_model']} x{info['cpu_count']}, {info['mem_total']}"
         + (f", GPU {info['gpu']}" if "gpu" in info else "")
         + f"; load average start {tuple(round(v, 2) for v in info['load_average_start'])}, "
-        f"end {tuple(round(v, 2) for v in info['load_average_end'])}; torch {info['torch']}, faiss {info['faiss']}.", "",
-        "| step | seconds |", "| --- | --- |",
+        f"end {tuple(round(v, 2) for v in info['load_average_end'])}; torch {info['torch']}, faiss {info['faiss']}.",
+        "",
+        "| step | seconds |",
+        "| --- | --- |",
         f"| kNN graph, reference ({len(y_ref):,} cells, k={cfg.k}) | {s['graph_reference']} |",
         f"| kNN graph, query ({len(y_q):,} cells) | {s['graph_query']} |",
         f"| GDA training, {cfg.epochs} epochs (hidden {cfg.hidden}, K={cfg.target_depth}) | {s['train']} "
         f"({s['train_per_epoch']} per epoch) |",
-        f"| graphs + training | {s['graphs_plus_train']} |", "",
+        f"| graphs + training | {s['graphs_plus_train']} |",
+        "",
         f"Peak resident memory: {result['peak_rss_gib']['end']} GiB (after the graphs: "
         f"{result['peak_rss_gib']['after_graphs']} GiB)"
-        + (f"; peak GPU memory {result['peak_gpu_gib']} GiB" if "peak_gpu_gib" in result else "") + ".",
+        + (f"; peak GPU memory {result['peak_gpu_gib']} GiB" if "peak_gpu_gib" in result else "")
+        + ".",
         f"Graph non-zeros: reference {result['graph_nnz']['reference']:,}, query {result['graph_nnz']['query']:,}. "
         f"Simulated query accuracy: {acc:.3f}.",
     ]

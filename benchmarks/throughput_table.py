@@ -14,8 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "peers"))
 import runner  # noqa: E402
@@ -41,8 +42,14 @@ def _date(doc: dict) -> str | None:
 
 
 def _load(doc: dict) -> Any:
-    for path in (("machine", "load_average_start"), ("machine", "load_average"), ("machine", "loadavg"),
-                 ("info", "load_average"), ("first_run", "load_average_start"), ("load_average",)):
+    for path in (
+        ("machine", "load_average_start"),
+        ("machine", "load_average"),
+        ("machine", "loadavg"),
+        ("info", "load_average"),
+        ("first_run", "load_average_start"),
+        ("load_average",),
+    ):
         v = _get(doc, *path)
         if isinstance(v, list) and v:
             return round(float(v[0]), 2)
@@ -55,32 +62,55 @@ def embed_rows(doc: dict) -> Iterable[Row]:
         for dtype in doc.get("dtypes", ["bfloat16", "float32"]):
             m = r.get(dtype)
             if isinstance(m, dict) and m.get("peaks_per_s") is not None:
-                yield {"area": "embed", "measure": f"NT {r.get('config')} peaks/s ({dtype}, {r.get('width_bp')} bp)",
-                       "scale": f"{m.get('peaks')} peaks", "value": m["peaks_per_s"], "unit": "peaks/s",
-                       "device": device}
+                yield {
+                    "area": "embed",
+                    "measure": f"NT {r.get('config')} peaks/s ({dtype}, {r.get('width_bp')} bp)",
+                    "scale": f"{m.get('peaks')} peaks",
+                    "value": m["peaks_per_s"],
+                    "unit": "peaks/s",
+                    "device": device,
+                }
 
 
 def tokenizer_rows(doc: dict) -> Iterable[Row]:
     for key in ("vectorized_fixed_width", "vectorized_with_N"):
         if isinstance(doc.get(key), dict):
-            yield {"area": "embed", "measure": f"tokenizer ({key.replace('_', ' ')}) peaks/s",
-                   "scale": f"{doc[key].get('peaks')} peaks", "value": doc[key].get("best_peaks_per_s"),
-                   "unit": "peaks/s", "device": "CPU"}
+            yield {
+                "area": "embed",
+                "measure": f"tokenizer ({key.replace('_', ' ')}) peaks/s",
+                "scale": f"{doc[key].get('peaks')} peaks",
+                "value": doc[key].get("best_peaks_per_s"),
+                "unit": "peaks/s",
+                "device": "CPU",
+            }
 
 
 def extract_rows(doc: dict) -> Iterable[Row]:
     for name, r in (doc.get("runs") or {}).items():
-        yield {"area": "extract", "measure": f"extract peaks/s ({name} FASTA)", "scale": f"{doc.get('peaks')} peaks",
-               "value": r.get("peaks_per_s"), "unit": "peaks/s", "device": "CPU",
-               "extra": f"{r.get('wall_s')} s, {r.get('peak_rss_mb')} MB"}
+        yield {
+            "area": "extract",
+            "measure": f"extract peaks/s ({name} FASTA)",
+            "scale": f"{doc.get('peaks')} peaks",
+            "value": r.get("peaks_per_s"),
+            "unit": "peaks/s",
+            "device": "CPU",
+            "extra": f"{r.get('wall_s')} s, {r.get('peak_rss_mb')} MB",
+        }
 
 
 def prepare_rows(doc: dict) -> Iterable[Row]:
     data = doc.get("data") or {}
     scale = f"{(data.get('reference_cells') or 0) + (data.get('query_cells') or 0)} cells x {data.get('reference_peaks')} peaks"
     for name, r in (doc.get("prepare") or {}).items():
-        yield {"area": "prepare", "measure": f"prepare wall time ({name})", "scale": scale, "value": r.get("wall_s"),
-               "unit": "s", "device": "CPU", "extra": f"peak {r.get('peak_rss_gb')} GB"}
+        yield {
+            "area": "prepare",
+            "measure": f"prepare wall time ({name})",
+            "scale": scale,
+            "value": r.get("wall_s"),
+            "unit": "s",
+            "device": "CPU",
+            "extra": f"peak {r.get('peak_rss_gb')} GB",
+        }
 
 
 def stage_rows(area: str) -> Callable[[dict], Iterable[Row]]:
@@ -95,41 +125,75 @@ def stage_rows(area: str) -> Callable[[dict], Iterable[Row]]:
             extra = []
             if isinstance(secs, dict):  # stage2_scale: {"graph_reference", "graph_query", "train", ...}
                 epochs = _get(r, "config", "epochs")
-                extra.append(f"kNN graphs {secs.get('graph_reference')} + {secs.get('graph_query')} s; "
-                             f"{secs.get('train_per_epoch')} s/epoch x {epochs} epochs")
+                extra.append(
+                    f"kNN graphs {secs.get('graph_reference')} + {secs.get('graph_query')} s; "
+                    f"{secs.get('train_per_epoch')} s/epoch x {epochs} epochs"
+                )
                 secs, what = secs.get("graphs_plus_train", secs.get("train")), "graphs + training time"
             if r.get("extrapolated"):
                 extra.append(f"extrapolated from {r.get('steps_measured')} steps")
             for k in ("epochs", "seconds_per_epoch"):
                 if r.get(k) is not None:
                     extra.append(f"{k} {r[k]}")
-            yield {"area": area, "measure": f"{area} {what}", "scale": scale, "value": secs, "unit": "s",
-                   "device": device, "extra": "; ".join(extra) or None}
+            yield {
+                "area": area,
+                "measure": f"{area} {what}",
+                "scale": scale,
+                "value": secs,
+                "unit": "s",
+                "device": device,
+                "extra": "; ".join(extra) or None,
+            }
             mem = r.get("peak_rss_gb", r.get("peak_gb"))
             if isinstance(r.get("peak_rss_gib"), dict) and r["peak_rss_gib"]:
                 mem = max(v for v in r["peak_rss_gib"].values() if isinstance(v, (int, float)))
             if mem is None and r.get("peak_rss_mb") is not None:
                 mem = round(r["peak_rss_mb"] / 1024, 2)
             if mem is not None:
-                yield {"area": area, "measure": f"{area} peak memory", "scale": scale, "value": mem, "unit": "GB",
-                       "device": device}
+                yield {
+                    "area": area,
+                    "measure": f"{area} peak memory",
+                    "scale": scale,
+                    "value": mem,
+                    "unit": "GB",
+                    "device": device,
+                }
             gpu = r.get("peak_gpu_gb", r.get("cuda_peak_gb"))
             if gpu is not None:
-                yield {"area": area, "measure": f"{area} peak GPU memory", "scale": scale, "value": gpu, "unit": "GB",
-                       "device": device}
+                yield {
+                    "area": area,
+                    "measure": f"{area} peak GPU memory",
+                    "scale": scale,
+                    "value": gpu,
+                    "unit": "GB",
+                    "device": device,
+                }
+
     return rows
 
 
 def demo_rows(doc: dict) -> Iterable[Row]:
     fr = doc.get("first_run") or {}
-    yield {"area": "demo", "measure": "`seqalignatac demo` wall time (first run)", "scale": f"model {doc.get('model')}",
-           "value": fr.get("wall_seconds"), "unit": "s", "device": "CPU",
-           "extra": f"peak {fr.get('peak_rss_mib')} MiB; target {doc.get('target_seconds')} s; "
-                    f"meets target: {doc.get('meets_target')}"}
+    yield {
+        "area": "demo",
+        "measure": "`seqalignatac demo` wall time (first run)",
+        "scale": f"model {doc.get('model')}",
+        "value": fr.get("wall_seconds"),
+        "unit": "s",
+        "device": "CPU",
+        "extra": f"peak {fr.get('peak_rss_mib')} MiB; target {doc.get('target_seconds')} s; "
+        f"meets target: {doc.get('meets_target')}",
+    }
     rr = doc.get("rerun_all_up_to_date") or {}
     if rr:
-        yield {"area": "demo", "measure": "demo rerun, all steps up to date", "scale": "", "value": rr.get("wall_seconds"),
-               "unit": "s", "device": "CPU"}
+        yield {
+            "area": "demo",
+            "measure": "demo rerun, all steps up to date",
+            "scale": "",
+            "value": rr.get("wall_seconds"),
+            "unit": "s",
+            "device": "CPU",
+        }
 
 
 def granja_run_rows(doc: dict) -> Iterable[Row]:
@@ -137,17 +201,31 @@ def granja_run_rows(doc: dict) -> Iterable[Row]:
     if run.get("wall_seconds") is not None:
         data = doc.get("data") or {}
         scale = f"{data.get('reference_cells')} + {data.get('query_cells')} cells x {data.get('peaks_kept')} peaks"
-        yield {"area": "pipeline", "measure": "`seqalignatac run` on Granja (all steps, kmer)", "scale": scale,
-               "value": run["wall_seconds"], "unit": "s", "device": "CPU",
-               "extra": f"peak {run.get('peak_rss_mib')} MiB; " + ", ".join(
-                   f"{k} {v.get('seconds')} s" for k, v in (run.get("steps") or {}).items() if isinstance(v, dict))}
+        yield {
+            "area": "pipeline",
+            "measure": "`seqalignatac run` on Granja (all steps, kmer)",
+            "scale": scale,
+            "value": run["wall_seconds"],
+            "unit": "s",
+            "device": "CPU",
+            "extra": f"peak {run.get('peak_rss_mib')} MiB; "
+            + ", ".join(
+                f"{k} {v.get('seconds')} s" for k, v in (run.get("steps") or {}).items() if isinstance(v, dict)
+            ),
+        }
 
 
 def mix_rows(doc: dict) -> Iterable[Row]:
     secs = doc.get("seconds") or {}
-    yield {"area": "stage 2", "measure": "stage 2 mix + Unknown time (after training)", "scale": f"{doc.get('cells'):,} cells",
-           "value": doc.get("total_seconds"), "unit": "s", "device": "CPU",
-           "extra": "; ".join(f"{k} {v} s" for k, v in secs.items()) + f"; peak {doc.get('peak_rss_gib')} GiB"}
+    yield {
+        "area": "stage 2",
+        "measure": "stage 2 mix + Unknown time (after training)",
+        "scale": f"{doc.get('cells'):,} cells",
+        "value": doc.get("total_seconds"),
+        "unit": "s",
+        "device": "CPU",
+        "extra": "; ".join(f"{k} {v} s" for k, v in secs.items()) + f"; peak {doc.get('peak_rss_gib')} GiB",
+    }
 
 
 # file-name prefix -> extractor; the first matching prefix wins
@@ -197,8 +275,11 @@ def collect(results: Path) -> tuple[list[Row], list[str], list[str]]:
         rows.extend(new)
     missing = []
     for area, key, what in EXPECTED:
-        hit = [r for r in rows if r["area"] == area and (key in str(r.get("scale")) or
-                                                        (key in ("CPU", "GPU") and _is_device(r, key)))]
+        hit = [
+            r
+            for r in rows
+            if r["area"] == area and (key in str(r.get("scale")) or (key in ("CPU", "GPU") and _is_device(r, key)))
+        ]
         if not hit:
             missing.append(what)
     return rows, missing, unread
@@ -210,8 +291,17 @@ def _is_device(row: Row, kind: str) -> bool:
     return is_gpu if kind == "GPU" else not is_gpu
 
 
-COLUMNS = [("area", "step"), ("measure", "measure"), ("scale", "scale"), ("value", "value"), ("unit", "unit"),
-           ("device", "device"), ("extra", "notes"), ("source", "source"), ("load_1min", "load")]
+COLUMNS = [
+    ("area", "step"),
+    ("measure", "measure"),
+    ("scale", "scale"),
+    ("value", "value"),
+    ("unit", "unit"),
+    ("device", "device"),
+    ("extra", "notes"),
+    ("source", "source"),
+    ("load_1min", "load"),
+]
 
 
 def render(result: dict[str, Any]) -> str:
@@ -238,8 +328,14 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     out = args.out or args.results / "throughput_table"
     rows, missing, unread = collect(args.results)
-    result = {"table": "throughput", "command": "python " + " ".join(["benchmarks/throughput_table.py", *(argv or sys.argv[1:])]),
-              "machine": runner.machine_info(), "rows": rows, "missing": missing, "unread": unread}
+    result = {
+        "table": "throughput",
+        "command": "python " + " ".join(["benchmarks/throughput_table.py", *(argv or sys.argv[1:])]),
+        "machine": runner.machine_info(),
+        "rows": rows,
+        "missing": missing,
+        "unread": unread,
+    }
     runner.write_json(out.with_suffix(".json"), result)
     runner.write_text(out.with_suffix(".md"), render(result))
     print(render(result))

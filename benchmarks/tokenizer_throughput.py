@@ -28,7 +28,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--peaks", type=int, default=100_000)
     ap.add_argument("--width", type=int, default=1002)
-    ap.add_argument("--batch", type=int, default=8192, help="peaks per encode() call (as the embed step does in pieces)")
+    ap.add_argument(
+        "--batch", type=int, default=8192, help="peaks per encode() call (as the embed step does in pieces)"
+    )
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--reference-peaks", type=int, default=500, help="peaks for the EsmTokenizer comparison")
     ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "tokenizer_throughput"))
@@ -54,7 +56,11 @@ def main() -> None:
             s = time.perf_counter() - t
             runs.append(len(batch_seqs) / s)
             best = min(best, s)
-        return {"peaks": len(batch_seqs), "best_peaks_per_s": round(len(batch_seqs) / best), "median_peaks_per_s": round(float(np.median(runs)))}
+        return {
+            "peaks": len(batch_seqs),
+            "best_peaks_per_s": round(len(batch_seqs) / best),
+            "median_peaks_per_s": round(float(np.median(runs))),
+        }
 
     res = {"command": " ".join(shlex.quote(x) for x in ["python", *sys.argv]), "machine": machine_info(),
            "width_bp": a.width, "batch": a.batch, "target_peaks_per_s": 200_000}  # fmt: skip

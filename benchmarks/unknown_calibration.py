@@ -40,7 +40,7 @@ import argparse
 import json
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -148,8 +148,9 @@ def capture(cells, method, config=None, seed=0):
     api.distance_scores = spy
     try:
         t = time.perf_counter()
-        res = api.annotate_full(cells, method=method, config=config, unknown="distance", threads=1,
-                                progress=False, seed=seed)
+        res = api.annotate_full(
+            cells, method=method, config=config, unknown="distance", threads=1, progress=False, seed=seed
+        )
         secs = time.perf_counter() - t
     finally:
         api.distance_scores = orig
@@ -182,9 +183,15 @@ def evaluate(name, cells, method, novel_label, config=None):
     novel = truth == novel_label if novel_label else np.zeros(truth.size, dtype=bool)
     correct = best == truth
     conf = q.obs["seqalignatac_confidence"].to_numpy()
-    row = {"set": name, "method": method, "left_out": novel_label, "n_query": int(truth.size),
-           "n_left_out": int(novel.sum()), "argmax_accuracy_known": float(correct[~novel].mean()),
-           "annotate_seconds": round(secs, 2)}
+    row = {
+        "set": name,
+        "method": method,
+        "left_out": novel_label,
+        "n_query": int(truth.size),
+        "n_left_out": int(novel.sum()),
+        "argmax_accuracy_known": float(correct[~novel].mean()),
+        "annotate_seconds": round(secs, 2),
+    }
     assert k == DEFAULT_K, k
     old_score, old_flags = previous_rule(qx, qpred, hx, hy, tx, ty, OLD_K)
     row["previous"] = {**rates(old_flags, novel, correct), "auroc": auroc(old_score, novel)}
@@ -258,15 +265,28 @@ def variants():
     """(name, row key, AUROC key) of every rule compared in the summary."""
     out = [("previous (q 0.05, k 15)", "previous", "previous")]
     for q in QUANTILES:
-        out.append((f"current k {DEFAULT_K}, q {q}" + (" (default with --unknown-smooth 0)" if q == DEFAULT_Q else ""), f"current_q{q}",
-                    "current_auroc"))
+        out.append(
+            (
+                f"current k {DEFAULT_K}, q {q}" + (" (default with --unknown-smooth 0)" if q == DEFAULT_Q else ""),
+                f"current_q{q}",
+                "current_auroc",
+            )
+        )
     for kk in (OLD_K, 50):
         out += [(f"current k {kk}, q {q}", f"k{kk}_q{q}", f"k{kk}_auroc") for q in QUANTILES]
-    out += [(f"perclass k {DEFAULT_K}, q {ALT_Q}", f"perclass_q{ALT_Q}", "current_auroc"),
-            (f"refmed-shift k {DEFAULT_K}, q {ALT_Q}", f"refmed-shift_q{ALT_Q}", "refmed_auroc")]
+    out += [
+        (f"perclass k {DEFAULT_K}, q {ALT_Q}", f"perclass_q{ALT_Q}", "current_auroc"),
+        (f"refmed-shift k {DEFAULT_K}, q {ALT_Q}", f"refmed-shift_q{ALT_Q}", "refmed_auroc"),
+    ]
     for kk, sq in SMOOTH:
-        out.append((f"smooth K {kk} sq {sq} OR per-cell q {SMOOTH_CELL_Q}" + (" (default)" if (kk, sq) == DEFAULT_SMOOTH else ""),
-                    f"smooth{kk}_sq{sq}", "current_auroc"))
+        out.append(
+            (
+                f"smooth K {kk} sq {sq} OR per-cell q {SMOOTH_CELL_Q}"
+                + (" (default)" if (kk, sq) == DEFAULT_SMOOTH else ""),
+                f"smooth{kk}_sq{sq}",
+                "current_auroc",
+            )
+        )
     kk, sq = DEFAULT_SMOOTH
     out.append((f"smooth K {kk} sq {sq} alone", f"smooth{kk}_sq{sq}_alone", "current_auroc"))
     out += [(f"kmeans c {c} (cluster median), q {ALT_Q}", f"kmeans{c}", "current_auroc") for c in KMEANS_C]
@@ -280,59 +300,86 @@ def summary(rows):
     si = [r for r in rows if r["set"].startswith("sim")]
     out = []
     for name, key, akey in variants():
+
         def au(r, akey=akey):
             return r[akey]["auroc"] if akey == "previous" else r[akey]
-        d = {"rule": name, "key": key,
-             "granja_novel": float(np.mean([r[key]["novel"] for r in gr])) if gr else None,
-             "granja_other_max": max((r[key]["other"] for r in gr), default=None),
-             "granja_other_mean": float(np.mean([r[key]["other"] for r in gr])) if gr else None,
-             "granja_auroc": float(np.mean([au(r) for r in gr])) if gr else None,
-             "demo_other_max": max((r[key]["other"] for r in de), default=None),
-             "sim_novel": float(np.mean([r[key]["novel"] for r in si if r["left_out"]])),
-             "sim_other": float(np.mean([r[key]["other"] for r in si]))}
-        d["meets_criterion"] = (d["granja_other_max"] is not None and d["granja_other_max"] <= 0.05
-                                and (d["demo_other_max"] or 0) <= 0.05 and d["sim_other"] <= 0.05)
+
+        d = {
+            "rule": name,
+            "key": key,
+            "granja_novel": float(np.mean([r[key]["novel"] for r in gr])) if gr else None,
+            "granja_other_max": max((r[key]["other"] for r in gr), default=None),
+            "granja_other_mean": float(np.mean([r[key]["other"] for r in gr])) if gr else None,
+            "granja_auroc": float(np.mean([au(r) for r in gr])) if gr else None,
+            "demo_other_max": max((r[key]["other"] for r in de), default=None),
+            "sim_novel": float(np.mean([r[key]["novel"] for r in si if r["left_out"]])),
+            "sim_other": float(np.mean([r[key]["other"] for r in si])),
+        }
+        d["meets_criterion"] = (
+            d["granja_other_max"] is not None
+            and d["granja_other_max"] <= 0.05
+            and (d["demo_other_max"] or 0) <= 0.05
+            and d["sim_other"] <= 0.05
+        )
         out.append(d)
     return out
 
 
 def markdown(rows, meta):
     lines = [
-        "# Unknown calibration (`--unknown distance`)", "",
+        "# Unknown calibration (`--unknown distance`)",
+        "",
         f"Date: {meta['date']}.  Command: `{meta['command']}`.  Machine: {meta['machine'].get('cpu_model', '')}.",
         "Features: Granja tuning sets with the stage-1 LSI defaults (all cells, logtf-logidf; cache tag",
-        "`defaults-v2`); stage 2 with the GDAConfig defaults (0.3 GDA + 0.6 kNN + 0.1 logistic regression).", "",
+        "`defaults-v2`); stage 2 with the GDAConfig defaults (0.3 GDA + 0.6 kNN + 0.1 logistic regression).",
+        "",
         "Criterion (chosen before looking): highest mean left-out recall over the Granja rows subject to a",
         "false-Unknown rate on known-type query cells <= 5% on every Granja row and both demo rows, and <= 5%",
-        "averaged over the simulation rows.  No row reads the D5T1 labels of the D6T1 -> D5T1 pair.", "",
-        "## Summary", "",
-        ("| rule | Granja left-out recall (mean of rows) | Granja false Unknown max / mean | demo false Unknown max "
-         "| sim left-out recall / other | Granja AUROC | meets criterion |"),
+        "averaged over the simulation rows.  No row reads the D5T1 labels of the D6T1 -> D5T1 pair.",
+        "",
+        "## Summary",
+        "",
+        (
+            "| rule | Granja left-out recall (mean of rows) | Granja false Unknown max / mean | demo false Unknown max "
+            "| sim left-out recall / other | Granja AUROC | meets criterion |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for d in summary(rows):
-        lines.append(f"| {d['rule']} | {fmt(d['granja_novel'])} | {fmt(d['granja_other_max'])} / "
-                     f"{fmt(d['granja_other_mean'])} | {fmt(d['demo_other_max'])} | {fmt(d['sim_novel'])} / "
-                     f"{fmt(d['sim_other'])} | {fmt(d['granja_auroc'])} | {'yes' if d['meets_criterion'] else 'no'} |")
+        lines.append(
+            f"| {d['rule']} | {fmt(d['granja_novel'])} | {fmt(d['granja_other_max'])} / "
+            f"{fmt(d['granja_other_mean'])} | {fmt(d['demo_other_max'])} | {fmt(d['sim_novel'])} / "
+            f"{fmt(d['sim_other'])} | {fmt(d['granja_auroc'])} | {'yes' if d['meets_criterion'] else 'no'} |"
+        )
     lines += [
-        "", "## Per row", "",
+        "",
+        "## Per row",
+        "",
         "Unknown rate on the left-out class's query cells (`novel`), on all other query cells (`other`) and on",
         "the other cells whose arg-max label is right (`oc`: pure false Unknowns); AUROC of the distance score",
         "for left-out vs others.  `previous` = the rule before the distance rewrite; `q=...` = the current rule",
         f"(k {DEFAULT_K}) at that `--unknown-quantile` (the default {DEFAULT_Q} with `--unknown-smooth 0`); `k15 q=0.01` = the",
         "default before that re-tuning; `smooth (default)` = `--unknown-smooth 30 --unknown-smooth-quantile 0.005`",
-        "OR the per-cell test at 0.01 (recomputed); `annotate_full default` = what annotate_full itself called.", "",
+        "OR the per-cell test at 0.01 (recomputed); `annotate_full default` = what annotate_full itself called.",
+        "",
         "| set | method | left out | acc (known) | prev novel / other | prev AUROC | AUROC k15 / k30 / k50 | "
-        "k15 q=0.01 novel / other | " + " | ".join(f"q={q} novel / other / oc" for q in QUANTILES)
+        "k15 q=0.01 novel / other | "
+        + " | ".join(f"q={q} novel / other / oc" for q in QUANTILES)
         + " | smooth (default) novel / other / oc | annotate_full default novel / other |",
         "|---" * (10 + len(QUANTILES)) + "|",
     ]
     for r in rows:
         k15 = r[f"k{OLD_K}_q0.01"]
-        cells = [r["set"], r["method"], r["left_out"] or "-", fmt(r["argmax_accuracy_known"]),
-                 f"{fmt(r['previous']['novel']) or '-'} / {fmt(r['previous']['other'])}", fmt(r["previous"]["auroc"]),
-                 f"{fmt(r['k15_auroc'])} / {fmt(r['current_auroc'])} / {fmt(r['k50_auroc'])}",
-                 f"{fmt(k15['novel']) or '-'} / {fmt(k15['other'])}"]
+        cells = [
+            r["set"],
+            r["method"],
+            r["left_out"] or "-",
+            fmt(r["argmax_accuracy_known"]),
+            f"{fmt(r['previous']['novel']) or '-'} / {fmt(r['previous']['other'])}",
+            fmt(r["previous"]["auroc"]),
+            f"{fmt(r['k15_auroc'])} / {fmt(r['current_auroc'])} / {fmt(r['k50_auroc'])}",
+            f"{fmt(k15['novel']) or '-'} / {fmt(k15['other'])}",
+        ]
         for q in QUANTILES:
             c = r[f"current_q{q}"]
             cells.append(f"{fmt(c['novel']) or '-'} / {fmt(c['other'])} / {fmt(c['other_correct'])}")
@@ -355,11 +402,16 @@ def main():
     rows = sim_rows() + demo_rows(a.workdir)
     if not a.quick:
         rows += granja_rows()
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-            "command": "python benchmarks/unknown_calibration.py" + (" --quick" if a.quick else ""),
-            "machine": machine_info(), "seconds": round(time.perf_counter() - t0, 1)}
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "python benchmarks/unknown_calibration.py" + (" --quick" if a.quick else ""),
+        "machine": machine_info(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
     a.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{a.out}.json").write_text(json.dumps({"meta": meta, "summary": summary(rows), "rows": rows}, indent=2, default=str) + "\n")
+    Path(f"{a.out}.json").write_text(
+        json.dumps({"meta": meta, "summary": summary(rows), "rows": rows}, indent=2, default=str) + "\n"
+    )
     Path(f"{a.out}.md").write_text(markdown(rows, meta))
     print(Path(f"{a.out}.md").read_text())
 

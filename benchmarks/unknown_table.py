@@ -44,8 +44,10 @@ TOOLS: dict[str, str] = {
     "epipack": "EpiPack 1.0.2 (Global_oor_detector, threshold 0.01)",
 }
 GROUP_ORDER = ["NK", "B", "Mono", "T", "GMP", "Progenitor"]
-NOT_RUN = {"epipack": "not run in this session: EpiPack at its tutorial settings took 44 min on a 1,900-cell "
-                      "subsample here (benchmarks/README.md); the full runs did not fit the time left"}
+NOT_RUN = {
+    "epipack": "not run in this session: EpiPack at its tutorial settings took 44 min on a 1,900-cell "
+    "subsample here (benchmarks/README.md); the full runs did not fit the time left"
+}
 NO_UNKNOWN = {
     "cellcano": "Cellcano 1.0.4: no unknown-type output (every cell gets a reference label)",
     "lsi_logreg": "TF-IDF/LSI + logistic regression: no unknown-type output",
@@ -67,8 +69,9 @@ def unknown_metrics(truth: pd.Series, pred: pd.Series, removed: set[str]) -> dic
         "removed_type_unknown_share": float(is_unknown[is_removed].mean()),
         "others_unknown_share": float(is_unknown[others].mean()) if others.any() else None,
         "others_accuracy": float((p.to_numpy()[others] == t.to_numpy()[others]).mean()) if others.any() else None,
-        "removed_type_top_predictions": {str(k): int(v) for k, v in
-                                         pd.Series(p.to_numpy()[is_removed]).value_counts().head(4).items()},
+        "removed_type_top_predictions": {
+            str(k): int(v) for k, v in pd.Series(p.to_numpy()[is_removed]).value_counts().head(4).items()
+        },
     }
 
 
@@ -80,6 +83,7 @@ def run_case(args, direction: str, group: str, tool: str, convert_dir: Path, wor
     query_h5ad = convert_dir / f"{query_donor}.h5ad"
     if not ref_h5ad.exists():
         import anndata as ad
+
         ref = ad.read_h5ad(convert_dir / f"{ref_donor}.h5ad")
         ref = ref[(ref.obs[granja.COARSE_KEY].astype(str) != group).to_numpy()].copy()
         tmp = ref_h5ad.with_name("reference.tmp-write.h5ad")
@@ -88,8 +92,13 @@ def run_case(args, direction: str, group: str, tool: str, convert_dir: Path, wor
     query = granja.load_donor(convert_dir, query_donor)
     truth = query.obs[granja.LABEL_KEY]
     removed = {v for v in truth.unique() if granja.coarse_label(v) == group}
-    row: dict[str, Any] = {"direction": direction, "removed": group, "removed_labels": sorted(removed), "tool": tool,
-                           "tool_name": TOOLS[tool]}
+    row: dict[str, Any] = {
+        "direction": direction,
+        "removed": group,
+        "removed_labels": sorted(removed),
+        "tool": tool,
+        "tool_name": TOOLS[tool],
+    }
     prep = ours.prepare(case, ref_h5ad, query_h5ad, args.reuse)
     steps = [prep]
     if prep["rc"] != 0:
@@ -100,13 +109,18 @@ def run_case(args, direction: str, group: str, tool: str, convert_dir: Path, wor
         if all(s["rc"] == 0 for s in steps):
             steps.append(ours.annotate(case, features, "gda", "fine", args.reuse))
         failed = [s for s in steps if s["rc"] != 0]
-        row.update(steps=steps, commands=[s["command"] for s in steps],
-                   wall_s=round(sum(s["wall_s"] for s in steps), 1), peak_rss_mb=max(s["peak_rss_mb"] for s in steps))
+        row.update(
+            steps=steps,
+            commands=[s["command"] for s in steps],
+            wall_s=round(sum(s["wall_s"] for s in steps), 1),
+            peak_rss_mb=max(s["peak_rss_mb"] for s in steps),
+        )
         if failed:
             return {**row, "status": f"failed at {failed[0]['step']}: {failed[0].get('error', '')}"}
         pred = ours.predictions(case, f"annotate_{features}_gda_fine")["predicted_label"]
     else:
         import anndata as ad
+
         peaks = list(ad.read_h5ad(case / "prepare" / "accessibility.h5ad", backed="r").var_names)
         ex = case / "exchange"
         if not (ex / "peaks.tsv").exists():
@@ -123,14 +137,20 @@ def run_case(args, direction: str, group: str, tool: str, convert_dir: Path, wor
                 return {**row, "status": "environment could not be made", **extra}
             flag = "--uncover-novel" if tool == "scmingle" else "--oor"
             script = "run_scmingle.py" if tool == "scmingle" else "run_epipack.py"
-            rec = runner.run_measured([str(py), str(PEERS_DIR / script), "--exchange", str(ex), "--outdir", str(outdir),
-                                       flag], outdir / "run.log", env={"OMP_NUM_THREADS": ours.THREADS},
-                                      timeout_s=args.timeout)
+            rec = runner.run_measured(
+                [str(py), str(PEERS_DIR / script), "--exchange", str(ex), "--outdir", str(outdir), flag],
+                outdir / "run.log",
+                env={"OMP_NUM_THREADS": ours.THREADS},
+                timeout_s=args.timeout,
+            )
             runner.write_json(record, rec)
         row.update(steps=[rec], commands=[rec["command"]], wall_s=rec["wall_s"], peak_rss_mb=rec["peak_rss_mb"])
         if rec["rc"] != 0:
-            status = ("timed out after %.0f s" % rec["wall_s"]) if rec.get("timed_out") else \
-                f"failed (rc {rec['rc']}): {runner.tail(outdir / 'run.log')}"
+            status = (
+                f"timed out after {rec['wall_s']:.0f} s"
+                if rec.get("timed_out")
+                else f"failed (rc {rec['rc']}): {runner.tail(outdir / 'run.log')}"
+            )
             return {**row, "status": status}
         pred = exchange.read_predictions(outdir / "predictions.csv")["predicted_label"]
     row.update(unknown_metrics(truth, pred, removed))
@@ -138,19 +158,34 @@ def run_case(args, direction: str, group: str, tool: str, convert_dir: Path, wor
     return row
 
 
-COLUMNS = [("direction", "direction"), ("removed", "removed from reference"), ("tool_name", "tool"),
-           ("removed_type_unknown_share", "removed type -> Unknown"), ("others_unknown_share", "others -> Unknown"),
-           ("others_accuracy", "accuracy on others"), ("wall_s", "wall s"), ("peak_rss_mb", "peak MB"),
-           ("status", "status")]
+COLUMNS = [
+    ("direction", "direction"),
+    ("removed", "removed from reference"),
+    ("tool_name", "tool"),
+    ("removed_type_unknown_share", "removed type -> Unknown"),
+    ("others_unknown_share", "others -> Unknown"),
+    ("others_accuracy", "accuracy on others"),
+    ("wall_s", "wall s"),
+    ("peak_rss_mb", "peak MB"),
+    ("status", "status"),
+]
 
 
 def render(result: dict[str, Any]) -> str:
     m = result["machine"]
     have = {(r["direction"], r["removed"], r["tool"]) for r in result["rows"]}
     rows = list(result["rows"]) + [
-        {"direction": "D6toD5", "removed": g, "tool": t, "tool_name": TOOLS[t],
-         "status": NOT_RUN.get(t, "not run yet (see README)")} for g in ("NK", "B") for t in TOOLS
-        if ("D6toD5", g, t) not in have]
+        {
+            "direction": "D6toD5",
+            "removed": g,
+            "tool": t,
+            "tool_name": TOOLS[t],
+            "status": NOT_RUN.get(t, "not run yet (see README)"),
+        }
+        for g in ("NK", "B")
+        for t in TOOLS
+        if ("D6toD5", g, t) not in have
+    ]
     rows.sort(key=lambda r: (r["direction"], GROUP_ORDER.index(r["removed"]), list(TOOLS).index(r["tool"])))
     out = [
         "# Table 2: unknown-type detection (Granja 2019 bone marrow)\n",
@@ -191,14 +226,21 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"[{direction} without {group}] {tool} ...", flush=True)
                 row = run_case(args, direction, group, tool, convert_dir, work, data / FASTA_REL)
                 rows[(direction, group, tool)] = row
-                print(f"    -> {row.get('status')} removed->Unknown={row.get('removed_type_unknown_share')} "
-                      f"others->Unknown={row.get('others_unknown_share')}", flush=True)
-                result = {"table": "unknown", "command": "python " + " ".join(["benchmarks/unknown_table.py",
-                                                                               *(argv or sys.argv[1:])]),
-                          "machine": machine, "not_run": NO_UNKNOWN,
-                          "versions": runner.pip_versions(sys.executable, ["seqalignatac"]),
-                          "rows": sorted(rows.values(), key=lambda r: (r["direction"], r["removed"],
-                                                                       list(TOOLS).index(r["tool"])))}
+                print(
+                    f"    -> {row.get('status')} removed->Unknown={row.get('removed_type_unknown_share')} "
+                    f"others->Unknown={row.get('others_unknown_share')}",
+                    flush=True,
+                )
+                result = {
+                    "table": "unknown",
+                    "command": "python " + " ".join(["benchmarks/unknown_table.py", *(argv or sys.argv[1:])]),
+                    "machine": machine,
+                    "not_run": NO_UNKNOWN,
+                    "versions": runner.pip_versions(sys.executable, ["seqalignatac"]),
+                    "rows": sorted(
+                        rows.values(), key=lambda r: (r["direction"], r["removed"], list(TOOLS).index(r["tool"]))
+                    ),
+                }
                 runner.write_json(out_json, result)
                 runner.write_text(args.out.with_suffix(".md"), render(result))
     for peer in ("scmingle", "epipack"):

@@ -14,10 +14,21 @@ import click
 
 
 @click.command(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--model", required=True, help="Hub repository id, e.g. InstaDeepAI/nucleotide-transformer-v2-50m-multi-species.")
-@click.option("--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write the snapshot to.")
-@click.option("--revision", default=None, help="Branch, tag or commit to pin (default: the repository's default branch).")
-@click.option("--cache-dir", default=None, type=click.Path(file_okay=False, path_type=Path), help="Hugging Face cache to reuse across runs.")
+@click.option(
+    "--model", required=True, help="Hub repository id, e.g. InstaDeepAI/nucleotide-transformer-v2-50m-multi-species."
+)
+@click.option(
+    "--outdir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Folder to write the snapshot to."
+)
+@click.option(
+    "--revision", default=None, help="Branch, tag or commit to pin (default: the repository's default branch)."
+)
+@click.option(
+    "--cache-dir",
+    default=None,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Hugging Face cache to reuse across runs.",
+)
 def main(model: str, outdir: Path, revision: str | None, cache_dir: Path | None) -> None:
     """Download MODEL's files into OUTDIR (a folder `seqalignatac embed --model` accepts)."""
     from seqalignatac.cli.main import ShownError  # imported here so `--help` starts fast

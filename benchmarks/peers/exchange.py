@@ -34,7 +34,8 @@ def write(folder: Path, ref_x, ref_ids, ref_labels, query_x, query_ids, peaks: p
     sp.save_npz(folder / "ref_counts.npz", sp.csr_matrix(ref_x, dtype=np.float32))
     sp.save_npz(folder / "query_counts.npz", sp.csr_matrix(query_x, dtype=np.float32))
     pd.DataFrame({"cell_id": list(ref_ids), "label": list(ref_labels)}).to_csv(
-        folder / "ref_cells.tsv", sep="\t", index=False)
+        folder / "ref_cells.tsv", sep="\t", index=False
+    )
     pd.DataFrame({"cell_id": list(query_ids)}).to_csv(folder / "query_cells.tsv", sep="\t", index=False)
     p = peaks[["chrom", "start", "end"]].copy()
     p.insert(0, "peak_id", list(peaks.index))

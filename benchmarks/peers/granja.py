@@ -31,11 +31,21 @@ DIRECTIONS = {
 
 # The 6 coarse groups of issue 7, by the numeric prefix of the 16 fine labels.
 _COARSE_BY_PREFIX = {
-    "01": "Progenitor", "05": "Progenitor", "06": "Progenitor", "15": "Progenitor",
+    "01": "Progenitor",
+    "05": "Progenitor",
+    "06": "Progenitor",
+    "15": "Progenitor",
     "07": "GMP",
-    "11": "Mono", "12": "Mono",
-    "16": "B", "17": "B",
-    "19": "T", "20": "T", "21": "T", "22": "T", "23": "T", "24": "T",
+    "11": "Mono",
+    "12": "Mono",
+    "16": "B",
+    "17": "B",
+    "19": "T",
+    "20": "T",
+    "21": "T",
+    "22": "T",
+    "23": "T",
+    "24": "T",
     "25": "NK",
 }
 
@@ -75,9 +85,22 @@ def cells_with_coarse(data_dir: Path | str | None, out: Path) -> Path:
 def convert_command(data_dir: Path | str | None, cells_tsv: Path, outdir: Path, python: str) -> list[str]:
     """``seqalignatac convert`` of the Granja matrix into one .h5ad per donor (``Group``)."""
     folder = Path(data_dir or default_data_dir()) / GRANJA_DIR
-    return [python, "-m", "seqalignatac", "convert", "--matrix", str(folder / "counts_peaks_x_cells.mtx.gz"),
-            "--peaks", str(folder / "peaks.tsv"), "--cells", str(cells_tsv), "--out", str(outdir),
-            "--split-by", DONOR_KEY]
+    return [
+        python,
+        "-m",
+        "seqalignatac",
+        "convert",
+        "--matrix",
+        str(folder / "counts_peaks_x_cells.mtx.gz"),
+        "--peaks",
+        str(folder / "peaks.tsv"),
+        "--cells",
+        str(cells_tsv),
+        "--out",
+        str(outdir),
+        "--split-by",
+        DONOR_KEY,
+    ]
 
 
 def load_donor(convert_dir: Path, donor: str) -> ad.AnnData:

@@ -29,7 +29,9 @@ SEQALIGNATAC = [sys.executable, "-m", "seqalignatac"]
 THREADS = "2"
 
 
-def step(name: str, cmd: list[str], workdir: Path, outputs: list[Path], reuse: bool, heavy: bool = True) -> dict[str, Any]:
+def step(
+    name: str, cmd: list[str], workdir: Path, outputs: list[Path], reuse: bool, heavy: bool = True
+) -> dict[str, Any]:
     """Run one measured step unless ``reuse`` and a successful record and its outputs exist.
 
     ``heavy`` steps (over ~2 CPU-minutes or 3 GB here) hold the machine-wide heavy-job lock."""
@@ -50,8 +52,14 @@ def convert_donors(data: Path, work: Path, reuse: bool) -> Path:
     """``seqalignatac convert`` of the Granja matrix into one .h5ad per donor (under ``work/convert``)."""
     convert_dir = work / "convert"
     cells = granja.cells_with_coarse(data, work / "cells_with_coarse.tsv")
-    conv = step("convert", granja.convert_command(data, cells, convert_dir, sys.executable), work,
-                [convert_dir / f"{d}.h5ad" for d in granja.DONORS], reuse, heavy=False)
+    conv = step(
+        "convert",
+        granja.convert_command(data, cells, convert_dir, sys.executable),
+        work,
+        [convert_dir / f"{d}.h5ad" for d in granja.DONORS],
+        reuse,
+        heavy=False,
+    )
     if conv["rc"] != 0:
         sys.exit(f"seqalignatac convert failed: {conv.get('error')}")
     return convert_dir
@@ -59,42 +67,141 @@ def convert_donors(data: Path, work: Path, reuse: bool) -> Path:
 
 def prepare(workdir: Path, ref_h5ad: Path, query_h5ad: Path, reuse: bool) -> dict[str, Any]:
     out = workdir / "prepare"
-    return step("prepare", [*SEQALIGNATAC, "prepare", "--reference", str(ref_h5ad), "--query", str(query_h5ad),
-                            "--labels-key", granja.LABEL_KEY, "--outdir", str(out)],
-                workdir, [out / "accessibility.h5ad", out / "peaks.bed"], reuse, heavy=False)
+    return step(
+        "prepare",
+        [
+            *SEQALIGNATAC,
+            "prepare",
+            "--reference",
+            str(ref_h5ad),
+            "--query",
+            str(query_h5ad),
+            "--labels-key",
+            granja.LABEL_KEY,
+            "--outdir",
+            str(out),
+        ],
+        workdir,
+        [out / "accessibility.h5ad", out / "peaks.bed"],
+        reuse,
+        heavy=False,
+    )
 
 
 def kmer_stage1(workdir: Path, fasta: Path, reuse: bool) -> list[dict[str, Any]]:
     recs = []
     peaks_fa = workdir / "extract" / "peaks.fa"
-    recs.append(step("extract", [*SEQALIGNATAC, "extract", "--peaks", str(workdir / "prepare" / "peaks.bed"),
-                                 "--fasta", str(fasta), "--out", str(peaks_fa)], workdir, [peaks_fa], reuse, heavy=False))
+    recs.append(
+        step(
+            "extract",
+            [
+                *SEQALIGNATAC,
+                "extract",
+                "--peaks",
+                str(workdir / "prepare" / "peaks.bed"),
+                "--fasta",
+                str(fasta),
+                "--out",
+                str(peaks_fa),
+            ],
+            workdir,
+            [peaks_fa],
+            reuse,
+            heavy=False,
+        )
+    )
     emb = workdir / "embed" / "embeddings.h5"
     cache = workdir / "embed" / "cache"
     if not (reuse and emb.exists()):
         shutil.rmtree(cache, ignore_errors=True)  # a warm cache would time a lookup, not the embedding
-    recs.append(step("embed", [*SEQALIGNATAC, "embed", "--fasta", str(peaks_fa), "--model", "kmer", "--out", str(emb),
-                               "--device", "cpu", "--cache-dir", str(cache), "--threads", THREADS, "--no-progress"],
-                     workdir, [emb], reuse, heavy=False))
+    recs.append(
+        step(
+            "embed",
+            [
+                *SEQALIGNATAC,
+                "embed",
+                "--fasta",
+                str(peaks_fa),
+                "--model",
+                "kmer",
+                "--out",
+                str(emb),
+                "--device",
+                "cpu",
+                "--cache-dir",
+                str(cache),
+                "--threads",
+                THREADS,
+                "--no-progress",
+            ],
+            workdir,
+            [emb],
+            reuse,
+            heavy=False,
+        )
+    )
     out = workdir / "train_kmer"
     # [train] missing_embeddings = "drop": peaks on contigs absent from the partial genome have no
     # sequence; stage 1 trains on the others (the count is in train_summary.json).
     settings = workdir / "train_settings.toml"
     settings.parent.mkdir(parents=True, exist_ok=True)
     settings.write_text('[train]\nmissing_embeddings = "drop"\n')
-    recs.append(step("train_kmer", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
-                                    "--embeddings", str(emb), "--outdir", str(out), "--method", "nt",
-                                    "--config", str(settings),
-                                    "--device", "cpu", "--threads", THREADS, "--no-progress"],
-                     workdir, [out / "cell_embeddings.h5ad"], reuse))
+    recs.append(
+        step(
+            "train_kmer",
+            [
+                *SEQALIGNATAC,
+                "train",
+                "--accessibility",
+                str(workdir / "prepare" / "accessibility.h5ad"),
+                "--embeddings",
+                str(emb),
+                "--outdir",
+                str(out),
+                "--method",
+                "nt",
+                "--config",
+                str(settings),
+                "--device",
+                "cpu",
+                "--threads",
+                THREADS,
+                "--no-progress",
+            ],
+            workdir,
+            [out / "cell_embeddings.h5ad"],
+            reuse,
+        )
+    )
     return recs
 
 
 def lsi_stage1(workdir: Path, reuse: bool) -> list[dict[str, Any]]:
     out = workdir / "train_lsi"
-    return [step("train_lsi", [*SEQALIGNATAC, "train", "--accessibility", str(workdir / "prepare" / "accessibility.h5ad"),
-                               "--outdir", str(out), "--method", "lsi", "--device", "cpu", "--threads", THREADS,
-                               "--no-progress"], workdir, [out / "cell_embeddings.h5ad"], reuse, heavy=False)]
+    return [
+        step(
+            "train_lsi",
+            [
+                *SEQALIGNATAC,
+                "train",
+                "--accessibility",
+                str(workdir / "prepare" / "accessibility.h5ad"),
+                "--outdir",
+                str(out),
+                "--method",
+                "lsi",
+                "--device",
+                "cpu",
+                "--threads",
+                THREADS,
+                "--no-progress",
+            ],
+            workdir,
+            [out / "cell_embeddings.h5ad"],
+            reuse,
+            heavy=False,
+        )
+    ]
 
 
 def cells_for_level(cells: Path, level: str) -> tuple[Path, str]:
@@ -108,21 +215,46 @@ def cells_for_level(cells: Path, level: str) -> tuple[Path, str]:
     out = cells.with_name("cell_embeddings_coarse.h5ad")
     if not out.exists() or out.stat().st_mtime < cells.stat().st_mtime:
         a = ad.read_h5ad(cells)
-        a.obs[granja.COARSE_KEY] = [granja.coarse_label(v) if isinstance(v, str) else None for v in a.obs[granja.LABEL_KEY]]
+        a.obs[granja.COARSE_KEY] = [
+            granja.coarse_label(v) if isinstance(v, str) else None for v in a.obs[granja.LABEL_KEY]
+        ]
         tmp = out.with_name(out.name + ".tmp-write.h5ad")
         a.write_h5ad(tmp)
         tmp.replace(out)
     return out, granja.COARSE_KEY
 
 
-def annotate(workdir: Path, features: str, method: str, level: str, reuse: bool, extra: list[str] | None = None,
-             tag: str = "") -> dict[str, Any]:
+def annotate(
+    workdir: Path, features: str, method: str, level: str, reuse: bool, extra: list[str] | None = None, tag: str = ""
+) -> dict[str, Any]:
     cells, key = cells_for_level(workdir / f"train_{features}" / "cell_embeddings.h5ad", level)
     name = f"annotate_{features}_{method}_{level}{tag}"
     out = workdir / name
-    return step(name, [*SEQALIGNATAC, "annotate", "--cells", str(cells), "--outdir", str(out), "--method", method,
-                       "--labels-key", key, "--device", "cpu", "--threads", THREADS, "--no-progress", *(extra or [])],
-                workdir, [out / "predictions.csv"], reuse, heavy=(method == "gda"))
+    return step(
+        name,
+        [
+            *SEQALIGNATAC,
+            "annotate",
+            "--cells",
+            str(cells),
+            "--outdir",
+            str(out),
+            "--method",
+            method,
+            "--labels-key",
+            key,
+            "--device",
+            "cpu",
+            "--threads",
+            THREADS,
+            "--no-progress",
+            *(extra or []),
+        ],
+        workdir,
+        [out / "predictions.csv"],
+        reuse,
+        heavy=(method == "gda"),
+    )
 
 
 def predictions(workdir: Path, annotate_dir: str) -> pd.DataFrame:

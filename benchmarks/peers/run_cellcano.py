@@ -56,13 +56,42 @@ def main(argv=None) -> int:
     _write_coo(inputs / "ref", data["ref_x"], data["ref_ids"], peaks)
     _write_coo(inputs / "query", data["query_x"], data["query_ids"], peaks)
     pd.DataFrame({"celltype": data["ref_labels"]}, index=pd.Index(data["ref_ids"], name="barcode")).to_csv(
-        inputs / "ref_meta.csv")
+        inputs / "ref_meta.csv"
+    )
     cellcano = str(Path(sys.executable).parent / "Cellcano")
     env = dict(os.environ, MPLBACKEND="Agg")
-    subprocess.run([cellcano, "train", "-i", str(inputs / "ref"), "-m", str(inputs / "ref_meta.csv"),
-                    "-o", str(out), "--prefix", "train_"], check=True, env=env)
-    subprocess.run([cellcano, "predict", "-i", str(inputs / "query"), "--trained_model",
-                    str(out / "train_MLP_model"), "-o", str(out), "--prefix", "predict_"], check=True, env=env)
+    subprocess.run(
+        [
+            cellcano,
+            "train",
+            "-i",
+            str(inputs / "ref"),
+            "-m",
+            str(inputs / "ref_meta.csv"),
+            "-o",
+            str(out),
+            "--prefix",
+            "train_",
+        ],
+        check=True,
+        env=env,
+    )
+    subprocess.run(
+        [
+            cellcano,
+            "predict",
+            "-i",
+            str(inputs / "query"),
+            "--trained_model",
+            str(out / "train_MLP_model"),
+            "-o",
+            str(out),
+            "--prefix",
+            "predict_",
+        ],
+        check=True,
+        env=env,
+    )
     res = pd.read_csv(out / "predict_celltypes.csv", index_col=0)
     res.index = res.index.astype(str)
     pred = res.loc[list(data["query_ids"]), "pred_celltype"].astype(str).to_numpy()

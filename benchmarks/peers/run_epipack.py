@@ -86,16 +86,36 @@ def main(argv: list[str] | None = None) -> int:
 
     ref_batch = np.zeros(ref_g.shape[0], dtype=int)
     query_batch = np.zeros(query_g.shape[0], dtype=int)
-    base = epk.ml.PEIVI(count=ref_g, peak_emb=ref_pz, batch_id=ref_batch, reg_mmd=10, reg_rec=1, reg_z_l2=1,
-                        use_batch_norm=False, use_layer_norm=True, device="cpu")
+    base = epk.ml.PEIVI(
+        count=ref_g,
+        peak_emb=ref_pz,
+        batch_id=ref_batch,
+        reg_mmd=10,
+        reg_rec=1,
+        reg_z_l2=1,
+        use_batch_norm=False,
+        use_layer_norm=True,
+        device="cpu",
+    )
     base.train_model(pre_train_epoch=50, nepochs=100)
     z_ref = base.get_latent()
 
-    mapping = epk.ml.PEIVI_MAPPING(promoter_dt=query_g, enhancer_z=query_pz, ref_embedding=z_ref,
-                                   batch_id=query_batch, reg_mmd=10, reg_mmd_inter=100, reg_rec=0.1,
-                                   reg_z_l2=0.1, use_batch_norm=False, use_layer_norm=True, device="cpu")
-    query_model = epk.ml.query_model_initial(mapping, base.state_dict(), query_batch_num=1,
-                                             gene_feature_num=ref_g.shape[1])
+    mapping = epk.ml.PEIVI_MAPPING(
+        promoter_dt=query_g,
+        enhancer_z=query_pz,
+        ref_embedding=z_ref,
+        batch_id=query_batch,
+        reg_mmd=10,
+        reg_mmd_inter=100,
+        reg_rec=0.1,
+        reg_z_l2=0.1,
+        use_batch_norm=False,
+        use_layer_norm=True,
+        device="cpu",
+    )
+    query_model = epk.ml.query_model_initial(
+        mapping, base.state_dict(), query_batch_num=1, gene_feature_num=ref_g.shape[1]
+    )
     query_model.train_model(nepochs=100)
     z_query = query_model.get_latent()
 
@@ -109,14 +129,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.oor:
         _, space = clf.get_z(np.concatenate([z_ref, z_query]))
         space = space.detach().cpu().numpy()
-        goor = epk.ml.Global_oor_detector(space[: len(z_ref)], space[len(z_ref):], y, result)
+        goor = epk.ml.Global_oor_detector(space[: len(z_ref)], space[len(z_ref) :], y, result)
         reject, _score = goor.annotate(confidence_threshold=0.01)
         pred[np.asarray(reject, dtype=int)] = exchange.UNKNOWN
         n_rejected = len(reject)
     exchange.write_predictions(args.outdir / "predictions.csv", data["query_ids"], pred)
-    info = {"tool": "EpiPack", "total_s": time.time() - t0, "oor": args.oor, "n_rejected": n_rejected,
-            "ref_peaks_kept_for_peak_model": ref_kept, "query_peaks_kept_for_peak_model": query_kept,
-            "seed": SEED}
+    info = {
+        "tool": "EpiPack",
+        "total_s": time.time() - t0,
+        "oor": args.oor,
+        "n_rejected": n_rejected,
+        "ref_peaks_kept_for_peak_model": ref_kept,
+        "query_peaks_kept_for_peak_model": query_kept,
+        "seed": SEED,
+    }
     (args.outdir / "epipack_run.json").write_text(json.dumps(info, indent=2))
     return 0
 

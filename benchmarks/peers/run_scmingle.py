@@ -59,8 +59,10 @@ def main(argv: list[str] | None = None) -> int:
         pass
 
     if not args.with_explainer:
+
         def _no_explainer(*_a, **_k):
             raise _StopBeforeExplainer
+
         network.Explainer = _no_explainer  # predict() looks the name up in its module at call time
 
     np.random.seed(SEED)
@@ -70,31 +72,46 @@ def main(argv: list[str] | None = None) -> int:
 
     data = exchange.read(args.exchange)
     var = pd.DataFrame({"peak": data["peaks"]["peak_id"].to_numpy()}, index=data["peaks"]["peak_id"].to_numpy())
-    train = ad.AnnData(X=data["ref_x"], obs=pd.DataFrame({"cell_type": data["ref_labels"]}, index=data["ref_ids"]),
-                       var=var.copy())
+    train = ad.AnnData(
+        X=data["ref_x"], obs=pd.DataFrame({"cell_type": data["ref_labels"]}, index=data["ref_ids"]), var=var.copy()
+    )
     placeholder = np.full(len(data["query_ids"]), sorted(set(data["ref_labels"]))[0], dtype=object)
-    test = ad.AnnData(X=data["query_x"], obs=pd.DataFrame({"cell_type": placeholder}, index=data["query_ids"]),
-                      var=var.copy())
+    test = ad.AnnData(
+        X=data["query_x"], obs=pd.DataFrame({"cell_type": placeholder}, index=data["query_ids"]), var=var.copy()
+    )
 
     args.outdir.mkdir(parents=True, exist_ok=True)
     save_path = str(args.outdir) + os.sep
     t0 = time.time()
     try:
-        scMINGLE.predict(train, test, "cpu", cell_row="cell_type", peak_col="peak", explainer=args.with_explainer,
-                         uncover_novel=args.uncover_novel, save_path=save_path)
+        scMINGLE.predict(
+            train,
+            test,
+            "cpu",
+            cell_row="cell_type",
+            peak_col="peak",
+            explainer=args.with_explainer,
+            uncover_novel=args.uncover_novel,
+            save_path=save_path,
+        )
     except _StopBeforeExplainer:
         pass
     total = time.time() - t0
     result_csv = args.outdir / "MINGLE" / "result.csv"
     res = pd.read_csv(result_csv)
-    tail = res.iloc[-len(data["query_ids"]):]  # rows: resampled reference, then the query
+    tail = res.iloc[-len(data["query_ids"]) :]  # rows: resampled reference, then the query
     pred = tail["Annotations of MINGLE"].astype(str).to_numpy()
     if args.uncover_novel and "annotation" in tail.columns:
         pred = np.where(tail["annotation"].astype(str).to_numpy() == "Novel type", exchange.UNKNOWN, pred)
     exchange.write_predictions(args.outdir / "predictions.csv", data["query_ids"], pred)
-    info = {"tool": "scMINGLE", "total_s": total,
-            "annotation_s": os.path.getmtime(result_csv) - t0, "uncover_novel": args.uncover_novel,
-            "explainer_run": args.with_explainer, "seed": SEED}
+    info = {
+        "tool": "scMINGLE",
+        "total_s": total,
+        "annotation_s": os.path.getmtime(result_csv) - t0,
+        "uncover_novel": args.uncover_novel,
+        "explainer_run": args.with_explainer,
+        "seed": SEED,
+    }
     (args.outdir / "scmingle_run.json").write_text(json.dumps(info, indent=2))
     return 0
 

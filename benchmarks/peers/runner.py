@@ -17,8 +17,9 @@ import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any
 
 import psutil
 
@@ -58,8 +59,15 @@ def _tree_rss(proc: psutil.Process) -> int:
     return total
 
 
-def run_measured(cmd: Sequence[str], log: Path, *, env: dict[str, str] | None = None,
-                 cwd: Path | None = None, lock: bool = True, timeout_s: float | None = None) -> dict[str, Any]:
+def run_measured(
+    cmd: Sequence[str],
+    log: Path,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    lock: bool = True,
+    timeout_s: float | None = None,
+) -> dict[str, Any]:
     """Run ``cmd`` (stdout+stderr to ``log``); return rc, wall_s, peak_rss_mb, lock_wait_s, load."""
     log = Path(log)
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -112,7 +120,7 @@ def machine_info() -> dict[str, Any]:
                 cpu = line.split(":", 1)[1].strip()
                 break
     return {
-        "date_utc": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "hostname": platform.node(),
         "cpu_model": cpu,
         "cpu_cores": os.cpu_count(),
@@ -125,9 +133,11 @@ def machine_info() -> dict[str, Any]:
 
 def pip_versions(python: Path | str, names: Sequence[str]) -> dict[str, str]:
     """Installed versions of ``names`` in the environment of interpreter ``python``."""
-    code = ("import json,sys\nfrom importlib import metadata\nout={}\n"
-            "for n in sys.argv[1:]:\n    try: out[n]=metadata.version(n)\n    except Exception: out[n]=None\n"
-            "print(json.dumps(out))")
+    code = (
+        "import json,sys\nfrom importlib import metadata\nout={}\n"
+        "for n in sys.argv[1:]:\n    try: out[n]=metadata.version(n)\n    except Exception: out[n]=None\n"
+        "print(json.dumps(out))"
+    )
     try:
         res = subprocess.run([str(python), "-c", code, *names], capture_output=True, text=True, timeout=120)
         versions = json.loads(res.stdout.strip().splitlines()[-1])
@@ -157,8 +167,9 @@ def write_text(path: Path, text: str) -> None:
 
 def add_table_args(ap, out_name: str) -> None:
     """Options every comparison table takes (data, reuse, timeout, lock, folders, render-only)."""
-    ap.add_argument("--data", type=Path, default=None,
-                    help="shared data folder (default $SEQALIGNATAC_DATA or ../shared/data)")
+    ap.add_argument(
+        "--data", type=Path, default=None, help="shared data folder (default $SEQALIGNATAC_DATA or ../shared/data)"
+    )
     ap.add_argument("--reuse", action="store_true", help="keep runs that already finished")
     ap.add_argument("--timeout", type=float, default=None, help="seconds before a peer run is stopped")
     ap.add_argument("--no-lock", action="store_true", help="do not take the heavy-job lock (quick checks only)")
@@ -174,6 +185,7 @@ def render_only(out: Path, render) -> None:
 
 def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
     """A Markdown table; ``columns`` = [(key, header)]; floats to 3 decimals, None to '–'."""
+
     def fmt(v: Any) -> str:
         if v is None:
             return "–"
@@ -182,6 +194,7 @@ def md_table(rows: list[dict[str, Any]], columns: list[tuple[str, str]]) -> str:
                 return f"{v:,.0f}"
             return f"{v:.1f}" if abs(v) > 1 else f"{v:.3f}"
         return str(v).replace("|", "\\|")
+
     head = "| " + " | ".join(h for _, h in columns) + " |"
     sep = "| " + " | ".join("---" for _ in columns) + " |"
     body = ["| " + " | ".join(fmt(r.get(k)) for k, _ in columns) + " |" for r in rows]

@@ -8,7 +8,8 @@ reference lacks (predicted wrongly or ``Unknown``) does.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,9 +48,7 @@ def evaluate(
     pred_only = sorted(set(p) - set(truth_classes) - {unknown_label})
     columns = truth_classes + pred_only + ([unknown_label] if unknown_label in set(p) else [])
 
-    prec, rec, f1, support = precision_recall_fscore_support(
-        t, p, labels=truth_classes, zero_division=0
-    )
+    prec, rec, f1, support = precision_recall_fscore_support(t, p, labels=truth_classes, zero_division=0)
     n_pred = pd.Series(p).value_counts()
     per_class = pd.DataFrame(
         {

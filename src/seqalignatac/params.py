@@ -11,7 +11,8 @@ from __future__ import annotations
 import math
 import os
 import re
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import click
 
@@ -89,8 +90,9 @@ DEVICE = DeviceType()
 
 def progress_option(what: str = "Progress bar"):
     """Every command's ``--progress/--no-progress``; unset (None), ``progress.progress_enabled`` decides."""
-    return click.option("--progress/--no-progress", default=None,
-                        help=f"{what} on stderr (default: only when stderr is a terminal).")
+    return click.option(
+        "--progress/--no-progress", default=None, help=f"{what} on stderr (default: only when stderr is a terminal)."
+    )
 
 
 class SafeName(click.ParamType):
@@ -118,8 +120,12 @@ def check(value: Any, param_type: click.ParamType, option: str, path: str | os.P
         raise InputError(f"invalid value for {option}: {e.message}", path) from None
 
 
-def check_all(values: Mapping[str, Any], types: Mapping[str, click.ParamType], path=None,
-              option_name=lambda key: "--" + key.replace("_", "-")) -> None:
+def check_all(
+    values: Mapping[str, Any],
+    types: Mapping[str, click.ParamType],
+    path=None,
+    option_name=lambda key: "--" + key.replace("_", "-"),
+) -> None:
     """:func:`check` every ``values[key]`` that has a type in ``types`` (None: the option's default)."""
     for key, param_type in types.items():
         if key in values and values[key] is not None:

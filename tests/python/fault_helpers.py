@@ -15,8 +15,9 @@ import pytest
 def mount_tmpfs(folder: Path, size: str = "2m") -> Path:
     """A small tmpfs at ``folder`` (we are root in CI); skips the test where mounting is not allowed."""
     folder.mkdir(parents=True, exist_ok=True)
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)], capture_output=True, text=True
+    )
     if res.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or res.returncode})")
     return folder
@@ -56,8 +57,11 @@ def tree(folder: Path) -> dict[str, str]:
 
 def leftovers(folder: Path) -> list[str]:
     """Temporary or staging entries anywhere under ``folder`` (none may survive a failed write)."""
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*")
-                  if ".tmp-" in p.name or p.name.endswith((".staging", ".old")))
+    return sorted(
+        str(p.relative_to(folder))
+        for p in folder.rglob("*")
+        if ".tmp-" in p.name or p.name.endswith((".staging", ".old"))
+    )
 
 
 def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None, timeout: int = 300, raw: bool = False):
@@ -65,8 +69,14 @@ def run_cli(args: list[str], cwd: Path | None = None, env: dict | None = None, t
 
     ``raw``: stdout/stderr as bytes, carriage returns kept (text mode turns them into newlines)."""
     e = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    return subprocess.run([sys.executable, "-m", "seqalignatac", *args], capture_output=True, text=not raw,
-                          cwd=cwd, env=e, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "seqalignatac", *args],
+        capture_output=True,
+        text=not raw,
+        cwd=cwd,
+        env=e,
+        timeout=timeout,
+    )
 
 
 def assert_one_line_fault(returncode: int, stderr: str, *needles: str) -> str:
@@ -82,8 +92,10 @@ def assert_one_line_fault(returncode: int, stderr: str, *needles: str) -> str:
 
 def sample_sheet(tmp_path: Path, sim: dict, pair_id: str = "p") -> Path:
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key\n"
-                     f"{pair_id},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n")
+    sheet.write_text(
+        "pair_id,reference,labels_key,query,query_labels_key\n"
+        f"{pair_id},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n"
+    )
     return sheet
 
 

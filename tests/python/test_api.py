@@ -57,22 +57,53 @@ def test_a_saved_model_loads_and_predicts_the_same_labels(annotated, tmp_path):
     is_query = (acc.obs[keys.DOMAIN] == keys.QUERY).to_numpy()
     pred = res.predictions.set_index(keys.CELL_ID)
     assert list(pred.index) == list(acc.obs.loc[is_query, keys.ORIGINAL_ID])  # the user's barcodes
-    np.testing.assert_array_equal(pred[keys.PREDICTED_LABEL].to_numpy(),
-                                  acc.obs.loc[is_query, keys.PREDICTION].astype(str).to_numpy())
-    np.testing.assert_array_equal(pred[keys.CONFIDENCE].to_numpy(dtype=np.float32),
-                                  acc.obs.loc[is_query, keys.CONFIDENCE_OBS].to_numpy(dtype=np.float32))
+    np.testing.assert_array_equal(
+        pred[keys.PREDICTED_LABEL].to_numpy(), acc.obs.loc[is_query, keys.PREDICTION].astype(str).to_numpy()
+    )
+    np.testing.assert_array_equal(
+        pred[keys.CONFIDENCE].to_numpy(dtype=np.float32),
+        acc.obs.loc[is_query, keys.CONFIDENCE_OBS].to_numpy(dtype=np.float32),
+    )
 
 
 def test_the_commands_give_what_the_api_gives(annotated, sim, tmp_path):
     """prepare -> train --method lsi -> annotate on the same files: predictions.csv equals the API's model."""
     acc, model = annotated
     run = CliRunner()
-    for args in (["prepare", "--reference", sim["reference"], "--query", sim["query"], "--labels-key", "cell_type",
-                  "--query-labels-key", "cell_type", "--outdir", str(tmp_path / "prepare")],
-                 ["train", "--accessibility", str(tmp_path / "prepare" / keys.ACCESSIBILITY), "--method", "lsi",
-                  "--outdir", str(tmp_path / "train")],
-                 ["annotate", "--cells", str(tmp_path / "train" / keys.CELL_EMBEDDINGS), "--outdir",
-                  str(tmp_path / "annotate"), "--threads", "1", "--no-progress"]):
+    for args in (
+        [
+            "prepare",
+            "--reference",
+            sim["reference"],
+            "--query",
+            sim["query"],
+            "--labels-key",
+            "cell_type",
+            "--query-labels-key",
+            "cell_type",
+            "--outdir",
+            str(tmp_path / "prepare"),
+        ],
+        [
+            "train",
+            "--accessibility",
+            str(tmp_path / "prepare" / keys.ACCESSIBILITY),
+            "--method",
+            "lsi",
+            "--outdir",
+            str(tmp_path / "train"),
+        ],
+        [
+            "annotate",
+            "--cells",
+            str(tmp_path / "train" / keys.CELL_EMBEDDINGS),
+            "--outdir",
+            str(tmp_path / "annotate"),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+    ):
         r = run.invoke(cli, args)
         assert r.exit_code == 0, r.output
     expected = pd.read_csv(tmp_path / "annotate" / keys.PREDICTIONS, **READ)

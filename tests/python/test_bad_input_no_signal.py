@@ -27,9 +27,19 @@ def _silence(query_path, out_path, n_silent: int):
     x[:n_silent, :] = 0
     extra = np.zeros((q.n_obs, 4), dtype=x.dtype)
     extra[:n_silent, :] = 1  # signal, but on peaks the reference does not have
-    var = pd.concat([q.var, pd.DataFrame({"chrom": ["chrZ"] * 4, "start": [1000 * i for i in range(1, 5)],
-                                          "end": [1000 * i + 500 for i in range(1, 5)]},
-                                         index=[f"chrZ:{1000 * i}-{1000 * i + 500}" for i in range(1, 5)])])
+    var = pd.concat(
+        [
+            q.var,
+            pd.DataFrame(
+                {
+                    "chrom": ["chrZ"] * 4,
+                    "start": [1000 * i for i in range(1, 5)],
+                    "end": [1000 * i + 500 for i in range(1, 5)],
+                },
+                index=[f"chrZ:{1000 * i}-{1000 * i + 500}" for i in range(1, 5)],
+            ),
+        ]
+    )
     out = ad.AnnData(sp.hstack([x.tocsr(), sp.csr_matrix(extra)]).tocsr(), obs=q.obs, var=var)
     out.write_h5ad(out_path)
     return list(q.obs_names)
@@ -43,14 +53,52 @@ def run(sim, tmp_path_factory):
     invoke = CliRunner().invoke
     (d / "settings.toml").write_text("[annotate]\nepochs = 5\nhidden = 16\n")
     steps = {
-        "prepare": ["prepare", "--reference", str(sim["reference"]), "--query", str(d / "query.h5ad"),
-                    "--labels-key", sim["labels_key"], "--query-labels-key", sim["labels_key"], "--outdir", str(d / "prepare")],
-        "train": ["train", "--accessibility", str(d / "prepare" / "accessibility.h5ad"), "--method", "lsi",
-                  "--outdir", str(d / "train")],
-        "knn": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--method", "knn",
-                "--outdir", str(d / "knn"), "--no-progress"],
-        "gda": ["annotate", "--cells", str(d / "train" / "cell_embeddings.h5ad"), "--outdir", str(d / "gda"),
-                "--config", str(d / "settings.toml"), "--ensemble", "1", "--threads", "1", "--no-progress"],
+        "prepare": [
+            "prepare",
+            "--reference",
+            str(sim["reference"]),
+            "--query",
+            str(d / "query.h5ad"),
+            "--labels-key",
+            sim["labels_key"],
+            "--query-labels-key",
+            sim["labels_key"],
+            "--outdir",
+            str(d / "prepare"),
+        ],
+        "train": [
+            "train",
+            "--accessibility",
+            str(d / "prepare" / "accessibility.h5ad"),
+            "--method",
+            "lsi",
+            "--outdir",
+            str(d / "train"),
+        ],
+        "knn": [
+            "annotate",
+            "--cells",
+            str(d / "train" / "cell_embeddings.h5ad"),
+            "--method",
+            "knn",
+            "--outdir",
+            str(d / "knn"),
+            "--no-progress",
+        ],
+        "gda": [
+            "annotate",
+            "--cells",
+            str(d / "train" / "cell_embeddings.h5ad"),
+            "--outdir",
+            str(d / "gda"),
+            "--config",
+            str(d / "settings.toml"),
+            "--ensemble",
+            "1",
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
     }
     for name, args in steps.items():
         res = invoke(cli, args)
@@ -102,15 +150,19 @@ def test_the_report_counts_the_silent_cells(run, tmp_path):
     paths = build_report("nosignal", d / "prepare", d / "train", d / "knn", tmp_path / "report", max_umap_cells=100)
     html = paths["html"].read_text()
     assert f'id="n-no-signal">{N_SILENT}<' in html
-    assert f"<td>{NO_SIGNAL}</td><td class=\"n\">{N_SILENT}</td>" in html
+    assert f'<td>{NO_SIGNAL}</td><td class="n">{N_SILENT}</td>' in html
 
 
 def _cells(n_ref=60, n_query=30, silent=(), seed=0):
     rng = np.random.default_rng(seed)
     n = n_ref + n_query
-    obs = pd.DataFrame({"domain": ["reference"] * n_ref + ["query"] * n_query,
-                        "label": ["a", "b", "c"] * (n_ref // 3) + [None] * n_query},
-                       index=[f"c{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {
+            "domain": ["reference"] * n_ref + ["query"] * n_query,
+            "label": ["a", "b", "c"] * (n_ref // 3) + [None] * n_query,
+        },
+        index=[f"c{i}" for i in range(n)],
+    )
     obs["has_signal"] = True
     x = rng.normal(size=(n, 8)).astype(np.float32)
     for i in silent:

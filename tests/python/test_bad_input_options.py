@@ -32,27 +32,52 @@ REQUIRED = {
 
 BAD_VALUES = [
     # prepare
-    ("prepare", "--overlap-width", "1"), ("prepare", "--overlap-width", "-500"), ("prepare", "--min-peak-frac", "nan"),
-    ("prepare", "--min-peak-frac", "1"), ("prepare", "--min-peak-frac", "-0.1"), ("prepare", "--min-cells", "-1"),
+    ("prepare", "--overlap-width", "1"),
+    ("prepare", "--overlap-width", "-500"),
+    ("prepare", "--min-peak-frac", "nan"),
+    ("prepare", "--min-peak-frac", "1"),
+    ("prepare", "--min-peak-frac", "-0.1"),
+    ("prepare", "--min-cells", "-1"),
     # train
     # (train's other settings are [train] keys of --config: tests/python/test_stage1_settings.py)
-    ("train", "--epochs", "0"), ("train", "--threads", "0"), ("train", "--seed", "-1"), ("train", "--device", "gpu"),
+    ("train", "--epochs", "0"),
+    ("train", "--threads", "0"),
+    ("train", "--seed", "-1"),
+    ("train", "--device", "gpu"),
     ("train", "--patience", "0"),
     # annotate
-    ("annotate", "--threads", "0"), ("annotate", "--device", "tpu"), ("annotate", "--device", "cuda:x"),
-    ("annotate", "--ensemble", "0"), ("annotate", "--ensemble", "2.5"), ("annotate", "--unknown-quantile", "nan"),
-    ("annotate", "--unknown-quantile", "1"), ("annotate", "--seed", "-1"),
+    ("annotate", "--threads", "0"),
+    ("annotate", "--device", "tpu"),
+    ("annotate", "--device", "cuda:x"),
+    ("annotate", "--ensemble", "0"),
+    ("annotate", "--ensemble", "2.5"),
+    ("annotate", "--unknown-quantile", "nan"),
+    ("annotate", "--unknown-quantile", "1"),
+    ("annotate", "--seed", "-1"),
     # embed
-    ("embed", "--batch-size", "0"), ("embed", "--threads", "0"), ("embed", "--device", "gpu"),
+    ("embed", "--batch-size", "0"),
+    ("embed", "--threads", "0"),
+    ("embed", "--device", "gpu"),
     # simulate
-    ("simulate", "--peaks-per-cell", "nan"), ("simulate", "--reference-fraction", "inf"), ("simulate", "--seed", "-1"),
+    ("simulate", "--peaks-per-cell", "nan"),
+    ("simulate", "--reference-fraction", "inf"),
+    ("simulate", "--seed", "-1"),
     ("simulate", "--cells", "0"),
     # report
-    ("report", "--max-umap-cells", "0"), ("report", "--seed", "-1"),
+    ("report", "--max-umap-cells", "0"),
+    ("report", "--seed", "-1"),
     # run and demo
-    ("run", "--threads", "0"), ("run", "--epochs", "0"), ("run", "--min-peak-frac", "nan"), ("run", "--device", "x"),
-    ("run", "--overlap-width", "0"), ("run", "--batch-size", "0"), ("run", "--seed", "-2"),
-    ("demo", "--cells", "0"), ("demo", "--seed", "-1"), ("demo", "--device", "metal"), ("demo", "--threads", "-4"),
+    ("run", "--threads", "0"),
+    ("run", "--epochs", "0"),
+    ("run", "--min-peak-frac", "nan"),
+    ("run", "--device", "x"),
+    ("run", "--overlap-width", "0"),
+    ("run", "--batch-size", "0"),
+    ("run", "--seed", "-2"),
+    ("demo", "--cells", "0"),
+    ("demo", "--seed", "-1"),
+    ("demo", "--device", "metal"),
+    ("demo", "--threads", "-4"),
     # nt-tiny
     ("nt-tiny", "--seed", "-1"),
 ]
@@ -71,10 +96,16 @@ def test_bad_numeric_option_is_a_usage_error_naming_it(tmp_path, command, option
     assert not out.exists()
 
 
-@pytest.mark.parametrize("command, option, value", [
-    ("annotate", "--device", "cuda:1"), ("annotate", "--device", "CPU"), ("train", "--device", "cuda:0"),
-    ("annotate", "--ensemble", "1"), ("annotate", "--unknown-quantile", "0.05"),
-])
+@pytest.mark.parametrize(
+    "command, option, value",
+    [
+        ("annotate", "--device", "cuda:1"),
+        ("annotate", "--device", "CPU"),
+        ("train", "--device", "cuda:0"),
+        ("annotate", "--ensemble", "1"),
+        ("annotate", "--unknown-quantile", "0.05"),
+    ],
+)
 def test_good_values_pass_parsing(tmp_path, command, option, value):
     # They get past parsing and fail later on the missing input file, not on the option.
     res, _ = _invoke(tmp_path, command, option, value)
@@ -82,10 +113,27 @@ def test_good_values_pass_parsing(tmp_path, command, option, value):
 
 
 # [annotate] settings of --config: the same ranges as the Python API, the file, table and key named.
-BAD_SETTINGS = [("k", "0"), ("k", "2.5"), ("lr", "nan"), ("lr", "0"), ("hidden", "0"), ("dropout", "1.0"),
-                ("epochs", "0"), ("alpha", "inf"), ("knn_mix", "nan"), ("knn_k", "0"), ("calibration_fraction", "0.5"),
-                ("weight_decay", "-1"), ("target_depth", "-1"), ("linear_c", "0"), ("class_weight", '"focal"'),
-                ("knn_method", '"annoy"'), ("unknown_smooth", "-1"), ("label_smoothing", "0.1"), ("ensemble", "2")]
+BAD_SETTINGS = [
+    ("k", "0"),
+    ("k", "2.5"),
+    ("lr", "nan"),
+    ("lr", "0"),
+    ("hidden", "0"),
+    ("dropout", "1.0"),
+    ("epochs", "0"),
+    ("alpha", "inf"),
+    ("knn_mix", "nan"),
+    ("knn_k", "0"),
+    ("calibration_fraction", "0.5"),
+    ("weight_decay", "-1"),
+    ("target_depth", "-1"),
+    ("linear_c", "0"),
+    ("class_weight", '"focal"'),
+    ("knn_method", '"annoy"'),
+    ("unknown_smooth", "-1"),
+    ("label_smoothing", "0.1"),
+    ("ensemble", "2"),
+]
 
 
 @pytest.mark.parametrize("key, value", BAD_SETTINGS)
@@ -93,8 +141,9 @@ def test_bad_annotate_setting_in_the_config_file_names_file_and_key(tmp_path, ke
     settings = tmp_path / "settings.toml"
     settings.write_text(f"[train]\nepochs = 3\n\n[annotate]\n{key} = {value}\n")
     res, out = _invoke(tmp_path, "annotate", "--config", str(settings))
-    assert_one_line_error(res, f"[annotate] {key}" if key not in ("label_smoothing", "ensemble") else
-                          f"[annotate] has no setting {key!r}")
+    assert_one_line_error(
+        res, f"[annotate] {key}" if key not in ("label_smoothing", "ensemble") else f"[annotate] has no setting {key!r}"
+    )
     assert str(settings) in res.output
     assert not out.exists()
 
@@ -110,7 +159,8 @@ def test_every_numeric_option_has_a_range_type():
     for name in COMMANDS:
         for p in group.get_command(None, name).params:
             if isinstance(p.type, (click.types.IntParamType, click.types.FloatParamType)) and not isinstance(
-                    p.type, (click.IntRange, click.FloatRange)):
+                p.type, (click.IntRange, click.FloatRange)
+            ):
                 loose.append(f"{name} {p.opts[0]}")
             if isinstance(p.type, click.FloatRange):
                 # click's FloatRange lets NaN through: ours refuses it
@@ -121,30 +171,36 @@ def test_every_numeric_option_has_a_range_type():
 
 # ------------------------------------------------------------------ the same checks in the Python API
 
+
 @pytest.fixture(scope="module")
 def cells():
     import anndata as ad
 
     rng = np.random.default_rng(0)
     n = 60
-    obs = pd.DataFrame({"domain": ["reference"] * 40 + ["query"] * 20, "label": ["a", "b"] * 20 + [None] * 20},
-                       index=[f"c{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {"domain": ["reference"] * 40 + ["query"] * 20, "label": ["a", "b"] * 20 + [None] * 20},
+        index=[f"c{i}" for i in range(n)],
+    )
     a = ad.AnnData(obs=obs)
     a.obsm["X_seqalignatac"] = rng.normal(size=(n, 8)).astype(np.float32)
     return a
 
 
-@pytest.mark.parametrize("kw, needle", [
-    ({"config": {"lr": math.nan}}, "--lr: nan is not a finite number"),
-    ({"config": {"k": 0}}, "--k: 0 is not in the range x>=1"),
-    ({"config": {"dropout": 1.5}}, "--dropout"),
-    ({"config": {"epochs": 0}}, "--epochs"),
-    ({"config": {"hidden": -1}}, "--hidden"),
-    ({"threads": 0}, "--threads"),
-    ({"device": "gpu"}, "--device: 'gpu' is not a device"),
-    ({"knn_k": 0}, "--knn-k"),
-    ({"unknown_quantile": math.inf}, "--unknown-quantile"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"config": {"lr": math.nan}}, "--lr: nan is not a finite number"),
+        ({"config": {"k": 0}}, "--k: 0 is not in the range x>=1"),
+        ({"config": {"dropout": 1.5}}, "--dropout"),
+        ({"config": {"epochs": 0}}, "--epochs"),
+        ({"config": {"hidden": -1}}, "--hidden"),
+        ({"threads": 0}, "--threads"),
+        ({"device": "gpu"}, "--device: 'gpu' is not a device"),
+        ({"knn_k": 0}, "--knn-k"),
+        ({"unknown_quantile": math.inf}, "--unknown-quantile"),
+    ],
+)
 def test_annotate_api_refuses_what_the_cli_refuses(cells, kw, needle):
     from seqalignatac.models.stage2.api import annotate_full
     from seqalignatac.models.stage2.options import config_with
@@ -165,12 +221,17 @@ def test_train_and_lsi_api_refuse_bad_values(cells):
     a = ad.AnnData(sp.csr_matrix((np.random.default_rng(0).random((20, 30)) < 0.3).astype(np.uint8)))
     emb = np.zeros((30, 4), dtype=np.float32)
     # Command-line options are named as options, [train] keys as keys.
-    for kw, needle in (({"lr": math.nan}, "invalid value for lr:"), ({"epochs": 0}, "--epochs"),
-                       ({"threads": 0}, "--threads"), ({"device": "tpu"}, "--device"),
-                       ({"hidden": (0,)}, "invalid value for hidden:"), ({"dropout": 2.0}, "invalid value for dropout:"),
-                       ({"betas": (0.9, 1.0)}, "invalid value for betas:"),
-                       ({"checkpoint_minutes": -1}, "invalid value for checkpoint_minutes:"),
-                       ({"missing_embeddings": "skip"}, "missing_embeddings must be one of error, drop")):
+    for kw, needle in (
+        ({"lr": math.nan}, "invalid value for lr:"),
+        ({"epochs": 0}, "--epochs"),
+        ({"threads": 0}, "--threads"),
+        ({"device": "tpu"}, "--device"),
+        ({"hidden": (0,)}, "invalid value for hidden:"),
+        ({"dropout": 2.0}, "invalid value for dropout:"),
+        ({"betas": (0.9, 1.0)}, "invalid value for betas:"),
+        ({"checkpoint_minutes": -1}, "invalid value for checkpoint_minutes:"),
+        ({"missing_embeddings": "skip"}, "missing_embeddings must be one of error, drop"),
+    ):
         with pytest.raises(InputError, match=needle):
             train(a, emb, progress=False, **kw)
     with pytest.raises(InputError, match="invalid value for lsi_components"):
@@ -187,16 +248,25 @@ def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
         prepare("r.h5ad", "q.h5ad", "cell_type", min_peak_frac=math.nan)
     with pytest.raises(InputError, match="--overlap-width"):
         prepare("r.h5ad", "q.h5ad", "cell_type", overlap_width=0)
-    for kw, needle in (({"threads": 0}, "--threads"), ({"batch_size": 0}, "--batch-size"), ({"device": "x"}, "--device")):
+    for kw, needle in (
+        ({"threads": 0}, "--threads"),
+        ({"batch_size": 0}, "--batch-size"),
+        ({"device": "x"}, "--device"),
+    ):
         with pytest.raises(InputError, match=needle):
             embed_fasta("peaks.fa", "kmer", str(tmp_path / "e.h5"), progress=False, **kw)
     assert not (tmp_path / "e.h5").exists()
 
 
-@pytest.mark.parametrize("kw, needle", [({"n_cells": 2}, "--cells: 2 is not in the range x>=4"),
-                                        ({"reference_fraction": math.nan}, "--reference-fraction"),
-                                        ({"mean_peaks_per_cell": math.inf}, "--peaks-per-cell"),
-                                        ({"seed": -1}, "--seed")])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"n_cells": 2}, "--cells: 2 is not in the range x>=4"),
+        ({"reference_fraction": math.nan}, "--reference-fraction"),
+        ({"mean_peaks_per_cell": math.inf}, "--peaks-per-cell"),
+        ({"seed": -1}, "--seed"),
+    ],
+)
 def test_simulate_api_refuses_bad_values(tmp_path, kw, needle):
     from seqalignatac.datasets.synthetic import simulate
 
@@ -207,6 +277,7 @@ def test_simulate_api_refuses_bad_values(tmp_path, kw, needle):
 
 # ------------------------------------------------------------------ run: per-step options before any step
 
+
 @pytest.fixture
 def sheet(tmp_path):
     p = tmp_path / "sheet.csv"
@@ -214,32 +285,48 @@ def sheet(tmp_path):
     return p
 
 
-@pytest.mark.parametrize("flag, value, needle", [
-    ("--train-opt", "lr=nan", "--train-opt: invalid value for lr"),
-    ("--train-opt", "epochs=0", "--train-opt: invalid value for --epochs"),
-    ("--train-opt", "hidden=0", "--train-opt: invalid value for hidden"),
-    ("--train-opt", "hidden=x", "--train-opt: invalid value for hidden"),
-    ("--train-opt", "dropout=true", "--train-opt: invalid value for dropout"),
-    ("--annotate-opt", "k=0", "--annotate-opt: invalid value for --k"),
-    ("--annotate-opt", "k=2.5", "--annotate-opt: invalid value for --k: 2.5 is not an integer"),
-    ("--annotate-opt", "lr=-1", "--annotate-opt: invalid value for --lr"),
-    ("--annotate-opt", "dropout=1.5", "--annotate-opt: invalid value for --dropout"),
-    ("--annotate-opt", "unknown_quantile=NaN", "--annotate-opt: invalid value for --unknown-quantile"),
-    ("--annotate-opt", "unknown=maybe", "--annotate-opt: --unknown must be one of"),
-    ("--annotate-opt", "class_weight=focal", "--annotate-opt: --class-weight must be one of"),
-])
+@pytest.mark.parametrize(
+    "flag, value, needle",
+    [
+        ("--train-opt", "lr=nan", "--train-opt: invalid value for lr"),
+        ("--train-opt", "epochs=0", "--train-opt: invalid value for --epochs"),
+        ("--train-opt", "hidden=0", "--train-opt: invalid value for hidden"),
+        ("--train-opt", "hidden=x", "--train-opt: invalid value for hidden"),
+        ("--train-opt", "dropout=true", "--train-opt: invalid value for dropout"),
+        ("--annotate-opt", "k=0", "--annotate-opt: invalid value for --k"),
+        ("--annotate-opt", "k=2.5", "--annotate-opt: invalid value for --k: 2.5 is not an integer"),
+        ("--annotate-opt", "lr=-1", "--annotate-opt: invalid value for --lr"),
+        ("--annotate-opt", "dropout=1.5", "--annotate-opt: invalid value for --dropout"),
+        ("--annotate-opt", "unknown_quantile=NaN", "--annotate-opt: invalid value for --unknown-quantile"),
+        ("--annotate-opt", "unknown=maybe", "--annotate-opt: --unknown must be one of"),
+        ("--annotate-opt", "class_weight=focal", "--annotate-opt: --class-weight must be one of"),
+    ],
+)
 def test_run_step_options_are_checked_before_any_step(tmp_path, sheet, flag, value, needle):
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(out), "--model", "kmer",
-                                   flag, value])
+    res = CliRunner().invoke(
+        cli, ["run", "--samplesheet", str(sheet), "--outdir", str(out), "--model", "kmer", flag, value]
+    )
     assert_one_line_error(res, needle)
     assert not out.exists()  # not even the results folder
 
 
 def test_run_lsi_options_are_checked(tmp_path, sheet):
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(out), "--train-method", "lsi",
-                                   "--train-opt", "lsi_components=0"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--samplesheet",
+            str(sheet),
+            "--outdir",
+            str(out),
+            "--train-method",
+            "lsi",
+            "--train-opt",
+            "lsi_components=0",
+        ],
+    )
     assert_one_line_error(res, "--train-opt: invalid value for lsi_components")
     assert not out.exists()
 
@@ -247,8 +334,11 @@ def test_run_lsi_options_are_checked(tmp_path, sheet):
 def test_run_step_options_are_converted_for_the_steps():
     from seqalignatac.workflow.pipeline import RunOptions, check_options
 
-    opts = RunOptions(model="kmer", train_overrides={"hidden": [64, "32"], "lr": "0.01"},
-                      annotate_overrides={"k": 20.0, "unknown_quantile": "0.05"})
+    opts = RunOptions(
+        model="kmer",
+        train_overrides={"hidden": [64, "32"], "lr": "0.01"},
+        annotate_overrides={"k": 20.0, "unknown_quantile": "0.05"},
+    )
     check_options(opts)
     assert opts.train_overrides == {"hidden": (64, 32), "lr": 0.01}
     assert opts.annotate_overrides == {"k": 20, "unknown_quantile": 0.05}
@@ -290,7 +380,7 @@ def test_samplesheet_and_report_share_one_rule(tmp_path, pair_id):
     from seqalignatac.io.samplesheet import name_problem, read_samplesheet
 
     sheet = tmp_path / "s.csv"
-    sheet.write_text(f"pair_id,reference,labels_key,query\n\"{pair_id}\",r.h5ad,l,q.h5ad\n")
+    sheet.write_text(f'pair_id,reference,labels_key,query\n"{pair_id}",r.h5ad,l,q.h5ad\n')
     with pytest.raises(InputError) as e:
         read_samplesheet(sheet)
     assert name_problem(pair_id) in str(e.value)

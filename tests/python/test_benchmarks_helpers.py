@@ -22,8 +22,24 @@ import runner  # noqa: E402
 import throughput_table  # noqa: E402
 from unknown_table import unknown_metrics  # noqa: E402
 
-FINE = ["01_HSC", "05_CMP.LMPP", "06_CLP.1", "07_GMP", "11_CD14.Mono.1", "12_CD14.Mono.2", "15_CLP.2", "16_Pre.B",
-        "17_B", "19_CD8.N", "20_CD4.N1", "21_CD4.N2", "22_CD4.M", "23_CD8.EM", "24_CD8.CM", "25_NK"]
+FINE = [
+    "01_HSC",
+    "05_CMP.LMPP",
+    "06_CLP.1",
+    "07_GMP",
+    "11_CD14.Mono.1",
+    "12_CD14.Mono.2",
+    "15_CLP.2",
+    "16_Pre.B",
+    "17_B",
+    "19_CD8.N",
+    "20_CD4.N1",
+    "21_CD4.N2",
+    "22_CD4.M",
+    "23_CD8.EM",
+    "24_CD8.CM",
+    "25_NK",
+]
 
 
 def test_coarse_groups_follow_issue_definition():
@@ -32,8 +48,14 @@ def test_coarse_groups_follow_issue_definition():
     assert {f for f, g in got.items() if g == "GMP"} == {"07_GMP"}
     assert {f for f, g in got.items() if g == "Mono"} == {"11_CD14.Mono.1", "12_CD14.Mono.2"}
     assert {f for f, g in got.items() if g == "B"} == {"16_Pre.B", "17_B"}
-    assert {f for f, g in got.items() if g == "T"} == {"19_CD8.N", "20_CD4.N1", "21_CD4.N2", "22_CD4.M",
-                                                       "23_CD8.EM", "24_CD8.CM"}
+    assert {f for f, g in got.items() if g == "T"} == {
+        "19_CD8.N",
+        "20_CD4.N1",
+        "21_CD4.N2",
+        "22_CD4.M",
+        "23_CD8.EM",
+        "24_CD8.CM",
+    }
     assert {f for f, g in got.items() if g == "NK"} == {"25_NK"}
 
 
@@ -59,20 +81,23 @@ def _toy(n_ref=300, n_query=120, n_peaks=200, seed=0):
         y = types[rng.integers(0, 3, n)]
         prob = np.full((n, n_peaks), 0.02)
         for i, t in enumerate(types):
-            prob[y == t, i * 60:(i + 1) * 60] = p_open
+            prob[y == t, i * 60 : (i + 1) * 60] = p_open
         return sp.csr_matrix((rng.random((n, n_peaks)) < prob).astype(np.float32)), y
 
     rx, ry = cells(n_ref, 0.5)
     qx, qy = cells(n_query, 0.3)
-    peaks = pd.DataFrame({"chrom": "chr1", "start": np.arange(n_peaks) * 1000, "end": np.arange(n_peaks) * 1000 + 500},
-                         index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
+    peaks = pd.DataFrame(
+        {"chrom": "chr1", "start": np.arange(n_peaks) * 1000, "end": np.arange(n_peaks) * 1000 + 500},
+        index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)],
+    )
     return rx, ry, qx, qy, peaks
 
 
 def test_exchange_round_trip_keeps_query_labels_out(tmp_path):
     rx, ry, qx, qy, peaks = _toy()
-    folder = exchange.write(tmp_path / "ex", rx, [f"r{i}" for i in range(rx.shape[0])], ry, qx,
-                            [f"q{i}" for i in range(qx.shape[0])], peaks)
+    folder = exchange.write(
+        tmp_path / "ex", rx, [f"r{i}" for i in range(rx.shape[0])], ry, qx, [f"q{i}" for i in range(qx.shape[0])], peaks
+    )
     data = exchange.read(folder)
     assert (data["ref_x"] != rx).nnz == 0 and (data["query_x"] != qx).nnz == 0
     assert list(data["ref_labels"]) == list(ry)
@@ -107,7 +132,7 @@ def test_lsi_features_are_fitted_on_reference_only():
     r1, q1 = lsi_logreg.lsi_features(rx, qx)
     r2, q2 = lsi_logreg.lsi_features(rx, qx[:10])
     assert r1.shape[1] == lsi_logreg.N_COMPONENTS - 1
-    np.testing.assert_allclose(r1, r2)          # the query cannot move the reference features
+    np.testing.assert_allclose(r1, r2)  # the query cannot move the reference features
     np.testing.assert_allclose(q1[:10], q2, atol=1e-10)  # nor other query cells a query cell's
 
 
@@ -125,30 +150,42 @@ def test_unknown_metrics():
 def test_run_measured_reports_time_memory_and_failure(tmp_path):
     runner.LOCK_ENABLED = False
     try:
-        ok = runner.run_measured([sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(1.0)"],
-                                 tmp_path / "ok.log")
+        ok = runner.run_measured(
+            [sys.executable, "-c", "import time; b = bytearray(200 * 2**20); time.sleep(1.0)"], tmp_path / "ok.log"
+        )
         assert ok["rc"] == 0 and ok["wall_s"] >= 1.0 and ok["peak_rss_mb"] > 150
         bad = runner.run_measured([sys.executable, "-c", "raise SystemExit('boom')"], tmp_path / "bad.log")
         assert bad["rc"] != 0 and "boom" in runner.tail(tmp_path / "bad.log")
-        slow = runner.run_measured([sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "slow.log",
-                                   timeout_s=1)
+        slow = runner.run_measured(
+            [sys.executable, "-c", "import time; time.sleep(30)"], tmp_path / "slow.log", timeout_s=1
+        )
         assert slow["timed_out"] and slow["wall_s"] < 20
     finally:
         runner.LOCK_ENABLED = True
 
 
 def test_md_table_formats_numbers_and_missing():
-    md = runner.md_table([{"a": 0.12345, "b": None, "c": 1234.5, "d": "x|y"}],
-                         [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")])
+    md = runner.md_table(
+        [{"a": 0.12345, "b": None, "c": 1234.5, "d": "x|y"}], [("a", "A"), ("b", "B"), ("c", "C"), ("d", "D")]
+    )
     assert "| 0.123 | – | 1,234 | x\\|y |" in md
 
 
 def test_throughput_collector_reads_sources_and_lists_missing(tmp_path):
-    (tmp_path / "stage1_scale_cpu.json").write_text(json.dumps({
-        "command": "python benchmarks/stage1_scale.py", "machine": {"date": "2026-01-01", "load_average": [3.0, 2, 1]},
-        "results": [{"cells": 100000, "peaks": 100000, "device": "cpu", "epoch_seconds": 12.5, "peak_rss_gb": 1.5}]}))
-    (tmp_path / "demo_walltime.json").write_text(json.dumps({
-        "date": "2026-01-01", "first_run": {"wall_seconds": 99.0, "peak_rss_mib": 500}, "model": "kmer"}))
+    (tmp_path / "stage1_scale_cpu.json").write_text(
+        json.dumps(
+            {
+                "command": "python benchmarks/stage1_scale.py",
+                "machine": {"date": "2026-01-01", "load_average": [3.0, 2, 1]},
+                "results": [
+                    {"cells": 100000, "peaks": 100000, "device": "cpu", "epoch_seconds": 12.5, "peak_rss_gb": 1.5}
+                ],
+            }
+        )
+    )
+    (tmp_path / "demo_walltime.json").write_text(
+        json.dumps({"date": "2026-01-01", "first_run": {"wall_seconds": 99.0, "peak_rss_mib": 500}, "model": "kmer"})
+    )
     (tmp_path / "something_else.json").write_text("{}")
     (tmp_path / "stage2_scale_broken.json").write_text("{not json")
     rows, missing, unread = throughput_table.collect(tmp_path)
@@ -184,8 +221,17 @@ def test_tables_list_every_row_not_run_yet():
     import unknown_table
 
     machine = runner.machine_info()
-    row = {"direction": "D6toD5", "level": "fine", "tool": "lsi_logreg", "accuracy": 0.5, "macro_f1": 0.4,
-           "unknown_rate": 0.0, "wall_s": 3.0, "peak_rss_mb": 100.0, "status": "ok"}
+    row = {
+        "direction": "D6toD5",
+        "level": "fine",
+        "tool": "lsi_logreg",
+        "accuracy": 0.5,
+        "macro_f1": 0.4,
+        "unknown_rate": 0.0,
+        "wall_s": 3.0,
+        "peak_rss_mb": 100.0,
+        "status": "ok",
+    }
     md = accuracy_table.render({"machine": machine, "versions": {}, "rows": [row], "invocations": []})
     lines = [line for line in md.splitlines() if line.startswith("| D")]
     assert len(lines) == 2 * 2 * len(accuracy_table.TOOLS)  # directions x levels x tools, nothing dropped

@@ -19,8 +19,10 @@ def _run(*args: str) -> subprocess.CompletedProcess:
 @pytest.mark.parametrize("check", [("ruff", "check"), ("ruff", "format", "--check")], ids=["lint", "format"])
 def test_ruff(check):
     res = _run(*check, *PYTHON_TREES)
-    assert res.returncode == 0, f"`ruff {' '.join(check[1:])}` found problems (fix: ruff check --fix / ruff format):\n" \
-                                f"{res.stdout[-4000:]}{res.stderr[-1000:]}"
+    assert res.returncode == 0, (
+        f"`ruff {' '.join(check[1:])}` found problems (fix: ruff check --fix / ruff format):\n"
+        f"{res.stdout[-4000:]}{res.stderr[-1000:]}"
+    )
 
 
 def test_mypy_type_checks_the_package():

@@ -113,14 +113,19 @@ def _tool(name: str) -> str:
 
 
 def test_release_workflow_is_a_valid_github_workflow():
-    r = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", str(WORKFLOW)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_release_workflow_has_no_security_findings():
-    r = subprocess.run([_tool("zizmor"), "--offline", "--no-progress", str(WORKFLOW)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [_tool("zizmor"), "--offline", "--no-progress", str(WORKFLOW)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     text = WORKFLOW.read_text()
     assert "containers/build.sh --registry ghcr.io --push" in text  # the same script as here

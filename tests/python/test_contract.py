@@ -15,7 +15,10 @@ DESIGN = ROOT / "docs" / "design.md"
 CONTRACT = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
 # Names specific enough that any literal copy is a copy of the contract: files, obs/obsm keys, columns.
 # n_peaks and labels_key are also parameter names (simulate's n_peaks, run's labels_key): checked as words.
-DISTINCTIVE = {v for v in CONTRACT.values() if ("." in v or "_" in v or v[0].isupper())} - {keys.N_PEAKS, keys.LABELS_KEY}
+DISTINCTIVE = {v for v in CONTRACT.values() if ("." in v or "_" in v or v[0].isupper())} - {
+    keys.N_PEAKS,
+    keys.LABELS_KEY,
+}
 # The same spelling with another meaning, each one checked here by file so a new copy still fails.
 OTHER_MEANINGS = {
     ("embed/nt_model.py", "model.safetensors"),  # the Hugging Face weight file of a Nucleotide Transformer
@@ -47,15 +50,20 @@ def test_design_md_has_the_contract_table_of_keys_py():
     m = re.search(r"<!-- contract: start.*?-->\n(.*?)<!-- contract: end -->", text, re.S)
     assert m, "docs/design.md lacks the <!-- contract: start --> ... <!-- contract: end --> block"
     assert m.group(1).strip() == keys.contract_table().strip(), (
-        "docs/design.md's contract table differs from seqalignatac.keys; paste `python -m seqalignatac.keys`")
+        "docs/design.md's contract table differs from seqalignatac.keys; paste `python -m seqalignatac.keys`"
+    )
 
 
 def test_every_distinctive_contract_name_is_a_literal_only_in_keys_py():
     copies = []
     for _, rel, tree in _source_files():
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in DISTINCTIVE
-                    and (rel, node.value) not in OTHER_MEANINGS):
+            if (
+                isinstance(node, ast.Constant)
+                and isinstance(node.value, str)
+                and node.value in DISTINCTIVE
+                and (rel, node.value) not in OTHER_MEANINGS
+            ):
                 copies.append(f"{rel}:{node.lineno} {node.value!r}")
     assert not copies, "use seqalignatac.keys instead of: " + ", ".join(copies)
 

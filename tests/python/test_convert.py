@@ -54,10 +54,21 @@ def _ok(res):
 def test_mtx_peaks_by_cells_with_metadata(tmp_path):
     _mtx(tmp_path / "m.mtx", X.T)
     _bed(tmp_path / "p.bed")
-    (tmp_path / "cells.tsv").write_text("cell_id\tdonor\tdepth\n" + "".join(
-        f"{c}\t{'d1' if i < 2 else 'd 2'}\t{i * 10}\n" for i, c in enumerate(CELLS)))
-    [out] = _ok(_run("--matrix", tmp_path / "m.mtx", "--peaks", tmp_path / "p.bed", "--cells", tmp_path / "cells.tsv",
-                     "--out", tmp_path / "o.h5ad"))
+    (tmp_path / "cells.tsv").write_text(
+        "cell_id\tdonor\tdepth\n" + "".join(f"{c}\t{'d1' if i < 2 else 'd 2'}\t{i * 10}\n" for i, c in enumerate(CELLS))
+    )
+    [out] = _ok(
+        _run(
+            "--matrix",
+            tmp_path / "m.mtx",
+            "--peaks",
+            tmp_path / "p.bed",
+            "--cells",
+            tmp_path / "cells.tsv",
+            "--out",
+            tmp_path / "o.h5ad",
+        )
+    )
     a = ad.read_h5ad(out)
     assert list(a.obs_names) == CELLS and list(a.var_names) == PEAKS
     np.testing.assert_array_equal(a.X.toarray(), X)
@@ -68,18 +79,41 @@ def test_mtx_cells_by_peaks_detected(tmp_path):
     _mtx(tmp_path / "m.mtx.gz", X, gz=True)
     _bed(tmp_path / "p.bed")
     (tmp_path / "barcodes.tsv").write_text("\n".join(CELLS) + "\n")
-    [out] = _ok(_run("--matrix", tmp_path / "m.mtx.gz", "--peaks", tmp_path / "p.bed", "--cells",
-                     tmp_path / "barcodes.tsv", "--out", tmp_path / "o.h5ad"))
+    [out] = _ok(
+        _run(
+            "--matrix",
+            tmp_path / "m.mtx.gz",
+            "--peaks",
+            tmp_path / "p.bed",
+            "--cells",
+            tmp_path / "barcodes.tsv",
+            "--out",
+            tmp_path / "o.h5ad",
+        )
+    )
     np.testing.assert_array_equal(ad.read_h5ad(out).X.toarray(), X)
 
 
 def test_split_by(tmp_path):
     _mtx(tmp_path / "m.mtx", X.T)
     _bed(tmp_path / "p.bed")
-    (tmp_path / "cells.tsv").write_text("cell\tdonor\n" + "".join(
-        f"{c}\t{'d1' if i < 2 else 'd/2'}\n" for i, c in enumerate(CELLS)))
-    written = _ok(_run("--matrix", tmp_path / "m.mtx", "--peaks", tmp_path / "p.bed", "--cells", tmp_path / "cells.tsv",
-                       "--out", tmp_path / "split", "--split-by", "donor"))
+    (tmp_path / "cells.tsv").write_text(
+        "cell\tdonor\n" + "".join(f"{c}\t{'d1' if i < 2 else 'd/2'}\n" for i, c in enumerate(CELLS))
+    )
+    written = _ok(
+        _run(
+            "--matrix",
+            tmp_path / "m.mtx",
+            "--peaks",
+            tmp_path / "p.bed",
+            "--cells",
+            tmp_path / "cells.tsv",
+            "--out",
+            tmp_path / "split",
+            "--split-by",
+            "donor",
+        )
+    )
     assert sorted(p.split("/")[-1] for p in written) == ["d1.h5ad", "d_2.h5ad"]
     d2 = ad.read_h5ad(tmp_path / "split" / "d_2.h5ad")
     assert list(d2.obs_names) == CELLS[2:]
@@ -105,8 +139,9 @@ def test_10x_arc_folder_features_tsv(tmp_path):
     f.mkdir()
     genes = np.array([[5, 1, 0, 2]], dtype=np.float32)  # one gene row
     _mtx(f / "matrix.mtx", np.vstack([genes, X.T]))
-    (f / "features.tsv").write_text("ENSG1\tGAPDH\tGene Expression\tchr1\t1\t9\n" + "".join(
-        f"{p}\t{p}\tPeaks\n" for p in PEAKS))
+    (f / "features.tsv").write_text(
+        "ENSG1\tGAPDH\tGene Expression\tchr1\t1\t9\n" + "".join(f"{p}\t{p}\tPeaks\n" for p in PEAKS)
+    )
     (f / "barcodes.tsv").write_text("\n".join(CELLS) + "\n")
     a = ad.read_h5ad(_ok(_run("--matrix", f, "--out", tmp_path / "o.h5ad"))[0])
     assert list(a.var_names) == PEAKS
@@ -153,46 +188,70 @@ def files(tmp_path):
 
 def test_missing_and_incomplete(files):
     t = files
-    assert_one_line_error(_run("--matrix", t / "nope.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
-         "nope.mtx", "does not exist")
+    assert_one_line_error(
+        _run("--matrix", t / "nope.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+        "nope.mtx",
+        "does not exist",
+    )
     assert_one_line_error(_run("--matrix", t / "m.mtx", "--out", t / "o.h5ad"), "m.mtx", "needs --peaks")
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "none.tsv", "--out", t / "o.h5ad"),
-         "none.tsv", "does not exist")
+    assert_one_line_error(
+        _run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "none.tsv", "--out", t / "o.h5ad"),
+        "none.tsv",
+        "does not exist",
+    )
 
 
 def test_shape_mismatch(files):
     t = files
     (t / "b3.tsv").write_text("\n".join(CELLS[:3]) + "\n")
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b3.tsv", "--out", t / "o.h5ad"),
-         "m.mtx", "3 x 4", "3 cells")
+    assert_one_line_error(
+        _run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b3.tsv", "--out", t / "o.h5ad"),
+        "m.mtx",
+        "3 x 4",
+        "3 cells",
+    )
 
 
 def test_duplicate_names(files):
     t = files
     (t / "dup.tsv").write_text("\n".join(["A", "A", "B", "C"]) + "\n")
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "dup.tsv", "--out", t / "o.h5ad"),
-         "duplicate cell names", "'A'")
+    assert_one_line_error(
+        _run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "dup.tsv", "--out", t / "o.h5ad"),
+        "duplicate cell names",
+        "'A'",
+    )
     _bed(t / "dupp.bed", ids=[PEAKS[0], PEAKS[0], PEAKS[2]])
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "dupp.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
-         "duplicate peak names")
+    assert_one_line_error(
+        _run("--matrix", t / "m.mtx", "--peaks", t / "dupp.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+        "duplicate peak names",
+    )
 
 
 def test_empty_matrix(files):
     t = files
     _mtx(t / "z.mtx", sp.coo_matrix((3, 4)))
-    assert_one_line_error(_run("--matrix", t / "z.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
-         "z.mtx", "empty")
+    assert_one_line_error(
+        _run("--matrix", t / "z.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+        "z.mtx",
+        "empty",
+    )
     assert not (t / "o.h5ad").exists()
 
 
 def test_malformed_peaks_and_matrix(files):
     t = files
     (t / "bad.bed").write_text("chr1\t600\t100\nchr1\t1\t5\nchr2\t1\t9\n")
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "bad.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
-         "bad.bed", "start >= end")
+    assert_one_line_error(
+        _run("--matrix", t / "m.mtx", "--peaks", t / "bad.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+        "bad.bed",
+        "start >= end",
+    )
     (t / "notmtx.mtx").write_text("hello\n")
-    assert_one_line_error(_run("--matrix", t / "notmtx.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
-         "notmtx.mtx", "MatrixMarket")
+    assert_one_line_error(
+        _run("--matrix", t / "notmtx.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "o.h5ad"),
+        "notmtx.mtx",
+        "MatrixMarket",
+    )
     (t / "bad.h5").write_text("not hdf5")
     assert_one_line_error(_run("--matrix", t / "bad.h5", "--out", t / "o.h5ad"), "bad.h5", "HDF5")
     with h5py.File(t / "other.h5", "w") as f:
@@ -204,8 +263,22 @@ def test_malformed_peaks_and_matrix(files):
 
 def test_split_column_absent(files):
     t = files
-    assert_one_line_error(_run("--matrix", t / "m.mtx", "--peaks", t / "p.bed", "--cells", t / "b.tsv", "--out", t / "s",
-              "--split-by", "donor"), "b.tsv", "'donor'")
+    assert_one_line_error(
+        _run(
+            "--matrix",
+            t / "m.mtx",
+            "--peaks",
+            t / "p.bed",
+            "--cells",
+            t / "b.tsv",
+            "--out",
+            t / "s",
+            "--split-by",
+            "donor",
+        ),
+        "b.tsv",
+        "'donor'",
+    )
 
 
 # ---------------------------------------------------------------- real data
@@ -215,24 +288,61 @@ def test_split_column_absent(files):
 def test_granja_convert_prepare_extract_gc(shared_data, tmp_path):
     """Granja 2019: convert split by Group; prepare D6T1 -> D5T1; extract native; GC matches upstream."""
     g = shared_data / "granja2019_bmmc_hemato"
-    written = _ok(_run("--matrix", g / "counts_peaks_x_cells.mtx.gz", "--peaks", g / "peaks.tsv",
-                       "--cells", g / "cells.tsv", "--out", tmp_path / "split", "--split-by", "Group"))
+    written = _ok(
+        _run(
+            "--matrix",
+            g / "counts_peaks_x_cells.mtx.gz",
+            "--peaks",
+            g / "peaks.tsv",
+            "--cells",
+            g / "cells.tsv",
+            "--out",
+            tmp_path / "split",
+            "--split-by",
+            "Group",
+        )
+    )
     assert sorted(p.split("/")[-1] for p in written) == ["BMMC_D5T1.h5ad", "BMMC_D6T1.h5ad"]
     d5 = ad.read_h5ad(tmp_path / "split" / "BMMC_D5T1.h5ad")
     assert d5.shape == (3790, 10000) and d5.obs["BioClassification"].nunique() == 16
 
-    res = CliRunner().invoke(cli, ["prepare", "--reference", str(tmp_path / "split" / "BMMC_D6T1.h5ad"),
-                                   "--query", str(tmp_path / "split" / "BMMC_D5T1.h5ad"),
-                                   "--labels-key", "BioClassification", "--query-labels-key", "BioClassification",
-                                   "--outdir", str(tmp_path / "prepare"), "--min-peak-frac", "0"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "prepare",
+            "--reference",
+            str(tmp_path / "split" / "BMMC_D6T1.h5ad"),
+            "--query",
+            str(tmp_path / "split" / "BMMC_D5T1.h5ad"),
+            "--labels-key",
+            "BioClassification",
+            "--query-labels-key",
+            "BioClassification",
+            "--outdir",
+            str(tmp_path / "prepare"),
+            "--min-peak-frac",
+            "0",
+        ],
+    )
     assert res.exit_code == 0, res.output
     s = json.loads((tmp_path / "prepare" / "prepare_summary.json").read_text())
     assert s["cells"] == {"reference": 10335, "query": 3790}
     assert s["query_peaks_mapped"] == 10000 and s["query_accessibility_retained_mapped"] == 1.0
 
-    res = CliRunner().invoke(cli, ["extract", "--peaks", str(tmp_path / "prepare" / "peaks.bed"),
-                                   "--fasta", str(shared_data / "hg19_partial_genome" / "hg19_subset.fa.gz"),
-                                   "--out", str(tmp_path / "peaks.fa"), "--width", "native"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "extract",
+            "--peaks",
+            str(tmp_path / "prepare" / "peaks.bed"),
+            "--fasta",
+            str(shared_data / "hg19_partial_genome" / "hg19_subset.fa.gz"),
+            "--out",
+            str(tmp_path / "peaks.fa"),
+            "--width",
+            "native",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summ = json.loads((tmp_path / "peaks.fa.summary.json").read_text())
     assert summ["peaks_on_absent_contigs"] > 0 and summ["written"] + summ["peaks_on_absent_contigs"] == summ["peaks"]
@@ -247,9 +357,20 @@ def test_granja_convert_prepare_extract_gc(shared_data, tmp_path):
 
     peaks = pd.read_csv(g / "peaks.tsv", sep="\t")
     avail = pd.read_csv(shared_data / "hg19_partial_genome" / "hg19_subset.available.bed", sep="\t", header=None)
-    joined = pr.PyRanges(pd.DataFrame({"Chromosome": peaks["chrom"], "Start": peaks["chromStart"],
-                                       "End": peaks["chromEnd"], "peak_id": peaks["peak_id"]})).join(
-        pr.PyRanges(pd.DataFrame({"Chromosome": avail[0], "Start": avail[1], "End": avail[2]}))).df
+    joined = (
+        pr.PyRanges(
+            pd.DataFrame(
+                {
+                    "Chromosome": peaks["chrom"],
+                    "Start": peaks["chromStart"],
+                    "End": peaks["chromEnd"],
+                    "peak_id": peaks["peak_id"],
+                }
+            )
+        )
+        .join(pr.PyRanges(pd.DataFrame({"Chromosome": avail[0], "Start": avail[1], "End": avail[2]})))
+        .df
+    )
     inside_ids = set(joined.loc[(joined["Start"] >= joined["Start_b"]) & (joined["End"] <= joined["End_b"]), "peak_id"])
     inside = peaks[peaks["peak_id"].isin(inside_ids)]
     assert len(inside) == 575

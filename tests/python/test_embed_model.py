@@ -111,7 +111,9 @@ def test_wrong_shape_is_named(tiny, tmp_path):
     sd = _sd(d)
     sd["esm.encoder.layer.1.output.dense.weight"] = torch.zeros(32, 65)
     save_file(sd, d / "model.safetensors")
-    with pytest.raises(InputError, match=r"encoder\.layer\.1\.output\.dense\.weight \(32, 65\) \(config expects \(32, 64\)\)"):
+    with pytest.raises(
+        InputError, match=r"encoder\.layer\.1\.output\.dense\.weight \(32, 65\) \(config expects \(32, 64\)\)"
+    ):
         load_nt(d)
 
 
@@ -155,7 +157,9 @@ def test_not_nt_like(tiny, tmp_path):
 def test_build_sizes_match_published_parameter_counts():
     # v2-50m: 55.9M parameters per the model card (A1); built on meta, no memory used
     with torch.device("meta"):
-        m = build_nt(nt_config("v2", hidden_size=512, num_hidden_layers=12, num_attention_heads=16, intermediate_size=2048))
+        m = build_nt(
+            nt_config("v2", hidden_size=512, num_hidden_layers=12, num_attention_heads=16, intermediate_size=2048)
+        )
     assert 50e6 < n_params(m) < 60e6
 
 

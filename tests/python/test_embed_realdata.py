@@ -44,7 +44,9 @@ def test_real_sequence_embed(windows, tmp_path):
     with pytest.raises(InputError, match="N and other non-ACGT letters are one token each, this peak has 1002"):
         embed_fasta(str(fa), v1, str(tmp_path / "e1.h5"), device="cpu", cache_dir=str(tmp_path / "c"), progress=False)
     d = write_tiny(tmp_path / "m", "v2")
-    r = embed_fasta(str(fa), d, str(tmp_path / "e.h5"), device="cpu", batch_size=32, cache_dir=str(tmp_path / "c"), progress=False)
+    r = embed_fasta(
+        str(fa), d, str(tmp_path / "e.h5"), device="cpu", batch_size=32, cache_dir=str(tmp_path / "c"), progress=False
+    )
     ids, emb = read_embeddings(tmp_path / "e.h5")
     assert list(ids) == [n for n, _ in windows] and emb.shape == (len(windows), 32) and np.isfinite(emb).all()
     assert r.n_computed == r.n_unique

@@ -78,14 +78,17 @@ def reference_v2(model_dir, seqs):
         ang = torch.outer(torch.arange(T, dtype=torch.float64), inv)
         cos, sin = torch.cat([ang, ang], -1).cos(), torch.cat([ang, ang], -1).sin()
 
-        def rope(t):
+        def rope(t, cos=cos, sin=sin):
             t1, t2 = t[..., : hd // 2], t[..., hd // 2 :]
             return t * cos[:, None] + torch.cat([-t2, t1], -1) * sin[:, None]
 
         for i in range(L):
             p = f"encoder.layer.{i}."
             h = _ln(x, sd, p + "attention.LayerNorm")
-            q, k, v = (h @ sd[p + f"attention.self.{n}.weight"].T + sd[p + f"attention.self.{n}.bias"] for n in ("query", "key", "value"))
+            q, k, v = (
+                h @ sd[p + f"attention.self.{n}.weight"].T + sd[p + f"attention.self.{n}.bias"]
+                for n in ("query", "key", "value")
+            )
             q, k, v = (t.view(T, nh, hd) for t in (q, k, v))
             q = rope(q * hd**-0.5)
             k = rope(k)
@@ -104,7 +107,9 @@ def reference_v2(model_dir, seqs):
 def test_embeddings_equal_independent_implementation(tiny, fa, tmp_path, arch):
     path, ids, seqs = fa
     out = tmp_path / "e.h5"
-    r = embed_fasta(path, tiny[arch], str(out), device="cpu", batch_size=8, cache_dir=str(tmp_path / "c"), progress=False)
+    r = embed_fasta(
+        path, tiny[arch], str(out), device="cpu", batch_size=8, cache_dir=str(tmp_path / "c"), progress=False
+    )
     got_ids, got = read_embeddings(out)
     assert list(got_ids) == ids and got.dtype == np.float32 and got.shape == (len(ids), 32)
     ref = reference_v1(tiny[arch], seqs) if arch == "v1" else reference_v2(tiny[arch], seqs)
@@ -120,16 +125,22 @@ def test_cache_hits_duplicates_and_reuse_across_fastas(tiny, fa, tmp_path, monke
     real = runner.NTEmbedder.pool
     monkeypatch.setattr(runner.NTEmbedder, "pool", lambda self, t, c: (calls.append(len(t)), real(self, t, c))[1])
     cache = str(tmp_path / "cache")
-    r1 = embed_fasta(path, tiny["v2"], str(tmp_path / "a.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False)
+    r1 = embed_fasta(
+        path, tiny["v2"], str(tmp_path / "a.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False
+    )
     assert r1.n_cached == 0 and sum(calls) == r1.n_unique == len(set(seqs))
     calls.clear()
-    r2 = embed_fasta(path, tiny["v2"], str(tmp_path / "b.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False)
+    r2 = embed_fasta(
+        path, tiny["v2"], str(tmp_path / "b.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False
+    )
     assert calls == [] and r2.n_cached == r2.n_unique
     np.testing.assert_array_equal(read_embeddings(tmp_path / "a.h5")[1], read_embeddings(tmp_path / "b.h5")[1])
     # another "pair": half old sequences, a duplicate, and new ones -> only the new ones are computed
     new = random_seqs(4, 66)
     other = write_fa(tmp_path / "q.fa", [f"q{i}" for i in range(9)], seqs[:4] + new + [new[0]])
-    r3 = embed_fasta(other, tiny["v2"], str(tmp_path / "q.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False)
+    r3 = embed_fasta(
+        other, tiny["v2"], str(tmp_path / "q.h5"), device="cpu", batch_size=16, cache_dir=cache, progress=False
+    )
     assert sum(calls) == 4 and r3.n_cached == 4 and r3.n_unique == 8
     q = read_embeddings(tmp_path / "q.h5")[1]
     np.testing.assert_array_equal(q[4], q[8])
@@ -143,8 +154,24 @@ def test_cache_hits_duplicates_and_reuse_across_fastas(tiny, fa, tmp_path, monke
 def test_padded_batches_equal_one_at_a_time(tiny, tmp_path):
     seqs = random_seqs(4, 66) + random_seqs(3, 61) + ["ACGTNNACGTACGTAGGATTACAGATTACA", "ACGTAC" * 3 + "acgt"]
     path = write_fa(tmp_path / "mixed.fa", [f"m{i}" for i in range(len(seqs))], seqs)  # padded batches
-    a = embed_fasta(path, tiny["v1"], str(tmp_path / "a.h5"), device="cpu", batch_size=64, cache_dir=str(tmp_path / "c1"), progress=False)
-    b = embed_fasta(path, tiny["v1"], str(tmp_path / "b.h5"), device="cpu", batch_size=1, cache_dir=str(tmp_path / "c2"), progress=False)
+    a = embed_fasta(
+        path,
+        tiny["v1"],
+        str(tmp_path / "a.h5"),
+        device="cpu",
+        batch_size=64,
+        cache_dir=str(tmp_path / "c1"),
+        progress=False,
+    )
+    b = embed_fasta(
+        path,
+        tiny["v1"],
+        str(tmp_path / "b.h5"),
+        device="cpu",
+        batch_size=1,
+        cache_dir=str(tmp_path / "c2"),
+        progress=False,
+    )
     assert a.batch_size == 64 and b.batch_size == 1
     np.testing.assert_allclose(read_embeddings(tmp_path / "a.h5")[1], read_embeddings(tmp_path / "b.h5")[1], atol=1e-5)
 
@@ -156,7 +183,9 @@ def test_shards_and_merge_equal_one_pass(tiny, fa, tmp_path):
     parts = []
     for i in (3, 1, 2):  # any order in, FASTA order out
         p = tmp_path / f"s{i}.h5"
-        embed_fasta(path, tiny["v2"], str(p), device="cpu", shard=f"{i}/3", cache_dir=str(tmp_path / f"c{i}"), progress=False)
+        embed_fasta(
+            path, tiny["v2"], str(p), device="cpu", shard=f"{i}/3", cache_dir=str(tmp_path / f"c{i}"), progress=False
+        )
         parts.append(str(p))
     res = CliRunner().invoke(cli, ["embed-merge", *parts, "--out", str(tmp_path / "m.h5")])
     assert res.exit_code == 0, res.output
@@ -197,7 +226,16 @@ def test_resume_after_interruption(tiny, tmp_path, monkeypatch):
         return hook
 
     with pytest.raises(Killed):  # interrupted after batch 3 was computed: batches 1-3 are kept
-        embed_fasta(path, tiny["v2"], str(out), device="cpu", batch_size=8, cache_dir=cache, progress=False, _on_batch=kill_after(3))
+        embed_fasta(
+            path,
+            tiny["v2"],
+            str(out),
+            device="cpu",
+            batch_size=8,
+            cache_dir=cache,
+            progress=False,
+            _on_batch=kill_after(3),
+        )
     assert not out.exists()  # nothing that looks finished
     # a torn write (killed mid-append) must be ignored, not misread
     run = next(p for p in (tmp_path / "cache").rglob("run-*.f32"))
@@ -209,7 +247,9 @@ def test_resume_after_interruption(tiny, tmp_path, monkeypatch):
     r = embed_fasta(path, tiny["v2"], str(out), device="cpu", batch_size=8, cache_dir=cache, progress=False)
     assert r.n_cached == 24 and sum(calls) == 16  # the three finished batches are not redone
     ref = tmp_path / "ref.h5"
-    embed_fasta(path, tiny["v2"], str(ref), device="cpu", batch_size=8, cache_dir=str(tmp_path / "fresh"), progress=False)
+    embed_fasta(
+        path, tiny["v2"], str(ref), device="cpu", batch_size=8, cache_dir=str(tmp_path / "fresh"), progress=False
+    )
     np.testing.assert_allclose(read_embeddings(out)[1], read_embeddings(ref)[1], atol=1e-6)
 
 
@@ -225,9 +265,25 @@ def test_cuda_oom_halves_batch_size(tiny, fa, tmp_path, monkeypatch):
         return real(self, t, c)
 
     monkeypatch.setattr(runner.NTEmbedder, "pool", pool)
-    r = embed_fasta(path, tiny["v2"], str(tmp_path / "e.h5"), device="cpu", batch_size=32, cache_dir=str(tmp_path / "c"), progress=False)
+    r = embed_fasta(
+        path,
+        tiny["v2"],
+        str(tmp_path / "e.h5"),
+        device="cpu",
+        batch_size=32,
+        cache_dir=str(tmp_path / "c"),
+        progress=False,
+    )
     assert r.batch_size == 8 and sizes[:3] == [32, 16, 8]
-    ref = embed_fasta(path, tiny["v2"], str(tmp_path / "r.h5"), device="cpu", batch_size=8, cache_dir=str(tmp_path / "c2"), progress=False)
+    ref = embed_fasta(
+        path,
+        tiny["v2"],
+        str(tmp_path / "r.h5"),
+        device="cpu",
+        batch_size=8,
+        cache_dir=str(tmp_path / "c2"),
+        progress=False,
+    )
     np.testing.assert_allclose(read_embeddings(tmp_path / "e.h5")[1], read_embeddings(tmp_path / "r.h5")[1], atol=1e-6)
     assert ref.n_computed == r.n_computed
 
@@ -303,8 +359,9 @@ def test_bad_model_and_options(tiny, fa, tmp_path):
     _fail(_embed_args(path, tiny["v2"], tmp_path, "--shard", "0/3"), "numbered from 1")
     _fail(_embed_args(path, tiny["v2"], tmp_path, "--shard", "two"), "expected I/N")
     # a range error is a click usage error: the last line names the option
-    assert_one_line_error(CliRunner().invoke(cli, _embed_args(path, tiny["v2"], tmp_path, "--batch-size", "0")),
-                          "'--batch-size'", "x>=1")
+    assert_one_line_error(
+        CliRunner().invoke(cli, _embed_args(path, tiny["v2"], tmp_path, "--batch-size", "0")), "'--batch-size'", "x>=1"
+    )
     _fail(["embed-export", str(tmp_path / "missing.h5"), "--out", str(tmp_path / "x.npz")], "does not exist")
     _fail(["embed-export", path, "--out", str(tmp_path / "x.txt")], ".npz")
 
@@ -327,7 +384,11 @@ def test_cache_written_by_another_model(tiny, fa, tmp_path):
     run = next(dirs["v1"].glob("run-*.keys"))
     for suffix in (".keys", ".f32", ".json"):
         os.link(run.with_suffix(suffix), dirs["v2"] / ("run-stray" + suffix))
-    _fail(_embed_args(path, tiny["v2"], tmp_path, "--cache-dir", str(cache)), "cache was written by another model", "run-stray.json")
+    _fail(
+        _embed_args(path, tiny["v2"], tmp_path, "--cache-dir", str(cache)),
+        "cache was written by another model",
+        "run-stray.json",
+    )
 
 
 def test_store_reads_lazily_and_names_missing(tmp_path):

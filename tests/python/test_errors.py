@@ -45,12 +45,15 @@ def raising_command(monkeypatch):
     return register
 
 
-@pytest.mark.parametrize("error, line, status", [
-    (InputError("has no X matrix", "a.h5ad"), "Error: a.h5ad: has no X matrix", 2),
-    (FolderBusy("is in use by another run", "out/"), "Error: out/: is in use by another run", 1),
-    (OutputError("out/x.csv: no space left on device"), "Error: out/x.csv: no space left on device", 1),
-    (Interrupted("Interrupted (Ctrl-C); kept: nothing"), "Interrupted (Ctrl-C); kept: nothing", 130),
-])
+@pytest.mark.parametrize(
+    "error, line, status",
+    [
+        (InputError("has no X matrix", "a.h5ad"), "Error: a.h5ad: has no X matrix", 2),
+        (FolderBusy("is in use by another run", "out/"), "Error: out/: is in use by another run", 1),
+        (OutputError("out/x.csv: no space left on device"), "Error: out/x.csv: no space left on device", 1),
+        (Interrupted("Interrupted (Ctrl-C); kept: nothing"), "Interrupted (Ctrl-C); kept: nothing", 130),
+    ],
+)
 def test_cli_shows_one_line_and_the_exit_status(raising_command, error, line, status):
     raising_command(error)
     r = CliRunner().invoke(cli, ["boom"])

@@ -15,14 +15,14 @@ from seqalignatac.cli.main import cli
 from seqalignatac.pp.sequences import extract_sequences
 
 RNG = np.random.default_rng(0)
-CHR1 = "".join(RNG.choice(list("ACGTacgtN"), 5000, p=[.2, .2, .2, .2, .04, .04, .04, .04, .04]))
+CHR1 = "".join(RNG.choice(list("ACGTacgtN"), 5000, p=[0.2, 0.2, 0.2, 0.2, 0.04, 0.04, 0.04, 0.04, 0.04]))
 CHRM = "".join(RNG.choice(list("ACGT"), 1600))
 
 
 def _fasta_text(names=("chr1", "chrM"), seqs=(CHR1, CHRM), line=60):
     out = []
     for n, s in zip(names, seqs):
-        out.append(f">{n} description\n" + "\n".join(s[i:i + line] for i in range(0, len(s), line)) + "\n")
+        out.append(f">{n} description\n" + "\n".join(s[i : i + line] for i in range(0, len(s), line)) + "\n")
     return "".join(out)
 
 
@@ -47,8 +47,8 @@ def _bgzip(text: str, path, gzi: bool):
         raw = path.read_bytes()
         entries, comp, uncomp = [], 0, 0
         while comp < len(raw):
-            bsize = struct.unpack("<H", raw[comp + 16:comp + 18])[0] + 1
-            isize = struct.unpack("<I", raw[comp + bsize - 4:comp + bsize])[0]
+            bsize = struct.unpack("<H", raw[comp + 16 : comp + 18])[0] + 1
+            isize = struct.unpack("<I", raw[comp + bsize - 4 : comp + bsize])[0]
             comp += bsize
             uncomp += isize
             if comp < len(raw) and isize:
@@ -69,8 +69,10 @@ def genome(tmp_path):
 @pytest.fixture
 def bed(tmp_path):
     p = tmp_path / "peaks.bed"
-    p.write_text("chr1\t1000\t1500\tpA\nchr1\t3000\t3200\tpB\nchrM\t100\t400\tpC\n"
-                 "chr1\t4900\t4990\tpEnd\nchr7\t10\t500\tpAbsent\n")
+    p.write_text(
+        "chr1\t1000\t1500\tpA\nchr1\t3000\t3200\tpB\nchrM\t100\t400\tpC\n"
+        "chr1\t4900\t4990\tpEnd\nchr7\t10\t500\tpAbsent\n"
+    )
     return p
 
 
@@ -86,7 +88,9 @@ def test_fixed_width_centered_upper(genome, bed, tmp_path):
     assert all(len(v) == 600 and v == v.upper() for v in recs.values())
     assert s["written"] == 4 and s["clipped_at_chromosome_end"] == 2
     assert set(s["clipped_examples"]) == {"pC", "pEnd"}
-    assert s["peaks_on_absent_contigs"] == 1 and s["absent_contigs"] == {"chr7": 1} and s["absent_examples"] == ["pAbsent"]
+    assert (
+        s["peaks_on_absent_contigs"] == 1 and s["absent_contigs"] == {"chr7": 1} and s["absent_examples"] == ["pAbsent"]
+    )
     total = "".join(recs.values())
     assert s["fraction_n"] == pytest.approx(total.count("N") / len(total), abs=1e-6)
     assert json.loads((tmp_path / "o.fa.summary.json").read_text()) == json.loads(json.dumps(s))
@@ -149,7 +153,7 @@ def test_on_simulation(prepared, sim, tmp_path):
     chrom, rest = name.split(":")
     a, b = map(int, rest.split("-"))
     mid = (a + b) // 2
-    assert recs[name] == str(fa[chrom][mid - 501: mid + 501]).upper()
+    assert recs[name] == str(fa[chrom][mid - 501 : mid + 501]).upper()
 
 
 # ---------------------------------------------------------------- bad input
@@ -160,8 +164,18 @@ def _run(*args):
 
 
 def test_cli_ok(genome, bed, tmp_path):
-    res = _run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", "native",
-               "--summary", tmp_path / "s.json")
+    res = _run(
+        "--peaks",
+        bed,
+        "--fasta",
+        genome,
+        "--out",
+        tmp_path / "o.fa",
+        "--width",
+        "native",
+        "--summary",
+        tmp_path / "s.json",
+    )
     assert res.exit_code == 0, res.output
     assert json.loads((tmp_path / "s.json").read_text())["written"] == 4
 
@@ -170,20 +184,30 @@ def test_plain_gzip_fasta(bed, tmp_path):
     gz = tmp_path / "genome.fa.gz"
     with gzip.open(gz, "wt") as fh:
         fh.write(_fasta_text())
-    line = assert_one_line_error(_run("--peaks", bed, "--fasta", gz, "--out", tmp_path / "o.fa"), "genome.fa.gz", "not with bgzip")
+    line = assert_one_line_error(
+        _run("--peaks", bed, "--fasta", gz, "--out", tmp_path / "o.fa"), "genome.fa.gz", "not with bgzip"
+    )
     assert "bgzip" in line and "gunzip" in line
     assert not (tmp_path / "o.fa").exists()
 
 
 def test_missing_files(genome, bed, tmp_path):
-    assert_one_line_error(_run("--peaks", bed, "--fasta", tmp_path / "none.fa", "--out", tmp_path / "o.fa"), "none.fa", "does not exist")
-    assert_one_line_error(_run("--peaks", tmp_path / "none.bed", "--fasta", genome, "--out", tmp_path / "o.fa"), "none.bed", "does not exist")
+    assert_one_line_error(
+        _run("--peaks", bed, "--fasta", tmp_path / "none.fa", "--out", tmp_path / "o.fa"), "none.fa", "does not exist"
+    )
+    assert_one_line_error(
+        _run("--peaks", tmp_path / "none.bed", "--fasta", genome, "--out", tmp_path / "o.fa"),
+        "none.bed",
+        "does not exist",
+    )
 
 
 def test_fasta_without_peak_chromosomes(bed, tmp_path):
     fa = tmp_path / "other.fa"
     fa.write_text(_fasta_text(names=("scaffold_1", "scaffold_2")))
-    assert_one_line_error(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "other.fa", "none of the peaks' chromosomes")
+    assert_one_line_error(
+        _run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "other.fa", "none of the peaks' chromosomes"
+    )
 
 
 def test_not_a_fasta(bed, tmp_path):
@@ -192,13 +216,16 @@ def test_not_a_fasta(bed, tmp_path):
     assert_one_line_error(_run("--peaks", bed, "--fasta", fa, "--out", tmp_path / "o.fa"), "notfasta.fa")
 
 
-@pytest.mark.parametrize("content, needle", [
-    ("chr1\t500\t100\n", "start >= end"),
-    ("chr1\t-5\t100\n", "negative start"),
-    ("chr1\tabc\t100\n", "not an integer"),
-    ("chr1\t1\t100\tp\nchr1\t200\t300\tp\n", "duplicate peak names"),
-    ("# only a comment\n", "empty"),
-])
+@pytest.mark.parametrize(
+    "content, needle",
+    [
+        ("chr1\t500\t100\n", "start >= end"),
+        ("chr1\t-5\t100\n", "negative start"),
+        ("chr1\tabc\t100\n", "not an integer"),
+        ("chr1\t1\t100\tp\nchr1\t200\t300\tp\n", "duplicate peak names"),
+        ("# only a comment\n", "empty"),
+    ],
+)
 def test_bad_bed(genome, tmp_path, content, needle):
     bed = tmp_path / "bad.bed"
     bed.write_text(content)
@@ -207,4 +234,6 @@ def test_bad_bed(genome, tmp_path, content, needle):
 
 @pytest.mark.parametrize("width", ["abc", "0"])
 def test_bad_width(genome, bed, tmp_path, width):
-    assert_one_line_error(_run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", width), "--width")
+    assert_one_line_error(
+        _run("--peaks", bed, "--fasta", genome, "--out", tmp_path / "o.fa", "--width", width), "--width"
+    )

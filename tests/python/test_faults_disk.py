@@ -83,22 +83,70 @@ def tiny_disk(tmp_path):
 def commands(f: dict, out: Path) -> dict[str, list[str]]:
     sim, pair = f["sim"], f["pair"]
     return {
-        "convert": ["convert", "--matrix", str(f["mtx"]), "--peaks", str(f["mtx"].parent / "peaks.bed"),
-                    "--cells", str(f["mtx"].parent / "cells.tsv"), "--out", str(out / "x.h5ad")],
-        "prepare": ["prepare", "--reference", sim["reference"], "--query", sim["query"], "--labels-key",
-                    sim["labels_key"], "--outdir", str(out / "prepare")],
-        "extract": ["extract", "--peaks", str(pair / "prepare" / "peaks.bed"), "--fasta", sim["fasta"],
-                    "--out", str(out / "extract" / "peaks.fa"), "--width", "120"],
+        "convert": [
+            "convert",
+            "--matrix",
+            str(f["mtx"]),
+            "--peaks",
+            str(f["mtx"].parent / "peaks.bed"),
+            "--cells",
+            str(f["mtx"].parent / "cells.tsv"),
+            "--out",
+            str(out / "x.h5ad"),
+        ],
+        "prepare": [
+            "prepare",
+            "--reference",
+            sim["reference"],
+            "--query",
+            sim["query"],
+            "--labels-key",
+            sim["labels_key"],
+            "--outdir",
+            str(out / "prepare"),
+        ],
+        "extract": [
+            "extract",
+            "--peaks",
+            str(pair / "prepare" / "peaks.bed"),
+            "--fasta",
+            sim["fasta"],
+            "--out",
+            str(out / "extract" / "peaks.fa"),
+            "--width",
+            "120",
+        ],
         "embed": ["embed", "--fasta", str(f["fasta"]), "--model", "kmer:4", "--out", str(out / "e.h5")],
         "embed-merge": ["embed-merge", str(f["emb"]), "--out", str(out / "m.h5")],
         "embed-export": ["embed-export", str(f["emb"]), "--out", str(out / "e.npz")],
         "nt-tiny": ["nt-tiny", "--outdir", str(out / "nt")],
-        "train": ["train", "--accessibility", str(pair / "prepare" / "accessibility.h5ad"), "--method", "lsi",
-                  "--outdir", str(out / "train")],
-        "annotate": ["annotate", "--cells", str(pair / "train" / "cell_embeddings.h5ad"), "--method", "knn",
-                     "--outdir", str(out / "annotate")],
-        "evaluate": ["evaluate", "--predictions", str(pair / "annotate" / "predictions.csv"), "--truth",
-                     str(pair / "annotate" / "query_annotated.h5ad"), "--outdir", str(out / "evaluate")],
+        "train": [
+            "train",
+            "--accessibility",
+            str(pair / "prepare" / "accessibility.h5ad"),
+            "--method",
+            "lsi",
+            "--outdir",
+            str(out / "train"),
+        ],
+        "annotate": [
+            "annotate",
+            "--cells",
+            str(pair / "train" / "cell_embeddings.h5ad"),
+            "--method",
+            "knn",
+            "--outdir",
+            str(out / "annotate"),
+        ],
+        "evaluate": [
+            "evaluate",
+            "--predictions",
+            str(pair / "annotate" / "predictions.csv"),
+            "--truth",
+            str(pair / "annotate" / "query_annotated.h5ad"),
+            "--outdir",
+            str(out / "evaluate"),
+        ],
         "report": ["report", "--pair-dir", str(pair), "--outdir", str(out / "report"), "--max-umap-cells", "200"],
         "simulate": ["simulate", "--outdir", str(out / "sim"), "--cells", "100", "--peaks", "200"],
         "run": ["run", "--samplesheet", str(f["sheet"]), "--outdir", str(out / "run"), *FAST_RUN, "--no-progress"],
@@ -106,8 +154,22 @@ def commands(f: dict, out: Path) -> dict[str, list[str]]:
     }
 
 
-COMMANDS = ["convert", "prepare", "extract", "embed", "embed-merge", "embed-export", "nt-tiny", "train", "annotate",
-            "evaluate", "report", "simulate", "run", "demo"]
+COMMANDS = [
+    "convert",
+    "prepare",
+    "extract",
+    "embed",
+    "embed-merge",
+    "embed-export",
+    "nt-tiny",
+    "train",
+    "annotate",
+    "evaluate",
+    "report",
+    "simulate",
+    "run",
+    "demo",
+]
 
 
 @pytest.mark.parametrize("name", COMMANDS)
@@ -139,8 +201,19 @@ def test_full_disk_keeps_the_old_outputs(finished, tiny_disk, name):
 
 
 def embed_args(f: dict, cache: Path, out: Path, *extra: str) -> list[str]:
-    return ["embed", "--fasta", str(f["fasta"]), "--model", str(f["nt"]), "--cache-dir", str(cache),
-            "--out", str(out), "--no-progress", *extra]
+    return [
+        "embed",
+        "--fasta",
+        str(f["fasta"]),
+        "--model",
+        str(f["nt"]),
+        "--cache-dir",
+        str(cache),
+        "--out",
+        str(out),
+        "--no-progress",
+        *extra,
+    ]
 
 
 def test_embed_full_disk_no_segfault_and_cache_valid_for_rerun(finished, tmp_path):
@@ -230,8 +303,19 @@ def test_h5ad_writer_on_a_full_disk_never_crashes(sim, tmp_path, size):
     """`prepare` died with a segfault (139) when the disk filled while HDF5 wrote accessibility.h5ad."""
     disk = mount_tmpfs(tmp_path / "disk", size)
     try:
-        res = run_cli(["prepare", "--reference", sim["reference"], "--query", sim["query"], "--labels-key",
-                       sim["labels_key"], "--outdir", str(disk / "prepare")])
+        res = run_cli(
+            [
+                "prepare",
+                "--reference",
+                sim["reference"],
+                "--query",
+                sim["query"],
+                "--labels-key",
+                sim["labels_key"],
+                "--outdir",
+                str(disk / "prepare"),
+            ]
+        )
         assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'prepare'}/", "no space left on device")
         assert not (disk / "prepare").exists() and leftovers(disk) == []
     finally:
@@ -244,9 +328,23 @@ def test_checkpoint_on_a_full_disk_is_one_line(finished, tmp_path):
     settings = tmp_path / "small.toml"
     settings.write_text("[train]\nhidden = [16]\n")
     try:
-        res = run_cli(["train", "--accessibility", str(finished["pair"] / "prepare" / "accessibility.h5ad"),
-                       "--embeddings", str(finished["emb"]), "--outdir", str(disk / "train"), "--epochs", "2",
-                       "--threads", "1", "--config", str(settings)])
+        res = run_cli(
+            [
+                "train",
+                "--accessibility",
+                str(finished["pair"] / "prepare" / "accessibility.h5ad"),
+                "--embeddings",
+                str(finished["emb"]),
+                "--outdir",
+                str(disk / "train"),
+                "--epochs",
+                "2",
+                "--threads",
+                "1",
+                "--config",
+                str(settings),
+            ]
+        )
         assert_one_line_fault(res.returncode, res.stderr, f"{disk / 'train'}/", "no space left on device")
         assert not (disk / "train").exists() and [x for x in leftovers(disk) if ".tmp-" in x] == []
     finally:

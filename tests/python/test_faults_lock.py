@@ -54,8 +54,10 @@ def test_second_run_refuses_at_once_naming_the_first(sim, tmp_path, holder):
     out = tmp_path / "out"
     first = holder(out / RUN_LOCK)
     t0 = time.perf_counter()
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sample_sheet(tmp_path, sim)), "--outdir", str(out),
-                                   *FAST_RUN, "--no-progress"])
+    res = CliRunner().invoke(
+        cli,
+        ["run", "--samplesheet", str(sample_sheet(tmp_path, sim)), "--outdir", str(out), *FAST_RUN, "--no-progress"],
+    )
     assert time.perf_counter() - t0 < 30  # at once: no step started
     assert res.exit_code == 1, res.output
     line = res.output.strip().splitlines()[-1]
@@ -71,8 +73,18 @@ def test_stale_lock_after_a_crash_is_taken_over(sim, tmp_path, holder, caplog):
     dead.wait()
     assert json.loads((out / RUN_LOCK).read_text())["pid"] == dead.pid
     with caplog.at_level(logging.WARNING, logger="seqalignatac.io.locks"):
-        res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sample_sheet(tmp_path, sim)), "--outdir", str(out),
-                                       *FAST_RUN, "--no-progress"])
+        res = CliRunner().invoke(
+            cli,
+            [
+                "run",
+                "--samplesheet",
+                str(sample_sheet(tmp_path, sim)),
+                "--outdir",
+                str(out),
+                *FAST_RUN,
+                "--no-progress",
+            ],
+        )
     assert res.exit_code == 0, res.output
     assert any(f"stale lock of an ended run (pid {dead.pid}" in r.getMessage() for r in caplog.records)
     assert (out / RUN_LOCK).read_text() == ""  # released cleanly: the next run sees no stale holder
@@ -85,8 +97,10 @@ def test_two_real_runs_at_once_one_refuses(sim, tmp_path):
     sheet = sample_sheet(tmp_path, sim)
     args = ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "out"), *FAST_RUN, "--no-progress"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "seqalignatac", *args], stderr=subprocess.PIPE, text=True, env=env)
-             for _ in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-m", "seqalignatac", *args], stderr=subprocess.PIPE, text=True, env=env)
+        for _ in range(2)
+    ]
     results = [(p.wait(timeout=300), p.stderr.read()) for p in procs]
     codes = sorted(rc for rc, _ in results)
     assert codes == [0, 1], results
@@ -106,8 +120,10 @@ def test_standalone_steps_into_one_folder_refuse(sim, prepared, tmp_path, holder
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=cells_dir)
     out = tmp_path / step
     other = holder(tmp_path / f".{step}.lock")
-    args = {"annotate": ["annotate", "--cells", str(cells_dir / "cell_embeddings.h5ad"), "--method", "knn"],
-            "train": ["train", "--accessibility", str(prepared / "accessibility.h5ad"), "--method", "lsi"]}[step]
+    args = {
+        "annotate": ["annotate", "--cells", str(cells_dir / "cell_embeddings.h5ad"), "--method", "knn"],
+        "train": ["train", "--accessibility", str(prepared / "accessibility.h5ad"), "--method", "lsi"],
+    }[step]
     res = CliRunner().invoke(cli, [*args, "--outdir", str(out)])
     assert res.exit_code == 1, res.output
     assert f"is in use by another run (pid {other.pid}" in res.output.strip().splitlines()[-1]
@@ -129,8 +145,12 @@ def test_sigkilled_run_leaves_a_stale_lock_that_the_next_run_takes(sim, tmp_path
     sheet = sample_sheet(tmp_path, sim)
     out = tmp_path / "out"
     args = ["run", "--samplesheet", str(sheet), "--outdir", str(out), *FAST_RUN, "--no-progress"]
-    proc = subprocess.Popen([sys.executable, "-m", "seqalignatac", *args], stderr=subprocess.DEVNULL,
-                            start_new_session=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqalignatac", *args],
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     deadline = time.time() + 120
     while time.time() < deadline and not ((out / RUN_LOCK).exists() and (out / RUN_LOCK).read_text()):
         time.sleep(0.02)

@@ -62,12 +62,36 @@ def test_redirected_run_log_has_no_bars(sim, tmp_path):
 def test_ctrl_c_exits_130_says_what_was_kept_and_resumes(sim, tmp_path):
     sheet = sample_sheet(tmp_path, sim)
     out = tmp_path / "out"
-    args = ["run", "--samplesheet", str(sheet), "--fasta", sim["fasta"], "--outdir", str(out), "--model", "kmer",
-            "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5", "--annotate-opt", "epochs=30",
-            "--threads", "1", "--max-umap-cells", "400"]
+    args = [
+        "run",
+        "--samplesheet",
+        str(sheet),
+        "--fasta",
+        sim["fasta"],
+        "--outdir",
+        str(out),
+        "--model",
+        "kmer",
+        "--epochs",
+        "40",
+        "--train-opt",
+        "hidden=64",
+        "--train-opt",
+        "patience=5",
+        "--annotate-opt",
+        "epochs=30",
+        "--threads",
+        "1",
+        "--max-umap-cells",
+        "400",
+    ]
     checkpoint = staging_path(out / "p" / "train") / "checkpoint" / "state.pt"
-    proc = subprocess.Popen([sys.executable, "-m", "seqalignatac", *args], stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "seqalignatac", *args],
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     try:
         deadline = time.time() + 300
         while not checkpoint.exists() and proc.poll() is None and time.time() < deadline:
@@ -99,7 +123,8 @@ def test_ctrl_c_in_a_step_is_one_line_130(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["simulate", "--outdir", str(tmp_path / "s")])
     assert res.exit_code == 130
     assert res.output.strip().splitlines() == [
-        "Interrupted (Ctrl-C); kept: the outputs of finished steps only, no partial file"]
+        "Interrupted (Ctrl-C); kept: the outputs of finished steps only, no partial file"
+    ]
 
 
 # ------------------------------------------------------------------------------ pickles
@@ -120,10 +145,28 @@ def test_pickled_code_in_a_model_folder_is_refused_with_our_message(tmp_path):
     torch.save({"embeddings.word_embeddings.weight": torch.zeros(2), "x": Payload()}, model / "pytorch_model.bin")
     fa = tmp_path / "p.fa"
     fa.write_text(">p1\n" + "ACGT" * 30 + "\n")
-    res = CliRunner().invoke(cli, ["embed", "--fasta", str(fa), "--model", str(model), "--out", str(tmp_path / "e.h5"),
-                                   "--cache-dir", str(tmp_path / "cache")])
-    line = assert_one_line_error(res, str(model / "pytorch_model.bin"), "refused:", "posix.system",
-                                 "a pickle can run code", "convert it to safetensors")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "embed",
+            "--fasta",
+            str(fa),
+            "--model",
+            str(model),
+            "--out",
+            str(tmp_path / "e.h5"),
+            "--cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
+    line = assert_one_line_error(
+        res,
+        str(model / "pytorch_model.bin"),
+        "refused:",
+        "posix.system",
+        "a pickle can run code",
+        "convert it to safetensors",
+    )
     assert "weights_only" not in line and "PyTorch 2.6" not in line  # not torch's hint
     assert not marker.exists() and not (tmp_path / "e.h5").exists()
 
@@ -134,9 +177,13 @@ FORMULAS = ['=HYPERLINK("http://x","click")', "+1+cmd|' /C calc'!A0", "@SUM(1+1)
 
 
 def test_neutralise_round_trip():
-    df = pd.DataFrame({"label": ["=1+1", "'=x", "-0.5", "+3", "-2+3", "\tTAB", "plain", None],
-                       "p": [-0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0]},
-                      index=pd.Index(["@a", "b", "c", "d", "e", "f", "g", "h"]))
+    df = pd.DataFrame(
+        {
+            "label": ["=1+1", "'=x", "-0.5", "+3", "-2+3", "\tTAB", "plain", None],
+            "p": [-0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0],
+        },
+        index=pd.Index(["@a", "b", "c", "d", "e", "f", "g", "h"]),
+    )
     df["cat"] = pd.Categorical(["=c"] * 4 + ["ok"] * 4)
     safe = neutralise_formulas(df)
     assert safe["label"].tolist()[:6] == ["'=1+1", "''=x", "-0.5", "+3", "'-2+3", "'\tTAB"]
@@ -167,18 +214,29 @@ def _cells(path: Path) -> list[str]:
 
 def test_formula_labels_are_neutralised_in_every_csv(formula_pair, tmp_path):
     sheet = sample_sheet(tmp_path, formula_pair)
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "out"), *FAST_RUN,
-                                   "--no-progress"])
+    res = CliRunner().invoke(
+        cli, ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "out"), *FAST_RUN, "--no-progress"]
+    )
     assert res.exit_code == 0, res.output
     ann = tmp_path / "out" / "p" / "annotate"
     for name in ("predictions.csv", "per_class.csv", "confusion_matrix.csv"):
         cells = _cells(ann / name)
         assert not any(runs_as_formula(c) for c in cells), name
-        assert "'=HYPERLINK(\"http://x\",\"click\")" in cells and "'@SUM(1+1)" in cells, name
+        assert '\'=HYPERLINK("http://x","click")' in cells and "'@SUM(1+1)" in cells, name
         assert "-0.5" in cells, name  # a number-like label stays as it was
     # Readers get the labels back: evaluate scores them like annotate did, the report shows them.
-    ev = CliRunner().invoke(cli, ["evaluate", "--predictions", str(ann / "predictions.csv"), "--truth",
-                                  str(ann / "query_annotated.h5ad"), "--outdir", str(tmp_path / "ev")])
+    ev = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--predictions",
+            str(ann / "predictions.csv"),
+            "--truth",
+            str(ann / "query_annotated.h5ad"),
+            "--outdir",
+            str(tmp_path / "ev"),
+        ],
+    )
     assert ev.exit_code == 0, ev.output
     ours = json.loads((ann / "metrics.json").read_text())
     theirs = json.loads((tmp_path / "ev" / "metrics.json").read_text())
@@ -196,9 +254,17 @@ def test_every_published_file_follows_the_umask(sim, tmp_path):
     from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
 
     pairs = read_samplesheet(sample_sheet(tmp_path, sim))
-    opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer:4", width=120, cache_dir=tmp_path / "out" / "cache",
-                      annotate_method="knn", max_umap_cells=200, progress=False, threads=1,
-                      train_overrides={"epochs": 1, "hidden": (16,)})
+    opts = RunOptions(
+        fasta=Path(sim["fasta"]),
+        model="kmer:4",
+        width=120,
+        cache_dir=tmp_path / "out" / "cache",
+        annotate_method="knn",
+        max_umap_cells=200,
+        progress=False,
+        threads=1,
+        train_overrides={"epochs": 1, "hidden": (16,)},
+    )
     old = os.umask(0o027)
     try:
         (r,) = run_pipeline(pairs, tmp_path / "out", opts)

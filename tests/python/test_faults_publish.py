@@ -150,8 +150,21 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
     out = tmp_path / "train"
     (tmp_path / "small.toml").write_text("[train]\nhidden = [16]\n")
     (tmp_path / "resume.toml").write_text("[train]\nhidden = [16]\nresume = true\n")
-    args = ["train", "--accessibility", str(prepared / "accessibility.h5ad"), "--embeddings", str(emb),
-            "--outdir", str(out), "--epochs", "3", "--patience", "3", "--threads", "1"]
+    args = [
+        "train",
+        "--accessibility",
+        str(prepared / "accessibility.h5ad"),
+        "--embeddings",
+        str(emb),
+        "--outdir",
+        str(out),
+        "--epochs",
+        "3",
+        "--patience",
+        "3",
+        "--threads",
+        "1",
+    ]
     real_save = trainer.save_checkpoint
 
     def save_then_interrupt(folder, state):
@@ -162,7 +175,10 @@ def test_train_killed_keeps_its_checkpoint_for_resume(prepared, sim, tmp_path, m
     res = CliRunner().invoke(cli, [*args, "--config", str(tmp_path / "small.toml")])
     assert res.exit_code == 130, res.output
     line = res.output.strip().splitlines()[-1]
-    assert f"kept: unfinished outputs in {staging_path(out)} (train's [train] resume = true, or rerunning `run`, continues" in line
+    assert (
+        f"kept: unfinished outputs in {staging_path(out)} (train's [train] resume = true, or rerunning `run`, continues"
+        in line
+    )
     assert not out.exists() and (staging_path(out) / "checkpoint" / "state.pt").is_file()
     monkeypatch.setattr(trainer, "save_checkpoint", real_save)
     # without resume the checkpoint is not thrown away
@@ -211,7 +227,7 @@ def test_orphan_temp_files_of_killed_writers_are_removed(tmp_path):
     script = f"""
 import os, signal
 from seqalignatac.io.atomic import atomic_path
-with atomic_path({str(tmp_path / 'e.h5')!r}) as tmp:
+with atomic_path({str(tmp_path / "e.h5")!r}) as tmp:
     tmp.write_bytes(b"half")
     os.kill(os.getpid(), signal.SIGKILL)
 """

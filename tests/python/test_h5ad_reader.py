@@ -43,8 +43,10 @@ def test_every_reader_gives_the_one_line_error(corrupt, tmp_path):
 
 
 def test_missing_file_names_what_was_expected(tmp_path):
-    assert _error(lambda: read_cells(tmp_path / "no.h5ad")) == \
-        f"{tmp_path / 'no.h5ad'}: cell embeddings (.h5ad) does not exist; check the path"
+    assert (
+        _error(lambda: read_cells(tmp_path / "no.h5ad"))
+        == f"{tmp_path / 'no.h5ad'}: cell embeddings (.h5ad) does not exist; check the path"
+    )
 
 
 def test_backed_reads_obs_without_loading_x(tmp_path):

@@ -58,7 +58,7 @@ def test_known_classes_split_accuracy_and_novel_unknown_rate():
     truth = ["a", "a", "b", "b", "new", "new", "new", "new"]
     pred = ["a", "b", "b", "Unknown", "Unknown", "Unknown", "Unknown", "a"]
     res = evaluate(truth, pred, known_classes=["a", "b", "c"])
-    assert res["accuracy_known"] == pytest.approx(2 / 4)     # a, b right; b->Unknown counts wrong
+    assert res["accuracy_known"] == pytest.approx(2 / 4)  # a, b right; b->Unknown counts wrong
     assert res["novel_unknown_rate"] == pytest.approx(3 / 4)
     assert res["n_cells_novel"] == 4
     # no query-only class: the rate is undefined, not 0

@@ -179,7 +179,7 @@ def calls_in_module(module_text: str, module: Path, ext_args: dict[str, list[str
         else:
             continue
         toks: list[str] = []
-        rest = raw.split(None, 2 if program == "seqalignatac" else 1)[2 if program == "seqalignatac" else 1:]
+        rest = raw.split(None, 2 if program == "seqalignatac" else 1)[2 if program == "seqalignatac" else 1 :]
         for word in re.split(r"(\$\{[^{}]*\})", rest[0] if rest else ""):
             var = re.fullmatch(r"\$\{\s*(\w+)\s*\}", word)
             if var and var.group(1) == "args":
@@ -234,7 +234,9 @@ def check_call(call: Call, cmd: click.Command) -> list[str]:
             opt, _, inline = tok.partition("=")
             p = options.get(opt)
             if p is None:
-                problems.append(f"{where}: `{call.program}` has no option {opt} ({cmd.name}: {', '.join(sorted(options))})")
+                problems.append(
+                    f"{where}: `{call.program}` has no option {opt} ({cmd.name}: {', '.join(sorted(options))})"
+                )
                 i += 1
                 continue
             seen.add(p.name or opt)
@@ -297,8 +299,14 @@ def test_module_calls_match_the_cli(module: Path) -> None:
 
 # The steps whose every option reaches the pipeline through one `--extra_<step>_args` string
 # (nf-core/rnaseq's convention), and the few core parameters that also name an option.
-EXTRA_ARGS = {"SEQALIGNATAC_PREPARE": "prepare", "SEQALIGNATAC_EXTRACT": "extract", "SEQALIGNATAC_EMBED": "embed",
-              "SEQALIGNATAC_TRAIN": "train", "SEQALIGNATAC_ANNOTATE": "annotate", "SEQALIGNATAC_REPORT": "report"}
+EXTRA_ARGS = {
+    "SEQALIGNATAC_PREPARE": "prepare",
+    "SEQALIGNATAC_EXTRACT": "extract",
+    "SEQALIGNATAC_EMBED": "embed",
+    "SEQALIGNATAC_TRAIN": "train",
+    "SEQALIGNATAC_ANNOTATE": "annotate",
+    "SEQALIGNATAC_REPORT": "report",
+}
 CORE_PARAMS = {"extract_width", "embed_cache_dir", "train_method", "annotate_method"}
 
 
@@ -326,9 +334,12 @@ def test_every_step_takes_its_extra_args_and_no_option_is_mirrored() -> None:
         assert f"params.extra_{step}_args" in body, f"{process}: ext.args does not pass --extra_{step}_args"
         assert f"extra_{step}_args" in params, f"nextflow_schema.json lacks extra_{step}_args"
         cmd = _step_command(step)
-        mirrored = {f"{step}_{p.opts[0].lstrip('-').replace('-', '_')}" for p in cmd.params
-                    if isinstance(p, click.Option)} & params
-        assert mirrored <= CORE_PARAMS, f"per-option parameters mirror `seqalignatac {step}`: {sorted(mirrored - CORE_PARAMS)}"
+        mirrored = {
+            f"{step}_{p.opts[0].lstrip('-').replace('-', '_')}" for p in cmd.params if isinstance(p, click.Option)
+        } & params
+        assert mirrored <= CORE_PARAMS, (
+            f"per-option parameters mirror `seqalignatac {step}`: {sorted(mirrored - CORE_PARAMS)}"
+        )
 
 
 def _extra_args_in_profiles() -> list[tuple[str, str, str]]:
@@ -385,7 +396,10 @@ def _git_mode(path: Path) -> str | None:
     try:
         out = subprocess.run(
             ["git", "ls-files", "-s", "--", str(path.relative_to(ROOT))],
-            cwd=ROOT, capture_output=True, text=True, check=True,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
     except (OSError, subprocess.CalledProcessError):
         return None
@@ -406,18 +420,32 @@ def test_bin_script_wraps_a_real_command(script: Path) -> None:
     sub = bin_subcommand(script)
     if sub is not None:
         assert sub in COMMANDS, f"{script}: SUBCOMMAND {sub!r} is not a seqalignatac command"
-    r = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=120,
-                       env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}"})
+    r = subprocess.run(
+        [str(script), "--help"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}"},
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     assert "--" in r.stdout and "Usage" in r.stdout
 
 
 def test_fetch_model_script_fails_cleanly_offline(tmp_path: Path) -> None:
     script = BIN / "seqalignatac_fetch_model.py"
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"),
-           "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}"}
-    r = subprocess.run([str(script), "--model", "InstaDeepAI/not-a-model", "--outdir", str(tmp_path / "m")],
-                       capture_output=True, text=True, timeout=120, env=env)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "HF_HOME": str(tmp_path / "hf"),
+        "PATH": f"{Path(os.sys.executable).parent}:{os.environ.get('PATH', '')}",
+    }
+    r = subprocess.run(
+        [str(script), "--model", "InstaDeepAI/not-a-model", "--outdir", str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 2
     assert r.stderr.startswith("Error: InstaDeepAI/not-a-model:") and "--nt_model" in r.stderr
     assert "Traceback" not in r.stderr
@@ -476,7 +504,9 @@ def test_checker_rejects_a_missing_required_option() -> None:
     broken = GOOD_MODULE.replace("        --fasta ${genome} \\\\\n", "")
     assert broken != GOOD_MODULE
     problems = _check(broken)
-    assert problems == ["modules/local/seqalignatac/pp/sequences/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"]
+    assert problems == [
+        "modules/local/seqalignatac/pp/sequences/main.nf (SEQALIGNATAC_EXTRACT): `seqalignatac_extract.py` is missing the required option --fasta"
+    ]
 
 
 def test_checker_rejects_an_unknown_option_in_ext_args() -> None:
@@ -539,8 +569,18 @@ def test_fetch_model_script_downloads_into_outdir(tmp_path: Path, monkeypatch: p
 
     seen = {}
     # What a Nucleotide Transformer repository holds: remote code and TF/Flax copies besides the weights.
-    repo_files = ["config.json", "model.safetensors", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json",
-                  "special_tokens_map.json", "esm_config.py", "modeling_esm.py", "tf_model.h5", "flax_model.msgpack"]
+    repo_files = [
+        "config.json",
+        "model.safetensors",
+        "pytorch_model.bin",
+        "vocab.txt",
+        "tokenizer_config.json",
+        "special_tokens_map.json",
+        "esm_config.py",
+        "modeling_esm.py",
+        "tf_model.h5",
+        "flax_model.msgpack",
+    ]
 
     def fake_snapshot_download(repo_id, revision, local_dir, cache_dir, allow_patterns):  # noqa: ANN001
         seen.update(repo_id=repo_id, revision=revision)

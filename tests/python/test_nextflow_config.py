@@ -59,8 +59,12 @@ def schema_params() -> dict[str, dict[str, Any]]:
 
 def test_every_config_param_is_in_the_schema_and_vice_versa() -> None:
     in_config, in_schema = set(config_params()), set(schema_params())
-    assert in_config - in_schema == set(), f"in nextflow.config, not in nextflow_schema.json: {sorted(in_config - in_schema)}"
-    assert in_schema - in_config == set(), f"in nextflow_schema.json, not in nextflow.config: {sorted(in_schema - in_config)}"
+    assert in_config - in_schema == set(), (
+        f"in nextflow.config, not in nextflow_schema.json: {sorted(in_config - in_schema)}"
+    )
+    assert in_schema - in_config == set(), (
+        f"in nextflow_schema.json, not in nextflow.config: {sorted(in_schema - in_config)}"
+    )
 
 
 def _groovy_literal(expr: str) -> Any:
@@ -101,8 +105,14 @@ def test_every_param_has_a_description_and_type() -> None:
 def test_every_params_reference_in_the_pipeline_is_declared() -> None:
     declared = set(config_params())
     # (.nf-test-*.nf: the launchers nf-test writes at the root while it runs)
-    files = [*(f for f in ROOT.glob("*.nf") if not f.name.startswith(".nf-test")), *ROOT.glob("workflows/*.nf"), *ROOT.glob("subworkflows/local/**/*.nf"),
-             *ROOT.glob("modules/local/**/main.nf"), *ROOT.glob("conf/*.config"), CONFIG]
+    files = [
+        *(f for f in ROOT.glob("*.nf") if not f.name.startswith(".nf-test")),
+        *ROOT.glob("workflows/*.nf"),
+        *ROOT.glob("subworkflows/local/**/*.nf"),
+        *ROOT.glob("modules/local/**/main.nf"),
+        *ROOT.glob("conf/*.config"),
+        CONFIG,
+    ]
     undeclared = {}
     for f in files:
         for name in re.findall(r"\bparams\.(\w+)", _strip_comments(f.read_text())):
@@ -123,8 +133,11 @@ def test_profile_params_are_declared() -> None:
 
 def test_modules_do_not_read_params() -> None:
     """nf-core convention: modules get options through ext.args, never params directly."""
-    offenders = [p.relative_to(ROOT).as_posix() for p in ROOT.glob("modules/local/**/main.nf")
-                 if re.search(r"\bparams\.", _strip_comments(p.read_text()))]
+    offenders = [
+        p.relative_to(ROOT).as_posix()
+        for p in ROOT.glob("modules/local/**/main.nf")
+        if re.search(r"\bparams\.", _strip_comments(p.read_text()))
+    ]
     assert not offenders, offenders
 
 
@@ -252,7 +265,9 @@ def test_test_samplesheet_with_real_files_validates(real_sheet: Path) -> None:
 def test_broken_samplesheets_fail_naming_row_and_column(real_sheet: Path, edit: tuple[str, str], expected: str) -> None:
     text = real_sheet.read_text()
     assert edit[0] in text
-    real_sheet.write_text(text.replace(edit[0], edit[1], 1) if edit[0] != "p2.b," else text.replace("\np2.b,", "\n" + edit[1]))
+    real_sheet.write_text(
+        text.replace(edit[0], edit[1], 1) if edit[0] != "p2.b," else text.replace("\np2.b,", "\n" + edit[1])
+    )
     errors = validate_sheet(real_sheet)
     assert any(expected in e for e in errors), errors
 

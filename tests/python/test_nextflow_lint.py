@@ -22,7 +22,9 @@ CACHE = Path(os.environ.get("NEXTFLOW_OFFLINE_CACHE", Path.home() / ".cache" / "
 
 
 def _java_ok() -> bool:
-    java = os.environ.get("JAVA") or (Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None)
+    java = os.environ.get("JAVA") or (
+        Path(os.environ["JAVA_HOME"]) / "bin" / "java" if os.environ.get("JAVA_HOME") else None
+    )
     return bool(java and Path(java).exists()) or shutil.which("java") is not None
 
 
@@ -65,16 +67,42 @@ def test_nextflow_lint_fails_on_broken_code(tmp_path: Path) -> None:
     """`nextflow lint` (the gate in test_pipeline_run.py) exits 1 on a copy of the pipeline with a
     misspelled process directive and a wrong output name."""
     copy = tmp_path / "pipeline"
-    shutil.copytree(ROOT, copy, ignore=shutil.ignore_patterns(".git", ".venv", "src", "tests", "benchmarks", "tools",
-                                                               "docs", "__pycache__", "work", "results", ".nextflow*",
-                                                               ".nf-test"))
+    shutil.copytree(
+        ROOT,
+        copy,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "src",
+            "tests",
+            "benchmarks",
+            "tools",
+            "docs",
+            "__pycache__",
+            "work",
+            "results",
+            ".nextflow*",
+            ".nf-test",
+        ),
+    )
     module = copy / "modules" / "local" / "seqalignatac" / "train" / "main.nf"
     module.write_text(module.read_text().replace("label 'process_medium'", "lable 'process_medium'", 1))
     wf = copy / "workflows" / "seqalignatac.nf"
-    wf.write_text(wf.read_text().replace("SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells)",
-                                         "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cell)", 1))
-    r = subprocess.run([_nextflow(), "lint", "-o", "concise", str(copy)], cwd=tmp_path, capture_output=True, text=True,
-                       timeout=300, env={**os.environ, "NXF_ANSI_LOG": "false"})
+    wf.write_text(
+        wf.read_text().replace(
+            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells)",
+            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cell)",
+            1,
+        )
+    )
+    r = subprocess.run(
+        [_nextflow(), "lint", "-o", "concise", str(copy)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NXF_ANSI_LOG": "false"},
+    )
     out = r.stdout + r.stderr
     assert r.returncode == 1, out[-4000:]
     assert "lable" in out, out[-4000:]
@@ -102,8 +130,15 @@ def _profiles() -> list[str]:
 @pytest.mark.parametrize(
     ("profiles", "expected"),
     [
-        ("test", {"params.simulate": "true", "params.nt_model": "'kmer'", "params.use_gpu": "false",
-                  "process.resourceLimits": "[cpus:2, memory:'6.GB', time:'1.h']"}),
+        (
+            "test",
+            {
+                "params.simulate": "true",
+                "params.nt_model": "'kmer'",
+                "params.use_gpu": "false",
+                "process.resourceLimits": "[cpus:2, memory:'6.GB', time:'1.h']",
+            },
+        ),
         ("test_nt", {"params.simulate": "true", "params.nt_tiny": "true"}),
         ("test,podman", {"podman.enabled": "true", "podman.registry": "'ghcr.io'"}),
         ("awsbatch,docker,gpu", {"process.executor": "'awsbatch'", "params.use_gpu": "true", "docker.enabled": "true"}),
@@ -115,8 +150,13 @@ def test_profiles_resolve(tmp_path: Path, profiles: str, expected: dict[str, str
     for p in profiles.split(","):
         assert p in _profiles(), f"profile {p} is not declared"
     env = {**os.environ, "NXF_OFFLINE": "true"}
-    r = subprocess.run([_nextflow(), "config", "-profile", profiles, "-flat", str(ROOT)],
-                       capture_output=True, text=True, timeout=120, env=env)
+    r = subprocess.run(
+        [_nextflow(), "config", "-profile", profiles, "-flat", str(ROOT)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert r.returncode == 0, r.stderr[-3000:]
     flat = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
     for key, value in expected.items():

@@ -21,14 +21,17 @@ from seqalignatac.io.peaks import (
 )
 
 
-@pytest.mark.parametrize("pid, expected", [
-    ("chr1:100-600", ("chr1", 100, 600)),
-    ("chr1-100-600", ("chr1", 100, 600)),
-    ("chr1_100_600", ("chr1", 100, 600)),
-    ("chrUn_gl000220_100_600", ("chrUn_gl000220", 100, 600)),
-    ("chr1_KI270706v1_random-5-90", ("chr1_KI270706v1_random", 5, 90)),
-    ("X:0-30", ("X", 0, 30)),
-])
+@pytest.mark.parametrize(
+    "pid, expected",
+    [
+        ("chr1:100-600", ("chr1", 100, 600)),
+        ("chr1-100-600", ("chr1", 100, 600)),
+        ("chr1_100_600", ("chr1", 100, 600)),
+        ("chrUn_gl000220_100_600", ("chrUn_gl000220", 100, 600)),
+        ("chr1_KI270706v1_random-5-90", ("chr1_KI270706v1_random", 5, 90)),
+        ("X:0-30", ("X", 0, 30)),
+    ],
+)
 def test_parse_formats(pid, expected):
     df = parse_peak_ids([pid])
     assert tuple(df.iloc[0]) == expected
@@ -39,11 +42,14 @@ def test_round_trip_ids():
     assert list(peak_ids(df["chrom"], df["start"], df["end"])) == ["chr2:5-10", "chr10:1-2"]
 
 
-@pytest.mark.parametrize("ids, needle", [
-    (["chr1:100-600", "GAPDH"], "peak 2 ('GAPDH')"),
-    (["chr1:600-100"], "start >= end"),
-    (["chr1:100-100"], "start >= end"),
-])
+@pytest.mark.parametrize(
+    "ids, needle",
+    [
+        (["chr1:100-600", "GAPDH"], "peak 2 ('GAPDH')"),
+        (["chr1:600-100"], "start >= end"),
+        (["chr1:100-100"], "start >= end"),
+    ],
+)
 def test_bad_ids(ids, needle):
     with pytest.raises(InputError, match="x.h5ad") as e:
         parse_peak_ids(ids, "x.h5ad")
@@ -77,7 +83,9 @@ def test_bed_round_trip_and_header_tsv(tmp_path):
         fh.write("track name=x\nchr3\t1\t9\n")
     assert read_bed(tmp_path / "p.bed.gz").loc[0, "name"] == "chr3:1-9"
     # narrowPeak: name '.', extra numeric columns
-    (tmp_path / "x.narrowPeak").write_text("chr1\t10\t90\t.\t0\t.\t5.1\t3.2\t2.0\t40\nchr1\t100\t190\t.\t0\t.\t5\t3\t2\t40\n")
+    (tmp_path / "x.narrowPeak").write_text(
+        "chr1\t10\t90\t.\t0\t.\t5.1\t3.2\t2.0\t40\nchr1\t100\t190\t.\t0\t.\t5\t3\t2\t40\n"
+    )
     assert list(read_bed(tmp_path / "x.narrowPeak")["name"]) == ["chr1:10-90", "chr1:100-190"]
 
 

@@ -33,13 +33,26 @@ PUBLISHED = [
     "simulated/reference.h5ad",
     "simulated/query.h5ad",
     "sim_labeled/embed/embeddings.h5",
-    *[f"{pair}/{path}" for pair in PAIRS for path in (
-        "prepare/accessibility.h5ad", "prepare/peaks.bed", "prepare/prepare_summary.json",
-        "extract/peaks.fa", "extract/peaks.fa.summary.json",
-        "train/cell_embeddings.h5ad", "train/model.safetensors", "train/training_curve.tsv", "train/train_summary.json",
-        "annotate/predictions.csv", "annotate/query_annotated.h5ad", "annotate/annotate_summary.json",
-        f"report/{pair}_report.html", f"report/{pair}_mqc.tsv",
-    )],
+    *[
+        f"{pair}/{path}"
+        for pair in PAIRS
+        for path in (
+            "prepare/accessibility.h5ad",
+            "prepare/peaks.bed",
+            "prepare/prepare_summary.json",
+            "extract/peaks.fa",
+            "extract/peaks.fa.summary.json",
+            "train/cell_embeddings.h5ad",
+            "train/model.safetensors",
+            "train/training_curve.tsv",
+            "train/train_summary.json",
+            "annotate/predictions.csv",
+            "annotate/query_annotated.h5ad",
+            "annotate/annotate_summary.json",
+            f"report/{pair}_report.html",
+            f"report/{pair}_mqc.tsv",
+        )
+    ],
     *[f"sim_labeled/annotate/{name}" for name in ("metrics.json", "per_class.csv", "confusion_matrix.csv")],
 ]
 
@@ -88,7 +101,9 @@ def assert_test_profile_results(r: subprocess.CompletedProcess, outdir: Path, su
 def test_profile_run(tmp_path_factory):
     """One `-profile test` run with the local executor (tools from PATH)."""
     launch = tmp_path_factory.mktemp("nf_test_profile")
-    r = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results", "--trace_report_suffix", "first"], launch)
+    r = nextflow(
+        ["run", str(ROOT), "-profile", "test", "--outdir", "results", "--trace_report_suffix", "first"], launch
+    )
     return launch, r
 
 
@@ -114,8 +129,10 @@ def test_test_profile_annotates_for_real(test_profile_run):
 def test_resume_takes_every_task_from_the_cache(test_profile_run):
     launch, first = test_profile_run
     assert first.returncode == 0, "the first run failed; see test_test_profile_annotates_for_real"
-    r = nextflow(["run", str(ROOT), "-profile", "test", "--outdir", "results", "--trace_report_suffix", "resumed",
-                  "-resume"], launch)
+    r = nextflow(
+        ["run", str(ROOT), "-profile", "test", "--outdir", "results", "--trace_report_suffix", "resumed", "-resume"],
+        launch,
+    )
     assert r.returncode == 0, (r.stdout + r.stderr)[-3000:]
     tasks = trace(launch / "results", "resumed")
     not_cached = [(t["name"], t["status"]) for t in tasks if t["status"] != "CACHED"]
@@ -129,8 +146,9 @@ def test_test_nt_profile_embeds_with_the_nucleotide_transformer(tmp_path):
     only the route is checked, not the labels)."""
     import h5py
 
-    r = nextflow(["run", str(ROOT), "-profile", "test_nt", "--outdir", "results", "--trace_report_suffix", "nt"],
-                 tmp_path)
+    r = nextflow(
+        ["run", str(ROOT), "-profile", "test_nt", "--outdir", "results", "--trace_report_suffix", "nt"], tmp_path
+    )
     log = r.stdout + r.stderr
     assert r.returncode == 0 and "ERROR" not in log, log[-3000:]
     tasks = trace(tmp_path / "results", "nt")
@@ -155,9 +173,26 @@ def test_broken_pair_fails_naming_the_pair_and_the_problem(tmp_path):
     )
     small = tmp_path / "small_machine.config"  # the default labels ask for up to 6 CPUs
     small.write_text("process.resourceLimits = [cpus: 2, memory: 6.GB, time: 1.h]\n")
-    r = nextflow(["run", str(ROOT), "-c", str(small), "--input", str(sheet), "--fasta", str(sim["fasta"]),
-                  "--outdir", "results", "--train_method", "lsi", "--skip_multiqc", "--trace_report_suffix", "broken"],
-                 tmp_path)
+    r = nextflow(
+        [
+            "run",
+            str(ROOT),
+            "-c",
+            str(small),
+            "--input",
+            str(sheet),
+            "--fasta",
+            str(sim["fasta"]),
+            "--outdir",
+            "results",
+            "--train_method",
+            "lsi",
+            "--skip_multiqc",
+            "--trace_report_suffix",
+            "broken",
+        ],
+        tmp_path,
+    )
     log = r.stdout + r.stderr
     assert r.returncode != 0, log[-3000:]
     assert "SEQALIGNATAC_PREPARE (broken_pair)" in log, log[-3000:]
@@ -182,9 +217,24 @@ def test_test_profile_in_podman_on_locally_built_images(tmp_path):
         pytest.skip("images not built (containers/build.sh cpu multiqc)")
     config = tmp_path / "local_images.config"
     config.write_text("podman.registry = 'localhost'\n")
-    r = nextflow(["run", str(ROOT), "-profile", "test,podman", "-c", str(config), "--outdir", "results",
-                  "--trace_report_suffix", "podman"], tmp_path)
+    r = nextflow(
+        [
+            "run",
+            str(ROOT),
+            "-profile",
+            "test,podman",
+            "-c",
+            str(config),
+            "--outdir",
+            "results",
+            "--trace_report_suffix",
+            "podman",
+        ],
+        tmp_path,
+    )
     assert_test_profile_results(r, tmp_path / "results", "podman")
     runs = sorted((tmp_path / "work").glob("*/*/.command.run"))
-    assert runs and all("podman run" in p.read_text() for p in runs), [str(p) for p in runs if "podman run" not in p.read_text()]
+    assert runs and all("podman run" in p.read_text() for p in runs), [
+        str(p) for p in runs if "podman run" not in p.read_text()
+    ]
     assert all("localhost/seqalignatac/" in p.read_text() for p in runs)

@@ -19,8 +19,9 @@ from seqalignatac.pp.mapping import prepare
 def _write(path, x, var_names, obs_names=None, obs=None, var=None):
     x = sp.csr_matrix(np.asarray(x, dtype=np.float32))
     obs_names = obs_names or [f"c{i}" for i in range(x.shape[0])]
-    obs = pd.DataFrame(obs if obs is not None else {"ct": ["A", "B"] * (x.shape[0] // 2) + ["A"] * (x.shape[0] % 2)},
-                       index=obs_names)
+    obs = pd.DataFrame(
+        obs if obs is not None else {"ct": ["A", "B"] * (x.shape[0] // 2) + ["A"] * (x.shape[0] % 2)}, index=obs_names
+    )
     var = pd.DataFrame(var, index=var_names) if var is not None else pd.DataFrame(index=var_names)
     a = ad.AnnData(X=x, obs=obs, var=var)
     a.write_h5ad(path)
@@ -34,12 +35,16 @@ def _run(*args):
 @pytest.fixture
 def pair(tmp_path):
     """Reference 4 peaks; query in Signac style, chrom names without 'chr', one peak split in two."""
-    ref = _write(tmp_path / "ref.h5ad",
-                 [[3, 0, 1, 0], [0, 2, 0, 1], [1, 1, 0, 0], [0, 0, 5, 1]],
-                 ["chr1:1000-1500", "chr1:5000-5400", "chr2:100-900", "chrM:10-300"])
-    qry = _write(tmp_path / "qry.h5ad",
-                 [[1, 1, 0, 0, 2], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0]],
-                 ["1-1100-1600", "1-1000-1300", "2_150_850", "MT-20-310", "3-100-200"])
+    ref = _write(
+        tmp_path / "ref.h5ad",
+        [[3, 0, 1, 0], [0, 2, 0, 1], [1, 1, 0, 0], [0, 0, 5, 1]],
+        ["chr1:1000-1500", "chr1:5000-5400", "chr2:100-900", "chrM:10-300"],
+    )
+    qry = _write(
+        tmp_path / "qry.h5ad",
+        [[1, 1, 0, 0, 2], [0, 0, 1, 0, 0], [0, 1, 0, 1, 0]],
+        ["1-1100-1600", "1-1000-1300", "2_150_850", "MT-20-310", "3-100-200"],
+    )
     return ref, qry
 
 
@@ -73,7 +78,10 @@ def test_overlap_must_exceed_half_width(tmp_path):
 
 
 def test_rare_peaks_dropped(tmp_path):
-    x = np.zeros((20, 3)); x[:, 0] = 1; x[0, 1] = 1; x[:5, 2] = 1
+    x = np.zeros((20, 3))
+    x[:, 0] = 1
+    x[0, 1] = 1
+    x[:5, 2] = 1
     ref = _write(tmp_path / "r.h5ad", x, ["chr1:0-500", "chr1:1000-1500", "chr1:3000-3500"])
     qry = _write(tmp_path / "q.h5ad", x[:10], ["chr1:0-500", "chr1:1000-1500", "chr1:3000-3500"])
     a, s = prepare(ref, qry, "ct", min_peak_frac=0.1)  # 30 cells -> at least 3
@@ -83,8 +91,12 @@ def test_rare_peaks_dropped(tmp_path):
 
 
 def test_var_columns_win_over_names(tmp_path):
-    ref = _write(tmp_path / "r.h5ad", [[1, 0], [0, 1]], ["p1", "p2"],
-                 var={"seqnames": ["chr1", "chr1"], "start": [0, 2000], "end": [500, 2500]})
+    ref = _write(
+        tmp_path / "r.h5ad",
+        [[1, 0], [0, 1]],
+        ["p1", "p2"],
+        var={"seqnames": ["chr1", "chr1"], "start": [0, 2000], "end": [500, 2500]},
+    )
     qry = _write(tmp_path / "q.h5ad", [[1, 1]], ["chr1:0-500", "chr1:2000-2500"])
     a, _ = prepare(ref, qry, "ct", min_peak_frac=0.0)
     assert list(a.var_names) == ["chr1:0-500", "chr1:2000-2500"]
@@ -108,8 +120,9 @@ def test_on_simulation(prepared, sim):
 
 def test_cli_writes_outputs(pair, tmp_path):
     ref, qry = pair
-    res = _run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "out",
-               "--min-peak-frac", "0")
+    res = _run(
+        "--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "out", "--min-peak-frac", "0"
+    )
     assert res.exit_code == 0, res.output
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"accessibility.h5ad", "peaks.bed", "prepare_summary.json"}
 
@@ -119,68 +132,117 @@ def test_cli_writes_outputs(pair, tmp_path):
 
 def test_missing_file(pair, tmp_path):
     ref, _ = pair
-    assert_one_line_error(_run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "nope.h5ad", "does not exist")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", tmp_path / "nope.h5ad", "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "nope.h5ad",
+        "does not exist",
+    )
 
 
 def test_unreadable_file(pair, tmp_path):
     ref, _ = pair
     bad = tmp_path / "bad.h5ad"
     bad.write_text("not hdf5")
-    assert_one_line_error(_run("--reference", ref, "--query", bad, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "bad.h5ad", "cannot read as .h5ad")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", bad, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "bad.h5ad",
+        "cannot read as .h5ad",
+    )
 
 
 def test_no_coordinates(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "genes.h5ad", [[1, 1]], ["GAPDH", "CD3E"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "genes.h5ad", "'GAPDH'", "not a peak coordinate")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "genes.h5ad",
+        "'GAPDH'",
+        "not a peak coordinate",
+    )
 
 
 @pytest.mark.parametrize("names, problem", [(["chr1:600-100", "chr1:700-900"], "start >= end")])
 def test_malformed_coordinates(pair, tmp_path, names, problem):
     ref, _ = pair
     q = _write(tmp_path / "mal.h5ad", [[1, 1]], names)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "mal.h5ad", "chr1:600-100", problem)
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "mal.h5ad",
+        "chr1:600-100",
+        problem,
+    )
 
 
 def test_negative_start(pair, tmp_path):
     ref, _ = pair
-    q = _write(tmp_path / "neg.h5ad", [[1, 1]], ["p1", "p2"],
-               var={"chrom": ["chr1", "chr1"], "start": [-5, 10], "end": [100, 200]})
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "neg.h5ad", "negative start")
+    q = _write(
+        tmp_path / "neg.h5ad",
+        [[1, 1]],
+        ["p1", "p2"],
+        var={"chrom": ["chr1", "chr1"], "start": [-5, 10], "end": [100, 200]},
+    )
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "neg.h5ad",
+        "negative start",
+    )
 
 
 def test_label_key_absent(pair, tmp_path):
     ref, qry = pair
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "celltype", "--outdir", tmp_path / "o"),
-         "ref.h5ad", "'celltype'", "available: ct")
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--query-labels-key", "truth",
-              "--outdir", tmp_path / "o"), "qry.h5ad", "'truth'")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", qry, "--labels-key", "celltype", "--outdir", tmp_path / "o"),
+        "ref.h5ad",
+        "'celltype'",
+        "available: ct",
+    )
+    assert_one_line_error(
+        _run(
+            "--reference",
+            ref,
+            "--query",
+            qry,
+            "--labels-key",
+            "ct",
+            "--query-labels-key",
+            "truth",
+            "--outdir",
+            tmp_path / "o",
+        ),
+        "qry.h5ad",
+        "'truth'",
+    )
 
 
 def test_labels_key_cannot_be_a_column_the_package_adds(pair, tmp_path):
     ref, qry = pair
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "domain", "--outdir", tmp_path / "o"),
-                          "ref.h5ad", "'domain' is a column seqAlignATAC adds")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", qry, "--labels-key", "domain", "--outdir", tmp_path / "o"),
+        "ref.h5ad",
+        "'domain' is a column seqAlignATAC adds",
+    )
 
 
 def test_all_labels_missing(tmp_path, pair):
     _, qry = pair
-    ref = _write(tmp_path / "nolab.h5ad", [[1, 0], [0, 1]], ["chr1:1000-1500", "chr2:100-900"],
-                 obs={"ct": [np.nan, ""]})
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "nolab.h5ad", "no labels")
+    ref = _write(
+        tmp_path / "nolab.h5ad", [[1, 0], [0, 1]], ["chr1:1000-1500", "chr2:100-900"], obs={"ct": [np.nan, ""]}
+    )
+    assert_one_line_error(
+        _run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "nolab.h5ad",
+        "no labels",
+    )
 
 
 def test_no_overlapping_peaks(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "far.h5ad", [[1, 1]], ["chr9:100-600", "chr9:5000-5500"])
-    line = assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-                "far.h5ad", "no query peak overlaps")
+    line = assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "far.h5ad",
+        "no query peak overlaps",
+    )
     assert "genome build" in line
     assert not (tmp_path / "o" / "prepare_summary.json").exists()
 
@@ -188,37 +250,73 @@ def test_no_overlapping_peaks(pair, tmp_path):
 def test_duplicate_names(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "dupc.h5ad", [[1, 1], [1, 0]], ["chr1:1000-1500", "chr2:100-900"], obs_names=["x", "x"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "dupc.h5ad", "duplicate cell names", "'x'")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "dupc.h5ad",
+        "duplicate cell names",
+        "'x'",
+    )
     q = tmp_path / "dupp.h5ad"
-    a = ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["a", "b"]),
-                   var=pd.DataFrame(index=["chr1:1000-1500", "chr1:1000-1500"]))
+    a = ad.AnnData(
+        X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)),
+        obs=pd.DataFrame(index=["a", "b"]),
+        var=pd.DataFrame(index=["chr1:1000-1500", "chr1:1000-1500"]),
+    )
     a.write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "dupp.h5ad", "duplicate peak names")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "dupp.h5ad",
+        "duplicate peak names",
+    )
 
 
 def test_empty_matrices(pair, tmp_path):
     ref, _ = pair
     q = _write(tmp_path / "zeros.h5ad", np.zeros((2, 2)), ["chr1:1000-1500", "chr2:100-900"])
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "zeros.h5ad", "no non-zero values")
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "zeros.h5ad",
+        "no non-zero values",
+    )
     q = tmp_path / "nocells.h5ad"
-    ad.AnnData(X=sp.csr_matrix((0, 2), dtype=np.float32), var=pd.DataFrame(index=["chr1:1-5", "chr1:9-20"])).write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "nocells.h5ad", "empty")
+    ad.AnnData(X=sp.csr_matrix((0, 2), dtype=np.float32), var=pd.DataFrame(index=["chr1:1-5", "chr1:9-20"])).write_h5ad(
+        q
+    )
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
+        "nocells.h5ad",
+        "empty",
+    )
 
 
 def test_transposed_input(pair, tmp_path):
     ref, _ = pair
     q = tmp_path / "t.h5ad"
-    ad.AnnData(X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)), obs=pd.DataFrame(index=["chr1:1-500", "chr1:900-1200"]),
-               var=pd.DataFrame(index=["AAAC-1", "AAAG-1"])).write_h5ad(q)
-    assert_one_line_error(_run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"),
-         "t.h5ad", "transpose")
+    ad.AnnData(
+        X=sp.csr_matrix(np.ones((2, 2), dtype=np.float32)),
+        obs=pd.DataFrame(index=["chr1:1-500", "chr1:900-1200"]),
+        var=pd.DataFrame(index=["AAAC-1", "AAAG-1"]),
+    ).write_h5ad(q)
+    assert_one_line_error(
+        _run("--reference", ref, "--query", q, "--labels-key", "ct", "--outdir", tmp_path / "o"), "t.h5ad", "transpose"
+    )
 
 
 def test_all_peaks_rare(pair, tmp_path):
     ref, qry = pair
-    assert_one_line_error(_run("--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o",
-              "--min-peak-frac", "0.99"), "ref.h5ad", "lower --min-peak-frac")
+    assert_one_line_error(
+        _run(
+            "--reference",
+            ref,
+            "--query",
+            qry,
+            "--labels-key",
+            "ct",
+            "--outdir",
+            tmp_path / "o",
+            "--min-peak-frac",
+            "0.99",
+        ),
+        "ref.h5ad",
+        "lower --min-peak-frac",
+    )

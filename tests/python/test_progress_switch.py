@@ -25,8 +25,16 @@ def test_quiet_progress_is_a_hidden_alias():
     assert "--quiet-progress" not in CliRunner().invoke(cli, ["annotate", "--help"]).output
 
 
-@pytest.mark.parametrize("flags, expected", [([], None), (["--progress"], True), (["--no-progress"], False),
-                                             (["--quiet-progress"], False), (["--progress", "--quiet-progress"], False)])
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        ([], None),
+        (["--progress"], True),
+        (["--no-progress"], False),
+        (["--quiet-progress"], False),
+        (["--progress", "--quiet-progress"], False),
+    ],
+)
 def test_annotate_passes_the_switch_on(monkeypatch, tmp_path, flags, expected):
     from seqalignatac.models.stage2 import api, outputs
 
@@ -38,7 +46,8 @@ def test_annotate_passes_the_switch_on(monkeypatch, tmp_path, flags, expected):
 
     monkeypatch.setattr(outputs, "read_cells", lambda path: None)
     monkeypatch.setattr(api, "annotate_full", stop)
-    r = CliRunner().invoke(cli, ["annotate", "--cells", str(tmp_path / "c.h5ad"), "--outdir", str(tmp_path / "o"),
-                                 *flags])
+    r = CliRunner().invoke(
+        cli, ["annotate", "--cells", str(tmp_path / "c.h5ad"), "--outdir", str(tmp_path / "o"), *flags]
+    )
     assert r.exit_code == 0, r.output
     assert seen == {"progress": expected}

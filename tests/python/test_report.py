@@ -33,16 +33,30 @@ def pipeline_run(sim, tmp_path_factory) -> dict:
     """One pair run through every real step (small settings), shared by the report tests."""
     d = tmp_path_factory.mktemp("report_run")
     sheet = d / "pairs.csv"
-    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
-                     f"{PAIR},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},{sim['fasta']}\n")
-    opts = RunOptions(model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
-                      train_overrides={"epochs": 4, "hidden": (64,), "bottleneck": 16},
-                      annotate_overrides={"epochs": 30})
+    sheet.write_text(
+        "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+        f"{PAIR},{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']},{sim['fasta']}\n"
+    )
+    opts = RunOptions(
+        model="kmer",
+        seed=0,
+        threads=2,
+        progress=False,
+        max_umap_cells=400,
+        train_overrides={"epochs": 4, "hidden": (64,), "bottleneck": 16},
+        annotate_overrides={"epochs": 30},
+    )
     (res,) = run_pipeline(read_samplesheet(sheet), d / "out", opts)
     assert res.ok, res.error
     pair_dir = d / "out" / PAIR
-    return {"pair_id": PAIR, "pair_dir": pair_dir, "out": d / "out", "report": res.report,
-            "mqc": pair_dir / "report" / f"{PAIR}_mqc.tsv", "index": d / "out" / "index.html"}
+    return {
+        "pair_id": PAIR,
+        "pair_dir": pair_dir,
+        "out": d / "out",
+        "report": res.report,
+        "mqc": pair_dir / "report" / f"{PAIR}_mqc.tsv",
+        "index": d / "out" / "index.html",
+    }
 
 
 def _mqc_header(path: Path) -> dict:
@@ -56,8 +70,15 @@ def test_report_content_matches_the_step_outputs(pipeline_run):
     prep = json.loads((pair_dir / "prepare" / "prepare_summary.json").read_text())
     metrics = json.loads((pair_dir / "annotate" / "metrics.json").read_text())
     train = json.loads((pair_dir / "train" / "train_summary.json").read_text())
-    for section in ("What went in", "Peak harmonization", "Stage 1", "Reference and query cells in the shared embedding",
-                    "Predictions for the query", "Accuracy against the query", "Software and parameters"):
+    for section in (
+        "What went in",
+        "Peak harmonization",
+        "Stage 1",
+        "Reference and query cells in the shared embedding",
+        "Predictions for the query",
+        "Accuracy against the query",
+        "Software and parameters",
+    ):
         assert section in text, section
     assert f"{prep['cells']['reference']:,}" in text and f"{prep['peaks_kept']:,}" in text
     assert f"{100 * prep['query_accessibility_retained']:.1f} %" in text
@@ -65,8 +86,15 @@ def test_report_content_matches_the_step_outputs(pipeline_run):
     assert f"{train['heldout_auroc']:.3f}" in text
     # Every figure is an inline PNG; nothing refers to another file or the network.
     imgs = re.findall(r'<img id="([\w-]+)"[^>]* src="([^"]{0,40})', text)
-    assert {i for i, _ in imgs} == {"fig-composition", "fig-training", "fig-umap", "fig-counts", "fig-confidence",
-                                    "fig-confusion", "fig-stage2"}
+    assert {i for i, _ in imgs} == {
+        "fig-composition",
+        "fig-training",
+        "fig-umap",
+        "fig-counts",
+        "fig-confidence",
+        "fig-confusion",
+        "fig-stage2",
+    }
     assert all(src.startswith("data:image/png;base64,") for _, src in imgs)
     assert "http://" not in text and "https://" not in text
     # Per-class table rows: one per true class.
@@ -92,9 +120,24 @@ def test_mqc_table_is_multiqc_custom_content(pipeline_run):
 
 def test_report_cli_explicit_dirs_pair_dir_and_index(pipeline_run, tmp_path):
     pd_ = pipeline_run["pair_dir"]
-    r = CliRunner().invoke(cli, ["report", "--pair-id", "x1", "--prepare-dir", str(pd_ / "prepare"),
-                                 "--train-dir", str(pd_ / "train"), "--annotate-dir", str(pd_ / "annotate"),
-                                 "--outdir", str(tmp_path / "x1" / "report"), "--max-umap-cells", "300"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--pair-id",
+            "x1",
+            "--prepare-dir",
+            str(pd_ / "prepare"),
+            "--train-dir",
+            str(pd_ / "train"),
+            "--annotate-dir",
+            str(pd_ / "annotate"),
+            "--outdir",
+            str(tmp_path / "x1" / "report"),
+            "--max-umap-cells",
+            "300",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert (tmp_path / "x1" / "report" / "x1_report.html").is_file()
     assert (tmp_path / "x1" / "report" / "x1_mqc.tsv").is_file()
@@ -146,14 +189,42 @@ def test_bad_inputs_name_the_file(pipeline_run, tmp_path):
     train = tmp_path / "train"
     shutil.copytree(pd_ / "train", train)
     (train / "train_summary.json").write_text("{not json")
-    r = CliRunner().invoke(cli, ["report", "--pair-id", "p", "--prepare-dir", str(pd_ / "prepare"), "--train-dir",
-                                 str(train), "--annotate-dir", str(pd_ / "annotate"), "--outdir", str(tmp_path / "r")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--pair-id",
+            "p",
+            "--prepare-dir",
+            str(pd_ / "prepare"),
+            "--train-dir",
+            str(train),
+            "--annotate-dir",
+            str(pd_ / "annotate"),
+            "--outdir",
+            str(tmp_path / "r"),
+        ],
+    )
     assert r.exit_code == 2 and "Traceback" not in r.output
     assert f"Error: {train / 'train_summary.json'}: not valid JSON" in r.output
     r = CliRunner().invoke(cli, ["report", "--pair-id", "p", "--outdir", str(tmp_path / "r")])
     assert r.exit_code == 2 and "missing --prepare-dir, --train-dir, --annotate-dir" in r.output
-    r = CliRunner().invoke(cli, ["report", "--prepare-dir", str(tmp_path / "nope"), "--pair-id", "p", "--train-dir",
-                                 str(train), "--annotate-dir", str(ann), "--outdir", str(tmp_path / "r")])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--prepare-dir",
+            str(tmp_path / "nope"),
+            "--pair-id",
+            "p",
+            "--train-dir",
+            str(train),
+            "--annotate-dir",
+            str(ann),
+            "--outdir",
+            str(tmp_path / "r"),
+        ],
+    )
     assert r.exit_code == 2 and "--prepare-dir is not a folder" in r.output
     assert not (tmp_path / "r" / "p_report.html").exists()  # nothing half-written
 
@@ -161,7 +232,9 @@ def test_bad_inputs_name_the_file(pipeline_run, tmp_path):
 def test_index_lists_failed_pairs(pipeline_run, tmp_path):
     out = tmp_path / "o"
     shutil.copytree(pipeline_run["pair_dir"] / "report", out / PAIR / "report")
-    path = build_index(out, {PAIR: {"ok": True, "seconds": 1.5}, "broken": {"ok": False, "error": "/x/r.h5ad: bad file"}})
+    path = build_index(
+        out, {PAIR: {"ok": True, "seconds": 1.5}, "broken": {"ok": False, "error": "/x/r.h5ad: bad file"}}
+    )
     text = path.read_text()
     assert "1 failed" in text and "/x/r.h5ad: bad file" in text
     assert f'href="{PAIR}/report/{PAIR}_report.html"' in text
@@ -193,8 +266,15 @@ window.__errs = [];
 </script>"""
 
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--disable-default-apps", "--mute-audio",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--disable-default-apps",
+    "--mute-audio",
 ]
 
 
@@ -210,8 +290,16 @@ def browser_check(page: Path, tmp: Path) -> tuple[dict, list[str]]:
     """Load ``page`` (a probed copy) headless; return (the probe's record, console lines from the log)."""
     exe = chromium_or_skip()
     profile = tmp / f"profile-{page.stem}"
-    cmd = [exe, *FLAGS, f"--user-data-dir={profile}", "--virtual-time-budget=10000", "--enable-logging=stderr",
-           "--v=0", "--dump-dom", page.resolve().as_uri()]
+    cmd = [
+        exe,
+        *FLAGS,
+        f"--user-data-dir={profile}",
+        "--virtual-time-budget=10000",
+        "--enable-logging=stderr",
+        "--v=0",
+        "--dump-dom",
+        page.resolve().as_uri(),
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     m = re.search(r'data-check="([^"]*)"', proc.stdout)
     assert m, f"page did not finish loading in chromium; stderr tail: {proc.stderr[-2000:]}"
@@ -230,17 +318,26 @@ def probed_copy(report: Path, dest: Path) -> Path:
 def test_probe_detects_errors_and_broken_images(tmp_path):
     """The check itself works: a console error and an undecodable image are caught."""
     page = tmp_path / "broken.html"
-    page.write_text('<!DOCTYPE html><html><head><title>t</title></head><body>'
-                    '<img id="bad" src="data:image/png;base64,iVBORw0KGgo=">'
-                    '<script>console.error("boom")</script></body></html>')
+    page.write_text(
+        "<!DOCTYPE html><html><head><title>t</title></head><body>"
+        '<img id="bad" src="data:image/png;base64,iVBORw0KGgo=">'
+        '<script>console.error("boom")</script></body></html>'
+    )
     record, console = browser_check(probed_copy(page, tmp_path / "broken_probed.html"), tmp_path)
     assert any("boom" in e for e in record["errors"])
     assert record["images"] == [{"id": "bad", "ok": False, "w": 0, "h": 0}]
     assert any("boom" in line for line in console)
 
 
-EXPECTED_FIGURES = {"fig-composition", "fig-training", "fig-umap", "fig-counts", "fig-confidence", "fig-confusion",
-                    "fig-stage2"}
+EXPECTED_FIGURES = {
+    "fig-composition",
+    "fig-training",
+    "fig-umap",
+    "fig-counts",
+    "fig-confidence",
+    "fig-confusion",
+    "fig-stage2",
+}
 
 
 def test_report_opens_without_errors_and_every_figure_renders(pipeline_run, tmp_path):

@@ -17,22 +17,59 @@ from seqalignatac.io.samplesheet import read_samplesheet
 from seqalignatac.workflow.pipeline import STEPS, RunOptions, run_pipeline
 
 # Small, fast settings (CPU, seconds); the step code paths are the real ones.
-FAST_ARGS = ["--model", "kmer", "--epochs", "4", "--train-opt", "hidden=64", "--train-opt", "bottleneck=16",
-             "--annotate-opt", "epochs=30", "--max-umap-cells", "400", "--seed", "0", "--threads", "2", "--no-progress"]
+FAST_ARGS = [
+    "--model",
+    "kmer",
+    "--epochs",
+    "4",
+    "--train-opt",
+    "hidden=64",
+    "--train-opt",
+    "bottleneck=16",
+    "--annotate-opt",
+    "epochs=30",
+    "--max-umap-cells",
+    "400",
+    "--seed",
+    "0",
+    "--threads",
+    "2",
+    "--no-progress",
+]
 LAYOUT = {
     "prepare": ["accessibility.h5ad", "peaks.bed", "prepare_summary.json"],
     "extract": ["peaks.fa", "peaks.fa.summary.json"],
     "embed": ["embeddings.h5"],
-    "train": ["cell_embeddings.h5ad", "model.safetensors", "training_curve.tsv", "training_curve.png",
-              "train_summary.json"],
-    "annotate": ["predictions.csv", "query_annotated.h5ad", "metrics.json", "per_class.csv", "confusion_matrix.csv",
-                 "model/annotator.json", "model/networks.safetensors", "annotate_summary.json"],
+    "train": [
+        "cell_embeddings.h5ad",
+        "model.safetensors",
+        "training_curve.tsv",
+        "training_curve.png",
+        "train_summary.json",
+    ],
+    "annotate": [
+        "predictions.csv",
+        "query_annotated.h5ad",
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "model/annotator.json",
+        "model/networks.safetensors",
+        "annotate_summary.json",
+    ],
 }
 
 
 def _fast_opts(**kw) -> RunOptions:
-    base = dict(model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
-                train_overrides={"epochs": 4, "hidden": (64,), "bottleneck": 16}, annotate_overrides={"epochs": 30})
+    base = dict(
+        model="kmer",
+        seed=0,
+        threads=2,
+        progress=False,
+        max_umap_cells=400,
+        train_overrides={"epochs": 4, "hidden": (64,), "bottleneck": 16},
+        annotate_overrides={"epochs": 30},
+    )
     base.update(kw)
     return RunOptions(**base)
 
@@ -50,8 +87,9 @@ def two_pairs(sim, tmp_path_factory) -> dict:
         f"bad,{broken},{sim['labels_key']},{sim['query']},,\n"
     )
     out = d / "out"
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--fasta", sim["fasta"], "--outdir", str(out),
-                                   *FAST_ARGS])
+    res = CliRunner().invoke(
+        cli, ["run", "--samplesheet", str(sheet), "--fasta", sim["fasta"], "--outdir", str(out), *FAST_ARGS]
+    )
     return {"sheet": sheet, "out": out, "broken": broken, "result": res, "fasta": sim["fasta"]}
 
 
@@ -76,7 +114,9 @@ def test_broken_pair_is_reported_and_the_other_completes(two_pairs):
 def test_rerun_skips_everything_and_param_change_reruns_only_downstream(two_pairs):
     out, sheet = two_pairs["out"], two_pairs["sheet"]
     pairs = [p for p in read_samplesheet(sheet) if p.pair_id == "good"]
-    outputs = {p: p.stat().st_mtime_ns for p in (out / "good").rglob("*") if p.is_file() and ".seqalignatac" not in p.parts}
+    outputs = {
+        p: p.stat().st_mtime_ns for p in (out / "good").rglob("*") if p.is_file() and ".seqalignatac" not in p.parts
+    }
     opts = _fast_opts(fasta=Path(two_pairs["fasta"]))
     (r,) = run_pipeline(pairs, out, opts)
     assert r.ok and r.ran == [] and r.skipped == list(STEPS)
@@ -100,28 +140,71 @@ def test_rerun_skips_everything_and_param_change_reruns_only_downstream(two_pair
 
 
 def test_unknown_step_option_fails_before_any_work(two_pairs, tmp_path):
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(two_pairs["sheet"]), "--fasta", two_pairs["fasta"],
-                                   "--outdir", str(tmp_path / "o"), "--model", "kmer", "--train-opt", "hiden=64"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--samplesheet",
+            str(two_pairs["sheet"]),
+            "--fasta",
+            two_pairs["fasta"],
+            "--outdir",
+            str(tmp_path / "o"),
+            "--model",
+            "kmer",
+            "--train-opt",
+            "hiden=64",
+        ],
+    )
     assert res.exit_code == 2 and "Traceback" not in res.output
     assert "--train-opt: unknown option(s) hiden; allowed:" in res.output and "hidden" in res.output
     assert not (tmp_path / "o" / "good").exists()
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(two_pairs["sheet"]), "--outdir", str(tmp_path / "o"),
-                                   "--model", "kmer", "--train-opt", "nonsense"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--samplesheet",
+            str(two_pairs["sheet"]),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--model",
+            "kmer",
+            "--train-opt",
+            "nonsense",
+        ],
+    )
     assert res.exit_code == 2 and "expected KEY=VALUE" in res.output
 
 
 def test_lsi_knn_run_needs_no_genome_or_model(sim, tmp_path):
     """The sequence-free ablation: prepare, train (LSI), annotate (kNN), report; no extract/embed."""
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,labels_key,query\n"
-                     f"lsi,{sim['reference']},{sim['labels_key']},{sim['query']}\n")
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--outdir", str(tmp_path / "o"),
-                                   "--train-method", "lsi", "--annotate-method", "knn", "--max-umap-cells", "300",
-                                   "--no-progress"])
+    sheet.write_text(f"pair_id,reference,labels_key,query\nlsi,{sim['reference']},{sim['labels_key']},{sim['query']}\n")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "run",
+            "--samplesheet",
+            str(sheet),
+            "--outdir",
+            str(tmp_path / "o"),
+            "--train-method",
+            "lsi",
+            "--annotate-method",
+            "knn",
+            "--max-umap-cells",
+            "300",
+            "--no-progress",
+        ],
+    )
     assert res.exit_code == 0, res.output
     pair = tmp_path / "o" / "lsi"
-    assert sorted(p.name for p in pair.iterdir() if not p.name.startswith(".")) == ["annotate", "prepare", "report",
-                                                                                    "train"]
+    assert sorted(p.name for p in pair.iterdir() if not p.name.startswith(".")) == [
+        "annotate",
+        "prepare",
+        "report",
+        "train",
+    ]
     assert json.loads((pair / "train" / "train_summary.json").read_text())["method"] == "lsi"
     assert not (pair / "annotate" / "metrics.json").exists()  # no query_labels_key: nothing to score
     text = (pair / "report" / "lsi_report.html").read_text()

@@ -25,12 +25,40 @@ from seqalignatac.workflow.pipeline import RunOptions, run_pipeline
 def test_killed_run_resumes(sim, tmp_path):
     """SIGKILL the runner while stage 1 trains; the next run skips finished steps and resumes train."""
     sheet = tmp_path / "pairs.csv"
-    sheet.write_text("pair_id,reference,labels_key,query,query_labels_key\n"
-                     f"p,{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n")
+    sheet.write_text(
+        "pair_id,reference,labels_key,query,query_labels_key\n"
+        f"p,{sim['reference']},{sim['labels_key']},{sim['query']},{sim['labels_key']}\n"
+    )
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "seqalignatac", "run", "--samplesheet", str(sheet), "--fasta", sim["fasta"],
-           "--outdir", str(out), "--model", "kmer", "--epochs", "40", "--train-opt", "hidden=64", "--train-opt", "patience=5",
-           "--annotate-opt", "epochs=30", "--seed", "0", "--threads", "2", "--max-umap-cells", "400", "--no-progress"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "seqalignatac",
+        "run",
+        "--samplesheet",
+        str(sheet),
+        "--fasta",
+        sim["fasta"],
+        "--outdir",
+        str(out),
+        "--model",
+        "kmer",
+        "--epochs",
+        "40",
+        "--train-opt",
+        "hidden=64",
+        "--train-opt",
+        "patience=5",
+        "--annotate-opt",
+        "epochs=30",
+        "--seed",
+        "0",
+        "--threads",
+        "2",
+        "--max-umap-cells",
+        "400",
+        "--no-progress",
+    ]
     # written at every epoch end, in the staging folder that is published when train finishes
     checkpoint = staging_path(out / "p" / "train") / "checkpoint" / "state.pt"
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
@@ -47,8 +75,16 @@ def test_killed_run_resumes(sim, tmp_path):
     assert not (out / "p" / ".seqalignatac" / "train.done.json").exists()
 
     pairs = read_samplesheet(sheet)
-    opts = RunOptions(fasta=Path(sim["fasta"]), model="kmer", seed=0, threads=2, progress=False, max_umap_cells=400,
-                      train_overrides={"hidden": [64], "patience": 5, "epochs": 40}, annotate_overrides={"epochs": 30})
+    opts = RunOptions(
+        fasta=Path(sim["fasta"]),
+        model="kmer",
+        seed=0,
+        threads=2,
+        progress=False,
+        max_umap_cells=400,
+        train_overrides={"hidden": [64], "patience": 5, "epochs": 40},
+        annotate_overrides={"epochs": 30},
+    )
     (r,) = run_pipeline(pairs, out, opts)
     assert r.ok, r.error
     assert r.skipped == ["prepare", "extract", "embed"]
@@ -59,8 +95,24 @@ def test_killed_run_resumes(sim, tmp_path):
 
 @pytest.mark.slow
 def test_demo_prints_the_report_path(tmp_path):
-    args = ["demo", "--outdir", str(tmp_path / "demo"), "--cells", "300", "--peaks", "600", "--cell-types", "3",
-            "--epochs", "2", "--annotate-opt", "epochs=10", "--max-umap-cells", "300", "--no-progress"]
+    args = [
+        "demo",
+        "--outdir",
+        str(tmp_path / "demo"),
+        "--cells",
+        "300",
+        "--peaks",
+        "600",
+        "--cell-types",
+        "3",
+        "--epochs",
+        "2",
+        "--annotate-opt",
+        "epochs=10",
+        "--max-umap-cells",
+        "300",
+        "--no-progress",
+    ]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     report = tmp_path / "demo" / "results" / "demo" / "report" / "demo_report.html"
@@ -74,9 +126,20 @@ def test_demo_prints_the_report_path(tmp_path):
     pred = pd.read_csv(annotate_dir / "predictions.csv", dtype={"cell_id": str})
     assert list(pred["cell_id"]) == list(query.obs_names)
     assert list(ad.read_h5ad(annotate_dir / "query_annotated.h5ad").obs_names) == list(query.obs_names)
-    ev = CliRunner().invoke(cli, ["evaluate", "--predictions", str(annotate_dir / "predictions.csv"),
-                                  "--truth", str(tmp_path / "demo" / "data" / "query.h5ad"), "--labels-key", "cell_type",
-                                  "--outdir", str(tmp_path / "eval")])
+    ev = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--predictions",
+            str(annotate_dir / "predictions.csv"),
+            "--truth",
+            str(tmp_path / "demo" / "data" / "query.h5ad"),
+            "--labels-key",
+            "cell_type",
+            "--outdir",
+            str(tmp_path / "eval"),
+        ],
+    )
     assert ev.exit_code == 0, ev.output
     scored = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     expected = json.loads((annotate_dir / "metrics.json").read_text())

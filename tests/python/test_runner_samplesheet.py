@@ -25,8 +25,7 @@ def test_valid_sheet_resolves_paths_beside_the_sheet(tmp_path, monkeypatch):
     data.mkdir()
     for f in ("ref.h5ad", "q.h5ad", "g.fa"):
         (data / f).write_text("x")
-    sheet = _sheet(data, HEADER + "p1,ref.h5ad,cell_type,q.h5ad,,g.fa\n\n"
-                   "p2,ref.h5ad, cell_type ,q.h5ad,cell_type,\n")
+    sheet = _sheet(data, HEADER + "p1,ref.h5ad,cell_type,q.h5ad,,g.fa\n\np2,ref.h5ad, cell_type ,q.h5ad,cell_type,\n")
     monkeypatch.chdir(tmp_path)  # the files are not relative to the current folder: found beside the sheet
     pairs = read_samplesheet(sheet)
     assert [p.pair_id for p in pairs] == ["p1", "p2"]
@@ -65,7 +64,10 @@ def test_bom_and_only_required_columns(tmp_path):
         (HEADER + "p1,r.h5ad,,q.h5ad,,\n", "row 2, column 'labels_key': empty"),
         (HEADER + "my pair,r.h5ad,l,q.h5ad,,\n", "row 2, column 'pair_id': 'my pair' is not a valid id"),
         (HEADER + "a/b,r.h5ad,l,q.h5ad,,\n", "row 2, column 'pair_id'"),
-        (HEADER + "p1,r.h5ad,l,q.h5ad,,\np1,r.h5ad,l,q.h5ad,,\n", "row 3, column 'pair_id': 'p1' is already used on row 2"),
+        (
+            HEADER + "p1,r.h5ad,l,q.h5ad,,\np1,r.h5ad,l,q.h5ad,,\n",
+            "row 3, column 'pair_id': 'p1' is already used on row 2",
+        ),
         (HEADER + "p1,r.h5ad,l,q.h5ad\n", "row 2 has 4 fields but the header has 6"),
         (HEADER + "p1,r.mtx,l,q.h5ad,,\n", "row 2, column 'reference': 'r.mtx' is not an .h5ad file"),
         ("pair_id,reference,labels_key,querry\n", "unknown column 'querry'; did you mean 'query'?"),
@@ -116,7 +118,9 @@ def test_check_files_names_the_missing_file(tmp_path, monkeypatch):
 
 def test_cli_bad_samplesheet_is_one_line_exit_2(tmp_path):
     sheet = _sheet(tmp_path, HEADER + "p 1,r.h5ad,l,q.h5ad,,\n")
-    res = CliRunner().invoke(cli, ["run", "--samplesheet", str(sheet), "--model", "kmer", "--outdir", str(tmp_path / "o")])
+    res = CliRunner().invoke(
+        cli, ["run", "--samplesheet", str(sheet), "--model", "kmer", "--outdir", str(tmp_path / "o")]
+    )
     assert res.exit_code == 2
     assert "Traceback" not in res.output
     assert f"Error: {sheet}: row 2, column 'pair_id'" in res.output

@@ -18,7 +18,7 @@ def _table_rows(section: str) -> dict[str, str]:
     text = DOC.read_text()
     start = text.index(f"## `[{section}]`")
     end = text.find("\n## ", start + 1)
-    body = text[start: end if end > 0 else len(text)]
+    body = text[start : end if end > 0 else len(text)]
     return dict(re.findall(r"^\| `(\w+)` \| `([^`]*)` \|", body, flags=re.MULTILINE))
 
 

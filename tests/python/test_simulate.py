@@ -60,7 +60,7 @@ def test_genome_and_motifs(sim):
     for _, row in spec.iterrows():
         t = int(str(row["types"]).split(",")[0])
         motif = params["motifs"][f"type_{t}"]
-        s = str(fa[row["chrom"]][row["start"]:row["end"]])
+        s = str(fa[row["chrom"]][row["start"] : row["end"]])
         hits += motif in s or motif.translate(comp)[::-1] in s
     assert hits == len(spec)
 
@@ -99,8 +99,9 @@ def test_deterministic_and_seed_changes(tmp_path):
 
 
 def test_novel_types_edge_peaks_and_no_genome(tmp_path):
-    d = simulate(tmp_path, n_cells=200, n_peaks=200, n_cell_types=3, seed=1, novel_query_types=1,
-                 edge_peaks=2, genome=False)
+    d = simulate(
+        tmp_path, n_cells=200, n_peaks=200, n_cell_types=3, seed=1, novel_query_types=1, edge_peaks=2, genome=False
+    )
     assert d["fasta"] is None and not (tmp_path / "genome.fa").exists()
     ref, qry = ad.read_h5ad(d["reference"]), ad.read_h5ad(d["query"])
     assert "novel_0" not in set(ref.obs["cell_type"]) and "novel_0" in set(qry.obs["cell_type"])
@@ -110,8 +111,10 @@ def test_novel_types_edge_peaks_and_no_genome(tmp_path):
 
 
 def test_cli(tmp_path):
-    res = CliRunner().invoke(cli, ["simulate", "--outdir", str(tmp_path), "--cells", "50", "--peaks", "60",
-                                   "--cell-types", "2", "--seed", "3"])
+    res = CliRunner().invoke(
+        cli,
+        ["simulate", "--outdir", str(tmp_path), "--cells", "50", "--peaks", "60", "--cell-types", "2", "--seed", "3"],
+    )
     assert res.exit_code == 0, res.output
     out = json.loads(res.output)
     assert ad.read_h5ad(out["reference"]).n_obs == 30

@@ -24,8 +24,7 @@ from seqalignatac.models.stage1.model import CellHead, output_step
 torch.set_num_threads(1)
 
 FAST = dict(hidden=(64,), bottleneck=16, batch_size=128, progress=False, threads=1)
-LAYOUT = ("cell_embeddings.h5ad", "model.safetensors", "training_curve.tsv", "training_curve.png",
-          "train_summary.json")
+LAYOUT = ("cell_embeddings.h5ad", "model.safetensors", "training_curve.tsv", "training_curve.png", "train_summary.json")
 
 
 @pytest.fixture(scope="module")
@@ -130,11 +129,12 @@ def test_epoch_visits_every_training_entry_once():
         peaks, cells, rows, cols = b.step(plan, k)
         assert 6 <= len(peaks) <= 7 and len(cells) <= 10
         seen += list(zip(peaks[rows].tolist(), cells[cols].tolist()))
-    expected = {(p, c) for p in train_peaks for c in M.indices[M.indptr[p]:M.indptr[p + 1]]}
+    expected = {(p, c) for p in train_peaks for c in M.indices[M.indptr[p] : M.indptr[p + 1]]}
     assert len(seen) == len(set(seen)) == len(expected) and set(seen) == expected
     r, c = gather_rows(torch.as_tensor(M.indptr), torch.as_tensor(M.indices), torch.tensor([4, 2]))
     assert sorted(zip(r.tolist(), c.tolist())) == sorted(
-        [(0, j) for j in M.indices[M.indptr[4]:M.indptr[5]]] + [(1, j) for j in M.indices[M.indptr[2]:M.indptr[3]]])
+        [(0, j) for j in M.indices[M.indptr[4] : M.indptr[5]]] + [(1, j) for j in M.indices[M.indptr[2] : M.indptr[3]]]
+    )
 
 
 def test_output_step_matches_autograd_bce():
@@ -181,8 +181,9 @@ def test_lsi_reference_fit_query_projection(acc):
     # Fitted on the reference only: query cells do not change the reference embedding.
     ref_only = acc[acc.obs["domain"] == "reference"].copy()
     cells_ref, _ = lsi(ref_only, lsi_components=20, lsi_fit_on="reference")
-    np.testing.assert_allclose(cells_ref.obsm[EMBEDDING_KEY],
-                               cells[acc.obs["domain"] == "reference"].obsm[EMBEDDING_KEY], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        cells_ref.obsm[EMBEDDING_KEY], cells[acc.obs["domain"] == "reference"].obsm[EMBEDDING_KEY], rtol=1e-4, atol=1e-5
+    )
 
 
 def test_lsi_drops_a_depth_component():
@@ -195,8 +196,9 @@ def test_lsi_drops_a_depth_component():
     typ = rng.integers(0, 2, n)
     prob = depth[:, None] * np.where((np.arange(p)[None, :] < p // 2) == (typ[:, None] == 0), 1.3, 0.7)
     X = sp.csr_matrix((rng.random((n, p)) < prob).astype(np.float32))
-    a = ad.AnnData(X, obs=pd.DataFrame({"domain": ["reference"] * 200 + ["query"] * 100},
-                                       index=[f"c{i}" for i in range(n)]))
+    a = ad.AnnData(
+        X, obs=pd.DataFrame({"domain": ["reference"] * 200 + ["query"] * 100}, index=[f"c{i}" for i in range(n)])
+    )
     _, s = lsi(a, lsi_components=10)
     assert 1 in s["dropped_components"] and abs(s["depth_correlation"][0]) > 0.75
 
@@ -209,8 +211,23 @@ def test_cli_nt_and_lsi_write_the_same_layout(prepared, kmer_store, tmp_path):
     accp = prepared / "accessibility.h5ad"
     settings = tmp_path / "settings.toml"
     settings.write_text("[train]\nhidden = [32]\nbottleneck = 8\nlsi_components = 12\n")
-    r = _cli("--accessibility", accp, "--embeddings", kmer_store, "--outdir", tmp_path / "nt", "--epochs", 2,
-             "--config", settings, "--threads", 1, "--no-progress", "--device", "cpu")
+    r = _cli(
+        "--accessibility",
+        accp,
+        "--embeddings",
+        kmer_store,
+        "--outdir",
+        tmp_path / "nt",
+        "--epochs",
+        2,
+        "--config",
+        settings,
+        "--threads",
+        1,
+        "--no-progress",
+        "--device",
+        "cpu",
+    )
     assert r.exit_code == 0, r.output
     r2 = _cli("--accessibility", accp, "--outdir", tmp_path / "lsi", "--method", "lsi", "--config", settings)
     assert r2.exit_code == 0, r2.output
@@ -230,7 +247,9 @@ def test_cli_nt_and_lsi_write_the_same_layout(prepared, kmer_store, tmp_path):
     from safetensors.numpy import load_file
 
     w = load_file(str(tmp_path / "nt" / "model.safetensors"))
-    np.testing.assert_array_equal(w["cell_weights"], ad.read_h5ad(tmp_path / "nt" / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(
+        w["cell_weights"], ad.read_h5ad(tmp_path / "nt" / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY]
+    )
 
 
 @pytest.mark.realdata
@@ -240,7 +259,8 @@ def test_lsi_on_granja_reference_separates_types(shared_data):
     from pathlib import Path
 
     spec = importlib.util.spec_from_file_location(
-        "stage1_lsi_defaults", Path(__file__).resolve().parents[2] / "benchmarks" / "stage1_lsi_defaults.py")
+        "stage1_lsi_defaults", Path(__file__).resolve().parents[2] / "benchmarks" / "stage1_lsi_defaults.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     a = mod.load_granja(shared_data / "granja2019_bmmc_hemato")

@@ -22,8 +22,13 @@ FAST = dict(hidden=(16,), bottleneck=4, epochs=1, progress=False, threads=1)
 def _toy(n_cells=40, n_peaks=30, seed=0) -> ad.AnnData:
     rng = np.random.default_rng(seed)
     X = sp.csr_matrix((rng.random((n_cells, n_peaks)) < 0.3).astype(np.uint8))
-    obs = pd.DataFrame({"domain": ["reference"] * (n_cells // 2) + ["query"] * (n_cells - n_cells // 2),
-                        "label": ["A", "B"] * (n_cells // 2)}, index=[f"cell{i}" for i in range(n_cells)])
+    obs = pd.DataFrame(
+        {
+            "domain": ["reference"] * (n_cells // 2) + ["query"] * (n_cells - n_cells // 2),
+            "label": ["A", "B"] * (n_cells // 2),
+        },
+        index=[f"cell{i}" for i in range(n_cells)],
+    )
     var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(n_peaks)])
     return ad.AnnData(X, obs=obs, var=var, uns={"seqalignatac": {"prepare": {}}})  # what `train` checks
 
@@ -72,8 +77,9 @@ def test_peaks_without_embedding(files, tmp_path):
     ids = list(a.var_names)
     write_embeddings(tmp_path / "part.h5", ids[:25] + ["chrX:1-2", "chrX:3-4"], _emb(a)[:27])
     r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o2")
-    _one_line_error(r, "5 of 30 peaks have no embedding", "2 embedded ids are not peaks", ids[25],
-                    'missing_embeddings = "drop"')
+    _one_line_error(
+        r, "5 of 30 peaks have no embedding", "2 embedded ids are not peaks", ids[25], 'missing_embeddings = "drop"'
+    )
 
 
 def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
@@ -81,9 +87,19 @@ def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
     a, accp, _ = files
     ids = list(a.var_names)
     write_embeddings(tmp_path / "part.h5", ids[:25], _emb(a)[:25])
-    r = _cli("--accessibility", accp, "--embeddings", tmp_path / "part.h5", "--outdir", tmp_path / "o3",
-             "--epochs", 1, "--no-progress",
-             "--config", _settings(tmp_path, 'hidden = [16]\nbottleneck = 4\nmissing_embeddings = "drop"\n'))
+    r = _cli(
+        "--accessibility",
+        accp,
+        "--embeddings",
+        tmp_path / "part.h5",
+        "--outdir",
+        tmp_path / "o3",
+        "--epochs",
+        1,
+        "--no-progress",
+        "--config",
+        _settings(tmp_path, 'hidden = [16]\nbottleneck = 4\nmissing_embeddings = "drop"\n'),
+    )
     assert r.exit_code == 0, r.output
     summary = json.loads((tmp_path / "o3" / "train_summary.json").read_text())
     assert summary["n_peaks_without_embedding"] == 5
@@ -92,8 +108,16 @@ def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
     assert cells.obsm[EMBEDDING_KEY].shape == (a.n_obs, 4)
     # none at all is still an error, dropping or not
     write_embeddings(tmp_path / "none.h5", ["chrX:1-2"], _emb(a)[:1])
-    r = _cli("--accessibility", accp, "--embeddings", tmp_path / "none.h5", "--outdir", tmp_path / "o4",
-             "--config", tmp_path / "settings.toml")
+    r = _cli(
+        "--accessibility",
+        accp,
+        "--embeddings",
+        tmp_path / "none.h5",
+        "--outdir",
+        tmp_path / "o4",
+        "--config",
+        tmp_path / "settings.toml",
+    )
     _one_line_error(r, "none of the 30 peaks", "has an embedding")
 
 
@@ -143,46 +167,82 @@ def test_all_cells_empty_is_an_error(files, tmp_path):
     with pytest.raises(InputError, match="none of the 40 cells has an accessible peak"):
         train(a, _emb(a), **FAST)
     a.write_h5ad(tmp_path / "empty.h5ad")
-    _one_line_error(_cli("--accessibility", tmp_path / "empty.h5ad", "--outdir", tmp_path / "o4", "--method", "lsi"),
-                    "none of the 40 cells")
+    _one_line_error(
+        _cli("--accessibility", tmp_path / "empty.h5ad", "--outdir", tmp_path / "o4", "--method", "lsi"),
+        "none of the 40 cells",
+    )
 
 
 def test_outdir_with_another_runs_files(files, tmp_path):
     a, accp, embp = files
     out = tmp_path / "out"
     small = _settings(tmp_path, "hidden = [8]\nbottleneck = 4\n")
-    assert _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 1, "--config", small,
-                "--no-progress").exit_code == 0
+    assert (
+        _cli(
+            "--accessibility",
+            accp,
+            "--embeddings",
+            embp,
+            "--outdir",
+            out,
+            "--epochs",
+            1,
+            "--config",
+            small,
+            "--no-progress",
+        ).exit_code
+        == 0
+    )
     again = _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 1, "--no-progress")
     _one_line_error(again, "already holds files of another run", "resume = true")
     resume = _settings(tmp_path, "hidden = [8]\nbottleneck = 4\nresume = true\n", "resume.toml")
-    other = _cli("--accessibility", accp, "--embeddings", embp, "--outdir", out, "--epochs", 2, "--config", resume,
-                 "--no-progress")
+    other = _cli(
+        "--accessibility",
+        accp,
+        "--embeddings",
+        embp,
+        "--outdir",
+        out,
+        "--epochs",
+        2,
+        "--config",
+        resume,
+        "--no-progress",
+    )
     _one_line_error(other, "another run's files", "epochs")
     lsi_run = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi")
     _one_line_error(lsi_run, "already holds files")
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "train_summary.json").write_text("{}")
-    _one_line_error(_cli("--accessibility", accp, "--embeddings", embp, "--outdir", foreign, "--config", resume),
-                    "no run.json")
+    _one_line_error(
+        _cli("--accessibility", accp, "--embeddings", embp, "--outdir", foreign, "--config", resume), "no run.json"
+    )
 
 
 def test_other_bad_options_and_files(files, tmp_path):
     _, accp, embp = files
     _one_line_error(_cli("--accessibility", accp, "--outdir", tmp_path / "o"), "--embeddings is required")
     (tmp_path / "bad.h5ad").write_text("not hdf5")
-    _one_line_error(_cli("--accessibility", tmp_path / "bad.h5ad", "--outdir", tmp_path / "o", "--method", "lsi"),
-                    "cannot read as .h5ad")
-    _one_line_error(_cli("--accessibility", tmp_path / "missing.h5ad", "--outdir", tmp_path / "o", "--method", "lsi"),
-                    "does not exist")
-    _one_line_error(_cli("--accessibility", accp, "--embeddings", tmp_path / "nope.h5", "--outdir", tmp_path / "o"),
-                    "embedding store does not exist")
+    _one_line_error(
+        _cli("--accessibility", tmp_path / "bad.h5ad", "--outdir", tmp_path / "o", "--method", "lsi"),
+        "cannot read as .h5ad",
+    )
+    _one_line_error(
+        _cli("--accessibility", tmp_path / "missing.h5ad", "--outdir", tmp_path / "o", "--method", "lsi"),
+        "does not exist",
+    )
+    _one_line_error(
+        _cli("--accessibility", accp, "--embeddings", tmp_path / "nope.h5", "--outdir", tmp_path / "o"),
+        "embedding store does not exist",
+    )
     import torch
 
     if not torch.cuda.is_available():
-        _one_line_error(_cli("--accessibility", accp, "--embeddings", embp, "--outdir", tmp_path / "o5",
-                             "--device", "cuda"), "no CUDA GPU")
+        _one_line_error(
+            _cli("--accessibility", accp, "--embeddings", embp, "--outdir", tmp_path / "o5", "--device", "cuda"),
+            "no CUDA GPU",
+        )
 
 
 def test_negative_or_nonfinite_counts(tmp_path):

@@ -28,8 +28,10 @@ def _two_domains(n_ref=150, n_query=150, n_shared=200, n_query_only=40, seed=0) 
     prob = np.where(block[None, :] == typ[:, None], 0.35, 0.08) * rng.uniform(0.6, 1.4, n)[:, None]
     prob[:n_ref, n_shared:] = 0.0  # the last peaks are never open in the reference
     X = sp.csr_matrix((rng.random((n, p)) < prob).astype(np.uint8))
-    obs = pd.DataFrame({"domain": ["reference"] * n_ref + ["query"] * n_query,
-                        "label": pd.Categorical([f"t{t}" for t in typ])}, index=[f"c{i}" for i in range(n)])
+    obs = pd.DataFrame(
+        {"domain": ["reference"] * n_ref + ["query"] * n_query, "label": pd.Categorical([f"t{t}" for t in typ])},
+        index=[f"c{i}" for i in range(n)],
+    )
     var = pd.DataFrame(index=[f"chr1:{i * 1000}-{i * 1000 + 500}" for i in range(p)])
     return ad.AnnData(X, obs=obs, var=var, uns={"seqalignatac": {"prepare": {}}})  # what `train` checks
 
@@ -93,13 +95,16 @@ def test_tfidf_variants_separate_types(pair, variant):
     assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
 
 
-@pytest.mark.parametrize("kw, needle", [
-    ({"lsi_fit_on": "query"}, "lsi_fit_on must be one of reference, all, got 'query'"),
-    ({"lsi_tfidf": "tf"}, "lsi_tfidf must be one of"),
-    ({"lsi_normalize": "l1"}, "lsi_normalize must be one of"),
-    ({"lsi_components": 0}, "invalid value for lsi_components: 0 is not in the range x>=1"),
-    ({"lsi_n_iter": 0}, "invalid value for lsi_n_iter"),
-])
+@pytest.mark.parametrize(
+    "kw, needle",
+    [
+        ({"lsi_fit_on": "query"}, "lsi_fit_on must be one of reference, all, got 'query'"),
+        ({"lsi_tfidf": "tf"}, "lsi_tfidf must be one of"),
+        ({"lsi_normalize": "l1"}, "lsi_normalize must be one of"),
+        ({"lsi_components": 0}, "invalid value for lsi_components: 0 is not in the range x>=1"),
+        ({"lsi_n_iter": 0}, "invalid value for lsi_n_iter"),
+    ],
+)
 def test_bad_values_are_one_line_input_errors(pair, kw, needle):
     with pytest.raises(InputError) as e:
         lsi(pair, **kw)
@@ -126,18 +131,43 @@ def test_cli_fit_on_is_recorded_and_checked_on_resume(pair, tmp_path):
     assert summary["lsi_fit_on"] == "all" and summary["lsi_tfidf"] == "logtf_logidf"
     # The CLI gives the same embedding as the Python call.
     direct, _ = lsi(pair, lsi_components=8, lsi_fit_on="all", lsi_tfidf="logtf_logidf")
-    np.testing.assert_array_equal(ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY],
-                                  direct.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(
+        ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY], direct.obsm[EMBEDDING_KEY]
+    )
     assert ad.read_h5ad(out / "cell_embeddings.h5ad").uns["seqalignatac"]["stage1"]["lsi_fit_on"] == "all"
     assert json.loads((out / "run.json").read_text())["lsi_fit_on"] == "all"
-    again = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi",
-                 "--config", settings("again.toml", 'lsi_fit_on = "all"\nresume = true\n'))
+    again = _cli(
+        "--accessibility",
+        accp,
+        "--outdir",
+        out,
+        "--method",
+        "lsi",
+        "--config",
+        settings("again.toml", 'lsi_fit_on = "all"\nresume = true\n'),
+    )
     assert again.exit_code == 0, again.output
-    other = _cli("--accessibility", accp, "--outdir", out, "--method", "lsi", "--config",
-                 settings("other.toml", 'lsi_fit_on = "reference"\nlsi_tfidf = "log_tfidf"\nresume = true\n'))
+    other = _cli(
+        "--accessibility",
+        accp,
+        "--outdir",
+        out,
+        "--method",
+        "lsi",
+        "--config",
+        settings("other.toml", 'lsi_fit_on = "reference"\nlsi_tfidf = "log_tfidf"\nresume = true\n'),
+    )
     assert other.exit_code == 2 and "lsi_fit_on" in other.output and "lsi_tfidf" in other.output, other.output
-    bad = _cli("--accessibility", accp, "--outdir", tmp_path / "x", "--method", "lsi",
-               "--config", settings("bad.toml", 'lsi_fit_on = "query"\n'))
+    bad = _cli(
+        "--accessibility",
+        accp,
+        "--outdir",
+        tmp_path / "x",
+        "--method",
+        "lsi",
+        "--config",
+        settings("bad.toml", 'lsi_fit_on = "query"\n'),
+    )
     assert bad.exit_code == 2 and "[train] lsi_fit_on" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "x").exists()
 
@@ -149,8 +179,11 @@ def test_tfidf_formulas():
     n_open = np.asarray(X.sum(axis=0)).ravel()
     tf = X.toarray() / X.sum(axis=1).A
     ratio = 3 / n_open
-    expect = {"log_tfidf": np.log1p(1e4 * tf * ratio), "tf_logidf": 1e4 * tf * np.log1p(ratio),
-              "logtf_logidf": np.log1p(1e4 * tf) * np.log1p(ratio)}
+    expect = {
+        "log_tfidf": np.log1p(1e4 * tf * ratio),
+        "tf_logidf": 1e4 * tf * np.log1p(ratio),
+        "logtf_logidf": np.log1p(1e4 * tf) * np.log1p(ratio),
+    }
     for variant, e in expect.items():
         got = tfidf(X, idf_weights(n_open, 3, variant), variant=variant)
         np.testing.assert_allclose(got.toarray(), np.where(X.toarray() > 0, e, 0), rtol=1e-6)

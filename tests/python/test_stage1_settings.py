@@ -50,8 +50,11 @@ def _code_defaults() -> dict:
 
     out = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     for fn in (train, lsi):
-        out |= {n: p.default for n, p in inspect.signature(fn).parameters.items()
-                if p.default is not inspect.Parameter.empty}
+        out |= {
+            n: p.default
+            for n, p in inspect.signature(fn).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
     return out
 
 
@@ -59,7 +62,8 @@ def test_every_train_setting_is_documented_and_every_documented_key_exists():
     documented = _documented()
     assert set(documented) == set(TRAIN_SETTINGS), (
         f"undocumented: {sorted(set(TRAIN_SETTINGS) - set(documented))}; "
-        f"documented but not accepted: {sorted(set(documented) - set(TRAIN_SETTINGS))}")
+        f"documented but not accepted: {sorted(set(documented) - set(TRAIN_SETTINGS))}"
+    )
 
 
 def test_documented_defaults_are_the_code_defaults():
@@ -75,8 +79,10 @@ def test_documented_defaults_are_the_code_defaults():
 
 def test_read_settings_converts_toml_values(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('[train]\nhidden = [64, 16]\nbetas = [0.9, 0.99]\nlr = 1\nresume = true\n'
-                    'lsi_fit_on = "reference"\n[annotate]\nk = 3\n')
+    path.write_text(
+        "[train]\nhidden = [64, 16]\nbetas = [0.9, 0.99]\nlr = 1\nresume = true\n"
+        'lsi_fit_on = "reference"\n[annotate]\nk = 3\n'
+    )
     got = read_settings(path, "train", TRAIN_SETTINGS)
     assert got == {"hidden": (64, 16), "betas": (0.9, 0.99), "lr": 1.0, "resume": True, "lsi_fit_on": "reference"}
     path.write_text("[train]\nhidden = []\n")
@@ -86,19 +92,22 @@ def test_read_settings_converts_toml_values(tmp_path):
 REQUIRED = ["train", "--accessibility", "acc.h5ad", "--outdir"]
 
 
-@pytest.mark.parametrize("line, key, needle", [
-    ("lr = nan", "lr", "not a finite number"),
-    ("dropout = 0.95", "dropout", "0.95"),
-    ("hidden = [0]", "hidden", "widths must be integers >= 1"),
-    ("hidden = 2.5", "hidden", "widths"),
-    ("betas = [0.9]", "betas", "two numbers"),
-    ('activation = "tanh"', "activation", "tanh"),
-    ('missing_embeddings = "skip"', "missing_embeddings", "skip"),
-    ("resume = 3", "resume", "3"),
-    ("lsi_components = 0", "lsi_components", "x>=1"),
-    ("lsi_depth_corr_cutoff = 0", "lsi_depth_corr_cutoff", "0"),
-    ('lsi_tfidf = "tfidf"', "lsi_tfidf", "tfidf"),
-])
+@pytest.mark.parametrize(
+    "line, key, needle",
+    [
+        ("lr = nan", "lr", "not a finite number"),
+        ("dropout = 0.95", "dropout", "0.95"),
+        ("hidden = [0]", "hidden", "widths must be integers >= 1"),
+        ("hidden = 2.5", "hidden", "widths"),
+        ("betas = [0.9]", "betas", "two numbers"),
+        ('activation = "tanh"', "activation", "tanh"),
+        ('missing_embeddings = "skip"', "missing_embeddings", "skip"),
+        ("resume = 3", "resume", "3"),
+        ("lsi_components = 0", "lsi_components", "x>=1"),
+        ("lsi_depth_corr_cutoff = 0", "lsi_depth_corr_cutoff", "0"),
+        ('lsi_tfidf = "tfidf"', "lsi_tfidf", "tfidf"),
+    ],
+)
 def test_bad_value_is_one_line_naming_file_table_and_key(tmp_path, line, key, needle):
     path = tmp_path / "settings.toml"
     path.write_text(f"[train]\n{line}\n")
@@ -134,8 +143,10 @@ def acc_file(tmp_path):
     n, p = 120, 60
     typ = rng.integers(0, 2, n)
     prob = np.where((np.arange(p)[None, :] % 2) == typ[:, None], 0.3, 0.05)
-    a = ad.AnnData(sp.csr_matrix((rng.random((n, p)) < prob).astype(np.float32)),
-                   obs=pd.DataFrame({"domain": ["reference"] * 80 + ["query"] * 40}, index=[f"c{i}" for i in range(n)]))
+    a = ad.AnnData(
+        sp.csr_matrix((rng.random((n, p)) < prob).astype(np.float32)),
+        obs=pd.DataFrame({"domain": ["reference"] * 80 + ["query"] * 40}, index=[f"c{i}" for i in range(n)]),
+    )
     a.uns["seqalignatac"] = {"prepare": {}}
     path = tmp_path / "acc.h5ad"
     a.write_h5ad(path)
@@ -147,14 +158,29 @@ def test_lsi_settings_reach_lsi_and_nt_settings_are_ignored_with_a_warning(acc_f
     cfg = tmp_path / "s.toml"
     cfg.write_text('[train]\nlsi_components = 6\nlsi_normalize = "none"\nlsi_depth_corr_cutoff = 1.0\nhidden = [8]\n')
     out = tmp_path / "out"
-    res = CliRunner().invoke(cli, ["train", "--accessibility", str(path), "--outdir", str(out), "--method", "lsi",
-                                   "--config", str(cfg), "--seed", "3"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "train",
+            "--accessibility",
+            str(path),
+            "--outdir",
+            str(out),
+            "--method",
+            "lsi",
+            "--config",
+            str(cfg),
+            "--seed",
+            "3",
+        ],
+    )
     assert res.exit_code == 0, res.output
     summary = json.loads((out / "train_summary.json").read_text())
     assert summary["lsi_components"] == 6 and summary["dims"] == 6 and summary["lsi_normalize"] == "none"
     direct, _ = lsi(a, lsi_components=6, lsi_normalize="none", lsi_depth_corr_cutoff=1.0, seed=3)
-    np.testing.assert_array_equal(ad.read_h5ad(out / "cell_embeddings.h5ad").obsm["X_seqalignatac"],
-                                  direct.obsm["X_seqalignatac"])
+    np.testing.assert_array_equal(
+        ad.read_h5ad(out / "cell_embeddings.h5ad").obsm["X_seqalignatac"], direct.obsm["X_seqalignatac"]
+    )
     assert any("hidden not used by --method lsi" in r.getMessage() for r in caplog.records)
 
 

@@ -75,8 +75,13 @@ def test_gda_beats_knn_under_batch_shift(cells):
     q_core, _ = annotate(cells, method="gda", config=replace(TINY, knn_mix=0.0, linear_mix=0.0), progress=False)
     assert _acc(q_core) > acc_knn + 0.03, (_acc(q_core), acc_knn)
     # Output layout of docs/design.md.
-    for key in ("seqalignatac_prediction", "seqalignatac_confidence", "seqalignatac_entropy",
-                "seqalignatac_unknown", "seqalignatac_best_label"):
+    for key in (
+        "seqalignatac_prediction",
+        "seqalignatac_confidence",
+        "seqalignatac_entropy",
+        "seqalignatac_unknown",
+        "seqalignatac_best_label",
+    ):
         assert key in q_gda.obs
     assert q_gda.obs["seqalignatac_unknown"].dtype == bool
     proba = q_gda.obsm["seqalignatac_proba"]
@@ -108,6 +113,7 @@ def test_reproducible_under_seed(cells):
 
 
 # --- bad input ---------------------------------------------------------------------------
+
 
 def test_no_domain_column(cells):
     c = cells.copy()
@@ -186,34 +192,71 @@ def test_no_calibration_cells_still_writes(cells, tmp_path):
 
 # --- CLI ---------------------------------------------------------------------------------
 
+
 def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     path = tmp_path / "cell_embeddings.h5ad"
     cells.write_h5ad(path)
     out = tmp_path / "annotate"
     settings = tmp_path / "settings.toml"
     settings.write_text("[annotate]\nhidden = 32\nepochs = 40\nsource_depth = 1\ntarget_depth = 2\n")
-    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(out), "--seed", "1",
-                                 "--config", str(settings), "--no-progress", "--threads", "1"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            "--cells",
+            str(path),
+            "--outdir",
+            str(out),
+            "--seed",
+            "1",
+            "--config",
+            str(settings),
+            "--no-progress",
+            "--threads",
+            "1",
+        ],
+    )
     assert r.exit_code == 0, r.output
-    for name in ("predictions.csv", "query_annotated.h5ad", "metrics.json", "per_class.csv",
-                 "confusion_matrix.csv", "model/networks.safetensors", "annotate_summary.json"):
+    for name in (
+        "predictions.csv",
+        "query_annotated.h5ad",
+        "metrics.json",
+        "per_class.csv",
+        "confusion_matrix.csv",
+        "model/networks.safetensors",
+        "annotate_summary.json",
+    ):
         assert (out / name).is_file(), name
     pred = pd.read_csv(out / "predictions.csv")
-    assert list(pred.columns) == ["cell_id", "predicted_label", "confidence", "entropy", "is_unknown",
-                                  "unknown_reason", "best_label", "top1_label", "top1_prob", "top2_label", "top2_prob",
-                                  "top3_label", "top3_prob"]
+    assert list(pred.columns) == [
+        "cell_id",
+        "predicted_label",
+        "confidence",
+        "entropy",
+        "is_unknown",
+        "unknown_reason",
+        "best_label",
+        "top1_label",
+        "top1_prob",
+        "top2_label",
+        "top2_prob",
+        "top3_label",
+        "top3_prob",
+    ]
     assert len(pred) == 500 and (pred["top1_label"] == pred["best_label"]).all()
     assert (pred["top1_prob"] >= pred["top2_prob"]).all()
     summary = json.loads((out / "annotate_summary.json").read_text())
     assert summary["config"]["hidden"] == 32 and summary["config"]["epochs"] == 40
     from safetensors.torch import load_file
+
     assert "member2.conv2.lin.weight" in load_file(out / "model" / "networks.safetensors")  # ensemble 3
     m = json.loads((out / "metrics.json").read_text())
     assert m["accuracy"] > 0.8 and set(m["per_class_f1"]) == {f"type{i}" for i in range(5)}
 
     ev = tmp_path / "eval"
-    r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(out / "predictions.csv"),
-                                 "--truth", str(path), "--outdir", str(ev)])  # the recorded labels key
+    r = CliRunner().invoke(
+        cli, ["evaluate", "--predictions", str(out / "predictions.csv"), "--truth", str(path), "--outdir", str(ev)]
+    )  # the recorded labels key
     assert r.exit_code == 0, r.output
     m2 = json.loads((ev / "metrics.json").read_text())
     assert m2["accuracy"] == pytest.approx(m["accuracy"]) and m2["macro_f1"] == pytest.approx(m["macro_f1"])
@@ -221,8 +264,20 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     # The same with a CSV truth table.
     truth = tmp_path / "truth.csv"
     cells.obs[["label"]].rename_axis("cell_id").to_csv(truth)
-    r = CliRunner().invoke(cli, ["evaluate", "--predictions", str(out / "predictions.csv"),
-                                 "--truth", str(truth), "--labels-key", "label", "--outdir", str(ev)])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "evaluate",
+            "--predictions",
+            str(out / "predictions.csv"),
+            "--truth",
+            str(truth),
+            "--labels-key",
+            "label",
+            "--outdir",
+            str(ev),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert json.loads((ev / "metrics.json").read_text())["accuracy"] == pytest.approx(m["accuracy"])
 
@@ -230,8 +285,7 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
 def test_cli_knn_and_bad_inputs_exit_2_with_one_line(cells, tmp_path):
     path = tmp_path / "c.h5ad"
     cells.write_h5ad(path)
-    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "k"),
-                                 "--method", "knn"])
+    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "k"), "--method", "knn"])
     assert r.exit_code == 0, r.output
     assert json.loads((tmp_path / "k" / "model" / "annotator.json").read_text())["n_networks"] == 0
     assert json.loads((tmp_path / "k" / "annotate_summary.json").read_text())["method"] == "knn"
@@ -240,10 +294,21 @@ def test_cli_knn_and_bad_inputs_exit_2_with_one_line(cells, tmp_path):
     del bad.obs["domain"]
     bad_path = tmp_path / "bad.h5ad"
     bad.write_h5ad(bad_path)
-    for args in (["annotate", "--cells", str(bad_path), "--outdir", str(tmp_path / "x")],
-                 ["annotate", "--cells", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "x")],
-                 ["evaluate", "--predictions", str(tmp_path / "k" / "predictions.csv"), "--truth", str(path),
-                  "--labels-key", "nope", "--outdir", str(tmp_path / "e")]):
+    for args in (
+        ["annotate", "--cells", str(bad_path), "--outdir", str(tmp_path / "x")],
+        ["annotate", "--cells", str(tmp_path / "missing.h5ad"), "--outdir", str(tmp_path / "x")],
+        [
+            "evaluate",
+            "--predictions",
+            str(tmp_path / "k" / "predictions.csv"),
+            "--truth",
+            str(path),
+            "--labels-key",
+            "nope",
+            "--outdir",
+            str(tmp_path / "e"),
+        ],
+    ):
         r = CliRunner().invoke(cli, args)
         assert r.exit_code == 2, r.output
         assert r.output.startswith("Error: ") and len(r.output.strip().splitlines()) == 1, r.output
@@ -262,9 +327,27 @@ def test_saved_model_reproduces_predictions_csv(cells, tmp_path, method, setting
     toml = tmp_path / "settings.toml"
     toml.write_text(settings)
     out = tmp_path / "annotate"
-    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(out), "--method", method,
-                                 "--ensemble", "2", "--seed", "4", "--config", str(toml), "--threads", "1",
-                                 "--no-progress"])
+    r = CliRunner().invoke(
+        cli,
+        [
+            "annotate",
+            "--cells",
+            str(path),
+            "--outdir",
+            str(out),
+            "--method",
+            method,
+            "--ensemble",
+            "2",
+            "--seed",
+            "4",
+            "--config",
+            str(toml),
+            "--threads",
+            "1",
+            "--no-progress",
+        ],
+    )
     assert r.exit_code == 0, r.output
     model = Annotator.load(out / "model")
     assert model.method == method and len(model.networks) == (2 if method == "gda" else 0)

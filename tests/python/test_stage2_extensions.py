@@ -10,8 +10,15 @@ from seqalignatac.errors import InputError
 from seqalignatac.models.stage2.api import annotate_full
 from seqalignatac.models.stage2.options import config_with
 
-TINY = {"hidden": 32, "epochs": 40, "source_depth": 1, "target_depth": 2, "ensemble": 1, "knn_mix": 0.0,
-        "linear_mix": 0.0}
+TINY = {
+    "hidden": 32,
+    "epochs": 40,
+    "source_depth": 1,
+    "target_depth": 2,
+    "ensemble": 1,
+    "knn_mix": 0.0,
+    "linear_mix": 0.0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +28,13 @@ def cells():
 
 @pytest.mark.parametrize(
     "extra",
-    [{"ensemble": 2}, {"knn_mix": 0.5}, {"class_weight": "sqrt"}, {"class_weight": "none"},
-     {"knn_mix": 0.6, "knn_vote_power": 0.5, "knn_mix_k": 30}],
+    [
+        {"ensemble": 2},
+        {"knn_mix": 0.5},
+        {"class_weight": "sqrt"},
+        {"class_weight": "none"},
+        {"knn_mix": 0.6, "knn_vote_power": 0.5, "knn_mix_k": 30},
+    ],
 )
 def test_extensions_run_learn_and_are_reproducible(cells, extra):
     cfg = config_with(**{**TINY, **extra})

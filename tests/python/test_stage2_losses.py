@@ -11,12 +11,12 @@ from seqalignatac.errors import InputError
 from seqalignatac.models.stage2.api import annotate_full
 from seqalignatac.models.stage2.options import config_with
 from seqalignatac.models.stage2.train import class_weights
+from seqalignatac.models.stage2.transfer import knn_transfer
 
 
 @pytest.fixture(scope="module")
 def cells():
     return make_cells(n_ref=300, n_query=300)
-from seqalignatac.models.stage2.transfer import knn_transfer
 
 
 def test_class_weights_modes():
@@ -46,9 +46,14 @@ def test_knn_votes_rescaled_by_class_size():
 
 @pytest.mark.parametrize(
     "bad, match",
-    [({"class_weight": "focal"}, "--class-weight"), ({"knn_vote_power": 1.5}, "--knn-vote-power"), ({"knn_mix_k": -1}, "--knn-mix-k"),
-     ({"knn_mix": 0.5, "linear_mix": 0.6}, "--linear-mix"), ({"linear_c": 0.0}, "--linear-c"),
-     ({"alpha": float("nan")}, "--alpha")],
+    [
+        ({"class_weight": "focal"}, "--class-weight"),
+        ({"knn_vote_power": 1.5}, "--knn-vote-power"),
+        ({"knn_mix_k": -1}, "--knn-mix-k"),
+        ({"knn_mix": 0.5, "linear_mix": 0.6}, "--linear-mix"),
+        ({"linear_c": 0.0}, "--linear-c"),
+        ({"alpha": float("nan")}, "--alpha"),
+    ],
 )
 def test_bad_loss_option_values_are_clear_errors(cells, bad, match):
     with pytest.raises(InputError, match=match):
@@ -58,7 +63,9 @@ def test_bad_loss_option_values_are_clear_errors(cells, bad, match):
 def test_knn_mix_k_sets_the_mixed_knn(cells):
     # With the whole weight on kNN, the mixed probabilities are --method knn's with knn_k = knn_mix_k.
     kw = {"seed": 0, "progress": False, "unknown": "none"}
-    mixed = annotate_full(cells, config=config_with(**{**TINY, "epochs": 5, "knn_mix": 1.0, "knn_mix_k": 7, "knn_vote_power": 0.0}), **kw)
+    mixed = annotate_full(
+        cells, config=config_with(**{**TINY, "epochs": 5, "knn_mix": 1.0, "knn_mix_k": 7, "knn_vote_power": 0.0}), **kw
+    )
     knn = annotate_full(cells, method="knn", knn_k=7, **kw)
     assert np.allclose(mixed.query.obsm["seqalignatac_proba"], knn.query.obsm["seqalignatac_proba"], atol=1e-6)
 

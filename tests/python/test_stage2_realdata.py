@@ -23,10 +23,16 @@ def granja_lsi(shared_data, tmp_path_factory):
 
     data = shared_data / "granja2019_bmmc_hemato"
     donors = tmp_path_factory.mktemp("granja")
-    convert(data / "counts_peaks_x_cells.mtx.gz", donors, peaks=data / "peaks.bed", cells=data / "cells.tsv",
-            split_by="Group")
-    acc, _ = prepare(donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL, query_labels_key=LABEL,
-                     min_peak_frac=0.0)
+    convert(
+        data / "counts_peaks_x_cells.mtx.gz",
+        donors,
+        peaks=data / "peaks.bed",
+        cells=data / "cells.tsv",
+        split_by="Group",
+    )
+    acc, _ = prepare(
+        donors / "BMMC_D6T1.h5ad", donors / "BMMC_D5T1.h5ad", LABEL, query_labels_key=LABEL, min_peak_frac=0.0
+    )
     cells, _ = lsi(acc)
     return cells
 

@@ -112,7 +112,9 @@ def test_no_novel_type_few_unknowns():
 def _noisy_novel(seed=0, n_in=1800, n_novel=200, dim=8):
     """Query embedding with a separate novel group whose per-cell scores overlap the inliers' a lot."""
     rng = np.random.default_rng(seed)
-    x = np.vstack([rng.normal(0, 1, (n_in, dim)) + 6 * np.eye(dim)[0], rng.normal(0, 1, (n_novel, dim)) + 6 * np.eye(dim)[1]])
+    x = np.vstack(
+        [rng.normal(0, 1, (n_in, dim)) + 6 * np.eye(dim)[0], rng.normal(0, 1, (n_novel, dim)) + 6 * np.eye(dim)[1]]
+    )
     logs = np.concatenate([rng.normal(0.0, 0.5, n_in), rng.normal(0.9, 0.5, n_novel)])
     novel = np.arange(n_in + n_novel) >= n_in
     return x, np.exp(logs), novel
@@ -144,8 +146,17 @@ def test_neighbourhood_test_catches_a_noisy_novel_group():
     assert (flags | per_cell).sum() == flags.sum()  # OR-ed: every per-cell call is kept
     # No novel group: the neighbourhood test adds almost nothing.
     keep = ~novel
-    f0, _ = call_unknown("distance", 0.02, conf[keep], np.ones(10), scores[keep], ref,
-                         smooth_scores(x[keep], scores[keep], 30), 0.005, 0.01)
+    f0, _ = call_unknown(
+        "distance",
+        0.02,
+        conf[keep],
+        np.ones(10),
+        scores[keep],
+        ref,
+        smooth_scores(x[keep], scores[keep], 30),
+        0.005,
+        0.01,
+    )
     assert f0.mean() < 0.03, f0.mean()
 
 
@@ -165,8 +176,15 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
         annotate_full(c, method="knn", progress=False, unknown_smooth=-1)
 
 
-@pytest.mark.parametrize("opt, value", [("--unknown-k", "0"), ("--unknown-smooth", "-1"),
-                                        ("--unknown-smooth-quantile", "1.5"), ("--unknown-quantile", "1")])
+@pytest.mark.parametrize(
+    "opt, value",
+    [
+        ("--unknown-k", "0"),
+        ("--unknown-smooth", "-1"),
+        ("--unknown-smooth-quantile", "1.5"),
+        ("--unknown-quantile", "1"),
+    ],
+)
 def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
     from cli_helpers import assert_one_line_error
     from click.testing import CliRunner
@@ -175,7 +193,8 @@ def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
 
     path = tmp_path / "c.h5ad"
     make_cells(n_ref=60, n_query=60).write_h5ad(path)
-    r = CliRunner().invoke(cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "o"), "--method", "knn",
-                                 opt, value])
+    r = CliRunner().invoke(
+        cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "o"), "--method", "knn", opt, value]
+    )
     assert_one_line_error(r, opt)
     assert not (tmp_path / "o" / "predictions.csv").exists()

@@ -78,7 +78,12 @@ def test_fixed_width_fast_path_matches(pair):
 
 def test_equal_width_batches_with_non_acgt_fall_back_correctly(pair):
     _, ref, tok = pair
-    for batch in (["ACGTACGT", "acgtacgt"], ["ACGTACGT", "ACGTNCGT"], ["ACGTACGTR", "ACGTACGTA"], ["ACGTACGTAA", "ACGTACGTAN"]):
+    for batch in (
+        ["ACGTACGT", "acgtacgt"],
+        ["ACGTACGT", "ACGTNCGT"],
+        ["ACGTACGTR", "ACGTACGTA"],
+        ["ACGTACGTAA", "ACGTACGTAN"],
+    ):
         _compare(ref, tok, batch)
 
 

@@ -9,16 +9,36 @@ from seqalignatac.params import DEVICE, POSITIVE_INT, SEED, THREADS, progress_op
 
 
 @click.command("embed")
-@click.option("--fasta", required=True, type=click.Path(dir_okay=False), help="Peak FASTA (from `extract`), plain or gzip.")
-@click.option("--model", required=True, help="Hub name (InstaDeepAI/nucleotide-transformer-...), a local hub-layout directory, or kmer[:K].")
+@click.option(
+    "--fasta", required=True, type=click.Path(dir_okay=False), help="Peak FASTA (from `extract`), plain or gzip."
+)
+@click.option(
+    "--model",
+    required=True,
+    help="Hub name (InstaDeepAI/nucleotide-transformer-...), a local hub-layout directory, or kmer[:K].",
+)
 @click.option("--out", required=True, type=click.Path(dir_okay=False), help="Output embedding store (.h5).")
 @click.option("--device", default="auto", show_default=True, type=DEVICE, help="auto, cpu or cuda (cuda:N).")
-@click.option("--dtype", default="auto", show_default=True, type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
-              help="Compute dtype; auto = bfloat16 on GPU, float32 on CPU.")
-@click.option("--batch-size", type=POSITIVE_INT, default=None, help="Peaks per batch (default: chosen from the model; halves on CUDA out-of-memory).")
+@click.option(
+    "--dtype",
+    default="auto",
+    show_default=True,
+    type=click.Choice(["auto", "float32", "bfloat16", "float16"]),
+    help="Compute dtype; auto = bfloat16 on GPU, float32 on CPU.",
+)
+@click.option(
+    "--batch-size",
+    type=POSITIVE_INT,
+    default=None,
+    help="Peaks per batch (default: chosen from the model; halves on CUDA out-of-memory).",
+)
 @click.option("--shard", default=None, metavar="I/N", help="Embed only block I of N (1-based); merge with embed-merge.")
-@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
-              help="Content-addressed cache (default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings); also makes reruns resume.")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Content-addressed cache (default $SEQALIGNATAC_CACHE or ~/.cache/seqalignatac/embeddings); also makes reruns resume.",
+)
 @click.option("--threads", type=THREADS, default=None, help="CPU threads for torch.")
 @progress_option("Progress bar (peaks/s)")
 def embed_command(fasta, model, out, device, dtype, batch_size, shard, cache_dir, threads, progress) -> None:

@@ -16,15 +16,43 @@ from seqalignatac import __version__
 
 # name -> (module, attribute, one-line help shown in `seqalignatac --help`)
 COMMANDS: dict[str, tuple[str, str, str]] = {
-    "convert": ("seqalignatac.cli.convert", "convert_command", "MatrixMarket or 10x peak matrix -> .h5ad (cells x peaks)."),
-    "prepare": ("seqalignatac.cli.prepare", "prepare_command", "Harmonize the query onto the reference peaks; binarize; filter."),
-    "extract": ("seqalignatac.cli.extract", "extract_command", "Peak DNA sequences (fixed width or native) from a FASTA."),
-    "simulate": ("seqalignatac.cli.simulate", "simulate_command", "Synthetic genome + reference/query with a batch effect."),
+    "convert": (
+        "seqalignatac.cli.convert",
+        "convert_command",
+        "MatrixMarket or 10x peak matrix -> .h5ad (cells x peaks).",
+    ),
+    "prepare": (
+        "seqalignatac.cli.prepare",
+        "prepare_command",
+        "Harmonize the query onto the reference peaks; binarize; filter.",
+    ),
+    "extract": (
+        "seqalignatac.cli.extract",
+        "extract_command",
+        "Peak DNA sequences (fixed width or native) from a FASTA.",
+    ),
+    "simulate": (
+        "seqalignatac.cli.simulate",
+        "simulate_command",
+        "Synthetic genome + reference/query with a batch effect.",
+    ),
     "embed": ("seqalignatac.cli.embed", "embed_command", "Embed peak sequences (Nucleotide Transformer or k-mer)."),
     "embed-merge": ("seqalignatac.cli.embed", "embed_merge_command", "Merge embedding shards into one store."),
-    "embed-export": ("seqalignatac.cli.embed", "embed_export_command", "Export an embedding store to .npz (ids, embeddings)."),
-    "nt-tiny": ("seqalignatac.cli.embed", "nt_tiny_command", "Write a tiny random Nucleotide Transformer (tests, demo)."),
-    "train": ("seqalignatac.cli.train", "train_command", "Stage 1: cell embeddings from peak embeddings + accessibility."),
+    "embed-export": (
+        "seqalignatac.cli.embed",
+        "embed_export_command",
+        "Export an embedding store to .npz (ids, embeddings).",
+    ),
+    "nt-tiny": (
+        "seqalignatac.cli.embed",
+        "nt_tiny_command",
+        "Write a tiny random Nucleotide Transformer (tests, demo).",
+    ),
+    "train": (
+        "seqalignatac.cli.train",
+        "train_command",
+        "Stage 1: cell embeddings from peak embeddings + accessibility.",
+    ),
     "annotate": ("seqalignatac.cli.annotate", "annotate_command", "Stage 2: graph domain adaptation label transfer."),
     "evaluate": ("seqalignatac.cli.annotate", "evaluate_command", "Score predictions against known labels."),
     "report": ("seqalignatac.cli.report", "report_command", "Self-contained HTML report for one pair (or an index)."),
@@ -74,8 +102,10 @@ class LazyGroup(click.Group):
             return super().invoke(ctx)
         except KeyboardInterrupt:
             kept = kept_notes()
-            raise Interrupted("Interrupted (Ctrl-C); kept: " + ("; ".join(kept) if kept else
-                              "the outputs of finished steps only, no partial file")) from None
+            raise Interrupted(
+                "Interrupted (Ctrl-C); kept: "
+                + ("; ".join(kept) if kept else "the outputs of finished steps only, no partial file")
+            ) from None
         except (OSError, RuntimeError) as e:  # h5py raises RuntimeError for some failed writes
             fault = write_fault(e)
             if fault is None:

@@ -164,10 +164,20 @@ def simulate(
     Returns a dict of paths: fasta (None without genome), reference, query, truth, plus
     labels_key='cell_type', batch_key='batch', and the counts per file.
     """
-    check_all(dict(n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed,
-                   novel_query_types=novel_query_types, mean_peaks_per_cell=mean_peaks_per_cell,
-                   reference_fraction=reference_fraction, edge_peaks=edge_peaks),
-              SIMULATE_RANGES, option_name=lambda key: SIMULATE_OPTIONS.get(key, "--" + key.replace("_", "-")))
+    check_all(
+        dict(
+            n_cells=n_cells,
+            n_peaks=n_peaks,
+            n_cell_types=n_cell_types,
+            seed=seed,
+            novel_query_types=novel_query_types,
+            mean_peaks_per_cell=mean_peaks_per_cell,
+            reference_fraction=reference_fraction,
+            edge_peaks=edge_peaks,
+        ),
+        SIMULATE_RANGES,
+        option_name=lambda key: SIMULATE_OPTIONS.get(key, "--" + key.replace("_", "-")),
+    )
     if n_cells < 4 or n_peaks < 10 or n_cell_types < 1:
         raise click.BadParameter("need at least 4 cells, 10 peaks and 1 cell type")
     outdir = Path(outdir)
@@ -216,8 +226,10 @@ def simulate(
     low = 1.0 / specificity
     weights = np.where(member, 1.0, low) * strength[None, :]
     weights[:, kind == "specific"] *= 2.0  # specific peaks are strong where open
-    types_of_peak = [",".join(str(t) for t in np.flatnonzero(member[:, p])) if kind[p] == "specific" else "all"
-                     for p in range(n_peaks)]
+    types_of_peak = [
+        ",".join(str(t) for t in np.flatnonzero(member[:, p])) if kind[p] == "specific" else "all"
+        for p in range(n_peaks)
+    ]
 
     # ---- genome with motifs planted
     motifs = [_random_seq(rng, int(rng.integers(8, 13))) for _ in range(k_total + 1)]  # last: constitutive
@@ -255,12 +267,20 @@ def simulate(
         if split[p]:  # two halves, midpoints 60 bp either side
             for off in (-60, 60):
                 s0 = q_mid[p] + off - q_len[p] // 4
-                q_chrom.append(chrom_of[p]); q_start.append(s0); q_end.append(s0 + q_len[p] // 2); q_true.append(p)
+                q_chrom.append(chrom_of[p])
+                q_start.append(s0)
+                q_end.append(s0 + q_len[p] // 2)
+                q_true.append(p)
         else:
             s0 = max(1, q_mid[p] - q_len[p] // 2)
-            q_chrom.append(chrom_of[p]); q_start.append(s0); q_end.append(s0 + q_len[p]); q_true.append(p)
-    q_chrom = np.array(q_chrom); q_start = np.array(q_start, dtype=np.int64)
-    q_end = np.minimum(np.array(q_end, dtype=np.int64), chrom_len[q_chrom]); q_true = np.array(q_true)
+            q_chrom.append(chrom_of[p])
+            q_start.append(s0)
+            q_end.append(s0 + q_len[p])
+            q_true.append(p)
+    q_chrom = np.array(q_chrom)
+    q_start = np.array(q_start, dtype=np.int64)
+    q_end = np.minimum(np.array(q_end, dtype=np.int64), chrom_len[q_chrom])
+    q_true = np.array(q_true)
     order = rng.permutation(len(q_true))  # a real second file lists peaks in its own order
     q_chrom, q_start, q_end, q_true = q_chrom[order], q_start[order], q_end[order], q_true[order]
     q_column = np.full(n_peaks, -1, dtype=np.int64)
@@ -280,14 +300,36 @@ def simulate(
     ref_types = rng.choice(k_total, n_ref, p=ref_prop)
     q_types = rng.choice(k_total, n_query, p=q_prop)
     depth = mean_peaks_per_cell or min(1000.0, 0.1 * n_peaks)
-    batch = rng.lognormal(-batch_sigma**2 / 2, batch_sigma, n_peaks)  # per-peak query perturbation
+    batch = rng.lognormal(-(batch_sigma**2) / 2, batch_sigma, n_peaks)  # per-peak query perturbation
     ref_cum = np.cumsum(weights, axis=1)
     q_cum = np.cumsum(weights * batch[None, :], axis=1)
     no_split = np.full(n_peaks, -1, dtype=np.int64)
-    x_ref = _draw_cells(rng, ref_types, ref_cum, depth, 0.4, reference_noise, ref_column, no_split,
-                        len(ref_idx), chunk_cells, np.float32)
-    x_q = _draw_cells(rng, q_types, q_cum, depth * query_depth_factor, 0.6, query_noise, q_column,
-                      q_split_column, len(q_true), chunk_cells, np.int32)
+    x_ref = _draw_cells(
+        rng,
+        ref_types,
+        ref_cum,
+        depth,
+        0.4,
+        reference_noise,
+        ref_column,
+        no_split,
+        len(ref_idx),
+        chunk_cells,
+        np.float32,
+    )
+    x_q = _draw_cells(
+        rng,
+        q_types,
+        q_cum,
+        depth * query_depth_factor,
+        0.6,
+        query_noise,
+        q_column,
+        q_split_column,
+        len(q_true),
+        chunk_cells,
+        np.int32,
+    )
 
     type_names = np.array([f"type_{t}" for t in range(n_cell_types)] + [f"novel_{t}" for t in range(novel_query_types)])
 
@@ -295,51 +337,92 @@ def simulate(
         import anndata as ad
 
         obs = pd.DataFrame(
-            {keys.DEFAULT_LABELS_KEY: pd.Categorical(type_names[types], categories=categories), "batch": batch_name,
-             "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32)},
+            {
+                keys.DEFAULT_LABELS_KEY: pd.Categorical(type_names[types], categories=categories),
+                "batch": batch_name,
+                "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32),
+            },
             index=[f"cell{i:07d}-1" for i in range(x.shape[0])],  # same barcodes in both files
         )
-        var = pd.DataFrame({"chrom": chrom_names[chrom_idx], "start": s, "end": e},
-                           index=peak_ids(chrom_names[chrom_idx], s, e))
+        var = pd.DataFrame(
+            {"chrom": chrom_names[chrom_idx], "start": s, "end": e}, index=peak_ids(chrom_names[chrom_idx], s, e)
+        )
         return ad.AnnData(X=x, obs=obs, var=var)
 
     # the reference's categories list only its own types (novel query types are unknown to it)
-    ref = _adata(x_ref, ref_types, "reference", chrom_of[ref_idx], start[ref_idx], end[ref_idx],
-                 type_names[:n_cell_types])
+    ref = _adata(
+        x_ref, ref_types, "reference", chrom_of[ref_idx], start[ref_idx], end[ref_idx], type_names[:n_cell_types]
+    )
     qry = _adata(x_q, q_types, "query", q_chrom, q_start, q_end, type_names)
     comp = "gzip" if x_ref.nnz + x_q.nnz < 50_000_000 else None
     ref_path, q_path = outdir / "reference.h5ad", outdir / "query.h5ad"
     write_h5ad(ref, ref_path, compression=comp)
     write_h5ad(qry, q_path, compression=comp)
 
-    truth = pd.DataFrame({
-        "peak_id": peak_ids(chrom_names[chrom_of], start, end), "chrom": chrom_names[chrom_of], "start": start,
-        "end": end, "kind": kind, "types": types_of_peak, "in_reference": in_ref, "in_query": in_query,
-        "split_in_query": split, "query_batch_factor": np.round(batch, 4),
-    })
+    truth = pd.DataFrame(
+        {
+            "peak_id": peak_ids(chrom_names[chrom_of], start, end),
+            "chrom": chrom_names[chrom_of],
+            "start": start,
+            "end": end,
+            "kind": kind,
+            "types": types_of_peak,
+            "in_reference": in_ref,
+            "in_query": in_query,
+            "split_in_query": split,
+            "query_batch_factor": np.round(batch, 4),
+        }
+    )
     truth_path = outdir / "peaks_truth.tsv"
     write_text(truth_path, truth.to_csv(sep="\t", index=False))
-    motif_text = {("constitutive" if t == k_total else str(type_names[t])): m.tobytes().decode()
-                  for t, m in enumerate(motifs)}
-    params = {"n_cells": n_cells, "n_peaks": n_peaks, "n_cell_types": n_cell_types, "seed": seed,
-              "novel_query_types": novel_query_types, "mean_peaks_per_cell": depth, "motifs": motif_text,
-              "reference_cells": n_ref, "query_cells": n_query, "reference_peaks": int(len(ref_idx)),
-              "query_peaks": int(len(q_true)), "reference_nnz": int(x_ref.nnz), "query_nnz": int(x_q.nnz)}
+    motif_text = {
+        ("constitutive" if t == k_total else str(type_names[t])): m.tobytes().decode() for t, m in enumerate(motifs)
+    }
+    params = {
+        "n_cells": n_cells,
+        "n_peaks": n_peaks,
+        "n_cell_types": n_cell_types,
+        "seed": seed,
+        "novel_query_types": novel_query_types,
+        "mean_peaks_per_cell": depth,
+        "motifs": motif_text,
+        "reference_cells": n_ref,
+        "query_cells": n_query,
+        "reference_peaks": int(len(ref_idx)),
+        "query_peaks": int(len(q_true)),
+        "reference_nnz": int(x_ref.nnz),
+        "query_nnz": int(x_q.nnz),
+    }
     write_text(outdir / "simulation.json", json.dumps(params, indent=2) + "\n")
     log.info("simulated %d reference + %d query cells, %d/%d peaks", n_ref, n_query, len(ref_idx), len(q_true))
     return {
-        "outdir": str(outdir), "fasta": None if fasta_path is None else str(fasta_path),
-        "reference": str(ref_path), "query": str(q_path), "truth": str(truth_path),
-        "params": str(outdir / "simulation.json"), keys.LABELS_KEY: keys.DEFAULT_LABELS_KEY, "batch_key": "batch",
-        "n_reference": n_ref, "n_query": n_query,
+        "outdir": str(outdir),
+        "fasta": None if fasta_path is None else str(fasta_path),
+        "reference": str(ref_path),
+        "query": str(q_path),
+        "truth": str(truth_path),
+        "params": str(outdir / "simulation.json"),
+        keys.LABELS_KEY: keys.DEFAULT_LABELS_KEY,
+        "batch_key": "batch",
+        "n_reference": n_ref,
+        "n_query": n_query,
     }
 
 
 # Option ranges, shared by the CLI and the API.
 SIMULATE_RANGES = {
-    "n_cells": int_range(4), "n_peaks": int_range(10), "n_cell_types": int_range(1), "seed": SEED,
-    "novel_query_types": int_range(0), "mean_peaks_per_cell": float_range(1),
-    "reference_fraction": float_range(0.05, 0.95), "edge_peaks": int_range(0),
+    "n_cells": int_range(4),
+    "n_peaks": int_range(10),
+    "n_cell_types": int_range(1),
+    "seed": SEED,
+    "novel_query_types": int_range(0),
+    "mean_peaks_per_cell": float_range(1),
+    "reference_fraction": float_range(0.05, 0.95),
+    "edge_peaks": int_range(0),
 }
-SIMULATE_OPTIONS = {"n_cells": "--cells", "n_peaks": "--peaks", "n_cell_types": "--cell-types",
-                    "mean_peaks_per_cell": "--peaks-per-cell"}
+SIMULATE_OPTIONS = {
+    "n_cells": "--cells",
+    "n_peaks": "--peaks",
+    "n_cell_types": "--cell-types",
+    "mean_peaks_per_cell": "--peaks-per-cell",
+}

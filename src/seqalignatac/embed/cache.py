@@ -19,8 +19,8 @@ import hashlib
 import json
 import os
 import uuid
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -50,7 +50,9 @@ class EmbeddingCache:
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise InputError(f"cannot create the embedding cache ({e.strerror}); pass a writable --cache-dir", self.dir) from None
+            raise InputError(
+                f"cannot create the embedding cache ({e.strerror}); pass a writable --cache-dir", self.dir
+            ) from None
         head = {"fingerprint": fingerprint, "dim": self.dim, "model": model}
         meta = self.dir / "model.json"
         if meta.is_file():
@@ -175,4 +177,4 @@ class _RunWriter:
 def _write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]

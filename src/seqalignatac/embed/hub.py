@@ -39,7 +39,8 @@ def resolve_model(spec: str) -> ModelSpec:
         return ModelSpec("nt", s, path=download(s))
     raise InputError(
         "--model is neither an existing directory, a hub name like "
-        "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species, nor 'kmer'", s
+        "InstaDeepAI/nucleotide-transformer-v2-500m-multi-species, nor 'kmer'",
+        s,
     )
 
 
@@ -49,7 +50,9 @@ def download(name: str) -> str:
     try:
         from huggingface_hub import snapshot_download
     except ImportError:  # pragma: no cover - a declared dependency
-        raise InputError("huggingface_hub is not installed; pip install huggingface-hub, or pass a local directory", name) from None
+        raise InputError(
+            "huggingface_hub is not installed; pip install huggingface-hub, or pass a local directory", name
+        ) from None
     try:
         # A previous download is used without touching the network.
         return snapshot_download(repo, revision=revision or None, allow_patterns=ALLOW_PATTERNS, local_files_only=True)
@@ -68,9 +71,14 @@ def download(name: str) -> str:
         ) from None
 
 
-def fetch_model(repo: str, outdir: str | os.PathLike, revision: str | None = None,
-                cache_dir: str | os.PathLike | None = None, model_option: str = "--model",
-                revision_option: str = "--revision") -> Path:
+def fetch_model(
+    repo: str,
+    outdir: str | os.PathLike,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    model_option: str = "--model",
+    revision_option: str = "--revision",
+) -> Path:
     """Download hub repository ``repo`` (weights, config, tokenizer only) into the folder ``outdir``.
 
     The pipeline's FETCHMODEL step: EMBED tasks then load from that folder, so compute nodes need
@@ -87,16 +95,23 @@ def fetch_model(repo: str, outdir: str | os.PathLike, revision: str | None = Non
 
     out = Path(outdir)
     try:
-        snapshot_download(repo_id=repo, revision=revision, local_dir=out, cache_dir=cache_dir,
-                          allow_patterns=ALLOW_PATTERNS)
+        snapshot_download(
+            repo_id=repo, revision=revision, local_dir=out, cache_dir=cache_dir, allow_patterns=ALLOW_PATTERNS
+        )
     except RepositoryNotFoundError:
-        raise InputError(f"no such model on the Hugging Face Hub (or it is private); check {model_option}, "
-                         "or give a local model folder", repo) from None
+        raise InputError(
+            f"no such model on the Hugging Face Hub (or it is private); check {model_option}, "
+            "or give a local model folder",
+            repo,
+        ) from None
     except RevisionNotFoundError:
         raise InputError(f"revision '{revision}' not found; check {revision_option}", repo) from None
     except LocalEntryNotFoundError:
-        raise InputError("cannot reach the Hugging Face Hub from this machine (offline?); download the model "
-                         f"elsewhere and pass its folder as {model_option}", repo) from None
+        raise InputError(
+            "cannot reach the Hugging Face Hub from this machine (offline?); download the model "
+            f"elsewhere and pass its folder as {model_option}",
+            repo,
+        ) from None
     except HfHubHTTPError as e:
         raise InputError(f"download failed: {e}".splitlines()[0], repo) from None
     except ValueError as e:  # malformed repository id

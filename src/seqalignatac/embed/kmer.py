@@ -7,8 +7,8 @@ K-mers containing anything but A/C/G/T (N, IUPAC codes) are skipped.
 
 from __future__ import annotations
 
-from functools import lru_cache
-from typing import Sequence
+from collections.abc import Sequence
+from functools import cache
 
 import numpy as np
 
@@ -19,7 +19,7 @@ for _i, _b in enumerate("ACGT"):
     _CODE[ord(_b.lower())] = _i
 
 
-@lru_cache(maxsize=None)
+@cache
 def canonical_map(k: int) -> tuple[np.ndarray, int]:
     """Map every k-mer code (base-4, first base most significant) to its canonical column."""
     codes = np.arange(4**k, dtype=np.int64)

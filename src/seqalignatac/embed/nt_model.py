@@ -102,8 +102,11 @@ def n_params(m: nn.Module) -> int:
 def read_config(model_dir: str | os.PathLike) -> dict[str, Any]:
     path = os.path.join(model_dir, "config.json")
     if not os.path.isfile(path):
-        raise InputError("model directory lacks config.json; expected a Hugging Face hub layout "
-                         "(config.json, model.safetensors or pytorch_model.bin, vocab.txt)", model_dir)
+        raise InputError(
+            "model directory lacks config.json; expected a Hugging Face hub layout "
+            "(config.json, model.safetensors or pytorch_model.bin, vocab.txt)",
+            model_dir,
+        )
     try:
         with open(path, encoding="utf-8") as f:
             cfg = json.load(f)
@@ -139,7 +142,9 @@ def read_state_dict(path: str) -> dict[str, torch.Tensor]:
         try:
             sd = load_file(path)
         except Exception as e:  # truncated or not safetensors
-            raise InputError(f"cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path) from None
+            raise InputError(
+                f"cannot read checkpoint ({type(e).__name__}: {str(e).splitlines()[0][:200]})", path
+            ) from None
     else:
         sd = load_tensors(path)  # pickled code is refused with our own message
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
@@ -179,8 +184,9 @@ def check_state_dict(model: EsmModel, sd: dict[str, torch.Tensor], source: str) 
         problems.append(f"{len(unused)} checkpoint tensors not used by the model: {_few(unused)}")
     if problems:
         raise InputError(
-            "checkpoint does not match config.json: " + "; ".join(problems)
-            + " (is config.json from the same model? v2 needs \"add_bias_fnn\": false)",
+            "checkpoint does not match config.json: "
+            + "; ".join(problems)
+            + ' (is config.json from the same model? v2 needs "add_bias_fnn": false)',
             source,
         )
 
@@ -189,8 +195,9 @@ def _few(xs: list[str], n: int = 4) -> str:
     return ", ".join(xs[:n]) + (f" and {len(xs) - n} more" if len(xs) > n else "")
 
 
-def load_nt(model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32,
-            device: str | torch.device = "cpu") -> EsmModel:
+def load_nt(
+    model_dir: str | os.PathLike, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"
+) -> EsmModel:
     """Load an NT checkpoint from a hub-layout directory, strictly; returns an eval() EsmModel."""
     model_dir = os.fspath(model_dir)
     cfg = read_config(model_dir)

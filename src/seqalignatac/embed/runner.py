@@ -6,8 +6,8 @@ import hashlib
 import logging
 import os
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -87,7 +87,7 @@ class NTEmbedder:
         self.cuda = str(device).startswith("cuda")
 
     @classmethod
-    def load(cls, model_dir: str, device: str, dtype) -> "NTEmbedder":
+    def load(cls, model_dir: str, device: str, dtype) -> NTEmbedder:
         from seqalignatac.embed.nt_model import load_nt
         from seqalignatac.embed.tokenizer import NTTokenizer
 
@@ -153,8 +153,10 @@ def embed_fasta(
     """Embed every record of ``fasta`` (or one shard) and write the store ``out`` atomically."""
     t0 = time.perf_counter()
     sh = parse_shard(shard)
-    check_all(dict(batch_size=batch_size, threads=threads, device=device),
-              dict(batch_size=POSITIVE_INT, threads=THREADS, device=DEVICE))
+    check_all(
+        dict(batch_size=batch_size, threads=threads, device=device),
+        dict(batch_size=POSITIVE_INT, threads=THREADS, device=DEVICE),
+    )
     spec = resolve_model(model)
     ids_all, seqs_all = read_fasta(fasta)
     sl = shard_slice(len(ids_all), sh)
@@ -170,7 +172,9 @@ def embed_fasta(
     if spec.kind == "kmer":
         res = _embed_kmer(spec, ids, seqs, out, attrs, t0)
     else:
-        res = _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cache_dir, progress, _on_batch, t0)
+        res = _embed_nt(
+            spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cache_dir, progress, _on_batch, t0
+        )
     log.info("embedded %d peaks (%d unique, %d from cache) with %s in %.1f s -> %s",
              res.n_peaks, res.n_unique, res.n_cached, res.model, res.seconds, out)  # fmt: skip
     return res
@@ -203,9 +207,7 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
     root = default_cache_root() if cache_dir is None else cache_dir
     emb = NTEmbedder.load(spec.path, dev, tdtype)
     dtype_name = str(tdtype).removeprefix("torch.")
-    fp = hashlib.sha256(
-        f"{fingerprint_files(spec.path, root)}|{dtype_name}|{RECIPE_VERSION}".encode()
-    ).hexdigest()
+    fp = hashlib.sha256(f"{fingerprint_files(spec.path, root)}|{dtype_name}|{RECIPE_VERSION}".encode()).hexdigest()
     attrs.update(model_fingerprint=fp, pooling=POOLING_NT, dtype=dtype_name)
     cache = EmbeddingCache(root, fp, emb.dim, spec.name)
 
@@ -242,7 +244,9 @@ def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cac
                 result = emb.pool(np.ascontiguousarray(tokens[pos, :T]), counts[pos])
             except torch.cuda.OutOfMemoryError:
                 if bs == 1:
-                    raise InputError(f"CUDA out of memory even with batch size 1 at {T} tokens; use a GPU with more memory") from None
+                    raise InputError(
+                        f"CUDA out of memory even with batch size 1 at {T} tokens; use a GPU with more memory"
+                    ) from None
                 bs = max(1, bs // 2)
                 log.warning("CUDA out of memory: batch size halved to %d", bs)
                 if dev.startswith("cuda"):

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -70,7 +70,7 @@ class NTTokenizer:
     model_max_length: int
 
     @classmethod
-    def from_vocab(cls, vocab: Sequence[str], model_max_length: int, source: str = "vocabulary") -> "NTTokenizer":
+    def from_vocab(cls, vocab: Sequence[str], model_max_length: int, source: str = "vocabulary") -> NTTokenizer:
         index = {tok: i for i, tok in enumerate(vocab)}
         needed = ["<cls>", "<pad>", "<unk>", *"ATCGN"]
         lacking = [t for t in needed if t not in index]
@@ -91,7 +91,7 @@ class NTTokenizer:
         )
 
     @classmethod
-    def from_dir(cls, model_dir: str | os.PathLike, default_max_length: int) -> "NTTokenizer":
+    def from_dir(cls, model_dir: str | os.PathLike, default_max_length: int) -> NTTokenizer:
         path = os.path.join(model_dir, "vocab.txt")
         if not os.path.isfile(path):
             raise InputError("model directory lacks vocab.txt (the NT tokenizer vocabulary)", model_dir)

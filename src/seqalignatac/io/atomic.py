@@ -15,8 +15,9 @@ import os
 import shutil
 import stat
 import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -140,6 +141,7 @@ def write_csv(df, path: str | os.PathLike, **kwargs) -> None:
 
 # ----------------------------------------------------------------------------- folders as a unit
 
+
 def _sibling(target: Path, suffix: str) -> Path:
     return target.parent / f".{target.name}{suffix}"
 
@@ -178,7 +180,9 @@ def recover_dir(outdir: str | os.PathLike) -> None:
             log.warning("%s: removing the previous outputs a killed run left in %s", target, old.name)
             shutil.rmtree(old)
         else:
-            log.warning("%s: restoring the previous outputs from %s (a run was killed while publishing)", target, old.name)
+            log.warning(
+                "%s: restoring the previous outputs from %s (a run was killed while publishing)", target, old.name
+            )
             os.replace(old, target)
 
 
@@ -241,7 +245,9 @@ def publish_dir(
         # A refusal of the input leaves nothing worth resuming, unless the folder was already there.
         worth_keeping = keep_if is not None and _holds_something(stage / keep_if)
         if worth_keeping and (reused or not isinstance(exc, InputError)):
-            note_kept(f"unfinished outputs in {stage} (train's [train] resume = true, or rerunning `run`, continues from them)")
+            note_kept(
+                f"unfinished outputs in {stage} (train's [train] resume = true, or rerunning `run`, continues from them)"
+            )
         else:
             shutil.rmtree(stage, ignore_errors=True)
         _raise_as_fault_of(exc, _unstaged(exc, stage, target))

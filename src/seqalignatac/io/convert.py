@@ -84,7 +84,7 @@ def _read_mtx(path: str) -> sp.csr_matrix:
             raise ValueError("no %%MatrixMarket header")
         with open(p, "rb") as raw:
             gz = raw.read(2) == b"\x1f\x8b"
-        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+        with gzip.open(p, "rb") if gz else open(p, "rb") as fh:
             m = scipy.io.mmread(fh)
     except (ValueError, OSError, EOFError, IndexError) as exc:
         raise InputError(f"not a readable MatrixMarket file ({str(exc).splitlines()[0][:120]})", p) from None
@@ -109,18 +109,27 @@ def _read_10x_h5(path: str):
     except OSError as exc:
         raise InputError(f"not a readable HDF5 file ({exc})", path) from None
     with f:
-        group = f["matrix"] if "matrix" in f else next(
-            (f[k] for k in f if isinstance(f[k], h5py.Group) and "indptr" in f[k]), None)
+        group = (
+            f["matrix"]
+            if "matrix" in f
+            else next((f[k] for k in f if isinstance(f[k], h5py.Group) and "indptr" in f[k]), None)
+        )
         if group is None or not all(k in group for k in ("data", "indices", "indptr", "shape", "barcodes")):
-            raise InputError("not a 10x peak matrix .h5 (expected a 'matrix' group with data, indices, indptr, "
-                             "shape, barcodes, features)", path)
+            raise InputError(
+                "not a 10x peak matrix .h5 (expected a 'matrix' group with data, indices, indptr, "
+                "shape, barcodes, features)",
+                path,
+            )
         n_feat, n_bc = (int(v) for v in group["shape"][:])
         x = sp.csr_matrix((group["data"][:], group["indices"][:], group["indptr"][:]), shape=(n_bc, n_feat))
         barcodes = group["barcodes"][:].astype(str)
         if "features" in group:
             ids = group["features"]["id"][:].astype(str)
-            types = (group["features"]["feature_type"][:].astype(str) if "feature_type" in group["features"]
-                     else np.full(len(ids), "Peaks"))
+            types = (
+                group["features"]["feature_type"][:].astype(str)
+                if "feature_type" in group["features"]
+                else np.full(len(ids), "Peaks")
+            )
         elif "peaks" in group:
             ids, types = group["peaks"][:].astype(str), np.full(n_feat, "Peaks")
         else:
@@ -168,14 +177,24 @@ def read_matrix(matrix, peaks=None, cells=None, cells_axis: str = "auto"):
         peak_table = read_peak_table(peaks, "peaks file")
     if "id" in peak_table.columns and "chrom" not in peak_table.columns:  # 10x features.tsv
         keep = np.flatnonzero((peak_table["type"] == "Peaks").to_numpy())
-        rows_are_features = axis_default == "columns" or cells_axis == "columns" or (
-            x.shape[0] == len(peak_table) and x.shape[1] != len(peak_table))
+        rows_are_features = (
+            axis_default == "columns"
+            or cells_axis == "columns"
+            or (x.shape[0] == len(peak_table) and x.shape[1] != len(peak_table))
+        )
         if len(keep) < len(peak_table):
             x = x[keep] if rows_are_features else x[:, keep]
         peak_table = parse_peak_ids(peak_table.loc[keep, "id"], peaks)
     obs = read_cells_table(cells)
-    x = _orient(x, len(peak_table), len(obs), cells_axis if cells_axis != "auto" else (axis_default or "auto"),
-                source, peaks, cells)
+    x = _orient(
+        x,
+        len(peak_table),
+        len(obs),
+        cells_axis if cells_axis != "auto" else (axis_default or "auto"),
+        source,
+        peaks,
+        cells,
+    )
     return _finish(x, peak_table, obs, source)
 
 
@@ -190,8 +209,11 @@ def _orient(x: sp.csr_matrix, n_peaks: int, n_cells: int, cells_axis: str, sourc
                 log.warning("square matrix: taking columns as cells (10x convention); use --cells-axis to override")
     expect = (n_cells, n_peaks) if cells_axis == "rows" else (n_peaks, n_cells)
     if cells_axis not in ("rows", "columns") or (r, c) != expect:
-        raise InputError(f"matrix is {r} x {c}, but the peaks file lists {n_peaks} peaks and the cells file "
-                         f"{n_cells} cells; check that they belong together", source)
+        raise InputError(
+            f"matrix is {r} x {c}, but the peaks file lists {n_peaks} peaks and the cells file "
+            f"{n_cells} cells; check that they belong together",
+            source,
+        )
     return x.T.tocsr() if cells_axis == "columns" else x
 
 
@@ -230,8 +252,9 @@ def convert(matrix, out, peaks=None, cells=None, split_by: str | None = None, ce
         return [os.fspath(out)]
     if split_by not in adata.obs.columns:
         cols = ", ".join(map(str, adata.obs.columns[:20])) or "(none: the cells file has only ids)"
-        raise InputError(f"--split-by column '{split_by}' is not in the cells table; available: {cols}",
-                         cells or matrix)
+        raise InputError(
+            f"--split-by column '{split_by}' is not in the cells table; available: {cols}", cells or matrix
+        )
     values = adata.obs[split_by]
     missing = int(values.isna().sum())
     if missing:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from typing import Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -40,6 +40,7 @@ def write_embeddings(
         raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(ids)} ids")
     if len(set(ids.tolist())) != len(ids):
         raise InputError("duplicate peak ids in embeddings", path)
+
     def fill(f: h5py.File) -> None:
         f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
         f.create_dataset(
@@ -105,7 +106,7 @@ class EmbeddingStore:
     def close(self) -> None:
         self._f.close()
 
-    def __enter__(self) -> "EmbeddingStore":
+    def __enter__(self) -> EmbeddingStore:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -161,13 +162,20 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
         attrs = {k: v for k, v in first.attrs.items() if k not in ("shard", "format_version")}
         if sharded:
             if len(sharded) != len(stores):
-                raise InputError("mixes shard outputs with unsharded stores; merge the shards of one run", sharded[0].path)
+                raise InputError(
+                    "mixes shard outputs with unsharded stores; merge the shards of one run", sharded[0].path
+                )
             keyed = {}
             for st in stores:
                 i, n = _parse_shard(st.attrs["shard"], st.path)
                 src = st.attrs.get("source_ids_sha256")
-                if src != first.attrs.get("source_ids_sha256") or n != _parse_shard(first.attrs["shard"], first.path)[1]:
-                    raise InputError(f"shard {i}/{n} comes from another FASTA or shard count than {first.path}", st.path)
+                if (
+                    src != first.attrs.get("source_ids_sha256")
+                    or n != _parse_shard(first.attrs["shard"], first.path)[1]
+                ):
+                    raise InputError(
+                        f"shard {i}/{n} comes from another FASTA or shard count than {first.path}", st.path
+                    )
                 if i in keyed:
                     raise InputError(f"shard {i}/{n} given twice (also {keyed[i].path})", st.path)
                 keyed[i] = st
@@ -182,6 +190,7 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
             dup = next(p for p in ids.tolist() if p in seen or seen.add(p))
             raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
         dtype = first._f["embeddings"].dtype
+
         def fill(f: h5py.File) -> None:
             f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
             d = f.create_dataset("embeddings", shape=(len(ids), first.dim), dtype=dtype,

@@ -16,8 +16,7 @@ from seqalignatac.io.peaks import coords_from_var, looks_like_peak_ids
 NOT_H5AD_HINT = "is it an AnnData file? Use `seqalignatac convert` for MatrixMarket or 10x input"
 
 
-def read_h5ad(path: str | os.PathLike, what: str = "input .h5ad", hint: str = NOT_H5AD_HINT,
-              backed: bool = False):
+def read_h5ad(path: str | os.PathLike, what: str = "input .h5ad", hint: str = NOT_H5AD_HINT, backed: bool = False):
     """``anndata.read_h5ad`` with one-line InputErrors for missing, unreadable or non-h5ad files.
 
     ``what`` names the file in the "does not exist" message; ``hint`` says what to do when it is
@@ -57,13 +56,17 @@ def check_counts(x: sp.spmatrix, path) -> None:
     if data.dtype.kind in "fc":
         bad = ~np.isfinite(data)
         if bad.any():
-            raise InputError(f"matrix has {int(bad.sum())} NaN or infinite entries (of {x.nnz} stored); "
-                             "expected counts or 0/1 accessibility: fix or drop those cells/peaks", path)
+            raise InputError(
+                f"matrix has {int(bad.sum())} NaN or infinite entries (of {x.nnz} stored); "
+                "expected counts or 0/1 accessibility: fix or drop those cells/peaks",
+                path,
+            )
     if data.dtype.kind in "fi":
         neg = data < 0
         if neg.any():
-            raise InputError(f"matrix has {int(neg.sum())} negative entries; expected counts or 0/1 accessibility",
-                             path)
+            raise InputError(
+                f"matrix has {int(neg.sum())} negative entries; expected counts or 0/1 accessibility", path
+            )
 
 
 def check_unique(adata, path) -> None:
@@ -72,17 +75,22 @@ def check_unique(adata, path) -> None:
         dup = names.duplicated()
         if dup.any():
             first = names[dup][0]
-            raise InputError(f"{int(dup.sum())} duplicate {axis} names (first: '{first}'); "
-                             f"make them unique (e.g. adata.{'obs' if axis == 'cell' else 'var'}_names_make_unique())",
-                             path)
+            raise InputError(
+                f"{int(dup.sum())} duplicate {axis} names (first: '{first}'); "
+                f"make them unique (e.g. adata.{'obs' if axis == 'cell' else 'var'}_names_make_unique())",
+                path,
+            )
 
 
 def peak_coords(adata, path) -> pd.DataFrame:
     """Coordinates of the peaks (columns) of a cells x peaks AnnData; detects a transposed file."""
     has_cols = any(c in adata.var.columns for c in ("chrom", "chr", "seqnames"))
     if not has_cols and not looks_like_peak_ids(adata.var_names) and looks_like_peak_ids(adata.obs_names):
-        raise InputError("the rows (obs) look like peaks and the columns like cells; expected cells x peaks: "
-                         "transpose it (adata.T) before use", path)
+        raise InputError(
+            "the rows (obs) look like peaks and the columns like cells; expected cells x peaks: "
+            "transpose it (adata.T) before use",
+            path,
+        )
     coords = coords_from_var(adata.var, path)
     check_distinct_coords(coords, adata.var_names, path)
     return coords
@@ -95,12 +103,20 @@ def check_distinct_coords(coords: pd.DataFrame, names, path) -> None:
         return
     rows = np.flatnonzero(dup)
     first = coords.iloc[rows[0]]
-    same = rows[((coords.iloc[rows]["chrom"] == first["chrom"]) & (coords.iloc[rows]["start"] == first["start"])
-                 & (coords.iloc[rows]["end"] == first["end"])).to_numpy()]
+    same = rows[
+        (
+            (coords.iloc[rows]["chrom"] == first["chrom"])
+            & (coords.iloc[rows]["start"] == first["start"])
+            & (coords.iloc[rows]["end"] == first["end"])
+        ).to_numpy()
+    ]
     n_extra = int(coords.duplicated(["chrom", "start", "end"]).sum())
-    raise InputError(f"peaks '{names[same[0]]}' and '{names[same[1]]}' have the same coordinates "
-                     f"{first['chrom']}:{first['start']}-{first['end']} ({n_extra} duplicate peak(s) in all); "
-                     "keep one of them or sum their counts", path)
+    raise InputError(
+        f"peaks '{names[same[0]]}' and '{names[same[1]]}' have the same coordinates "
+        f"{first['chrom']}:{first['start']}-{first['end']} ({n_extra} duplicate peak(s) in all); "
+        "keep one of them or sum their counts",
+        path,
+    )
 
 
 def labels(adata, key: str, path, what: str = "label key") -> pd.Series:
@@ -110,7 +126,9 @@ def labels(adata, key: str, path, what: str = "label key") -> pd.Series:
         raise InputError(f"{what} '{key}' is not an obs column; available: {cols}", path)
     s = adata.obs[key]
     out = pd.Series(s.astype(object).where(s.notna(), None).to_numpy(), index=adata.obs_names, dtype=object)
-    out = out.map(lambda v: None if v is None or (isinstance(v, str) and v.strip() in ("", "nan", "NaN", "NA")) else str(v))
+    out = out.map(
+        lambda v: None if v is None or (isinstance(v, str) and v.strip() in ("", "nan", "NaN", "NA")) else str(v)
+    )
     if out.isna().all():
         raise InputError(f"{what} '{key}' has no labels (every value is missing)", path)
     return out
@@ -128,15 +146,24 @@ def check_reference_classes(lab: pd.Series, key: str, path) -> None:
     folded = names.str.strip().str.casefold()
     reserved = names[folded == UNKNOWN.casefold()]
     if len(reserved):
-        raise InputError(f"obs column '{key}': the label {reserved.iloc[0]!r} is reserved for cells the method calls "
-                         "unknown; rename that class in the reference", path)
+        raise InputError(
+            f"obs column '{key}': the label {reserved.iloc[0]!r} is reserved for cells the method calls "
+            "unknown; rename that class in the reference",
+            path,
+        )
     groups = names.groupby(folded.to_numpy()).agg(list)
     clash = groups[groups.map(len) > 1]
     if len(clash):
         variants = ", ".join(repr(v) for v in sorted(clash.iloc[0]))
-        raise InputError(f"obs column '{key}': labels {variants} differ only by case or spaces "
-                         f"({len(clash)} such group(s)); make them identical or clearly distinct", path)
+        raise InputError(
+            f"obs column '{key}': labels {variants} differ only by case or spaces "
+            f"({len(clash)} such group(s)); make them identical or clearly distinct",
+            path,
+        )
     if len(names) < 2:
         only = names.iloc[0] if len(names) else ""
-        raise InputError(f"obs column '{key}': the reference has a single class ({only!r}); annotation needs at "
-                         "least 2 labelled cell types", path)
+        raise InputError(
+            f"obs column '{key}': the reference has a single class ({only!r}); annotation needs at "
+            "least 2 labelled cell types",
+            path,
+        )

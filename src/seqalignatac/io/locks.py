@@ -37,7 +37,7 @@ class FolderLock:
         self.what = what  # e.g. "output folder results/": named in the refusal
         self._fd: int | None = None
 
-    def acquire(self) -> "FolderLock":
+    def acquire(self) -> FolderLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
@@ -47,8 +47,11 @@ class FolderLock:
             os.close(fd)
             if e.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
                 raise
-            raise FolderBusy(f"{self.what} is in use by another run ({describe(holder)}); wait for it to finish "
-                             f"or use another output folder", self.path.parent) from None
+            raise FolderBusy(
+                f"{self.what} is in use by another run ({describe(holder)}); wait for it to finish "
+                f"or use another output folder",
+                self.path.parent,
+            ) from None
         previous = _read_holder(fd)
         if previous:  # the file outlived its holder: the kernel released the flock when it died
             log.warning("%s: taking over the stale lock of an ended run (%s)", self.path, describe(previous))
@@ -66,7 +69,7 @@ class FolderLock:
         os.close(self._fd)  # closing drops the flock; the file stays (unlinking it would race)
         self._fd = None
 
-    def __enter__(self) -> "FolderLock":
+    def __enter__(self) -> FolderLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

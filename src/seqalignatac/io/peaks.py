@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import gzip
 import os
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 import pandas as pd
@@ -94,8 +94,11 @@ def check_integral(values: np.ndarray, column: str, names, source=None) -> None:
     bad = ~np.isfinite(values) | (values != np.floor(values))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"peak {i + 1} ('{names[i]}'): column '{column}' holds {float(values[i]):g}, not a whole "
-                         f"number; coordinates must be integers ({int(bad.sum())} such peaks)", source)
+        raise InputError(
+            f"peak {i + 1} ('{names[i]}'): column '{column}' holds {float(values[i]):g}, not a whole "
+            f"number; coordinates must be integers ({int(bad.sum())} such peaks)",
+            source,
+        )
 
 
 def check_chroms(chrom: np.ndarray, column: str, names, source=None) -> None:
@@ -104,8 +107,11 @@ def check_chroms(chrom: np.ndarray, column: str, names, source=None) -> None:
     bad = (text.isna() | text.astype(str).str.strip().isin(MISSING_CHROMS)).to_numpy()
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise InputError(f"peak {i + 1} ('{names[i]}'): column '{column}' has no chromosome ({str(chrom[i])!r}); "
-                         f"every peak needs one ({int(bad.sum())} such peaks)", source)
+        raise InputError(
+            f"peak {i + 1} ('{names[i]}'): column '{column}' has no chromosome ({str(chrom[i])!r}); "
+            f"every peak needs one ({int(bad.sum())} such peaks)",
+            source,
+        )
 
 
 def _first_column(df: pd.DataFrame, names: Iterable[str]) -> str | None:
@@ -132,9 +138,7 @@ def coords_from_var(var: pd.DataFrame, source: str | os.PathLike | None = None) 
             check_integral(values.astype(float), col, names, source)
         chrom = var[cc].astype(object).to_numpy()
         check_chroms(chrom, cc, names, source)
-        out = pd.DataFrame(
-            {"chrom": chrom.astype(str), "start": start.astype(np.int64), "end": end.astype(np.int64)}
-        )
+        out = pd.DataFrame({"chrom": chrom.astype(str), "start": start.astype(np.int64), "end": end.astype(np.int64)})
         validate_intervals(out, source, names=names)
         return out
     if len(var) == 0:
@@ -210,15 +214,16 @@ def read_peak_table(path: str | os.PathLike, what: str = "peaks file") -> pd.Dat
         bad = (num.isna() | (num != np.floor(num))).to_numpy()  # 100.7 would be truncated to 100
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise InputError(
-                f"line {i + 1 + int(has_header)}: {col} '{df[col].iloc[i]}' is not an integer", p
-            )
+            raise InputError(f"line {i + 1 + int(has_header)}: {col} '{df[col].iloc[i]}' is not an integer", p)
         df[col] = num.astype(np.int64)
     missing = df["chrom"].astype(str).str.strip().isin(MISSING_CHROMS).to_numpy()
     if missing.any():
         i = int(np.flatnonzero(missing)[0])
-        raise InputError(f"line {i + 1 + int(has_header)}: chromosome '{df['chrom'].iloc[i]}' is missing; every "
-                         f"peak needs one ({int(missing.sum())} such lines)", p)
+        raise InputError(
+            f"line {i + 1 + int(has_header)}: chromosome '{df['chrom'].iloc[i]}' is missing; every "
+            f"peak needs one ({int(missing.sum())} such lines)",
+            p,
+        )
     df["chrom"] = df["chrom"].astype(str)
     validate_intervals(df, p)
     ids = peak_ids(df["chrom"], df["start"], df["end"])
@@ -239,8 +244,14 @@ def read_bed(path: str | os.PathLike) -> pd.DataFrame:
 def bed_text(df: pd.DataFrame) -> str:
     """BED text (chrom, start, end, name) for a frame with those columns."""
     names = df["name"] if "name" in df.columns else peak_ids(df["chrom"], df["start"], df["end"])
-    out = pd.DataFrame({"chrom": df["chrom"].to_numpy(), "start": df["start"].to_numpy(),
-                        "end": df["end"].to_numpy(), "name": np.asarray(names)})
+    out = pd.DataFrame(
+        {
+            "chrom": df["chrom"].to_numpy(),
+            "start": df["start"].to_numpy(),
+            "end": df["end"].to_numpy(),
+            "name": np.asarray(names),
+        }
+    )
     return out.to_csv(sep="\t", header=False, index=False)
 
 
@@ -285,8 +296,14 @@ def to_pyranges(chrom, start, end, idx=None):
     import pyranges as pr
 
     idx = np.arange(len(start)) if idx is None else idx
-    df = pd.DataFrame({"Chromosome": np.asarray(chrom, dtype=str), "Start": np.asarray(start, dtype=np.int64),
-                       "End": np.asarray(end, dtype=np.int64), "idx": np.asarray(idx, dtype=np.int64)})
+    df = pd.DataFrame(
+        {
+            "Chromosome": np.asarray(chrom, dtype=str),
+            "Start": np.asarray(start, dtype=np.int64),
+            "End": np.asarray(end, dtype=np.int64),
+            "idx": np.asarray(idx, dtype=np.int64),
+        }
+    )
     return pr.PyRanges(df)
 
 

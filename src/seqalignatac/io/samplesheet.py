@@ -38,8 +38,10 @@ def name_problem(name: str) -> str | None:
     """Why ``name`` cannot name a file or folder (None when it can): one rule for every such id."""
     if PAIR_ID_RE.fullmatch(name):
         return None
-    return (f"{name!r} is not a valid id; use letters, digits, '.', '_' or '-', starting with a letter "
-            "or digit (no spaces, slashes or '..'; it names output files)")
+    return (
+        f"{name!r} is not a valid id; use letters, digits, '.', '_' or '-', starting with a letter "
+        "or digit (no spaces, slashes or '..'; it names output files)"
+    )
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,7 @@ class Pair:
         self._require(self.query, f"query of pair '{self.pair_id}'")
         if need_fasta:
             if self.fasta is None and fasta is None:
-                raise InputError(
-                    f"pair '{self.pair_id}' has no genome FASTA: give --fasta or fill the 'fasta' column"
-                )
+                raise InputError(f"pair '{self.pair_id}' has no genome FASTA: give --fasta or fill the 'fasta' column")
             self._require(self.fasta or Path(fasta), f"genome FASTA of pair '{self.pair_id}'", self.fasta is not None)
         return self.fasta or (Path(fasta) if fasta is not None else None)
 
@@ -112,7 +112,9 @@ def read_samplesheet(path: str | os.PathLike) -> list[Pair]:
         if problem:
             raise InputError(f"row {lineno}, column 'pair_id': {problem}", p)
         if pid in seen:
-            raise InputError(f"row {lineno}, column 'pair_id': '{pid}' is already used on row {seen[pid]}; ids must be unique", p)
+            raise InputError(
+                f"row {lineno}, column 'pair_id': '{pid}' is already used on row {seen[pid]}; ids must be unique", p
+            )
         seen[pid] = lineno
         for col in ("reference", "query"):
             if not row[col].lower().endswith(H5AD_SUFFIXES):

@@ -19,8 +19,11 @@ import click
 from seqalignatac.errors import InputError, require_file
 
 
-def read_settings(paths: str | os.PathLike | Sequence[str | os.PathLike] | None, table: str,
-                  types: Mapping[str, click.ParamType | None]) -> dict[str, Any]:
+def read_settings(
+    paths: str | os.PathLike | Sequence[str | os.PathLike] | None,
+    table: str,
+    types: Mapping[str, click.ParamType | None],
+) -> dict[str, Any]:
     """The ``[table]`` of the TOML file(s) ``paths`` (``{}`` when None or empty), values converted.
 
     ``types`` maps each allowed key to its click type (None: any TOML value, checked by the caller).
@@ -49,8 +52,7 @@ def _read_table(path: str | os.PathLike, table: str, types: Mapping[str, click.P
         raise InputError(f"[{table}] must be a table of key = value settings", path)
     unknown = sorted(set(section) - set(types))
     if unknown:
-        raise InputError(f"[{table}] has no setting {unknown[0]!r}; the settings are: {', '.join(sorted(types))}",
-                         path)
+        raise InputError(f"[{table}] has no setting {unknown[0]!r}; the settings are: {', '.join(sorted(types))}", path)
     out: dict[str, Any] = {}
     for key, value in section.items():
         param_type = types[key]
@@ -86,6 +88,11 @@ def _toml_value(value: Any) -> str:
 
 def config_option(table: str):
     """The ``--config`` option of a step whose advanced settings live in ``[table]``."""
-    return click.option("--config", "config_path", type=click.Path(dir_okay=False), multiple=True,
-                         help=f"TOML file with advanced settings in a [{table}] table (docs/settings.md); "
-                              "repeat it to layer files (later ones win).")
+    return click.option(
+        "--config",
+        "config_path",
+        type=click.Path(dir_okay=False),
+        multiple=True,
+        help=f"TOML file with advanced settings in a [{table}] table (docs/settings.md); "
+        "repeat it to layer files (later ones win).",
+    )

@@ -14,8 +14,10 @@ from typing import Any
 
 from seqalignatac.errors import InputError
 
-CONVERT_HINT = ("convert it to safetensors where it came from (e.g. save_file(state_dict, 'model.safetensors') "
-                "with safetensors.torch), or take the model's .safetensors file")
+CONVERT_HINT = (
+    "convert it to safetensors where it came from (e.g. save_file(state_dict, 'model.safetensors') "
+    "with safetensors.torch), or take the model's .safetensors file"
+)
 
 
 def load_tensors(path: str | os.PathLike, what: str = "checkpoint") -> Any:

@@ -49,13 +49,21 @@ def harmonize(
     ``labels_key``; ``var`` gets ``chrom``, ``start``, ``end`` and per-domain open-cell counts;
     ``uns['seqalignatac']`` gets ``labels_key`` and the ``prepare`` summary.
     """
-    adata, _ = prepare(reference, query, labels_key, query_labels_key, overlap_width=overlap_width,
-                       min_peak_frac=min_peak_frac, min_cells=min_cells)
+    adata, _ = prepare(
+        reference,
+        query,
+        labels_key,
+        query_labels_key,
+        overlap_width=overlap_width,
+        min_peak_frac=min_peak_frac,
+        min_cells=min_cells,
+    )
     return adata
 
 
-def peak_sequences(adata, fasta: str | os.PathLike, width: int | str = DEFAULT_WIDTH,
-                   key_added: str = keys.SEQUENCE) -> None:
+def peak_sequences(
+    adata, fasta: str | os.PathLike, width: int | str = DEFAULT_WIDTH, key_added: str = keys.SEQUENCE
+) -> None:
     """DNA sequence of every peak of ``adata`` from a genome FASTA (plain, gzip or bgzip).
 
     Parameters
@@ -71,9 +79,14 @@ def peak_sequences(adata, fasta: str | os.PathLike, width: int | str = DEFAULT_W
 
     Writes ``adata.var[key_added]`` and ``adata.uns['seqalignatac']['extract']`` (the summary).
     """
-    peaks = pd.DataFrame({"chrom": adata.var["chrom"].astype(str).to_numpy(),
-                          "start": adata.var["start"].to_numpy(), "end": adata.var["end"].to_numpy(),
-                          "name": adata.var_names.astype(str)})
+    peaks = pd.DataFrame(
+        {
+            "chrom": adata.var["chrom"].astype(str).to_numpy(),
+            "start": adata.var["start"].to_numpy(),
+            "end": adata.var["end"].to_numpy(),
+            "name": adata.var_names.astype(str),
+        }
+    )
     from seqalignatac.embed.fasta_io import read_fasta
 
     with tempfile.TemporaryDirectory(prefix="seqalignatac-") as tmp:

@@ -55,18 +55,21 @@ def _merge_columns(x: sp.csr_matrix, colmap: np.ndarray, n_new: int) -> sp.csr_m
         rows = np.repeat(np.arange(sub.shape[0], dtype=np.int32), np.diff(sub.indptr))
         cols = colmap[sub.indices]
         keep = cols >= 0
-        m = sp.coo_matrix((np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], cols[keep])),
-                          shape=(sub.shape[0], n_new)).tocsr()
+        m = sp.coo_matrix(
+            (np.ones(int(keep.sum()), dtype=np.uint8), (rows[keep], cols[keep])), shape=(sub.shape[0], n_new)
+        ).tocsr()
         m.sum_duplicates()
         indices.append(m.indices.astype(np.int32, copy=False))
         indptr.append(m.indptr[1:].astype(np.int64) + total)
         total += m.nnz
-    return sp.csr_matrix((np.ones(total, dtype=np.uint8), np.concatenate(indices), np.concatenate(indptr)),
-                         shape=(x.shape[0], n_new))
+    return sp.csr_matrix(
+        (np.ones(total, dtype=np.uint8), np.concatenate(indices), np.concatenate(indptr)), shape=(x.shape[0], n_new)
+    )
 
 
-def _fill_kept(x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, out_indptr: np.ndarray,
-               row0: int, pos0: int) -> int:
+def _fill_kept(
+    x: sp.csr_matrix, newcol: np.ndarray, out_indices: np.ndarray, out_indptr: np.ndarray, row0: int, pos0: int
+) -> int:
     """Copy ``x`` restricted to kept columns (``newcol`` >= 0, order-preserving) into the output arrays."""
     pos = pos0
     for lo in range(0, x.shape[0], ROW_CHUNK):
@@ -147,9 +150,14 @@ def prepare(
 
     check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
     if labels_key in keys.RESERVED_OBS:
-        raise InputError(f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
-                         f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name", _where(reference))
-    x_ref, ref_coords, ref_cells, ref_lab = _load(reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True)
+        raise InputError(
+            f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
+            f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name",
+            _where(reference),
+        )
+    x_ref, ref_coords, ref_cells, ref_lab = _load(
+        reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True
+    )
     x_q, q_coords, q_cells, q_lab = _load(query, query_labels_key, "query .h5ad", "--query-labels-key")
 
     q2r, renames = map_peaks(ref_coords, q_coords, overlap_width)
@@ -175,8 +183,10 @@ def prepare(
     keep = (open_ref + open_q) >= threshold
     n_keep = int(keep.sum())
     if n_keep == 0:
-        raise InputError(f"no peak is open in at least {threshold} cells; lower --min-peak-frac "
-                         f"(now {min_peak_frac})", _where(reference))
+        raise InputError(
+            f"no peak is open in at least {threshold} cells; lower --min-peak-frac (now {min_peak_frac})",
+            _where(reference),
+        )
     newcol = np.full(n_ref_peaks, -1, dtype=np.int64)
     newcol[keep] = np.arange(n_keep)
 
@@ -204,28 +214,47 @@ def prepare(
     obs = pd.DataFrame(
         {
             keys.ORIGINAL_ID: np.concatenate([ref_cells, q_cells]),
-            keys.DOMAIN: pd.Categorical([keys.REFERENCE] * n_ref_cells + [keys.QUERY] * n_q_cells,
-                                        categories=list(keys.DOMAINS)),
+            keys.DOMAIN: pd.Categorical(
+                [keys.REFERENCE] * n_ref_cells + [keys.QUERY] * n_q_cells, categories=list(keys.DOMAINS)
+            ),
             labels_key: pd.Categorical(label_values, categories=cats),
             keys.N_PEAKS: per_cell.astype(np.int64),
         },
-        index=np.concatenate([np.char.add(keys.ID_PREFIX[keys.REFERENCE], ref_cells),
-                              np.char.add(keys.ID_PREFIX[keys.QUERY], q_cells)]).astype(object),
+        index=np.concatenate(
+            [np.char.add(keys.ID_PREFIX[keys.REFERENCE], ref_cells), np.char.add(keys.ID_PREFIX[keys.QUERY], q_cells)]
+        ).astype(object),
     )
     kept = ref_coords.loc[keep].reset_index(drop=True)
     var = pd.DataFrame(
-        {"chrom": kept["chrom"].to_numpy(), "start": kept["start"].to_numpy(), "end": kept["end"].to_numpy(),
-         "n_cells_reference": open_ref[keep].astype(np.int64), "n_cells_query": open_q[keep].astype(np.int64),
-         "n_query_peaks": np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)[keep].astype(np.int64)},
+        {
+            "chrom": kept["chrom"].to_numpy(),
+            "start": kept["start"].to_numpy(),
+            "end": kept["end"].to_numpy(),
+            "n_cells_reference": open_ref[keep].astype(np.int64),
+            "n_cells_query": open_q[keep].astype(np.int64),
+            "n_query_peaks": np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)[keep].astype(np.int64),
+        },
         index=peak_ids(kept["chrom"], kept["start"], kept["end"]),
     )
     q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
     per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     summary = {
-        "reference": {"path": _where(reference), "cells": n_ref_cells, "peaks": n_ref_peaks, keys.LABELS_KEY: labels_key,
-                      "labels": _label_counts(ref_lab), "cells_without_shared_peaks": empty_ref},
-        "query": {"path": _where(query), "cells": n_q_cells, "peaks": len(q_coords), keys.LABELS_KEY: query_labels_key or "",
-                  "labels": _label_counts(q_lab), "cells_without_shared_peaks": empty_q},
+        "reference": {
+            "path": _where(reference),
+            "cells": n_ref_cells,
+            "peaks": n_ref_peaks,
+            keys.LABELS_KEY: labels_key,
+            "labels": _label_counts(ref_lab),
+            "cells_without_shared_peaks": empty_ref,
+        },
+        "query": {
+            "path": _where(query),
+            "cells": n_q_cells,
+            "peaks": len(q_coords),
+            keys.LABELS_KEY: query_labels_key or "",
+            "labels": _label_counts(q_lab),
+            "cells_without_shared_peaks": empty_q,
+        },
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),
         "min_cells_per_peak": int(threshold),
@@ -253,7 +282,16 @@ def run_prepare(reference, query, labels_key, query_labels_key=None, outdir=".",
     adata, summary = prepare(reference, query, labels_key, query_labels_key, **kw)
     with publish_dir(outdir, owned=PREPARE_OUTPUTS) as stage:  # the folder is all-new or all-old
         write_h5ad(adata, stage / keys.ACCESSIBILITY)
-        write_bed(pd.DataFrame({"chrom": adata.var["chrom"], "start": adata.var["start"], "end": adata.var["end"],
-                                "name": adata.var_names}), stage / keys.PEAKS_BED)
+        write_bed(
+            pd.DataFrame(
+                {
+                    "chrom": adata.var["chrom"],
+                    "start": adata.var["start"],
+                    "end": adata.var["end"],
+                    "name": adata.var_names,
+                }
+            ),
+            stage / keys.PEAKS_BED,
+        )
         write_json(stage / keys.PREPARE_SUMMARY, summary)
     return summary

@@ -52,14 +52,18 @@ def open_fasta(path: str | os.PathLike):
     try:
         return pyfaidx.Fasta(p, sequence_always_upper=True, as_raw=True, read_ahead=None)
     except PermissionError:
-        raise InputError("cannot write the FASTA index (.fai) beside it; run `samtools faidx` on it "
-                         "once, or copy the FASTA to a writable folder", p) from None
+        raise InputError(
+            "cannot write the FASTA index (.fai) beside it; run `samtools faidx` on it "
+            "once, or copy the FASTA to a writable folder",
+            p,
+        ) from None
     except ImportError:
         raise InputError("reading a bgzip FASTA needs biopython (pip install biopython)", p) from None
     except Exception as exc:  # pyfaidx raises FastaIndexingError, UnsupportedCompressionFormat, ...
         hint = " (bgzip FASTA)" if kind == "bgzip" else ""
-        raise InputError(f"not a readable FASTA{hint}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}",
-                         p) from None
+        raise InputError(
+            f"not a readable FASTA{hint}: {type(exc).__name__}: {str(exc).splitlines()[0][:160]}", p
+        ) from None
 
 
 def _gzi_blocks(path: str) -> np.ndarray:
@@ -142,12 +146,16 @@ def extract_sequences(
         peaks = read_bed(peaks_path)
     if len(peaks) == 0:
         raise InputError("no peaks to extract", peaks_path)
-    names = peaks["name"].astype(str) if "name" in peaks.columns else (
-        peaks["chrom"].astype(str) + ":" + peaks["start"].astype(str) + "-" + peaks["end"].astype(str))
+    names = (
+        peaks["name"].astype(str)
+        if "name" in peaks.columns
+        else (peaks["chrom"].astype(str) + ":" + peaks["start"].astype(str) + "-" + peaks["end"].astype(str))
+    )
     dup = names.duplicated()
     if dup.any():
-        raise InputError(f"{int(dup.sum())} duplicate peak names (first: '{names[dup].iloc[0]}'); names must be unique",
-                         peaks_path)
+        raise InputError(
+            f"{int(dup.sum())} duplicate peak names (first: '{names[dup].iloc[0]}'); names must be unique", peaks_path
+        )
     fa = open_fasta(fasta)
     fasta = os.fspath(fasta)
     kind = check_fasta_compression(fasta)
@@ -157,7 +165,9 @@ def extract_sequences(
     if not renames:
         raise InputError(
             f"contains none of the peaks' chromosomes (peaks: {', '.join(pd.unique(chrom)[:5])}; FASTA: "
-            f"{', '.join(list(fa.keys())[:5])}); is it the right genome?", fasta)
+            f"{', '.join(list(fa.keys())[:5])}); is it the right genome?",
+            fasta,
+        )
     starts, ends = _windows(peaks, width)
     name_bytes = [n.encode() for n in names]
 
@@ -185,7 +195,7 @@ def extract_sequences(
             for i in idx:
                 s, e = int(starts[i]), int(ends[i])
                 if s < 0 or e > length:
-                    sub = b"N" * max(0, min(-s, e - s)) + seq[max(s, 0): max(min(e, length), 0)]
+                    sub = b"N" * max(0, min(-s, e - s)) + seq[max(s, 0) : max(min(e, length), 0)]
                     sub += b"N" * (e - s - len(sub))
                     n_clipped += 1
                     if len(clipped_examples) < EXAMPLES:
@@ -211,8 +221,13 @@ def extract_sequences(
         if buffered is not None:
             fh.write(b"".join(r for r in buffered if r is not None))
     if absent:
-        log.warning("%d peaks on %d contigs absent from %s were skipped: %s", sum(absent.values()), len(absent),
-                    fasta, ", ".join(list(absent)[:5]))
+        log.warning(
+            "%d peaks on %d contigs absent from %s were skipped: %s",
+            sum(absent.values()),
+            len(absent),
+            fasta,
+            ", ".join(list(absent)[:5]),
+        )
     if n_clipped:
         log.warning("%d peaks run off a chromosome end; padded with N to width %s", n_clipped, width)
     result = {

@@ -184,4 +184,3 @@ def _prepared_query_ids(obs: pd.DataFrame, cell_ids: pd.Index) -> pd.Index:
     if not cell_ids.isin(prepared.index).all():
         return cell_ids
     return pd.Index(prepared.loc[cell_ids].to_numpy(), name=cell_ids.name)
-

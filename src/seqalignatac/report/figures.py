@@ -9,7 +9,7 @@ import base64
 import io
 import logging
 import time
-from typing import Sequence
+from collections.abc import Sequence
 
 import matplotlib
 
@@ -56,6 +56,7 @@ def label_colors(labels: Sequence[str]) -> dict[str, str]:
 
 # ----------------------------------------------------------------------------------- UMAP
 
+
 def compute_umap(embedding: np.ndarray, seed: int = 0, max_cells: int = 20_000) -> tuple[np.ndarray, np.ndarray]:
     """2-D UMAP of (a random subsample of at most ``max_cells``) cells: returns (row index, coords).
 
@@ -88,7 +89,15 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, colors: dict[str, str], tit
     order = pd.Series(labels).value_counts().index.tolist()
     for lab in order:
         m = labels == lab
-        ax.scatter(xy[m, 0], xy[m, 1], s=size, c=colors.get(lab, "#000000"), linewidths=0, label=f"{lab} ({m.sum()})", rasterized=True)
+        ax.scatter(
+            xy[m, 0],
+            xy[m, 1],
+            s=size,
+            c=colors.get(lab, "#000000"),
+            linewidths=0,
+            label=f"{lab} ({m.sum()})",
+            rasterized=True,
+        )
     ax.set_title(title)
     ax.set_xticks([])
     ax.set_yticks([])
@@ -97,8 +106,15 @@ def _scatter(ax, xy: np.ndarray, labels: np.ndarray, colors: dict[str, str], tit
     handles, names = ax.get_legend_handles_labels()
     keyed = sorted(zip(names, handles), key=lambda t: (t[0].startswith(UNKNOWN + " "), t[0]))
     if keyed:
-        leg = ax.legend([h for _, h in keyed], [n for n, _ in keyed], loc="center left", bbox_to_anchor=(1.0, 0.5),
-                        frameon=False, fontsize=7, ncol=1 if len(keyed) <= 18 else 2)
+        leg = ax.legend(
+            [h for _, h in keyed],
+            [n for n, _ in keyed],
+            loc="center left",
+            bbox_to_anchor=(1.0, 0.5),
+            frameon=False,
+            fontsize=7,
+            ncol=1 if len(keyed) <= 18 else 2,
+        )
         for h in leg.legend_handles:  # legend dots readable whatever the point size
             h.set_sizes([30])
 
@@ -119,17 +135,28 @@ def umap_figure(
     axes = np.ravel(axes)
     _scatter(axes[0], coords, domain, DOMAIN_COLORS, "All cells by domain")
     _scatter(axes[1], coords[is_ref], ref_label, colors, "Reference cells: label", background=coords[is_q])
-    _scatter(axes[2], coords[is_q], query_pred, colors, "Query cells: seqAlignATAC prediction", background=coords[is_ref])
+    _scatter(
+        axes[2], coords[is_q], query_pred, colors, "Query cells: seqAlignATAC prediction", background=coords[is_ref]
+    )
     if query_truth is not None:
-        _scatter(axes[3], coords[is_q], query_truth, colors, "Query cells: known label (not used for training)",
-                 background=coords[is_ref])
+        _scatter(
+            axes[3],
+            coords[is_q],
+            query_truth,
+            colors,
+            "Query cells: known label (not used for training)",
+            background=coords[is_ref],
+        )
     fig.tight_layout()
     return to_data_uri(fig)
 
 
 # ----------------------------------------------------------------------------------- stage 1
 
-def training_curve_figure(curve: pd.DataFrame, loss_title: str = "loss", metric_title: str = "held-out metrics") -> str | None:
+
+def training_curve_figure(
+    curve: pd.DataFrame, loss_title: str = "loss", metric_title: str = "held-out metrics"
+) -> str | None:
     """Losses in one panel, metrics within [0, 1] (AUROC, AUPRC, ...) in another, any other column alone."""
     num = curve.select_dtypes("number")
     if num.empty:
@@ -159,6 +186,7 @@ def training_curve_figure(curve: pd.DataFrame, loss_title: str = "loss", metric_
 
 # ----------------------------------------------------------------------------------- inputs
 
+
 def label_composition_figure(table: pd.DataFrame, colors: dict[str, str]) -> str:
     """Stacked horizontal bars: fraction of each label in the reference and the query."""
     frac = table.div(table.sum(axis=0).replace(0, np.nan), axis=1).fillna(0.0)
@@ -166,18 +194,28 @@ def label_composition_figure(table: pd.DataFrame, colors: dict[str, str]) -> str
     left = np.zeros(frac.shape[1])
     for lab in frac.index:
         vals = frac.loc[lab].to_numpy()
-        ax.barh(frac.columns, vals, left=left, color=colors.get(str(lab), "#999999"), label=str(lab), edgecolor="white", linewidth=0.4)
+        ax.barh(
+            frac.columns,
+            vals,
+            left=left,
+            color=colors.get(str(lab), "#999999"),
+            label=str(lab),
+            edgecolor="white",
+            linewidth=0.4,
+        )
         left += vals
     ax.set_xlim(0, 1)
     ax.set_xlabel("fraction of cells")
     ax.invert_yaxis()
-    ax.legend(loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8,
-              ncol=1 if len(frac.index) <= 12 else 2)
+    ax.legend(
+        loc="center left", bbox_to_anchor=(1.0, 0.5), frameon=False, fontsize=8, ncol=1 if len(frac.index) <= 12 else 2
+    )
     fig.tight_layout()
     return to_data_uri(fig)
 
 
 # ----------------------------------------------------------------------------------- predictions
+
 
 def prediction_counts_figure(pred: pd.Series, colors: dict[str, str]) -> str:
     counts = pred.astype(str).value_counts()
@@ -195,8 +233,13 @@ def prediction_counts_figure(pred: pd.Series, colors: dict[str, str]) -> str:
 def confidence_figure(confidence: np.ndarray, unknown: np.ndarray, threshold: float | None = None) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
     bins = np.linspace(0, 1, 41)
-    ax.hist([confidence[~unknown], confidence[unknown]], bins=bins, stacked=True,
-            color=["#3182bd", UNKNOWN_COLOR], label=[f"labeled ({(~unknown).sum()})", f"Unknown ({unknown.sum()})"])
+    ax.hist(
+        [confidence[~unknown], confidence[unknown]],
+        bins=bins,
+        stacked=True,
+        color=["#3182bd", UNKNOWN_COLOR],
+        label=[f"labeled ({(~unknown).sum()})", f"Unknown ({unknown.sum()})"],
+    )
     if threshold is not None:
         ax.axvline(threshold, color="k", ls="--", lw=1, label=f"threshold {threshold:.2f}")
     ax.set_xlabel("confidence")
@@ -225,8 +268,15 @@ def confusion_figure(confusion: pd.DataFrame) -> str:
         for i in range(nr):
             for j in range(nc):
                 if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
-                            color="white" if norm[i, j] > 0.6 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(cm[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if norm[i, j] > 0.6 else "black",
+                    )
     fig.colorbar(im, ax=ax, fraction=0.04, label="fraction of true class")
     ax.set_title("Confusion matrix (rows sum to 1)")
     fig.tight_layout()

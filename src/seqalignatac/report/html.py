@@ -7,9 +7,10 @@ import logging
 import os
 import platform
 import time
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,8 +27,21 @@ from seqalignatac.report.mqc import read_mqc, write_mqc
 log = logging.getLogger(__name__)
 
 VERSION_PACKAGES = (
-    "seqalignatac", "numpy", "scipy", "pandas", "anndata", "h5py", "torch", "transformers",
-    "torch-geometric", "scikit-learn", "faiss-cpu", "pyfaidx", "pyranges", "umap-learn", "matplotlib",
+    "seqalignatac",
+    "numpy",
+    "scipy",
+    "pandas",
+    "anndata",
+    "h5py",
+    "torch",
+    "transformers",
+    "torch-geometric",
+    "scikit-learn",
+    "faiss-cpu",
+    "pyfaidx",
+    "pyranges",
+    "umap-learn",
+    "matplotlib",
 )
 
 # prepare_summary.json keys shown in the harmonization table, with what they mean.
@@ -128,7 +142,8 @@ def summary_row(data: PairData) -> dict[str, Any]:
     ps, ts = data.prepare_summary, data.train_summary
     pred = data.predictions
     row: dict[str, Any] = {
-        "reference_cells": _get(ps, "cells.reference") or int((data.obs[keys.DOMAIN].astype(str) == keys.REFERENCE).sum()),
+        "reference_cells": _get(ps, "cells.reference")
+        or int((data.obs[keys.DOMAIN].astype(str) == keys.REFERENCE).sum()),
         "query_cells": _get(ps, "cells.query") or int((data.obs[keys.DOMAIN].astype(str) == keys.QUERY).sum()),
         "shared_peaks": data.n_peaks,
         "query_signal_kept": _get(ps, "query_accessibility_retained"),
@@ -159,7 +174,10 @@ def _fill_metrics(data: PairData) -> None:
     common = data.predictions.index.intersection(truth.index[truth.notna()])
     if len(common) == 0:
         return
-    res = evaluate(truth.loc[common].astype(str).to_numpy(), data.predictions.loc[common, keys.PREDICTED_LABEL].astype(str).to_numpy())
+    res = evaluate(
+        truth.loc[common].astype(str).to_numpy(),
+        data.predictions.loc[common, keys.PREDICTED_LABEL].astype(str).to_numpy(),
+    )
     if data.metrics is None:
         data.metrics = {k: v for k, v in res.items() if k not in ("per_class", "confusion")}
     if data.per_class is None:
@@ -175,7 +193,9 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     domain = obs[keys.DOMAIN].astype(str)
     truth = _query_truth(data)
     pred = data.predictions
-    all_labels = list(obs[data.labels_key].dropna().astype(str).unique()) + list(pred[keys.PREDICTED_LABEL].astype(str).unique())
+    all_labels = list(obs[data.labels_key].dropna().astype(str).unique()) + list(
+        pred[keys.PREDICTED_LABEL].astype(str).unique()
+    )
     colors = figures.label_colors(all_labels)
 
     # --- what went in
@@ -186,11 +206,14 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     comp = comp.fillna(0).astype(int).sort_index()
     inputs = {
         "domains": [
-            {"name": d, "cells": int((domain == d).sum()),
-             "peaks_in_file": _get(data.prepare_summary, f"{d}.peaks"),
-             "path": _get(data.prepare_summary, f"{d}.path") or "",
-             "labels_key": _get(data.prepare_summary, f"{d}.labels_key") or "",
-             "n_labels": int(obs.loc[domain == d, data.labels_key].dropna().nunique())}
+            {
+                "name": d,
+                "cells": int((domain == d).sum()),
+                "peaks_in_file": _get(data.prepare_summary, f"{d}.peaks"),
+                "path": _get(data.prepare_summary, f"{d}.path") or "",
+                "labels_key": _get(data.prepare_summary, f"{d}.labels_key") or "",
+                "n_labels": int(obs.loc[domain == d, data.labels_key].dropna().nunique()),
+            }
             for d in keys.DOMAINS
         ],
         "composition": [{"label": k, **{c: int(v) for c, v in r.items()}} for k, r in comp.iterrows()],
@@ -208,10 +231,12 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         harmon.append({"what": what, "value": f"{100 * v:.1f} %" if key in FRACTION_KEYS else fmt_num(v)})
     renames = data.prepare_summary.get("chromosome_renames") or {}
     extract = data.extract_summary
-    for key, what in (("written", "Peak sequences extracted"),
-                      ("peaks_on_absent_contigs", "Peaks on contigs absent from the FASTA (no sequence)"),
-                      ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
-                      ("all_n_sequences", "Peak sequences that are all N")):
+    for key, what in (
+        ("written", "Peak sequences extracted"),
+        ("peaks_on_absent_contigs", "Peaks on contigs absent from the FASTA (no sequence)"),
+        ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
+        ("all_n_sequences", "Peak sequences that are all N"),
+    ):
         if extract and extract.get(key) is not None:
             harmon.append({"what": what, "value": fmt_num(extract[key])})
 
@@ -235,17 +260,25 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     q_truth = None
     if truth is not None:
         q_truth = pd.Series(labels[cd == keys.QUERY]).astype(object).fillna("(no label)").astype(str).to_numpy()
-    umap_fig = figures.umap_figure(coords, cd, np.asarray(labels[cd == keys.REFERENCE]).astype(str), q_pred, q_truth, colors)
-    umap_info = {"figure": umap_fig, "n_shown": len(idx), "n_total": data.embedding.shape[0],
-                 "dims": int(data.embedding.shape[1])}
+    umap_fig = figures.umap_figure(
+        coords, cd, np.asarray(labels[cd == keys.REFERENCE]).astype(str), q_pred, q_truth, colors
+    )
+    umap_info = {
+        "figure": umap_fig,
+        "n_shown": len(idx),
+        "n_total": data.embedding.shape[0],
+        "dims": int(data.embedding.shape[1]),
+    }
 
     # --- predictions
     unknown = pred[keys.IS_UNKNOWN].to_numpy(dtype=bool)
     counts = pred[keys.PREDICTED_LABEL].astype(str).value_counts()
-    threshold = _first_number(data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold",
-                                                      "unknown_threshold"))
-    reasons = (pred[REASON_COLUMN].fillna("").astype(str) if REASON_COLUMN in pred.columns
-               else pd.Series("", index=pred.index))  # predictions written before the column existed
+    threshold = _first_number(
+        data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold", "unknown_threshold")
+    )
+    reasons = (
+        pred[REASON_COLUMN].fillna("").astype(str) if REASON_COLUMN in pred.columns else pd.Series("", index=pred.index)
+    )  # predictions written before the column existed
     predictions = {
         "n": int(len(pred)),
         "unknown_rate": float(unknown.mean()) if len(pred) else 0.0,
@@ -254,14 +287,19 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         "unknown_reasons": [(r, int(n)) for r, n in reasons[unknown].value_counts().items() if r],
         "mean_confidence": float(pred[keys.CONFIDENCE].mean()) if len(pred) else 0.0,
         "median_confidence": float(pred[keys.CONFIDENCE].median()) if len(pred) else 0.0,
-        "counts": [{"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")} for k, v in counts.items()],
+        "counts": [
+            {"label": k, "n": int(v), "frac": v / max(len(pred), 1), "color": colors.get(k, "#999")}
+            for k, v in counts.items()
+        ],
         "counts_figure": figures.prediction_counts_figure(pred[keys.PREDICTED_LABEL], colors) if len(pred) else None,
         "confidence_figure": _confidence_figure(pred, unknown, threshold),
         "summary_rows": [(k, v) for k, v in flatten(data.annotate_summary) if not k.startswith("classes")][:60],
         "method": data.annotate_summary.get("method", ""),
-        "curve_figure": (figures.training_curve_figure(data.annotate_curve, "stage-2 training loss",
-                                                       "gradient-reversal weight")
-                         if data.annotate_curve is not None and len(data.annotate_curve) else None),
+        "curve_figure": (
+            figures.training_curve_figure(data.annotate_curve, "stage-2 training loss", "gradient-reversal weight")
+            if data.annotate_curve is not None and len(data.annotate_curve)
+            else None
+        ),
     }
 
     # --- accuracy (query labels known)
@@ -272,16 +310,22 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
             "accuracy": data.metrics.get("accuracy"),
             "macro_f1": data.metrics.get("macro_f1"),
             "n_cells": data.metrics.get("n_cells"),
-            "per_class": [] if pc is None else [
-                {"label": str(k), **r} for k, r in zip(pc.index, pc.to_dict("records"))
-            ],
+            "per_class": []
+            if pc is None
+            else [{"label": str(k), **r} for k, r in zip(pc.index, pc.to_dict("records"))],
             "per_class_columns": [] if pc is None else list(pc.columns),
-            "confusion_figure": figures.confusion_figure(data.confusion) if data.confusion is not None and data.confusion.size else None,
+            "confusion_figure": figures.confusion_figure(data.confusion)
+            if data.confusion is not None and data.confusion.size
+            else None,
         }
 
     params = {
         "run": data.run_params,
-        "prepare": {k: v for k, v in data.prepare_summary.items() if k in ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")},
+        "prepare": {
+            k: v
+            for k, v in data.prepare_summary.items()
+            if k in ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")
+        },
         "extract": extract or {},
         "embed": data.embed_attrs or {},
         "train": data.train_summary,
@@ -289,7 +333,7 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     }
     ctx = {
         "pair_id": data.pair_id,
-        "generated": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
         "version": __version__,
         "headline": summary_row(data),
         "inputs": inputs,
@@ -346,6 +390,7 @@ def build_report(
 
 # ----------------------------------------------------------------------------------- index
 
+
 def build_index(outdir: str | os.PathLike, status: Mapping[str, Mapping[str, Any]] | None = None) -> Path:
     """``OUTDIR/index.html``: one row per pair folder with a report (and per pair in ``status``).
 
@@ -365,21 +410,29 @@ def build_index(outdir: str | os.PathLike, status: Mapping[str, Mapping[str, Any
         html_rel = f"{pid}/report/{pid}_report.html"
         st = status.get(pid, {})
         has_report = (out / html_rel).is_file()
-        rows.append({
-            "pair_id": pid,
-            "ok": bool(st.get("ok", has_report)),
-            "error": st.get("error", ""),
-            "seconds": st.get("seconds"),
-            "link": html_rel if has_report else None,
-            "numbers": read_mqc(mqc) if mqc.is_file() else {},
-        })
+        rows.append(
+            {
+                "pair_id": pid,
+                "ok": bool(st.get("ok", has_report)),
+                "error": st.get("error", ""),
+                "seconds": st.get("seconds"),
+                "link": html_rel if has_report else None,
+                "numbers": read_mqc(mqc) if mqc.is_file() else {},
+            }
+        )
     from seqalignatac.report.mqc import COLUMNS
 
     cols = [c for c in COLUMNS if any(c in r["numbers"] for r in rows)]
-    text = _env().get_template("index.html.j2").render(
-        rows=rows, columns=[(c, COLUMNS[c][0], COLUMNS[c][1]) for c in cols], version=__version__,
-        generated=_dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        n_failed=sum(not r["ok"] for r in rows),
+    text = (
+        _env()
+        .get_template("index.html.j2")
+        .render(
+            rows=rows,
+            columns=[(c, COLUMNS[c][0], COLUMNS[c][1]) for c in cols],
+            version=__version__,
+            generated=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            n_failed=sum(not r["ok"] for r in rows),
+        )
     )
     path = out / "index.html"
     write_text(path, text)

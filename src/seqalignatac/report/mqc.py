@@ -7,8 +7,9 @@ MultiQC picks up any ``*_mqc.tsv`` and reads the ``#`` comment block as YAML con
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import pandas as pd
 
@@ -20,7 +21,11 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "reference_cells": ("Ref cells", "Reference cells after prepare", "{:,.0f}"),
     "query_cells": ("Query cells", "Query cells after prepare", "{:,.0f}"),
     "shared_peaks": ("Peaks", "Peaks shared by reference and query (reference coordinates)", "{:,.0f}"),
-    "query_signal_kept": ("Query signal kept", "Fraction of query accessibility that maps onto reference peaks", "{:,.3f}"),
+    "query_signal_kept": (
+        "Query signal kept",
+        "Fraction of query accessibility that maps onto reference peaks",
+        "{:,.3f}",
+    ),
     "stage1_auroc": ("Stage-1 AUROC", "Held-out AUROC of the stage-1 accessibility model", "{:,.3f}"),
     "mean_confidence": ("Mean conf.", "Mean confidence of the query predictions", "{:,.3f}"),
     "unknown_rate": ("Unknown", "Fraction of query cells flagged Unknown", "{:,.3f}"),
@@ -46,9 +51,18 @@ def mqc_text(pair_id: str, row: Mapping[str, Any]) -> str:
     cols = [c for c in COLUMNS if c in row]
     for c in cols:
         title, desc, fmt = COLUMNS[c]
-        lines += [f"#     {c}:", f"#         title: '{title}'", f"#         description: '{desc}'", f"#         format: '{fmt}'"]
+        lines += [
+            f"#     {c}:",
+            f"#         title: '{title}'",
+            f"#         description: '{desc}'",
+            f"#         format: '{fmt}'",
+        ]
         if c in PERCENT_LIKE:
-            lines += ["#         min: 0", "#         max: 1", "#         scale: 'RdYlGn'" if c != "unknown_rate" else "#         scale: 'Greys'"]
+            lines += [
+                "#         min: 0",
+                "#         max: 1",
+                "#         scale: 'RdYlGn'" if c != "unknown_rate" else "#         scale: 'Greys'",
+            ]
     lines.append("\t".join(["Sample", *cols]))
     lines.append("\t".join([quote(pair_id), *(_fmt(row[c]) for c in cols)]))  # a TSV opened in a spreadsheet
     return "\n".join(lines) + "\n"

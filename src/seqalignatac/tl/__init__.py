@@ -21,10 +21,18 @@ __all__ = ["embed_peaks", "cell_embedding", "annotate"]
 CELL_EMBEDDING_METHODS = ("lsi", "nt")
 
 
-def embed_peaks(adata, model: str = "kmer", *, sequence_key: str = keys.SEQUENCE,
-                key_added: str = keys.PEAK_EMBEDDING, device: str = "auto", batch_size: int | None = None,
-                cache_dir: str | os.PathLike | None = None, threads: int | None = None,
-                progress: bool | None = None) -> None:
+def embed_peaks(
+    adata,
+    model: str = "kmer",
+    *,
+    sequence_key: str = keys.SEQUENCE,
+    key_added: str = keys.PEAK_EMBEDDING,
+    device: str = "auto",
+    batch_size: int | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    threads: int | None = None,
+    progress: bool | None = None,
+) -> None:
     """Embed every peak's DNA sequence with a frozen Nucleotide Transformer (or k-mer counts).
 
     Parameters
@@ -54,22 +62,39 @@ def embed_peaks(adata, model: str = "kmer", *, sequence_key: str = keys.SEQUENCE
         fasta, store = Path(tmp) / keys.PEAKS_FASTA, Path(tmp) / keys.EMBEDDINGS
         with open(fasta, "w") as fh:
             fh.writelines(f">{i}\n{s}\n" for i, s in zip(ids[has_seq], seqs[has_seq]))
-        res = embed_fasta(str(fasta), model, str(store), device=device, batch_size=batch_size,
-                          cache_dir=None if cache_dir is None else str(cache_dir), threads=threads,
-                          progress=progress)
+        res = embed_fasta(
+            str(fasta),
+            model,
+            str(store),
+            device=device,
+            batch_size=batch_size,
+            cache_dir=None if cache_dir is None else str(cache_dir),
+            threads=threads,
+            progress=progress,
+        )
         with EmbeddingStore(store) as st:
             emb = st.take(ids[has_seq])
             pooling = st.attrs.get("pooling")
     out = np.full((adata.n_vars, emb.shape[1]), np.nan, dtype=np.float32)
     out[has_seq] = emb
     adata.varm[key_added] = out
-    adata.uns.setdefault(keys.UNS, {})["embed"] = {"model": res.model, "model_fingerprint": res.fingerprint,
-                                                   "pooling": str(pooling)}
+    adata.uns.setdefault(keys.UNS, {})["embed"] = {
+        "model": res.model,
+        "model_fingerprint": res.fingerprint,
+        "pooling": str(pooling),
+    }
 
 
-def cell_embedding(adata, method: str = "lsi", *, peak_embedding_key: str = keys.PEAK_EMBEDDING,
-                   device: str = "auto", threads: int | None = None, progress: bool | None = None,
-                   **settings: Any) -> None:
+def cell_embedding(
+    adata,
+    method: str = "lsi",
+    *,
+    peak_embedding_key: str = keys.PEAK_EMBEDDING,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: bool | None = None,
+    **settings: Any,
+) -> None:
     """Stage 1: one embedding per cell, from its accessible peaks.
 
     Parameters
@@ -99,9 +124,15 @@ def cell_embedding(adata, method: str = "lsi", *, peak_embedding_key: str = keys
         emb = np.asarray(adata.varm[peak_embedding_key])
         present = np.isfinite(emb).all(axis=1)
         peak_ids = adata.var_names.astype(str).to_numpy()
-        cells, _ = stage1.train(adata, (peak_ids[present], emb[present]), device=device, threads=threads,
-                                progress=progress, missing_embeddings="drop" if not present.all() else "error",
-                                **settings)
+        cells, _ = stage1.train(
+            adata,
+            (peak_ids[present], emb[present]),
+            device=device,
+            threads=threads,
+            progress=progress,
+            missing_embeddings="drop" if not present.all() else "error",
+            **settings,
+        )
     if not cells.obs_names.equals(adata.obs_names):
         raise AssertionError("stage 1 returned cells in another order")  # a bug, not a user error
     adata.obsm[keys.EMBEDDING] = cells.obsm[keys.EMBEDDING]
@@ -109,9 +140,19 @@ def cell_embedding(adata, method: str = "lsi", *, peak_embedding_key: str = keys
     adata.uns.setdefault(keys.UNS, {})["stage1"] = cells.uns[keys.UNS]["stage1"]
 
 
-def annotate(adata, method: str = "gda", *, labels_key: str | None = None, config: Any = None,
-             embedding_key: str = keys.EMBEDDING, device: str = "auto", seed: int = 0, threads: int | None = None,
-             progress: bool | None = None, **settings: Any):
+def annotate(
+    adata,
+    method: str = "gda",
+    *,
+    labels_key: str | None = None,
+    config: Any = None,
+    embedding_key: str = keys.EMBEDDING,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool | None = None,
+    **settings: Any,
+):
     """Stage 2: label the query cells from the reference cells, across the batch effect.
 
     Parameters
@@ -146,12 +187,28 @@ def annotate(adata, method: str = "gda", *, labels_key: str | None = None, confi
 
     from seqalignatac.models.stage2 import annotate_full
 
-    res = annotate_full(adata, embedding_key, method, labels_key=labels_key, config=config, device=device,
-                        seed=seed, threads=threads, progress=progress, **settings)
+    res = annotate_full(
+        adata,
+        embedding_key,
+        method,
+        labels_key=labels_key,
+        config=config,
+        device=device,
+        seed=seed,
+        threads=threads,
+        progress=progress,
+        **settings,
+    )
     is_query = (adata.obs[keys.DOMAIN].astype(str) == keys.QUERY).to_numpy()
     q = res.query.obs  # the query cells, in adata's order, named by the user's barcodes
-    for col in (keys.PREDICTION, keys.UNKNOWN_REASON_OBS, keys.CONFIDENCE_OBS, keys.ENTROPY_OBS,
-                keys.IS_UNKNOWN_OBS, keys.BEST_LABEL_OBS):
+    for col in (
+        keys.PREDICTION,
+        keys.UNKNOWN_REASON_OBS,
+        keys.CONFIDENCE_OBS,
+        keys.ENTROPY_OBS,
+        keys.IS_UNKNOWN_OBS,
+        keys.BEST_LABEL_OBS,
+    ):
         values = pd.Series(pd.NA, index=adata.obs_names, dtype=object)
         values[is_query] = q[col].astype(object).to_numpy()
         adata.obs[col] = pd.Categorical(values) if isinstance(q[col].dtype, pd.CategoricalDtype) else values

@@ -33,11 +33,18 @@ def _simulate_once(data: Path, **params: Any) -> dict[str, Any]:
     info_path = data / "demo_simulation.json"
     if info_path.is_file():
         info = json.loads(info_path.read_text())
-        if info.get("params") == params and all(Path(info["paths"][k]).is_file() for k in ("reference", "query", "fasta")):
+        if info.get("params") == params and all(
+            Path(info["paths"][k]).is_file() for k in ("reference", "query", "fasta")
+        ):
             log.info("demo: re-using the simulated data in %s", data)
             return info["paths"]
-    log.info("demo: simulating %d cells x %d peaks (%d cell types) in %s",
-             params["n_cells"], params["n_peaks"], params["n_cell_types"], data)
+    log.info(
+        "demo: simulating %d cells x %d peaks (%d cell types) in %s",
+        params["n_cells"],
+        params["n_peaks"],
+        params["n_cell_types"],
+        data,
+    )
     paths = simulate(data, **params)
     write_text(info_path, json.dumps({"params": params, "paths": paths}, indent=2, default=str) + "\n")
     return paths
@@ -52,23 +59,47 @@ def _tiny_model(model_dir: Path, seed: int) -> Path:
     return model_dir
 
 
-def run_demo(outdir: Path, model_kind: str = "kmer", n_cells: int = 1000, n_peaks: int = 2000, n_cell_types: int = 5,
-             train_method: str = "nt", annotate_method: str = "gda", device: str = "auto", threads: int | None = None,
-             seed: int = 0, epochs: int | None = None, train_opts: dict | None = None,
-             annotate_opts: dict | None = None, max_umap_cells: int = 20_000, force: bool = False,
-             progress: bool | None = None) -> tuple[list[PairResult], Path]:
+def run_demo(
+    outdir: Path,
+    model_kind: str = "kmer",
+    n_cells: int = 1000,
+    n_peaks: int = 2000,
+    n_cell_types: int = 5,
+    train_method: str = "nt",
+    annotate_method: str = "gda",
+    device: str = "auto",
+    threads: int | None = None,
+    seed: int = 0,
+    epochs: int | None = None,
+    train_opts: dict | None = None,
+    annotate_opts: dict | None = None,
+    max_umap_cells: int = 20_000,
+    force: bool = False,
+    progress: bool | None = None,
+) -> tuple[list[PairResult], Path]:
     outdir = Path(outdir).absolute()
     sim = _simulate_once(outdir / "data", n_cells=n_cells, n_peaks=n_peaks, n_cell_types=n_cell_types, seed=seed)
     model = str(_tiny_model(outdir / "model", seed)) if model_kind == "nt-tiny" else "kmer"
     sheet = outdir / "samplesheet.csv"
-    text = ("pair_id,reference,labels_key,query,query_labels_key,fasta\n"
-            f"{PAIR_ID},{sim['reference']},{sim[keys.LABELS_KEY]},{sim['query']},{sim[keys.LABELS_KEY]},{sim['fasta']}\n")
+    text = (
+        "pair_id,reference,labels_key,query,query_labels_key,fasta\n"
+        f"{PAIR_ID},{sim['reference']},{sim[keys.LABELS_KEY]},{sim['query']},{sim[keys.LABELS_KEY]},{sim['fasta']}\n"
+    )
     if not sheet.is_file() or sheet.read_text() != text:
         write_text(sheet, text)
-    opts = RunOptions(model=model, train_method=train_method, annotate_method=annotate_method, device=device,
-                      threads=threads, seed=seed, cache_dir=outdir / "embed_cache",
-                      train_overrides={**DEMO_TRAIN, **(train_opts or {}), **({"epochs": epochs} if epochs else {})},
-                      annotate_overrides=dict(annotate_opts or {}), max_umap_cells=max_umap_cells,
-                      force=force, progress=progress)
+    opts = RunOptions(
+        model=model,
+        train_method=train_method,
+        annotate_method=annotate_method,
+        device=device,
+        threads=threads,
+        seed=seed,
+        cache_dir=outdir / "embed_cache",
+        train_overrides={**DEMO_TRAIN, **(train_opts or {}), **({"epochs": epochs} if epochs else {})},
+        annotate_overrides=dict(annotate_opts or {}),
+        max_umap_cells=max_umap_cells,
+        force=force,
+        progress=progress,
+    )
     results_dir = outdir / "results"
     return run_pipeline(read_samplesheet(sheet), results_dir, opts), results_dir

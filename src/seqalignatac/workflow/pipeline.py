@@ -14,9 +14,10 @@ import os
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from seqalignatac import __version__, keys
 from seqalignatac.errors import InputError, write_fault
@@ -84,8 +85,15 @@ class PairResult:
 
 # ----------------------------------------------------------------------------------- options
 
-ANNOTATE_KEYWORDS = ("unknown", "unknown_quantile", "unknown_k", "unknown_smooth", "unknown_smooth_quantile",
-                     "calibration_fraction", "knn_k")
+ANNOTATE_KEYWORDS = (
+    "unknown",
+    "unknown_quantile",
+    "unknown_k",
+    "unknown_smooth",
+    "unknown_smooth_quantile",
+    "calibration_fraction",
+    "knn_k",
+)
 
 
 def allowed_overrides(opts: RunOptions) -> tuple[set[str], set[str]]:
@@ -114,12 +122,23 @@ def check_options(opts: RunOptions) -> None:
     from seqalignatac.params import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, check_all
     from seqalignatac.pp.mapping import PREPARE_RANGES
 
-    check_all(asdict(opts), {"device": DEVICE, "threads": THREADS, "seed": SEED, "batch_size": POSITIVE_INT,
-                             "max_umap_cells": MAX_UMAP_CELLS, "overlap_width": PREPARE_RANGES["overlap_width"],
-                             "min_peak_frac": PREPARE_RANGES["min_peak_frac"]})
+    check_all(
+        asdict(opts),
+        {
+            "device": DEVICE,
+            "threads": THREADS,
+            "seed": SEED,
+            "batch_size": POSITIVE_INT,
+            "max_umap_cells": MAX_UMAP_CELLS,
+            "overlap_width": PREPARE_RANGES["overlap_width"],
+            "min_peak_frac": PREPARE_RANGES["min_peak_frac"],
+        },
+    )
     train_ok, annotate_ok = allowed_overrides(opts)
-    for flag, given, ok in (("--train-opt", opts.train_overrides, train_ok),
-                            ("--annotate-opt", opts.annotate_overrides, annotate_ok)):
+    for flag, given, ok in (
+        ("--train-opt", opts.train_overrides, train_ok),
+        ("--annotate-opt", opts.annotate_overrides, annotate_ok),
+    ):
         bad = sorted(set(given) - ok)
         if bad:
             raise InputError(f"{flag}: unknown option(s) {', '.join(bad)}; allowed: {', '.join(sorted(ok))}")
@@ -163,12 +182,16 @@ def _checked_annotate(opts: RunOptions) -> dict[str, Any]:
 
     given = _converted(opts.annotate_overrides, {**GDA_RANGES, **ANNOTATE_RANGES})
     cfg_names = {f.name for f in fields(GDAConfig)}
-    check_annotate_options(opts.annotate_method, config=config_with(**{k: v for k, v in given.items() if k in cfg_names}),
-                           **{k: v for k, v in given.items() if k not in cfg_names})
+    check_annotate_options(
+        opts.annotate_method,
+        config=config_with(**{k: v for k, v in given.items() if k in cfg_names}),
+        **{k: v for k, v in given.items() if k not in cfg_names},
+    )
     return given
 
 
 # ----------------------------------------------------------------------------------- steps
+
 
 def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> list[Step]:
     """The step list of one pair; each ``run`` calls the step's Python function."""
@@ -186,8 +209,15 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     def prepare(resume: bool) -> None:
         from seqalignatac.pp.mapping import run_prepare
 
-        run_prepare(pair.reference, pair.query, pair.labels_key, pair.query_labels_key, d[keys.PREPARE_DIR],
-                    overlap_width=overlap, min_peak_frac=min_frac)
+        run_prepare(
+            pair.reference,
+            pair.query,
+            pair.labels_key,
+            pair.query_labels_key,
+            d[keys.PREPARE_DIR],
+            overlap_width=overlap,
+            min_peak_frac=min_frac,
+        )
 
     def extract(resume: bool) -> None:
         from seqalignatac.pp.sequences import extract_sequences
@@ -197,9 +227,17 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     def embed(resume: bool) -> None:
         from seqalignatac.embed.runner import embed_fasta
 
-        embed_fasta(str(peaks_fa), str(opts.model), str(emb), device=opts.device, dtype=opts.dtype,
-                    batch_size=opts.batch_size, cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
-                    threads=opts.threads, progress=opts.progress)
+        embed_fasta(
+            str(peaks_fa),
+            str(opts.model),
+            str(emb),
+            device=opts.device,
+            dtype=opts.dtype,
+            batch_size=opts.batch_size,
+            cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
+            threads=opts.threads,
+            progress=opts.progress,
+        )
 
     def train(resume: bool) -> None:
         from seqalignatac.cli.train import read_accessibility
@@ -208,14 +246,32 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         if opts.train_method == "lsi":
             from seqalignatac.models.stage1 import lsi
 
-            lsi(adata, seed=opts.seed, outdir=d[keys.TRAIN_DIR], resume=resume, overwrite=True, path=str(acc),
-                **opts.train_overrides)
+            lsi(
+                adata,
+                seed=opts.seed,
+                outdir=d[keys.TRAIN_DIR],
+                resume=resume,
+                overwrite=True,
+                path=str(acc),
+                **opts.train_overrides,
+            )
         else:
             from seqalignatac.models.stage1.trainer import TrainConfig, train
 
             cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
-            train(adata, str(emb), config=cfg, device=opts.device, threads=opts.threads, outdir=d[keys.TRAIN_DIR],
-                  resume=resume, overwrite=True, progress=opts.progress, path=str(acc), missing_embeddings="drop")
+            train(
+                adata,
+                str(emb),
+                config=cfg,
+                device=opts.device,
+                threads=opts.threads,
+                outdir=d[keys.TRAIN_DIR],
+                resume=resume,
+                overwrite=True,
+                progress=opts.progress,
+                path=str(acc),
+                missing_embeddings="drop",
+            )
 
     def annotate(resume: bool) -> None:
         from dataclasses import fields
@@ -229,54 +285,117 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
         cfg_names = {f.name for f in fields(GDAConfig)}
         cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
         kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
-        res = annotate_full(read_cells(cells), keys.EMBEDDING, opts.annotate_method, config=cfg, device=opts.device,
-                            seed=opts.seed, threads=opts.threads, progress=opts.progress, source=str(cells), **kw)
+        res = annotate_full(
+            read_cells(cells),
+            keys.EMBEDDING,
+            opts.annotate_method,
+            config=cfg,
+            device=opts.device,
+            seed=opts.seed,
+            threads=opts.threads,
+            progress=opts.progress,
+            source=str(cells),
+            **kw,
+        )
         write_outputs(res, d[keys.ANNOTATE_DIR])
 
     def report(resume: bool) -> None:
         from seqalignatac.report.html import build_report
 
-        build_report(pair.pair_id, d[keys.PREPARE_DIR], d[keys.TRAIN_DIR], d[keys.ANNOTATE_DIR], d[keys.REPORT_DIR],
-                     extract_dir=d[keys.EXTRACT_DIR] if opts.uses_sequence else None,
-                     embed_dir=d[keys.EMBED_DIR] if opts.uses_sequence else None,
-                     run_params={**_run_params(pair, fasta, opts), "overlap_width": overlap, "min_peak_frac": min_frac},
-                     max_umap_cells=opts.max_umap_cells, seed=opts.seed)
+        build_report(
+            pair.pair_id,
+            d[keys.PREPARE_DIR],
+            d[keys.TRAIN_DIR],
+            d[keys.ANNOTATE_DIR],
+            d[keys.REPORT_DIR],
+            extract_dir=d[keys.EXTRACT_DIR] if opts.uses_sequence else None,
+            embed_dir=d[keys.EMBED_DIR] if opts.uses_sequence else None,
+            run_params={**_run_params(pair, fasta, opts), "overlap_width": overlap, "min_peak_frac": min_frac},
+            max_umap_cells=opts.max_umap_cells,
+            seed=opts.seed,
+        )
 
     steps = [
-        Step(keys.PREPARE_DIR, d[keys.PREPARE_DIR], {"reference": pair.reference, "query": pair.query},
-             {"labels_key": pair.labels_key, "query_labels_key": pair.query_labels_key,
-              "overlap_width": overlap, "min_peak_frac": min_frac},
-             [acc, peaks_bed, d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY], prepare),
+        Step(
+            keys.PREPARE_DIR,
+            d[keys.PREPARE_DIR],
+            {"reference": pair.reference, "query": pair.query},
+            {
+                "labels_key": pair.labels_key,
+                "query_labels_key": pair.query_labels_key,
+                "overlap_width": overlap,
+                "min_peak_frac": min_frac,
+            },
+            [acc, peaks_bed, d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY],
+            prepare,
+        ),
     ]
     train_inputs = {"accessibility": acc}
     if opts.uses_sequence:
         model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
         steps += [
-            Step(keys.EXTRACT_DIR, d[keys.EXTRACT_DIR], {"peaks": peaks_bed, "fasta": Path(fasta)}, {"width": str(opts.width)},
-                 [peaks_fa, d[keys.EXTRACT_DIR] / f"{keys.PEAKS_FASTA}.summary.json"], extract),
-            Step(keys.EMBED_DIR, d[keys.EMBED_DIR], {"fasta": peaks_fa, **model_inputs}, {"model": str(opts.model), "dtype": opts.dtype},
-                 [emb], embed),
+            Step(
+                keys.EXTRACT_DIR,
+                d[keys.EXTRACT_DIR],
+                {"peaks": peaks_bed, "fasta": Path(fasta)},
+                {"width": str(opts.width)},
+                [peaks_fa, d[keys.EXTRACT_DIR] / f"{keys.PEAKS_FASTA}.summary.json"],
+                extract,
+            ),
+            Step(
+                keys.EMBED_DIR,
+                d[keys.EMBED_DIR],
+                {"fasta": peaks_fa, **model_inputs},
+                {"model": str(opts.model), "dtype": opts.dtype},
+                [emb],
+                embed,
+            ),
         ]
         train_inputs["embeddings"] = emb
     steps += [
-        Step(keys.TRAIN_DIR, d[keys.TRAIN_DIR], train_inputs, {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
-             [cells, d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY], train),
-        Step(keys.ANNOTATE_DIR, d[keys.ANNOTATE_DIR], {"cells": cells},
-             {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
-             [d[keys.ANNOTATE_DIR] / keys.PREDICTIONS, d[keys.ANNOTATE_DIR] / keys.QUERY_ANNOTATED], annotate),
-        Step(keys.REPORT_DIR, d[keys.REPORT_DIR],
-             {"accessibility": acc, "prepare_summary": d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY, "cells": cells,
-              "train_summary": d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY, "predictions": d[keys.ANNOTATE_DIR] / keys.PREDICTIONS},
-             {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
-             [d[keys.REPORT_DIR] / f"{pair.pair_id}_report.html", d[keys.REPORT_DIR] / f"{pair.pair_id}_mqc.tsv"], report),
+        Step(
+            keys.TRAIN_DIR,
+            d[keys.TRAIN_DIR],
+            train_inputs,
+            {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
+            [cells, d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY],
+            train,
+        ),
+        Step(
+            keys.ANNOTATE_DIR,
+            d[keys.ANNOTATE_DIR],
+            {"cells": cells},
+            {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
+            [d[keys.ANNOTATE_DIR] / keys.PREDICTIONS, d[keys.ANNOTATE_DIR] / keys.QUERY_ANNOTATED],
+            annotate,
+        ),
+        Step(
+            keys.REPORT_DIR,
+            d[keys.REPORT_DIR],
+            {
+                "accessibility": acc,
+                "prepare_summary": d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY,
+                "cells": cells,
+                "train_summary": d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY,
+                "predictions": d[keys.ANNOTATE_DIR] / keys.PREDICTIONS,
+            },
+            {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
+            [d[keys.REPORT_DIR] / f"{pair.pair_id}_report.html", d[keys.REPORT_DIR] / f"{pair.pair_id}_mqc.tsv"],
+            report,
+        ),
     ]
     return steps
 
 
 def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, Any]:
     p = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items() if k not in ("progress", "force")}
-    p.update(reference=str(pair.reference), query=str(pair.query), labels_key=pair.labels_key,
-             query_labels_key=pair.query_labels_key or "", fasta=str(fasta) if fasta else "")
+    p.update(
+        reference=str(pair.reference),
+        query=str(pair.query),
+        labels_key=pair.labels_key,
+        query_labels_key=pair.query_labels_key or "",
+        fasta=str(fasta) if fasta else "",
+    )
     if not opts.uses_sequence:
         for k in ("model", "width", "dtype", "batch_size", "cache_dir"):
             p.pop(k, None)
@@ -284,6 +403,7 @@ def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, A
 
 
 # ----------------------------------------------------------------------------------- one pair
+
 
 def _internal_error(e: Exception, pair_dir: Path) -> str:
     log_path = pair_dir / STAMP_DIR / "error.log"
@@ -307,8 +427,15 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
     try:
         fasta = pair.check_files(opts.fasta, need_fasta=opts.uses_sequence)
         steps = pair_steps(pair, fasta, opts, pair_dir)
-        bar = tqdm(total=len(steps), desc=f"{label}{pair.pair_id}", unit="step", file=sys.stderr,
-                   disable=not progress_enabled(opts.progress), leave=True, dynamic_ncols=True)
+        bar = tqdm(
+            total=len(steps),
+            desc=f"{label}{pair.pair_id}",
+            unit="step",
+            file=sys.stderr,
+            disable=not progress_enabled(opts.progress),
+            leave=True,
+            dynamic_ncols=True,
+        )
         for step in steps:
             bar.set_postfix_str(step.name)
             planned = plan(step.name, __version__, step.params, step.inputs)
@@ -332,8 +459,13 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
                 raise RuntimeError(f"step {step.name} finished without writing {', '.join(missing)}")
             stamps.finish(step.name, planned, step.outputs, time.perf_counter() - ts, time.process_time() - cpu0)
             res.ran.append(step.name)
-            log.info("%s: %s done in %.1f s (CPU %.1f s)", pair.pair_id, step.name, time.perf_counter() - ts,
-                     time.process_time() - cpu0)
+            log.info(
+                "%s: %s done in %.1f s (CPU %.1f s)",
+                pair.pair_id,
+                step.name,
+                time.perf_counter() - ts,
+                time.process_time() - cpu0,
+            )
             bar.update(1)
         res.ok = True
         res.report = pair_dir / keys.REPORT_DIR / f"{pair.pair_id}_report.html"
@@ -341,8 +473,10 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
         res.error = e.format_message()
     except KeyboardInterrupt:
         done = [*res.skipped, *res.ran]
-        note_kept(f"{pair.pair_id}: finished steps {', '.join(done) if done else 'none'} in {pair_dir} "
-                  "(rerun the same command to continue)")
+        note_kept(
+            f"{pair.pair_id}: finished steps {', '.join(done) if done else 'none'} in {pair_dir} "
+            "(rerun the same command to continue)"
+        )
         raise
     except Exception as e:  # noqa: BLE001 - one pair's failure must not stop the others
         fault = write_fault(e)  # a full or read-only disk: one line, and no error.log to write there
@@ -358,15 +492,21 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
 
 # ----------------------------------------------------------------------------------- all pairs
 
-def run_pipeline(pairs: Sequence[Pair], outdir: str | os.PathLike, opts: RunOptions,
-                 on_result: Callable[[PairResult], None] | None = None) -> list[PairResult]:
+
+def run_pipeline(
+    pairs: Sequence[Pair],
+    outdir: str | os.PathLike,
+    opts: RunOptions,
+    on_result: Callable[[PairResult], None] | None = None,
+) -> list[PairResult]:
     """Run every pair, then write ``OUTDIR/index.html``; returns one result per pair."""
     out = Path(outdir)
     if out.exists() and not out.is_dir():
         raise InputError("--outdir exists and is not a folder", out)
     if opts.uses_sequence and not opts.model:
-        raise InputError("--model is required (kmer, a Nucleotide Transformer directory or hub name) "
-                         "unless --train-method lsi")
+        raise InputError(
+            "--model is required (kmer, a Nucleotide Transformer directory or hub name) unless --train-method lsi"
+        )
     check_options(opts)
     if opts.uses_sequence:
         from seqalignatac.embed.hub import resolve_model

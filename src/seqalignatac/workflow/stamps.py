@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 from seqalignatac.io.atomic import write_json
 
@@ -83,11 +84,24 @@ class Stamps:
         self.clear(step)
         write_json(self.dir / f"{step}.started.json", planned)
 
-    def finish(self, step: str, planned: Mapping[str, Any], outputs: Iterable[str | os.PathLike], seconds: float,
-               cpu_seconds: float | None = None) -> None:
+    def finish(
+        self,
+        step: str,
+        planned: Mapping[str, Any],
+        outputs: Iterable[str | os.PathLike],
+        seconds: float,
+        cpu_seconds: float | None = None,
+    ) -> None:
         outs = {str(Path(o).resolve()): file_fingerprint(o) for o in outputs}
-        write_json(self.dir / f"{step}.done.json", {"plan": dict(planned), "outputs": outs, "seconds": round(seconds, 3),
-                                                    "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3)})
+        write_json(
+            self.dir / f"{step}.done.json",
+            {
+                "plan": dict(planned),
+                "outputs": outs,
+                "seconds": round(seconds, 3),
+                "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 3),
+            },
+        )
         (self.dir / f"{step}.started.json").unlink(missing_ok=True)
 
     def clear(self, step: str) -> None:

@@ -49,8 +49,17 @@ class EpochPlan:
 
 
 class PeakCellBatches:
-    def __init__(self, indptr: np.ndarray, indices: np.ndarray, n_cells: int, train_peaks: np.ndarray,
-                 batch_size: int, block_size: int, device: torch.device, max_steps_per_epoch: int = 0):
+    def __init__(
+        self,
+        indptr: np.ndarray,
+        indices: np.ndarray,
+        n_cells: int,
+        train_peaks: np.ndarray,
+        batch_size: int,
+        block_size: int,
+        device: torch.device,
+        max_steps_per_epoch: int = 0,
+    ):
         self.device = device
         self.indptr = torch.as_tensor(indptr, dtype=torch.int64).to(device)
         self.indices = torch.as_tensor(indices, dtype=torch.int32).to(device)
@@ -79,7 +88,7 @@ class PeakCellBatches:
         g = epoch_generator(seed, epoch)
         peak_order = self.train_peaks[torch.randperm(len(self.train_peaks), generator=g)]
         cell_perm = torch.randperm(self.n_cells, generator=g) if self.n_blocks > 1 else None
-        pairs = torch.randperm(self.n_batches * self.n_blocks, generator=g)[:self.steps_per_epoch]
+        pairs = torch.randperm(self.n_batches * self.n_blocks, generator=g)[: self.steps_per_epoch]
         if cell_perm is not None and self._plan_epoch != epoch:
             block_of = torch.empty(self.n_cells, dtype=torch.int32)
             slot_of = torch.empty(self.n_cells, dtype=torch.int64)
@@ -95,11 +104,11 @@ class PeakCellBatches:
         pair = int(plan.pairs[k])
         i, j = divmod(pair, plan.n_blocks)
         n = len(plan.peak_order)  # near-equal batches: never a batch of 1 peak (BatchNorm needs 2)
-        peaks = plan.peak_order[i * n // plan.n_batches:(i + 1) * n // plan.n_batches].to(self.device)
+        peaks = plan.peak_order[i * n // plan.n_batches : (i + 1) * n // plan.n_batches].to(self.device)
         rows, cols = self.ones(peaks)
         if plan.cell_perm is None:
             return peaks, None, rows, cols
-        cells = plan.cell_perm[j * self.block_size:(j + 1) * self.block_size].to(self.device)
+        cells = plan.cell_perm[j * self.block_size : (j + 1) * self.block_size].to(self.device)
         inside = self._block_of[cols] == j
         return peaks, cells, rows[inside], self._slot_of[cols[inside]]
 
@@ -108,7 +117,9 @@ class PeakCellBatches:
         return gather_rows(self.indptr, self.indices, peaks)
 
 
-def gather_rows(indptr: torch.Tensor, indices: torch.Tensor, rows_sel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def gather_rows(
+    indptr: torch.Tensor, indices: torch.Tensor, rows_sel: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Vectorized CSR row gather: (position in ``rows_sel``, column) of each stored entry."""
     starts = indptr[rows_sel]
     lens = indptr[rows_sel + 1] - starts

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -53,13 +54,21 @@ class Accessibility:
 def check_prepared(adata, path: str | os.PathLike | None = None) -> None:
     """`train` reads prepare's accessibility.h5ad: refuse anything else before any work starts."""
     uns = adata.uns.get(keys.UNS)
-    missing = [what for what, ok in (("obs['domain']", DOMAIN_KEY in adata.obs.columns),
-                                     ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns))
-               if not ok]
+    missing = [
+        what
+        for what, ok in (
+            ("obs['domain']", DOMAIN_KEY in adata.obs.columns),
+            ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns),
+        )
+        if not ok
+    ]
     if missing:
-        raise InputError(f"not an accessibility.h5ad written by `seqalignatac prepare` (no {' or '.join(missing)}); "
-                         "run prepare first: seqalignatac prepare --reference REF --query QUERY --label-key KEY "
-                         "--outdir DIR", path)
+        raise InputError(
+            f"not an accessibility.h5ad written by `seqalignatac prepare` (no {' or '.join(missing)}); "
+            "run prepare first: seqalignatac prepare --reference REF --query QUERY --label-key KEY "
+            "--outdir DIR",
+            path,
+        )
 
 
 def binarized_csr(adata, path: str | os.PathLike | None = None) -> sp.csr_matrix:
@@ -91,10 +100,16 @@ def nonempty_cells(X: sp.csr_matrix, path: str | os.PathLike | None = None) -> n
     if n_drop == X.shape[0]:
         raise InputError(
             f"none of the {X.shape[0]} cells has an accessible peak; check that the matrix is cells x peaks "
-            "and holds counts", path)
+            "and holds counts",
+            path,
+        )
     if n_drop:
-        log.warning("%d of %d cells have no accessible peak: not embedded (NaN rows, obs['has_signal'] False); "
-                    "annotate calls their query cells Unknown (no_signal)", n_drop, X.shape[0])
+        log.warning(
+            "%d of %d cells have no accessible peak: not embedded (NaN rows, obs['has_signal'] False); "
+            "annotate calls their query cells Unknown (no_signal)",
+            n_drop,
+            X.shape[0],
+        )
     return keep
 
 
@@ -119,7 +134,9 @@ def _examples(items: Sequence[Any], n: int = 3) -> str:
     return ", ".join(str(x) for x in list(items)[:n])
 
 
-def aligned_embeddings(peak_ids: Sequence[str], embeddings: Any, path: str | os.PathLike | None = None) -> tuple[np.ndarray, dict]:
+def aligned_embeddings(
+    peak_ids: Sequence[str], embeddings: Any, path: str | os.PathLike | None = None
+) -> tuple[np.ndarray, dict]:
     """Rows of ``embeddings`` in the order of ``peak_ids`` (float32), checked.
 
     ``embeddings`` may be an embedding-store path, an open ``EmbeddingStore``, a DataFrame
@@ -157,7 +174,8 @@ def aligned_embeddings(peak_ids: Sequence[str], embeddings: Any, path: str | os.
     arr = np.asarray(embeddings, dtype=np.float32)
     if arr.ndim != 2 or arr.shape[0] != len(peak_ids):
         raise InputError(
-            f"an embedding array must have one row per peak ({len(peak_ids)}), got shape {arr.shape}", path)
+            f"an embedding array must have one row per peak ({len(peak_ids)}), got shape {arr.shape}", path
+        )
     _check_finite(arr, peak_ids, path)
     return arr, info
 
@@ -195,9 +213,15 @@ def drop_peaks_without_embedding(adata, embeddings: Any, path=None):
     if n_dropped == adata.n_vars:
         raise InputError(
             f"none of the {adata.n_vars} peaks (e.g. {_examples(adata.var_names)}) has an embedding; "
-            "embed the peaks.bed/FASTA written by the same prepare run (is the FASTA the right genome?)", path)
-    log.warning("%d of %d peaks have no embedding (no sequence: see extract's summary); stage 1 uses the "
-                "other %d", n_dropped, adata.n_vars, int(keep.sum()))
+            "embed the peaks.bed/FASTA written by the same prepare run (is the FASTA the right genome?)",
+            path,
+        )
+    log.warning(
+        "%d of %d peaks have no embedding (no sequence: see extract's summary); stage 1 uses the other %d",
+        n_dropped,
+        adata.n_vars,
+        int(keep.sum()),
+    )
     return adata[:, keep], n_dropped
 
 
@@ -212,16 +236,18 @@ def _from_ids(peak_ids, emb_ids, take, dim: int, path, info: dict) -> tuple[np.n
             f"the embeddings and the accessibility matrix have different peak sets: none of the "
             f"{len(peak_ids)} peaks (e.g. {_examples(peak_ids)}) is among the {len(emb_index)} embedded ids "
             f"(e.g. {_examples(emb_index)}); embed the peaks.bed/FASTA written by the same prepare run",
-            path)
+            path,
+        )
     if n_missing:
         missing = peak_index[~present]
         raise InputError(
             f"the embeddings and the accessibility matrix have different peak sets: {n_missing} of "
             f"{len(peak_ids)} peaks have no embedding (e.g. {_examples(missing)}) and {n_extra} embedded ids "
             "are not peaks of the matrix; embed the peaks.bed/FASTA written by the same prepare run "
-            "(or set missing_embeddings = \"drop\" in the [train] table of --config to train on the peaks "
+            '(or set missing_embeddings = "drop" in the [train] table of --config to train on the peaks '
             "that have one)",
-            path)
+            path,
+        )
     if n_extra:
         log.warning("ignoring %d embedded peaks that are not in the accessibility matrix", n_extra)
     arr = np.asarray(take(list(peak_ids)), dtype=np.float32)
@@ -238,7 +264,8 @@ def _check_finite(arr: np.ndarray, peak_ids, path) -> None:
         raise InputError(
             f"{int(bad.sum())} peak embeddings contain NaN or infinite values (e.g. "
             f"{_examples(np.asarray(peak_ids)[bad])}); re-run embed for those peaks (check the model dtype)",
-            path)
+            path,
+        )
     if arr.shape[1] == 0:
         raise InputError("the embeddings have zero columns", path)
 
@@ -252,5 +279,7 @@ def domains(adata, path=None) -> np.ndarray | None:
     if bad:
         raise InputError(
             f"obs['{DOMAIN_KEY}'] must be 'reference' or 'query', found {_examples(sorted(bad))}; "
-            "use the accessibility.h5ad written by prepare", path)
+            "use the accessibility.h5ad written by prepare",
+            path,
+        )
     return d

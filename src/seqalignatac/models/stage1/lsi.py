@@ -75,7 +75,7 @@ def idf_weights(n_open: np.ndarray, n_cells: int, variant: str = "log_tfidf") ->
 
 
 def _sum_squares(a: np.ndarray, chunk: int = 1 << 24) -> float:
-    return float(sum(np.square(a[s:s + chunk], dtype=np.float64).sum() for s in range(0, len(a), chunk)))
+    return float(sum(np.square(a[s : s + chunk], dtype=np.float64).sum() for s in range(0, len(a), chunk)))
 
 
 def _fit(Xk: sp.csr_matrix, is_fit: np.ndarray, k: int, tfidf_variant: str, seed: int, n_iter: int):
@@ -100,7 +100,7 @@ def _fit(Xk: sp.csr_matrix, is_fit: np.ndarray, k: int, tfidf_variant: str, seed
     # Every cell uses the same projection X V (= U S on the fit cells), by chunks of cells.
     scores = np.empty((Xk.shape[0], k), dtype=np.float32)
     for s in range(0, Xk.shape[0], 100_000):
-        scores[s:s + 100_000] = tfidf(Xk[s:s + 100_000], idf, variant=tfidf_variant) @ Vt.T
+        scores[s : s + 100_000] = tfidf(Xk[s : s + 100_000], idf, variant=tfidf_variant) @ Vt.T
     return Vt, idf, S, scores, Tr
 
 
@@ -132,9 +132,16 @@ def lsi(
     instead of refusing).
     """
     t0 = time.time()
-    settings = dict(method="lsi", lsi_components=lsi_components, lsi_depth_corr_cutoff=lsi_depth_corr_cutoff,
-                    lsi_normalize=lsi_normalize, lsi_fit_on=lsi_fit_on, lsi_tfidf=lsi_tfidf, seed=seed,
-                    lsi_n_iter=lsi_n_iter)
+    settings = dict(
+        method="lsi",
+        lsi_components=lsi_components,
+        lsi_depth_corr_cutoff=lsi_depth_corr_cutoff,
+        lsi_normalize=lsi_normalize,
+        lsi_fit_on=lsi_fit_on,
+        lsi_tfidf=lsi_tfidf,
+        seed=seed,
+        lsi_n_iter=lsi_n_iter,
+    )
     _check_settings(settings, path)
     fingerprint = dict(settings, input=os.path.abspath(path) if path else "", n_cells=adata.n_obs, n_peaks=adata.n_vars)
     with stage1_folder(outdir, fingerprint, resume, overwrite) as work:  # published as a unit at the end
@@ -148,16 +155,20 @@ def lsi(
         if k < 1:
             raise InputError(f"too few fit cells/peaks ({n_fit} x {Xk.shape[1]}) for an SVD", path)
         if k < lsi_components:
-            log.warning("lsi_components %d reduced to %d (fit on %d cells x %d peaks)", lsi_components, k, n_fit,
-                        Xk.shape[1])
+            log.warning(
+                "lsi_components %d reduced to %d (fit on %d cells x %d peaks)", lsi_components, k, n_fit, Xk.shape[1]
+            )
 
         Vt, idf, S, scores, Tr = _fit(Xk, is_fit, k, lsi_tfidf, seed, lsi_n_iter)
         log_depth = np.log10(np.diff(Xk.indptr).astype(np.float64))
         corr = np.array([_corr(scores[is_fit, j], log_depth[is_fit]) for j in range(k)])
         kept = np.abs(corr) <= lsi_depth_corr_cutoff
         if not kept.any():
-            raise InputError(f"every LSI component correlates with depth beyond {lsi_depth_corr_cutoff}; "
-                             "raise lsi_depth_corr_cutoff in the [train] table of --config", path)
+            raise InputError(
+                f"every LSI component correlates with depth beyond {lsi_depth_corr_cutoff}; "
+                "raise lsi_depth_corr_cutoff in the [train] table of --config",
+                path,
+            )
         emb, mean, sd = _normalized(scores, kept, is_fit, lsi_normalize)
         explained = _explained_variance(Tr, scores[is_fit], k)
 
@@ -178,21 +189,29 @@ def lsi(
             n_peaks=int(Xk.shape[1]),
             n_dropped_cells=int((~keep).sum()),
             dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
-            fitted_on=("reference" if lsi_fit_on == keys.REFERENCE else "reference + query") if dom is not None
+            fitted_on=("reference" if lsi_fit_on == keys.REFERENCE else "reference + query")
+            if dom is not None
             else "all cells",
             seconds=round(time.time() - t0, 2),
         )
         cells = cell_embeddings_adata(adata, keep, emb, summary)
         if work is not None:
-            curve = pd.DataFrame({
-                "component": np.arange(1, k + 1),
-                "singular_value": S.astype(float),
-                "explained_variance_ratio": explained,
-                "depth_correlation": corr,
-                "kept": kept,
-            })
-            tensors = {"loadings": Vt, "idf": idf.astype(np.float32), "kept": kept.astype(np.uint8),
-                       "mean": mean.astype(np.float32), "sd": sd.astype(np.float32)}
+            curve = pd.DataFrame(
+                {
+                    "component": np.arange(1, k + 1),
+                    "singular_value": S.astype(float),
+                    "explained_variance_ratio": explained,
+                    "depth_correlation": corr,
+                    "kept": kept,
+                }
+            )
+            tensors = {
+                "loadings": Vt,
+                "idf": idf.astype(np.float32),
+                "kept": kept.astype(np.uint8),
+                "mean": mean.astype(np.float32),
+                "sd": sd.astype(np.float32),
+            }
             write_results(work, cells, summary, tensors, curve, _plot_components)
         return cells, summary
 
@@ -218,8 +237,9 @@ def _fit_cells(dom: np.ndarray | None, keep: np.ndarray, fit_on: str, path) -> t
     else:
         is_ref = dom[keep] == keys.REFERENCE
         if not is_ref.any():
-            raise InputError(f"no reference cell with an accessible peak (obs['{keys.DOMAIN}'] == "
-                             f"'{keys.REFERENCE}')", path)
+            raise InputError(
+                f"no reference cell with an accessible peak (obs['{keys.DOMAIN}'] == '{keys.REFERENCE}')", path
+            )
     return is_ref, (is_ref if fit_on == keys.REFERENCE else np.ones(n, dtype=bool))
 
 

@@ -10,7 +10,7 @@ and slow).  Column ``Z[c]`` after training is the embedding of cell ``c``.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -24,8 +24,9 @@ class PeakEncoder(nn.Module):
     The bottleneck is itself the last such layer (width ``h``); dropout is applied to its input.
     """
 
-    def __init__(self, in_dim: int, hidden: Sequence[int], bottleneck: int, activation: str = "gelu",
-                 dropout: float = 0.2):
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], bottleneck: int, activation: str = "gelu", dropout: float = 0.2
+    ):
         super().__init__()
         self.register_buffer("in_mean", torch.zeros(in_dim))
         self.register_buffer("in_std", torch.ones(in_dim))
@@ -55,8 +56,16 @@ class CellHead:
 
     TENSORS = ("Z", "b", "mZ", "vZ", "mb", "vb", "t")
 
-    def __init__(self, n_cells: int, dim: int, device: torch.device, lr: float, betas=(0.95, 0.9995),
-                 eps: float = 1e-8, generator: torch.Generator | None = None):
+    def __init__(
+        self,
+        n_cells: int,
+        dim: int,
+        device: torch.device,
+        lr: float,
+        betas=(0.95, 0.9995),
+        eps: float = 1e-8,
+        generator: torch.Generator | None = None,
+    ):
         self.lr, self.betas, self.eps = lr, betas, eps
         # Same scale as nn.Linear's default initialisation of a (dim -> n_cells) layer.
         bound = 1.0 / math.sqrt(dim)
@@ -104,8 +113,9 @@ class CellHead:
             getattr(self, k).copy_(state[k])
 
 
-def output_step(H: torch.Tensor, Z: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def output_step(
+    H: torch.Tensor, Z: torch.Tensor, b: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Mean BCE-with-logits of ``H Z^T + b`` against a 0/1 target given by its ones ``(rows, cols)``.
 
     Returns ``(loss (0-d tensor), dL/dH, dL/dZ, dL/db)`` without materializing a dense target:

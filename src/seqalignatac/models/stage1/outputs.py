@@ -14,8 +14,9 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -47,8 +48,9 @@ OWNED = (*RESULT_FILES, CHECKPOINT_DIR, RUN_FILE)  # everything stage 1 writes i
 
 
 @contextlib.contextmanager
-def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, Any], resume: bool,
-                  overwrite: bool = False) -> Iterator[Path | None]:
+def stage1_folder(
+    outdir: str | os.PathLike | None, fingerprint: Mapping[str, Any], resume: bool, overwrite: bool = False
+) -> Iterator[Path | None]:
     """The folder stage 1 writes into while it runs (None without ``outdir``).
 
     It is a staging folder beside ``outdir``, swapped in when training ends, so ``outdir`` never
@@ -60,16 +62,20 @@ def stage1_folder(outdir: str | os.PathLike | None, fingerprint: Mapping[str, An
         return
     leftover = staging_path(outdir) / CHECKPOINT_DIR
     if not resume and not overwrite and leftover.is_dir():
-        raise InputError(f"an interrupted run left its checkpoint in {leftover.parent}; "
-                         "set resume = true in the [train] table of --config to continue it, or delete that folder "
-                         "to start over", outdir)
+        raise InputError(
+            f"an interrupted run left its checkpoint in {leftover.parent}; "
+            "set resume = true in the [train] table of --config to continue it, or delete that folder "
+            "to start over",
+            outdir,
+        )
     with publish_dir(outdir, owned=OWNED, resume=resume, keep_if=CHECKPOINT_DIR) as work:
         prepare_outdir(work, fingerprint, resume, published=None if overwrite else outdir)
         yield work
 
 
-def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], resume: bool,
-                   published: str | os.PathLike | None = None) -> Path:
+def prepare_outdir(
+    outdir: str | os.PathLike, fingerprint: Mapping[str, Any], resume: bool, published: str | os.PathLike | None = None
+) -> Path:
     """Create ``outdir`` (the working folder) or check that it belongs to this run.
 
     Without ``resume`` the folder, and ``published`` (the results folder it will replace), must
@@ -87,19 +93,25 @@ def prepare_outdir(outdir: str | os.PathLike, fingerprint: Mapping[str, Any], re
     if existing and not resume:
         raise InputError(
             f"output folder already holds files of another run ({', '.join(existing)}); choose a new --outdir, "
-            "delete them, or set resume = true in the [train] table of --config to continue the same run", shown)
+            "delete them, or set resume = true in the [train] table of --config to continue the same run",
+            shown,
+        )
     if existing and resume:
         if not run_file.exists():
             raise InputError(
                 f"output folder holds stage-1 files ({', '.join(existing)}) but no {RUN_FILE}; "
-                "it was not written by a resumable run: choose a new --outdir", shown)
+                "it was not written by a resumable run: choose a new --outdir",
+                shown,
+            )
         old = json.loads(run_file.read_text())
         fp = _jsonable(fingerprint)
         diff = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
         if diff:
             raise InputError(
                 f"resume: the folder holds another run's files (settings differ: {', '.join(diff[:6])}); "
-                "use the same inputs and options, or a new --outdir", shown)
+                "use the same inputs and options, or a new --outdir",
+                shown,
+            )
     write_json(run_file, _jsonable(fingerprint))
     return out
 

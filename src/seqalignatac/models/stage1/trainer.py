@@ -13,8 +13,9 @@ import math
 import os
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -93,16 +94,22 @@ def train(
     if threads:
         torch.set_num_threads(int(threads))
     if missing_embeddings not in MISSING_EMBEDDINGS:
-        raise InputError(f"missing_embeddings must be one of {', '.join(MISSING_EMBEDDINGS)}, "
-                         f"got {missing_embeddings!r}", path)
+        raise InputError(
+            f"missing_embeddings must be one of {', '.join(MISSING_EMBEDDINGS)}, got {missing_embeddings!r}", path
+        )
 
     inp = _read_inputs(adata, embeddings, missing_embeddings, free_input, path)
     adata, acc, E = inp.adata, inp.acc, inp.E
     n_peaks, n_cells = acc.n_peaks, acc.n_cells
-    fingerprint = dict(asdict(cfg), input=os.path.abspath(path) if path else "",
-                       embeddings=os.path.abspath(inp.emb_info["embedding_path"])
-                       if "embedding_path" in inp.emb_info else "",
-                       n_peaks=n_peaks, n_cells=n_cells, nnz=acc.nnz, embedding_dim=int(E.shape[1]))
+    fingerprint = dict(
+        asdict(cfg),
+        input=os.path.abspath(path) if path else "",
+        embeddings=os.path.abspath(inp.emb_info["embedding_path"]) if "embedding_path" in inp.emb_info else "",
+        n_peaks=n_peaks,
+        n_cells=n_cells,
+        nnz=acc.nnz,
+        embedding_dim=int(E.shape[1]),
+    )
     # Outputs and checkpoints go to a staging folder, published as a unit when training ends.
     with stage1_folder(outdir, fingerprint, resume, overwrite) as work:
         split = _Split.draw(cfg, n_peaks, n_cells)
@@ -110,11 +117,20 @@ def train(
         E_t = torch.from_numpy(E).to(dev)
         max_entries = cfg.max_step_entries or DEFAULT_MAX_ENTRIES[dev.type]
         block = cell_block_size(n_cells, cfg.batch_size, cfg.cell_block_size, max_entries)
-        batches = PeakCellBatches(acc.indptr, acc.indices, n_cells, split.train_peaks, cfg.batch_size, block, dev,
-                                  cfg.max_steps_per_epoch)
+        batches = PeakCellBatches(
+            acc.indptr, acc.indices, n_cells, split.train_peaks, cfg.batch_size, block, dev, cfg.max_steps_per_epoch
+        )
         del acc, inp.acc
-        log.info("stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
-                 n_peaks, split.n_hold, n_cells, batches.steps_per_epoch, batches.n_blocks, block, dev)
+        log.info(
+            "stage 1: %d peaks (%d held out) x %d cells, %d steps/epoch (%d cell block(s) of %d), device %s",
+            n_peaks,
+            split.n_hold,
+            n_cells,
+            batches.steps_per_epoch,
+            batches.n_blocks,
+            block,
+            dev,
+        )
 
         st = _State()
         if resume and work is not None:
@@ -122,8 +138,21 @@ def train(
             if ck is not None:
                 st = _restore(ck, model, opt, head, dev)
                 log.info("resuming at epoch %d step %d", st.epoch + 1, st.step)
-        loop = _Loop(cfg, model, head, opt, E_t, batches, split, dev, work, checkpoint_minutes, checkpoint_steps,
-                     progress, callback)
+        loop = _Loop(
+            cfg,
+            model,
+            head,
+            opt,
+            E_t,
+            batches,
+            split,
+            dev,
+            work,
+            checkpoint_minutes,
+            checkpoint_steps,
+            progress,
+            callback,
+        )
         while not st.finished:
             loop.run_epoch(st)
             loop.end_epoch(st)
@@ -186,7 +215,7 @@ class _Split:
         return len(self.hold_peaks)
 
     @classmethod
-    def draw(cls, cfg: TrainConfig, n_peaks: int, n_cells: int) -> "_Split":
+    def draw(cls, cfg: TrainConfig, n_peaks: int, n_cells: int) -> _Split:
         """A seeded random split: the same peaks and sample for the same seed."""
         rng = np.random.default_rng(cfg.seed)
         order = rng.permutation(n_peaks)
@@ -195,13 +224,21 @@ class _Split:
         eval_cells = np.sort(rng.choice(n_cells, size=min(n_cells, cfg.eval_cells), replace=False))
         per_peak = max(1, cfg.eval_entries // len(eval_cells))
         eval_hold = np.sort(rng.choice(hold_peaks, size=min(len(hold_peaks), per_peak), replace=False))
-        eval_train = np.sort(rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)),
-                                        replace=False))
+        eval_train = np.sort(
+            rng.choice(train_peaks, size=min(len(train_peaks), per_peak, max(len(eval_hold), 1)), replace=False)
+        )
         return cls(hold_peaks, train_peaks, eval_cells, eval_hold, eval_train)
 
 
-def _build(cfg: TrainConfig, E: np.ndarray, train_peaks: np.ndarray, depth: np.ndarray, n_peaks: int, n_cells: int,
-           dev: torch.device) -> tuple[PeakEncoder, CellHead, torch.optim.Optimizer]:
+def _build(
+    cfg: TrainConfig,
+    E: np.ndarray,
+    train_peaks: np.ndarray,
+    depth: np.ndarray,
+    n_peaks: int,
+    n_cells: int,
+    dev: torch.device,
+) -> tuple[PeakEncoder, CellHead, torch.optim.Optimizer]:
     """The seeded network, its per-cell head and the encoder's optimizer."""
     torch.manual_seed(cfg.seed)
     g = torch.Generator().manual_seed(cfg.seed)
@@ -220,8 +257,22 @@ def _build(cfg: TrainConfig, E: np.ndarray, train_peaks: np.ndarray, depth: np.n
 class _Loop:
     """One epoch of steps, then the evaluation and the early-stopping bookkeeping, with checkpoints."""
 
-    def __init__(self, cfg, model, head, opt, E_t, batches, split, dev, work, checkpoint_minutes, checkpoint_steps,
-                 progress, callback):
+    def __init__(
+        self,
+        cfg,
+        model,
+        head,
+        opt,
+        E_t,
+        batches,
+        split,
+        dev,
+        work,
+        checkpoint_minutes,
+        checkpoint_steps,
+        progress,
+        callback,
+    ):
         self.cfg, self.model, self.head, self.opt, self.E_t = cfg, model, head, opt, E_t
         self.batches, self.split, self.dev, self.work = batches, split, dev, work
         self.checkpoint_minutes, self.checkpoint_steps = checkpoint_minutes, checkpoint_steps
@@ -260,7 +311,8 @@ class _Loop:
             if self.callback is not None:
                 self.callback(st.global_step)
             if (self.checkpoint_steps and st.global_step % self.checkpoint_steps == 0) or (
-                    self.checkpoint_minutes and time.time() - self.last_ck > 60 * self.checkpoint_minutes):
+                self.checkpoint_minutes and time.time() - self.last_ck > 60 * self.checkpoint_minutes
+            ):
                 st.epoch_seconds += time.time() - t_epoch
                 t_epoch = time.time()
                 self.checkpoint(st)
@@ -272,12 +324,26 @@ class _Loop:
         cfg, split, epoch = self.cfg, self.split, st.epoch
         hold = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_hold, split.eval_cells, self.dev)
         trn = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_train, split.eval_cells, self.dev)
-        row = dict(epoch=epoch + 1, train_loss=float(st.step_losses.sum()) / max(1, st.plan_len),
-                   train_auroc=trn["auroc"], train_auprc=trn["auprc"], heldout_loss=hold["loss"],
-                   heldout_auroc=hold["auroc"], heldout_auprc=hold["auprc"], seconds=round(st.epoch_seconds, 3))
+        row = dict(
+            epoch=epoch + 1,
+            train_loss=float(st.step_losses.sum()) / max(1, st.plan_len),
+            train_auroc=trn["auroc"],
+            train_auprc=trn["auprc"],
+            heldout_loss=hold["loss"],
+            heldout_auroc=hold["auroc"],
+            heldout_auprc=hold["auprc"],
+            seconds=round(st.epoch_seconds, 3),
+        )
         st.history.append(row)
-        log.info("epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)", epoch + 1,
-                 row["train_loss"], row["train_auroc"], row["heldout_auroc"], row["heldout_auprc"], row["seconds"])
+        log.info(
+            "epoch %d: loss %.4f, train AUROC %.4f, held-out AUROC %.4f AUPRC %.4f (%.1fs)",
+            epoch + 1,
+            row["train_loss"],
+            row["train_auroc"],
+            row["heldout_auroc"],
+            row["heldout_auprc"],
+            row["seconds"],
+        )
         score = row["heldout_auroc"] if math.isfinite(row["heldout_auroc"]) else -row["heldout_loss"]
         if st.best_epoch == 0 or score > st.best_score + cfg.min_delta:
             st.best_score, st.best_epoch, st.bad_epochs = score, epoch + 1, 0
@@ -291,8 +357,17 @@ class _Loop:
         self.checkpoint(st)
 
 
-def _summary(cfg: TrainConfig, st: _State, adata, inp: _Inputs, split: _Split, batches: PeakCellBatches,
-             dev: torch.device, path, t_start: float) -> dict:
+def _summary(
+    cfg: TrainConfig,
+    st: _State,
+    adata,
+    inp: _Inputs,
+    split: _Split,
+    batches: PeakCellBatches,
+    dev: torch.device,
+    path,
+    t_start: float,
+) -> dict:
     """``train_summary.json``: the best epoch's metrics, the run's sizes and settings."""
     keep, n_peaks, n_cells = inp.keep, inp.E.shape[0], batches.n_cells
     best = st.history[st.best_epoch - 1]
@@ -301,21 +376,34 @@ def _summary(cfg: TrainConfig, st: _State, adata, inp: _Inputs, split: _Split, b
     return dict(
         method="nt",
         dims=int(cfg.bottleneck),
-        train_auroc=best["train_auroc"], train_auprc=best["train_auprc"],
-        heldout_auroc=best["heldout_auroc"], heldout_auprc=best["heldout_auprc"],
-        best_epoch=st.best_epoch, epochs_run=st.epoch, stopped_early=bool(st.stopped_early),
-        seed=cfg.seed, device=dev.type,
-        n_cells=n_cells, n_peaks=n_peaks, n_train_peaks=len(split.train_peaks), n_heldout_peaks=split.n_hold,
+        train_auroc=best["train_auroc"],
+        train_auprc=best["train_auprc"],
+        heldout_auroc=best["heldout_auroc"],
+        heldout_auprc=best["heldout_auprc"],
+        best_epoch=st.best_epoch,
+        epochs_run=st.epoch,
+        stopped_early=bool(st.stopped_early),
+        seed=cfg.seed,
+        device=dev.type,
+        n_cells=n_cells,
+        n_peaks=n_peaks,
+        n_train_peaks=len(split.train_peaks),
+        n_heldout_peaks=split.n_hold,
         n_reference_cells=int((dom[keep] == keys.REFERENCE).sum()) if dom is not None else None,
         n_query_cells=int((dom[keep] == keys.QUERY).sum()) if dom is not None else None,
         n_dropped_cells=int((~keep).sum()),
         dropped_cell_examples=[str(c) for c in adata.obs_names[~keep][:5]],
-        nnz=nnz, density=round(float(nnz) / (n_peaks * n_cells), 6),
-        steps_per_epoch=batches.steps_per_epoch, full_epoch_steps=batches.full_epoch_steps,
-        cell_block_size=batches.block_size, n_cell_blocks=batches.n_blocks,
-        metric_entries=dict(heldout=int(len(split.eval_hold) * len(split.eval_cells)),
-                            train=int(len(split.eval_train) * len(split.eval_cells)),
-                            exact=bool(len(split.eval_cells) == n_cells and len(split.eval_hold) == split.n_hold)),
+        nnz=nnz,
+        density=round(float(nnz) / (n_peaks * n_cells), 6),
+        steps_per_epoch=batches.steps_per_epoch,
+        full_epoch_steps=batches.full_epoch_steps,
+        cell_block_size=batches.block_size,
+        n_cell_blocks=batches.n_blocks,
+        metric_entries=dict(
+            heldout=int(len(split.eval_hold) * len(split.eval_cells)),
+            train=int(len(split.eval_train) * len(split.eval_cells)),
+            exact=bool(len(split.eval_cells) == n_cells and len(split.eval_hold) == split.n_hold),
+        ),
         seconds_per_epoch=round(float(np.mean([h["seconds"] for h in st.history])), 3),
         seconds=round(time.time() - t_start, 2),
         config={k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cfg).items()},
@@ -325,8 +413,16 @@ def _summary(cfg: TrainConfig, st: _State, adata, inp: _Inputs, split: _Split, b
 
 
 @torch.no_grad()
-def evaluate(model: PeakEncoder, head: CellHead, E: torch.Tensor, batches: PeakCellBatches, peaks: np.ndarray,
-             cells: np.ndarray, dev: torch.device, chunk_entries: int = 1 << 24) -> dict[str, float]:
+def evaluate(
+    model: PeakEncoder,
+    head: CellHead,
+    E: torch.Tensor,
+    batches: PeakCellBatches,
+    peaks: np.ndarray,
+    cells: np.ndarray,
+    dev: torch.device,
+    chunk_entries: int = 1 << 24,
+) -> dict[str, float]:
     """BCE, AUROC and AUPRC over ``peaks`` x ``cells`` (eval mode; sklearn metrics)."""
     from sklearn.metrics import average_precision_score, roc_auc_score
 
@@ -338,7 +434,7 @@ def evaluate(model: PeakEncoder, head: CellHead, E: torch.Tensor, batches: PeakC
     step = max(1, chunk_entries // len(cells))
     scores, labels = [], []
     for s in range(0, len(peaks), step):
-        p = torch.as_tensor(peaks[s:s + step], dtype=torch.int64, device=dev)
+        p = torch.as_tensor(peaks[s : s + step], dtype=torch.int64, device=dev)
         L = torch.addmm(bs, model(E[p]), Zs.T)
         y = torch.zeros_like(L, dtype=torch.bool)
         rows, cols = gather_rows(batches.indptr, batches.indices, p)
@@ -352,8 +448,11 @@ def evaluate(model: PeakEncoder, head: CellHead, E: torch.Tensor, batches: PeakC
     loss = float(np.mean(np.logaddexp(0, s_all) - y_all * s_all))
     if y_all.all() or not y_all.any():
         return {"loss": loss, "auroc": float("nan"), "auprc": float("nan")}
-    return {"loss": loss, "auroc": float(roc_auc_score(y_all, s_all)),
-            "auprc": float(average_precision_score(y_all, s_all))}
+    return {
+        "loss": loss,
+        "auroc": float(roc_auc_score(y_all, s_all)),
+        "auprc": float(average_precision_score(y_all, s_all)),
+    }
 
 
 @dataclass
@@ -375,8 +474,17 @@ class _State:
     plan_len: int = 0  # steps of the current epoch (set when it starts; not checkpointed)
 
 
-_SCALARS = ("epoch", "step", "global_step", "epoch_seconds", "best_score", "best_epoch", "bad_epochs",
-            "stopped_early", "finished")
+_SCALARS = (
+    "epoch",
+    "step",
+    "global_step",
+    "epoch_seconds",
+    "best_score",
+    "best_epoch",
+    "bad_epochs",
+    "stopped_early",
+    "finished",
+)
 
 
 def _snapshot(st: _State, model, opt, head: CellHead) -> dict[str, Any]:
@@ -409,8 +517,16 @@ def _restore(ck: dict[str, Any], model, opt, head: CellHead, dev: torch.device) 
 def _bar(total: int, initial: int, desc: str, enabled: bool | None):
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", leave=False, disable=not progress_enabled(enabled),
-                file=sys.stderr, mininterval=1.0)
+    return tqdm(
+        total=total,
+        initial=initial,
+        desc=desc,
+        unit="step",
+        leave=False,
+        disable=not progress_enabled(enabled),
+        file=sys.stderr,
+        mininterval=1.0,
+    )
 
 
 def _plot_curve(curve: pd.DataFrame, path) -> None:

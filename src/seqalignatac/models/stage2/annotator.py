@@ -65,8 +65,9 @@ class Annotator:
 
     # --- prediction ------------------------------------------------------------------------------
 
-    def predict(self, cells: ad.AnnData, device: str | None = None, threads: int | None = None,
-                source: str | None = None) -> Stage2Result:
+    def predict(
+        self, cells: ad.AnnData, device: str | None = None, threads: int | None = None, source: str | None = None
+    ) -> Stage2Result:
         """Predictions for the query cells of ``cells``, from the saved state (nothing is trained).
 
         Parameters
@@ -103,26 +104,35 @@ class Annotator:
         gda, hidden, graph_info = None, None, {}
         if self.method == "gda":
             gda, hidden, graph_info = self._gda_proba(split, device, threads, source)
-        q_proba, held_proba, knn_info = class_probabilities(self.method, self.config, self.reference, split.x_query,
-                                                            classes.size, s["knn_k"], threads, gda, self.linear)
+        q_proba, held_proba, knn_info = class_probabilities(
+            self.method, self.config, self.reference, split.x_query, classes.size, s["knn_k"], threads, gda, self.linear
+        )
         conf, _ = confidence_entropy(q_proba)
         q_dist, _, s_dist = unknown_scores(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads)
         flags = unknown_flags(self.unknown, conf, q_dist, s_dist)
         calls = Calls(q_proba, held_proba, flags, dict(self.unknown), q_dist, hidden)
-        tail = {"graph": graph_info or knn_info,
-                "config": self.config.to_dict() if self.method == "gda" else {"knn_k": s["knn_k"]},
-                "seconds": round(time.perf_counter() - t0, 3)}
+        tail = {
+            "graph": graph_info or knn_info,
+            "config": self.config.to_dict() if self.method == "gda" else {"knn_k": s["knn_k"]},
+            "seconds": round(time.perf_counter() - t0, 3),
+        }
         return assemble_result(split, classes, calls, self.reference, summary_head(self.method, s), tail)
 
     def _gda_proba(self, split: SplitCells, device: str, threads: int | None, source: str | None):
         from seqalignatac.device import resolve_device
 
         if split.reference_ids != self.reference_ids:
-            raise InputError("the reference cells differ from the ones this model was fitted on (GDA is "
-                             "transductive); pass the same cell_embeddings.h5ad", source)
+            raise InputError(
+                "the reference cells differ from the ones this model was fitted on (GDA is "
+                "transductive); pass the same cell_embeddings.h5ad",
+                source,
+            )
         if not np.array_equal(split.x_ref[self.train_rows], self.reference.x_train):
-            raise InputError(f"obsm[{self.settings['embedding_key']!r}] of the reference cells differs from the one "
-                             "this model was fitted on; pass the same cell_embeddings.h5ad", source)
+            raise InputError(
+                f"obsm[{self.settings['embedding_key']!r}] of the reference cells differs from the one "
+                "this model was fitted on; pass the same cell_embeddings.h5ad",
+                source,
+            )
         a_ref, a_query = domain_graphs(split, self.config, threads, self.settings["seed"])
         inp = GDAInputs.build(split.x_ref, split.x_query, a_ref, a_query, self.config, resolve_device(device))
         res = ensemble_proba(self.networks, inp, self.config)
@@ -141,19 +151,36 @@ class Annotator:
 
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        state = {"format": FORMAT, "method": self.method, "classes": self.classes, "mix": self.mix,
-                 "config": self.config.to_dict(), "settings": self.settings, "reference_ids": self.reference_ids,
-                 "unknown": self.unknown, "n_networks": len(self.networks),
-                 "n_inputs": int(self.reference.x_train.shape[1]), "linear": self.linear is not None}
+        state = {
+            "format": FORMAT,
+            "method": self.method,
+            "classes": self.classes,
+            "mix": self.mix,
+            "config": self.config.to_dict(),
+            "settings": self.settings,
+            "reference_ids": self.reference_ids,
+            "unknown": self.unknown,
+            "n_networks": len(self.networks),
+            "n_inputs": int(self.reference.x_train.shape[1]),
+            "linear": self.linear is not None,
+        }
         write_json(folder / STATE_FILE, state)
         ref = self.reference
-        arrays = {"x_train": ref.x_train, "y_train": ref.y_train, "x_held": ref.x_held, "y_held": ref.y_held,
-                  "train_rows": self.train_rows, "held_rows": self.held_rows}
+        arrays = {
+            "x_train": ref.x_train,
+            "y_train": ref.y_train,
+            "x_held": ref.x_held,
+            "y_held": ref.y_held,
+            "train_rows": self.train_rows,
+            "held_rows": self.held_rows,
+        }
         arrays.update({f"linear_{k}": v for k, v in (self.linear or {}).items()})
-        write_bytes(folder / ARRAYS_FILE,
-                    save_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
-        tensors = {f"member{i}.{k}": v.detach().cpu().contiguous()
-                   for i, net in enumerate(self.networks) for k, v in net.state_dict().items()}
+        write_bytes(folder / ARRAYS_FILE, save_arrays({k: np.ascontiguousarray(v) for k, v in arrays.items()}))
+        tensors = {
+            f"member{i}.{k}": v.detach().cpu().contiguous()
+            for i, net in enumerate(self.networks)
+            for k, v in net.state_dict().items()
+        }
         write_bytes(folder / NETWORKS_FILE, save_tensors(tensors, metadata={"classes": "\t".join(self.classes)}))
         return folder
 
@@ -173,25 +200,37 @@ class Annotator:
             raise InputError(f"model format {state.get('format')!r} is not {FORMAT}; run annotate again", path)
         # Fresh, aligned copies: arrays read straight from the file's buffer may sit at unaligned
         # addresses, where BLAS takes other code paths and the last bit of a probability can move.
-        arrays = {k: np.array(v, copy=True) for k, v in
-                  load_arrays(require_file(folder / ARRAYS_FILE, "stage-2 model arrays")).items()}
+        arrays = {
+            k: np.array(v, copy=True)
+            for k, v in load_arrays(require_file(folder / ARRAYS_FILE, "stage-2 model arrays")).items()
+        }
         tensors = load_tensors(require_file(folder / NETWORKS_FILE, "stage-2 model weights"))
         config = config_with(**state["config"])
         networks = []
         for i in range(state["n_networks"]):
             net = A2GNN(state["n_inputs"], len(state["classes"]), hidden=config.hidden, dropout=config.dropout)
             prefix = f"member{i}."
-            net.load_state_dict({k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)})
+            net.load_state_dict({k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)})
             networks.append(net.eval())
-        linear = ({k[len("linear_"):]: v for k, v in arrays.items() if k.startswith("linear_")}
-                  if state["linear"] else None)
+        linear = (
+            {k[len("linear_") :]: v for k, v in arrays.items() if k.startswith("linear_")} if state["linear"] else None
+        )
         if linear and "coef" in linear:
             linear["coef"] = np.asfortranarray(linear["coef"])  # the layout fit_linear returns
         ref = ReferenceSet(arrays["x_train"], arrays["y_train"], arrays["x_held"], arrays["y_held"])
-        return cls(method=state["method"], classes=list(state["classes"]), config=config, settings=state["settings"],
-                   reference_ids=list(state["reference_ids"]), train_rows=arrays["train_rows"],
-                   held_rows=arrays["held_rows"], reference=ref, unknown=state["unknown"], linear=linear,
-                   networks=networks)
+        return cls(
+            method=state["method"],
+            classes=list(state["classes"]),
+            config=config,
+            settings=state["settings"],
+            reference_ids=list(state["reference_ids"]),
+            train_rows=arrays["train_rows"],
+            held_rows=arrays["held_rows"],
+            reference=ref,
+            unknown=state["unknown"],
+            linear=linear,
+            networks=networks,
+        )
 
 
 __all__ = ["Annotator"]

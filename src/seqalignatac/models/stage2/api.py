@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 
 # --- the whole step ----------------------------------------------------------------------------
 
+
 def annotate_full(
     cells: ad.AnnData,
     embedding_key: str = keys.EMBEDDING,
@@ -114,14 +115,34 @@ def annotate_full(
 
     config = config_with(**config) if isinstance(config, dict) else (config or GDAConfig())
     labels_key = keys.labels_key_of(cells, labels_key)
-    settings = {"embedding_key": embedding_key, "labels_key": labels_key, "unknown": unknown,
-                "unknown_quantile": unknown_quantile, "unknown_k": unknown_k, "unknown_smooth": unknown_smooth,
-                "unknown_smooth_quantile": unknown_smooth_quantile, "calibration_fraction": calibration_fraction,
-                "knn_k": knn_k, "seed": seed, "device": device, "threads": threads}
-    check_annotate_options(method, unknown, config, device, seed, threads, unknown_quantile=unknown_quantile,
-                           unknown_k=unknown_k, unknown_smooth=unknown_smooth,
-                           unknown_smooth_quantile=unknown_smooth_quantile,
-                           calibration_fraction=calibration_fraction, knn_k=knn_k)
+    settings = {
+        "embedding_key": embedding_key,
+        "labels_key": labels_key,
+        "unknown": unknown,
+        "unknown_quantile": unknown_quantile,
+        "unknown_k": unknown_k,
+        "unknown_smooth": unknown_smooth,
+        "unknown_smooth_quantile": unknown_smooth_quantile,
+        "calibration_fraction": calibration_fraction,
+        "knn_k": knn_k,
+        "seed": seed,
+        "device": device,
+        "threads": threads,
+    }
+    check_annotate_options(
+        method,
+        unknown,
+        config,
+        device,
+        seed,
+        threads,
+        unknown_quantile=unknown_quantile,
+        unknown_k=unknown_k,
+        unknown_smooth=unknown_smooth,
+        unknown_smooth_quantile=unknown_smooth_quantile,
+        calibration_fraction=calibration_fraction,
+        knn_k=knn_k,
+    )
     set_threads(threads)
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -131,34 +152,54 @@ def annotate_full(
     ref = ReferenceSet(split.x_ref[train_mask], y_ref[train_mask], split.x_ref[held], y_ref[held])
     log.info(
         "stage 2 (%s): %d reference cells (%d trained on, %d held out for calibration), %d query cells, %d classes",
-        method, split.x_ref.shape[0], int(train_mask.sum()), int(held.sum()), split.x_query.shape[0], classes.size,
+        method,
+        split.x_ref.shape[0],
+        int(train_mask.sum()),
+        int(held.sum()),
+        split.x_query.shape[0],
+        classes.size,
     )
     train_res, graph_info, gda, linear = None, {}, None, None
     if method == "gda":
-        train_res, graph_info = fit_gda(split, y_ref, train_mask, classes.size, config, device, seed, threads,
-                                        progress)
+        train_res, graph_info = fit_gda(split, y_ref, train_mask, classes.size, config, device, seed, threads, progress)
         gda = (train_res.query_proba, train_res.reference_proba[held])
         linear = fit_linear(ref, config.linear_c) if config.linear_mix > 0 else None
-    q_proba, held_proba, knn_info = class_probabilities(method, config, ref, split.x_query, classes.size, knn_k,
-                                                        threads, gda, linear)
+    q_proba, held_proba, knn_info = class_probabilities(
+        method, config, ref, split.x_query, classes.size, knn_k, threads, gda, linear
+    )
     conf, _ = confidence_entropy(q_proba)
     held_conf = confidence_entropy(held_proba)[0] if held.any() else np.array([])
     q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads)
     flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist)
-    calls = Calls(q_proba, held_proba, flags, unknown_info, q_dist,
-                  None if train_res is None else train_res.query_hidden)
-    tail: dict[str, Any] = {"graph": graph_info or knn_info,
-                            "config": config.to_dict() if method == "gda" else {"knn_k": knn_k},
-                            "seconds": round(time.perf_counter() - t0, 3)}
+    calls = Calls(
+        q_proba, held_proba, flags, unknown_info, q_dist, None if train_res is None else train_res.query_hidden
+    )
+    tail: dict[str, Any] = {
+        "graph": graph_info or knn_info,
+        "config": config.to_dict() if method == "gda" else {"knn_k": knn_k},
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
     if train_res is not None:
-        tail.update(train_seconds=round(train_res.seconds, 3), device=str(resolve_device(device)),
-                    final_loss=train_res.curve[-1] if train_res.curve else None)
+        tail.update(
+            train_seconds=round(train_res.seconds, 3),
+            device=str(resolve_device(device)),
+            final_loss=train_res.curve[-1] if train_res.curve else None,
+        )
     result = assemble_result(split, classes, calls, ref, summary_head(method, settings), tail)
     result.train = train_res
-    result.annotator = Annotator(method=method, classes=[str(c) for c in classes], config=config, settings=settings,
-                                 reference_ids=split.reference_ids, train_rows=np.flatnonzero(train_mask),
-                                 held_rows=np.flatnonzero(held), reference=ref, linear=linear,
-                                 networks=[] if train_res is None else train_res.models, unknown=unknown_info)
+    result.annotator = Annotator(
+        method=method,
+        classes=[str(c) for c in classes],
+        config=config,
+        settings=settings,
+        reference_ids=split.reference_ids,
+        train_rows=np.flatnonzero(train_mask),
+        held_rows=np.flatnonzero(held),
+        reference=ref,
+        linear=linear,
+        networks=[] if train_res is None else train_res.models,
+        unknown=unknown_info,
+    )
     return result
 
 

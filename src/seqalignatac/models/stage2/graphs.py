@@ -35,9 +35,7 @@ def clip_k(k: int, n_cells: int, what: str) -> int:
         raise ValueError("k must be at least 1")
     if k > n_cells - 1:
         new_k = max(n_cells - 1, 0)
-        warnings.warn(
-            f"k={k} is larger than the {n_cells} {what} cells allow; using k={new_k}", stacklevel=2
-        )
+        warnings.warn(f"k={k} is larger than the {n_cells} {what} cells allow; using k={new_k}", stacklevel=2)
         log.warning("k=%d clipped to %d for the %s graph (%d cells)", k, new_k, what, n_cells)
         return new_k
     return k
@@ -87,8 +85,9 @@ def _drop_self(idx: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def _faiss_knn(xn: np.ndarray, k: int, *, threads: int | None, seed: int, nprobe: int,
-               queries: np.ndarray | None = None) -> np.ndarray:
+def _faiss_knn(
+    xn: np.ndarray, k: int, *, threads: int | None, seed: int, nprobe: int, queries: np.ndarray | None = None
+) -> np.ndarray:
     """k nearest rows of ``xn`` (inner product on unit rows) for each row of ``queries`` (default ``xn``)."""
     import faiss
 
@@ -109,8 +108,17 @@ def _faiss_knn(xn: np.ndarray, k: int, *, threads: int | None, seed: int, nprobe
     return idx.astype(np.int64)
 
 
-def neighbour_votes(base: np.ndarray, labels: np.ndarray, points: np.ndarray, k: int, n_classes: int, *,
-                    threads: int | None = None, seed: int = 0, nprobe: int = 16) -> np.ndarray:
+def neighbour_votes(
+    base: np.ndarray,
+    labels: np.ndarray,
+    points: np.ndarray,
+    k: int,
+    n_classes: int,
+    *,
+    threads: int | None = None,
+    seed: int = 0,
+    nprobe: int = 16,
+) -> np.ndarray:
     """kNN vote fractions (points x n_classes) over ``base`` rows labeled ``labels`` (cosine), with the
     faiss IVF index (atlas-sized references: an exact search of 500k x 500k cells takes hours on a CPU)."""
     xb = np.ascontiguousarray(l2_normalize(base), dtype=np.float32)

@@ -51,10 +51,14 @@ def split_domains(cells: ad.AnnData, embedding_key: str, source: str | None = No
         )
     if embedding_key not in cells.obsm:
         from_train = "stage1" in (cells.uns.get(keys.UNS) or {})
-        hint = ("pass the right --embedding-key" if from_train else
-                "it is not the cell_embeddings.h5ad written by `seqalignatac train`: run train first")
-        raise InputError(f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); {hint}",
-                         source)
+        hint = (
+            "pass the right --embedding-key"
+            if from_train
+            else "it is not the cell_embeddings.h5ad written by `seqalignatac train`: run train first"
+        )
+        raise InputError(
+            f"obsm has no {embedding_key!r} (found: {', '.join(cells.obsm.keys()) or 'none'}); {hint}", source
+        )
     x = np.asarray(cells.obsm[embedding_key])
     if x.ndim != 2 or x.shape[1] == 0:
         raise InputError(f"obsm[{embedding_key!r}] must be a cells x dims matrix, got shape {x.shape}", source)
@@ -68,8 +72,9 @@ def split_domains(cells: ad.AnnData, embedding_key: str, source: str | None = No
         )
     is_ref = domain == keys.REFERENCE
     if not (~is_ref).any():
-        raise InputError(f"the query has no cells (no obs[{keys.DOMAIN!r}] == {keys.QUERY!r}); nothing to annotate",
-                         source)
+        raise InputError(
+            f"the query has no cells (no obs[{keys.DOMAIN!r}] == {keys.QUERY!r}); nothing to annotate", source
+        )
     if not is_ref.any():
         raise InputError(f"the reference has no cells (no obs[{keys.DOMAIN!r}] == {keys.REFERENCE!r})", source)
     x = x.astype(np.float32)
@@ -80,9 +85,7 @@ def reference_labels(split: SplitCells, labels_key: str, source: str | None = No
     """The reference cells' labels as strings and which of them have one (warnings for odd classes)."""
     cells, is_ref = split.cells, split.is_ref
     if labels_key not in cells.obs.columns:
-        raise InputError(
-            f"obs has no {labels_key!r} column, so the reference has no labels; pass --labels-key", source
-        )
+        raise InputError(f"obs has no {labels_key!r} column, so the reference has no labels; pass --labels-key", source)
     ref_labels = cells.obs[labels_key][is_ref]
     has_label = ref_labels.notna().to_numpy() & (ref_labels.astype(str).str.strip() != "").to_numpy()
     if not has_label.any():
@@ -97,8 +100,9 @@ def reference_labels(split: SplitCells, labels_key: str, source: str | None = No
         )
     ref_str = ref_labels.astype(str).to_numpy()
     if (ref_str[has_label] == keys.UNKNOWN).any():
-        raise InputError(f"the reference label {keys.UNKNOWN!r} is reserved for unknown cells; rename that class",
-                         source)
+        raise InputError(
+            f"the reference label {keys.UNKNOWN!r} is reserved for unknown cells; rename that class", source
+        )
     counts = pd.Series(ref_str[has_label]).value_counts()
     singles = sorted(counts.index[counts < 2])
     if singles:
@@ -110,8 +114,9 @@ def reference_labels(split: SplitCells, labels_key: str, source: str | None = No
     return ref_str, has_label
 
 
-def calibration_split(ref_str: np.ndarray, has_label: np.ndarray, fraction: float,
-                      seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def calibration_split(
+    ref_str: np.ndarray, has_label: np.ndarray, fraction: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(class order, class index per reference cell (-1: no label), held-out mask, training mask)."""
     classes = np.array(sorted(set(ref_str[has_label])), dtype=object)
     class_index = {c: i for i, c in enumerate(classes)}
@@ -146,9 +151,12 @@ def _no_signal_cells(cells: ad.AnnData, source: str | None) -> np.ndarray:
     if no_signal.any() and keys.DOMAIN in cells.obs.columns:
         is_query = cells.obs[keys.DOMAIN].astype(str).to_numpy() == keys.QUERY
         if is_query.any() and no_signal[is_query].all():
-            raise InputError(f"none of the {int(is_query.sum())} query cells has an accessible shared peak, so "
-                             "nothing can be compared with the reference; check that the query's peaks overlap "
-                             "the reference's (same genome build? see prepare_summary.json)", source)
+            raise InputError(
+                f"none of the {int(is_query.sum())} query cells has an accessible shared peak, so "
+                "nothing can be compared with the reference; check that the query's peaks overlap "
+                "the reference's (same genome build? see prepare_summary.json)",
+                source,
+            )
     return no_signal
 
 

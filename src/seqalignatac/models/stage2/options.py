@@ -75,19 +75,29 @@ def _check_config(config: GDAConfig) -> None:
     if config.knn_method not in KNN_METHODS:
         raise InputError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
     if not config.linear_mix <= 1.0 - config.knn_mix:
-        raise InputError(f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], "
-                         f"not {config.linear_mix}")
+        raise InputError(
+            f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], not {config.linear_mix}"
+        )
 
 
-def check_annotate_options(method: str = "gda", unknown: str = "distance", config: GDAConfig | None = None,
-                           device: str = "auto", seed: int = 0, threads: int | None = None, **options: Any) -> None:
+def check_annotate_options(
+    method: str = "gda",
+    unknown: str = "distance",
+    config: GDAConfig | None = None,
+    device: str = "auto",
+    seed: int = 0,
+    threads: int | None = None,
+    **options: Any,
+) -> None:
     """Every annotate setting checked as the CLI checks it (InputError naming the option)."""
     if method not in METHODS:
         raise InputError(f"--method must be one of {', '.join(METHODS)}, not {method!r}")
     if unknown not in STRATEGIES:
         raise InputError(f"--unknown must be one of {', '.join(STRATEGIES)}, not {unknown!r}")
-    check_all({**options, "device": device, "seed": seed, "threads": threads},
-              {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS})
+    check_all(
+        {**options, "device": device, "seed": seed, "threads": threads},
+        {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS},
+    )
     _check_config(config or GDAConfig())
 
 

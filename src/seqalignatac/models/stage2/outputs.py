@@ -19,8 +19,14 @@ from seqalignatac.metrics import UNKNOWN, evaluate, summary_dict
 
 METRICS_OUTPUTS = (keys.METRICS, keys.PER_CLASS, keys.CONFUSION)
 # Every file annotate may write: one absent from a new run (no truth labels: no metrics) is dropped.
-ANNOTATE_OUTPUTS = (keys.PREDICTIONS, keys.QUERY_ANNOTATED, *METRICS_OUTPUTS, keys.ANNOTATOR_DIR,
-                    keys.TRAINING_CURVE, keys.ANNOTATE_SUMMARY)
+ANNOTATE_OUTPUTS = (
+    keys.PREDICTIONS,
+    keys.QUERY_ANNOTATED,
+    *METRICS_OUTPUTS,
+    keys.ANNOTATOR_DIR,
+    keys.TRAINING_CURVE,
+    keys.ANNOTATE_SUMMARY,
+)
 
 
 def read_cells(path: str | os.PathLike):
@@ -45,8 +51,13 @@ def metrics_tables(
     return out, res["per_class"], res["confusion"]
 
 
-def write_metrics(outdir: Path, y_true: pd.Series, predictions: pd.DataFrame, extra: dict | None = None,
-                  reference_classes: list[str] | None = None) -> dict:
+def write_metrics(
+    outdir: Path,
+    y_true: pd.Series,
+    predictions: pd.DataFrame,
+    extra: dict | None = None,
+    reference_classes: list[str] | None = None,
+) -> dict:
     metrics, per_class, confusion = metrics_tables(y_true, predictions, reference_classes)
     if extra:
         metrics.update(extra)
@@ -77,7 +88,9 @@ def read_truth(path: str | os.PathLike, labels_key: str | None = None) -> pd.Ser
         labels_key = keys.labels_key_of(adata, labels_key)
         obs = adata.obs
         if labels_key not in obs.columns:
-            raise InputError(f"obs has no {labels_key!r} column (found: {', '.join(obs.columns)}); pass --labels-key", p)
+            raise InputError(
+                f"obs has no {labels_key!r} column (found: {', '.join(obs.columns)}); pass --labels-key", p
+            )
         lab = obs[labels_key]
     else:
         labels_key = labels_key or keys.DEFAULT_LABELS_KEY
@@ -87,8 +100,9 @@ def read_truth(path: str | os.PathLike, labels_key: str | None = None) -> pd.Ser
         except Exception as e:
             raise InputError(f"cannot read as a table ({type(e).__name__}: {e})", p) from None
         if labels_key not in df.columns:
-            raise InputError(f"no column {labels_key!r} (found: {', '.join(map(str, df.columns))}); pass --labels-key",
-                             p)
+            raise InputError(
+                f"no column {labels_key!r} (found: {', '.join(map(str, df.columns))}); pass --labels-key", p
+            )
         id_col = keys.CELL_ID if keys.CELL_ID in df.columns else df.columns[0]
         lab = df.set_index(id_col)[labels_key]
         lab.index = lab.index.astype(str)
@@ -102,7 +116,9 @@ def read_truth(path: str | os.PathLike, labels_key: str | None = None) -> pd.Ser
 def read_predictions(path: str | os.PathLike) -> pd.DataFrame:
     p = require_file(path, "predictions CSV")
     try:
-        df = restore_formulas(pd.read_csv(p, dtype={keys.CELL_ID: str, keys.PREDICTED_LABEL: str, keys.BEST_LABEL: str}))
+        df = restore_formulas(
+            pd.read_csv(p, dtype={keys.CELL_ID: str, keys.PREDICTED_LABEL: str, keys.BEST_LABEL: str})
+        )
     except Exception as e:
         raise InputError(f"cannot read as CSV ({type(e).__name__}: {e})", p) from None
     for col in (keys.CELL_ID, keys.PREDICTED_LABEL):
@@ -126,8 +142,13 @@ def evaluate_files(predictions: str, truth: str, labels_key: str | None, outdir:
     pred = pred[common].reset_index(drop=True)
     y = lab.loc[pred[keys.CELL_ID]].reset_index(drop=True)
     with publish_dir(outdir, owned=METRICS_OUTPUTS) as stage:
-        return write_metrics(stage, y, pred, {"n_predictions_without_truth": int((~common).sum())},
-                             reference_classes=reference_classes_of(predictions, pred))
+        return write_metrics(
+            stage,
+            y,
+            pred,
+            {"n_predictions_without_truth": int((~common).sum())},
+            reference_classes=reference_classes_of(predictions, pred),
+        )
 
 
 def reference_classes_of(predictions_path: str | os.PathLike, predictions: pd.DataFrame) -> list[str]:
@@ -164,8 +185,9 @@ def _write_annotate_files(result, out: Path, labels_key: str) -> dict[str, Any]:
     if truth is not None:
         pred = result.predictions.set_index(keys.CELL_ID).loc[truth.index].reset_index()
         metrics = write_metrics(out, truth.reset_index(drop=True), pred, reference_classes=list(summary["classes"]))
-        summary["metrics"] = {k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate", "accuracy_known",
-                                                      "novel_unknown_rate")}
+        summary["metrics"] = {
+            k: metrics[k] for k in ("accuracy", "macro_f1", "unknown_rate", "accuracy_known", "novel_unknown_rate")
+        }
         summary["metrics"]["argmax_accuracy"] = metrics["argmax"]["accuracy"]
         summary["metrics"]["argmax_macro_f1"] = metrics["argmax"]["macro_f1"]
     if result.annotator is not None:

@@ -50,8 +50,14 @@ class Calls:
     hidden: np.ndarray | None  # GDA's encoder output of the first model (None for knn)
 
 
-def assemble_result(split: SplitCells, classes: np.ndarray, calls: Calls, ref: ReferenceSet,
-                    summary_head: dict[str, Any], summary_tail: dict[str, Any]) -> Stage2Result:
+def assemble_result(
+    split: SplitCells,
+    classes: np.ndarray,
+    calls: Calls,
+    ref: ReferenceSet,
+    summary_head: dict[str, Any],
+    summary_tail: dict[str, Any],
+) -> Stage2Result:
     """The query AnnData, predictions table and summary of a run (every query cell, with signal or not).
 
     Parameters
@@ -99,9 +105,17 @@ def assemble_result(split: SplitCells, classes: np.ndarray, calls: Calls, ref: R
     predicted, best = _spread(predicted, sig, keys.UNKNOWN), _spread(best, sig, "")
     conf, ent, q_proba = _spread(conf, sig, np.nan), _spread(ent, sig, np.nan), _spread(q_proba, sig, np.nan)
     flags, reasons = _spread(calls.flags, sig, True), _spread(reasons, sig, NO_SIGNAL)
-    pred = pd.DataFrame({keys.CELL_ID: query.obs_names.to_numpy(), keys.PREDICTED_LABEL: predicted,
-                         keys.CONFIDENCE: conf, keys.ENTROPY: ent, keys.IS_UNKNOWN: flags,
-                         keys.UNKNOWN_REASON: reasons, keys.BEST_LABEL: best})
+    pred = pd.DataFrame(
+        {
+            keys.CELL_ID: query.obs_names.to_numpy(),
+            keys.PREDICTED_LABEL: predicted,
+            keys.CONFIDENCE: conf,
+            keys.ENTROPY: ent,
+            keys.IS_UNKNOWN: flags,
+            keys.UNKNOWN_REASON: reasons,
+            keys.BEST_LABEL: best,
+        }
+    )
     for j, (labels_j, probs_j) in enumerate(top):
         pred[f"top{j + 1}_label"] = _spread(labels_j, sig, "")
         pred[f"top{j + 1}_prob"] = _spread(probs_j, sig, np.nan)
@@ -141,5 +155,9 @@ def assemble_result(split: SplitCells, classes: np.ndarray, calls: Calls, ref: R
 
 
 def summary_head(method: str, settings: dict[str, Any]) -> dict[str, Any]:
-    return {"method": method, "embedding_key": settings["embedding_key"], "labels_key": settings["labels_key"],
-            "seed": settings["seed"]}
+    return {
+        "method": method,
+        "embedding_key": settings["embedding_key"],
+        "labels_key": settings["labels_key"],
+        "seed": settings["seed"],
+    }

@@ -94,8 +94,15 @@ class GDAInputs:
     gt: Graph
 
     @classmethod
-    def build(cls, x_ref: np.ndarray, x_query: np.ndarray, a_ref: sp.csr_matrix, a_query: sp.csr_matrix,
-              config: GDAConfig, device: torch.device) -> GDAInputs:
+    def build(
+        cls,
+        x_ref: np.ndarray,
+        x_query: np.ndarray,
+        a_ref: sp.csr_matrix,
+        a_query: sp.csr_matrix,
+        config: GDAConfig,
+        device: torch.device,
+    ) -> GDAInputs:
         return cls(
             xs=torch.from_numpy(np.ascontiguousarray(x_ref, dtype=np.float32)).to(device),
             xt=torch.from_numpy(np.ascontiguousarray(x_query, dtype=np.float32)).to(device),
@@ -128,11 +135,14 @@ def train_gda(
     inp = GDAInputs.build(x_ref, x_query, a_ref, a_query, config, device)
     y = torch.from_numpy(y_ref.astype(np.int64)).to(device)
     mask = torch.from_numpy(train_mask.astype(bool)).to(device)
-    dom_y = torch.cat([torch.zeros(x_ref.shape[0], dtype=torch.long),
-                       torch.ones(x_query.shape[0], dtype=torch.long)]).to(device)
+    dom_y = torch.cat(
+        [torch.zeros(x_ref.shape[0], dtype=torch.long), torch.ones(x_query.shape[0], dtype=torch.long)]
+    ).to(device)
     counts = np.bincount(y_ref[train_mask], minlength=n_classes).astype(np.float64)
-    runs = [_train_one(inp, y, mask, dom_y, counts, config, device=device, seed=seed + i, progress=progress)
-            for i in range(max(1, config.ensemble))]
+    runs = [
+        _train_one(inp, y, mask, dom_y, counts, config, device=device, seed=seed + i, progress=progress)
+        for i in range(max(1, config.ensemble))
+    ]
     res = ensemble_proba([model for model, _ in runs], inp, config)
     res.curve = runs[0][1]
     res.seconds = time.perf_counter() - t0
@@ -148,15 +158,22 @@ def ensemble_proba(models: list[A2GNN], inp: GDAInputs, config: GDAConfig) -> Tr
         with torch.no_grad():
             ls, _, hs = model(inp.xs, inp.gs, config.source_depth, config.head_depth)
             lt, _, ht = model(inp.xt, inp.gt, config.target_depth, config.head_depth)
-        outs.append((F.softmax(lt, dim=1).cpu().numpy(), F.softmax(ls, dim=1).cpu().numpy(),
-                     ht.cpu().numpy(), hs.cpu().numpy()))
+        outs.append(
+            (F.softmax(lt, dim=1).cpu().numpy(), F.softmax(ls, dim=1).cpu().numpy(), ht.cpu().numpy(), hs.cpu().numpy())
+        )
         model.cpu()
     query_proba, reference_proba, query_hidden, reference_hidden = outs[0]
     if len(outs) > 1:
         query_proba = np.mean([o[0] for o in outs], axis=0)
         reference_proba = np.mean([o[1] for o in outs], axis=0)
-    return TrainResult(model=models[0], query_proba=query_proba, reference_proba=reference_proba,
-                       query_hidden=query_hidden, reference_hidden=reference_hidden, models=list(models))
+    return TrainResult(
+        model=models[0],
+        query_proba=query_proba,
+        reference_proba=reference_proba,
+        query_hidden=query_hidden,
+        reference_hidden=reference_hidden,
+        models=list(models),
+    )
 
 
 def _train_one(
@@ -191,8 +208,15 @@ def _train_one(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        curve.append({"epoch": epoch + 1, "loss": float(loss.detach()), "cls_loss": float(cls_loss.detach()),
-                      "domain_loss": float(dom_loss.detach()), "grl": rate})
+        curve.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(loss.detach()),
+                "cls_loss": float(cls_loss.detach()),
+                "domain_loss": float(dom_loss.detach()),
+                "grl": rate,
+            }
+        )
         bar.set_postfix(loss=f"{curve[-1]['loss']:.3f}")
     return model, curve
 
@@ -204,12 +228,32 @@ def domain_graphs(split: SplitCells, config: GDAConfig, threads: int | None, see
     return a_ref, a_query
 
 
-def fit_gda(split: SplitCells, y_ref: np.ndarray, train_mask: np.ndarray, n_classes: int, config: GDAConfig,
-            device: str, seed: int, threads: int | None, progress: bool | None) -> tuple[TrainResult, dict]:
+def fit_gda(
+    split: SplitCells,
+    y_ref: np.ndarray,
+    train_mask: np.ndarray,
+    n_classes: int,
+    config: GDAConfig,
+    device: str,
+    seed: int,
+    threads: int | None,
+    progress: bool | None,
+) -> tuple[TrainResult, dict]:
     """Train ``config.ensemble`` A2GNN models on the two graphs: (result, graph sizes)."""
     a_ref, a_query = domain_graphs(split, config, threads, seed)
-    res = train_gda(split.x_ref, np.maximum(y_ref, 0), train_mask, split.x_query, a_ref, a_query, n_classes, config,
-                    device=resolve_device(device), seed=seed, progress=progress)
+    res = train_gda(
+        split.x_ref,
+        np.maximum(y_ref, 0),
+        train_mask,
+        split.x_query,
+        a_ref,
+        a_query,
+        n_classes,
+        config,
+        device=resolve_device(device),
+        seed=seed,
+        progress=progress,
+    )
     return res, {"reference_nnz": int(a_ref.nnz), "query_nnz": int(a_query.nnz)}
 
 

@@ -38,9 +38,10 @@ def knn_transfer(
     held_proba = np.zeros((int(held.sum()), n_classes), dtype=np.float32)
     if int(train_mask.sum()) > EXACT_MAX_CELLS:
         # Approximate neighbours for atlas-sized references, as for the graphs.
-        votes = neighbour_votes(xr[train_mask], y_ref[train_mask], np.vstack([x_query, xr[held]]), max(kk, 1),
-                                n_classes, threads=threads)
-        q_proba, held_proba = votes[: x_query.shape[0]], votes[x_query.shape[0]:]
+        votes = neighbour_votes(
+            xr[train_mask], y_ref[train_mask], np.vstack([x_query, xr[held]]), max(kk, 1), n_classes, threads=threads
+        )
+        q_proba, held_proba = votes[: x_query.shape[0]], votes[x_query.shape[0] :]
     else:
         clf = KNeighborsClassifier(n_neighbors=max(kk, 1), n_jobs=threads)
         clf.fit(xr[train_mask], y_ref[train_mask])
@@ -74,8 +75,7 @@ def fit_linear(ref: ReferenceSet, c: float = 1.0) -> dict[str, np.ndarray]:
         clf.fit(ref.x_train, yt)
     # Fortran order, as scikit-learn's lbfgs leaves coef_ (so no copy here): a loaded model is put
     # in the same layout, and BLAS then gives the same last bits (docs/stage2.md, Outputs).
-    return {"classes": clf.classes_.astype(np.int64), "coef": np.asfortranarray(clf.coef_),
-            "intercept": clf.intercept_}
+    return {"classes": clf.classes_.astype(np.int64), "coef": np.asfortranarray(clf.coef_), "intercept": clf.intercept_}
 
 
 def linear_proba(params: dict[str, np.ndarray], x: np.ndarray, n_classes: int) -> np.ndarray:
@@ -93,9 +93,17 @@ def linear_proba(params: dict[str, np.ndarray], x: np.ndarray, n_classes: int) -
     return proba
 
 
-def class_probabilities(method: str, config: GDAConfig, ref: ReferenceSet, x_query: np.ndarray, n_classes: int,
-                        knn_k: int, threads: int | None, gda: tuple[np.ndarray, np.ndarray] | None = None,
-                        linear: dict[str, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, dict]:
+def class_probabilities(
+    method: str,
+    config: GDAConfig,
+    ref: ReferenceSet,
+    x_query: np.ndarray,
+    n_classes: int,
+    knn_k: int,
+    threads: int | None,
+    gda: tuple[np.ndarray, np.ndarray] | None = None,
+    linear: dict[str, np.ndarray] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict]:
     """(query, held-out reference) class probabilities and the kNN size used.
 
     ``knn``: kNN label transfer alone.  ``gda``: ``(1 - w - v) GDA + w kNN + v logistic regression``
@@ -110,8 +118,17 @@ def class_probabilities(method: str, config: GDAConfig, ref: ReferenceSet, x_que
     g = max(0.0, 1.0 - w - v)  # max: rounding when w + v = 1
     q, h = g * gda[0], g * gda[1]
     if w > 0:
-        kq, kh, _ = knn_transfer(x_all, y_all, train, held, x_query, n_classes, config.knn_mix_k or knn_k, threads,
-                                 vote_power=config.knn_vote_power)
+        kq, kh, _ = knn_transfer(
+            x_all,
+            y_all,
+            train,
+            held,
+            x_query,
+            n_classes,
+            config.knn_mix_k or knn_k,
+            threads,
+            vote_power=config.knn_vote_power,
+        )
         q, h = q + w * kq, h + w * kh
     if v > 0:
         q = q + v * linear_proba(linear, x_query, n_classes)

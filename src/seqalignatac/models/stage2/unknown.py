@@ -125,10 +125,12 @@ def distance_scores(
     """
     qx = robust_shift(query_x, query_pred, np.concatenate([train_x, held_x]), np.concatenate([train_y, held_y]))
     qd = class_distance(qx, query_pred, train_x, train_y, k, threads)
-    rd = np.concatenate([
-        leave_one_out_distance(train_x, train_y, k, threads),
-        class_distance(held_x, held_y, train_x, train_y, k, threads) if held_x.shape[0] else np.zeros(0),
-    ])
+    rd = np.concatenate(
+        [
+            leave_one_out_distance(train_x, train_y, k, threads),
+            class_distance(held_x, held_y, train_x, train_y, k, threads) if held_x.shape[0] else np.zeros(0),
+        ]
+    )
     ry = np.concatenate([train_y, held_y])
     pooled = float(np.nanmedian(rd)) if np.isfinite(rd).any() else 1.0
     scale = {}
@@ -236,8 +238,9 @@ def call_unknown(
     return unknown_flags(info, query_conf, query_dist, smooth_dist), info
 
 
-def unknown_flags(info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None,
-                  smooth_dist: np.ndarray | None = None) -> np.ndarray:
+def unknown_flags(
+    info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None, smooth_dist: np.ndarray | None = None
+) -> np.ndarray:
     """The Unknown flags that the thresholds of :func:`call_unknown` (``info``) give these scores."""
     flags = np.zeros(query_conf.size, dtype=bool)
     if "confidence_threshold" in info:
@@ -256,8 +259,9 @@ def _smooth_flags(info: dict, smooth_dist: np.ndarray) -> np.ndarray:
     return flags
 
 
-def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
-                    query_dist: np.ndarray | None = None) -> np.ndarray:
+def unknown_reasons(
+    flags: np.ndarray, info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None
+) -> np.ndarray:
     """The ``unknown_reason`` of each query cell ('' when labelled), from the thresholds in ``info``.
 
     A cell flagged by several tests gets the first of: low confidence, per-cell distance,
@@ -276,14 +280,16 @@ def unknown_reasons(flags: np.ndarray, info: dict, query_conf: np.ndarray,
     return reasons
 
 
-def unknown_scores(settings: dict[str, Any], x_query: np.ndarray, best_idx: np.ndarray, ref: ReferenceSet,
-                   threads: int | None):
+def unknown_scores(
+    settings: dict[str, Any], x_query: np.ndarray, best_idx: np.ndarray, ref: ReferenceSet, threads: int | None
+):
     """(query distance scores, held-out reference scores, smoothed query scores); None where the
     ``settings['unknown']`` test does not use them (docs/stage2.md, step 4)."""
     q_dist = h_dist = s_dist = None
     if settings["unknown"] in ("distance", "both") and ref.y_held.size:
-        q_dist, h_dist = distance_scores(x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train,
-                                         settings["unknown_k"], threads)
+        q_dist, h_dist = distance_scores(
+            x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train, settings["unknown_k"], threads
+        )
         if _smoothing(settings):
             s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads)
     return q_dist, h_dist, s_dist
@@ -293,16 +299,26 @@ def _smoothing(settings: dict[str, Any]) -> bool:
     return settings["unknown_smooth"] > 0 and settings["unknown_smooth_quantile"] > 0
 
 
-def calibrate_unknown(settings: dict[str, Any], conf: np.ndarray, held_conf: np.ndarray, q_dist, h_dist,
-                      s_dist) -> tuple[np.ndarray, dict]:
+def calibrate_unknown(
+    settings: dict[str, Any], conf: np.ndarray, held_conf: np.ndarray, q_dist, h_dist, s_dist
+) -> tuple[np.ndarray, dict]:
     """Unknown flags and thresholds: the per-cell distance test, OR-ed with the neighbourhood test
     when ``unknown_smooth`` > 0 (then the per-cell test defaults to quantile 0.01, else 0.02; the
     confidence test always defaults to 0.02)."""
     quantile, smoothing = settings["unknown_quantile"], _smoothing(settings)
     conf_q = 0.02 if quantile is None else quantile
     dist_q = (0.01 if smoothing else 0.02) if quantile is None else quantile
-    flags, info = call_unknown(settings["unknown"], conf_q, conf, held_conf, q_dist, h_dist, s_dist,
-                               settings["unknown_smooth_quantile"] if smoothing else 0.0, dist_q)
+    flags, info = call_unknown(
+        settings["unknown"],
+        conf_q,
+        conf,
+        held_conf,
+        q_dist,
+        h_dist,
+        s_dist,
+        settings["unknown_smooth_quantile"] if smoothing else 0.0,
+        dist_q,
+    )
     if q_dist is not None:
         info["k"] = int(settings["unknown_k"])
         info["smooth_k"] = int(settings["unknown_smooth"])
