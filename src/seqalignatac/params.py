@@ -88,13 +88,6 @@ class DeviceType(click.ParamType):
 DEVICE = DeviceType()
 
 
-def progress_option(what: str = "Progress bar"):
-    """Every command's ``--progress/--no-progress``; unset (None), ``progress.progress_enabled`` decides."""
-    return click.option(
-        "--progress/--no-progress", default=None, help=f"{what} on stderr (default: only when stderr is a terminal)."
-    )
-
-
 class SafeName(click.ParamType):
     """A name that becomes a file or folder name: the samplesheet's pair_id rule."""
 

@@ -92,3 +92,11 @@ def test_labels_key_of_prefers_the_argument_then_what_prepare_recorded():
     a.uns[keys.UNS] = {keys.LABELS_KEY: "ct"}
     assert keys.labels_key_of(a) == "ct"
     assert keys.labels_key_of(a, "other") == "other"
+
+
+def test_design_md_layout_names_every_subpackage():
+    text = DESIGN.read_text()
+    section = text.split("## Layout of the package", 1)[1].split("\n## ", 1)[0]
+    packages = sorted(p.name for p in SRC.iterdir() if (p / "__init__.py").exists())
+    missing = [p for p in packages if f"`{p}/`" not in section]
+    assert not missing, f"docs/design.md's layout table lacks: {missing}"

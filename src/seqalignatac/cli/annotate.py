@@ -8,11 +8,12 @@ from dataclasses import fields
 import click
 
 from seqalignatac import keys
-from seqalignatac.io.settings import config_option, read_settings
+from seqalignatac.cli.options import config_option, progress_option
+from seqalignatac.io.settings import read_settings
 from seqalignatac.models.stage2.options import ANNOTATE_RANGES, FILE_SETTINGS, GDA_RANGES, METHODS, SETTINGS_TABLE
 from seqalignatac.models.stage2.train import GDAConfig
 from seqalignatac.models.stage2.unknown import STRATEGIES
-from seqalignatac.params import DEVICE, SEED, THREADS, progress_option
+from seqalignatac.params import DEVICE, SEED, THREADS
 
 _D = GDAConfig()
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import click
 
+from seqalignatac.cli.options import progress_option
 from seqalignatac.errors import InputError
-from seqalignatac.params import DEVICE, POSITIVE_INT, SEED, THREADS, progress_option
+from seqalignatac.params import DEVICE, POSITIVE_INT, SEED, THREADS
 
 
 @click.command("embed")

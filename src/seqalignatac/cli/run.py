@@ -8,9 +8,10 @@ from pathlib import Path
 
 import click
 
+from seqalignatac.cli.options import progress_option
 from seqalignatac.errors import InputError
 from seqalignatac.models.stage1.options import TRAIN_RANGES
-from seqalignatac.params import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range, progress_option
+from seqalignatac.params import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range
 from seqalignatac.pp.mapping import PREPARE_RANGES
 
 log = logging.getLogger(__name__)

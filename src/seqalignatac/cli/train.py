@@ -8,12 +8,13 @@ from pathlib import Path
 import click
 
 from seqalignatac import keys
+from seqalignatac.cli.options import config_option, progress_option
 from seqalignatac.errors import InputError, require_file
-from seqalignatac.io.settings import config_option, read_settings
+from seqalignatac.io.settings import read_settings
 from seqalignatac.models.stage1.config import TrainConfig
 from seqalignatac.models.stage1.data import check_prepared
 from seqalignatac.models.stage1.options import NT_RUN_SETTINGS, TRAIN_RANGES, TRAIN_SETTINGS
-from seqalignatac.params import DEVICE, SEED, THREADS, progress_option
+from seqalignatac.params import DEVICE, SEED, THREADS
 
 log = logging.getLogger(__name__)
 

@@ -84,15 +84,3 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-def config_option(table: str):
-    """The ``--config`` option of a step whose advanced settings live in ``[table]``."""
-    return click.option(
-        "--config",
-        "config_path",
-        type=click.Path(dir_okay=False),
-        multiple=True,
-        help=f"TOML file with advanced settings in a [{table}] table (docs/settings.md); "
-        "repeat it to layer files (later ones win).",
-    )
