@@ -129,20 +129,7 @@ def annotate_full(
         "device": device,
         "threads": threads,
     }
-    check_annotate_options(
-        method,
-        unknown,
-        config,
-        device,
-        seed,
-        threads,
-        unknown_quantile=unknown_quantile,
-        unknown_k=unknown_k,
-        unknown_smooth=unknown_smooth,
-        unknown_smooth_quantile=unknown_smooth_quantile,
-        calibration_fraction=calibration_fraction,
-        knn_k=knn_k,
-    )
+    check_annotate_options(method, config=config, **{k: v for k, v in settings.items() if k not in _NOT_CHECKED})
     set_threads(threads)
     seed_everything(seed)
     t0 = time.perf_counter()
@@ -159,11 +146,9 @@ def annotate_full(
         split.x_query.shape[0],
         classes.size,
     )
-    train_res, graph_info, gda, linear = None, {}, None, None
-    if method == "gda":
-        train_res, graph_info = fit_gda(split, y_ref, train_mask, classes.size, config, device, seed, threads, progress)
-        gda = (train_res.query_proba, train_res.reference_proba[held])
-        linear = fit_linear(ref, config.linear_c) if config.linear_mix > 0 else None
+    train_res, graph_info, gda, linear = _fit(
+        method, split, ref, y_ref, train_mask, held, classes.size, config, device, seed, threads, progress
+    )
     q_proba, held_proba, knn_info = class_probabilities(
         method, config, ref, split.x_query, classes.size, knn_k, threads, gda, linear
     )
@@ -201,6 +186,20 @@ def annotate_full(
         unknown=unknown_info,
     )
     return result
+
+
+# Settings recorded in the model but not range-checked (names, not values).
+_NOT_CHECKED = ("embedding_key", "labels_key")
+
+
+def _fit(method, split, ref, y_ref, train_mask, held, n_classes, config, device, seed, threads, progress):
+    """GDA only: the trained ensemble, its graph sizes, its (query, held-out) probabilities, the logistic regression."""
+    if method != "gda":
+        return None, {}, None, None
+    train_res, graph_info = fit_gda(split, y_ref, train_mask, n_classes, config, device, seed, threads, progress)
+    gda = (train_res.query_proba, train_res.reference_proba[held])
+    linear = fit_linear(ref, config.linear_c) if config.linear_mix > 0 else None
+    return train_res, graph_info, gda, linear
 
 
 def annotate(
