@@ -159,7 +159,8 @@ def annotate_full(
         split.x_query.shape[0],
         classes.size,
     )
-    train_res, graph_info, gda, linear = None, {}, None, None
+    train_res, gda, linear = None, None, None
+    graph_info: dict = {}
     if method == "gda":
         train_res, graph_info = fit_gda(split, y_ref, train_mask, classes.size, config, device, seed, threads, progress)
         gda = (train_res.query_proba, train_res.reference_proba[held])
