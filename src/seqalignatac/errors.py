@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
 
 
 class SeqAlignATACError(Exception):
@@ -85,8 +86,8 @@ def write_fault(exc: BaseException) -> OutputError | None:
     return OutputError(f"{os.fspath(path)}: {WRITE_FAULTS[code]}" if path else WRITE_FAULTS[code])
 
 
-def _chain(exc: BaseException):
-    seen = set()
+def _chain(exc: BaseException | None) -> Iterator[BaseException]:
+    seen: set[int] = set()
     while exc is not None and id(exc) not in seen:
         seen.add(id(exc))
         yield exc

@@ -91,7 +91,9 @@ _LINE = re.compile(r'^([A-Z][A-Z0-9_]*) = "([^"]*)"\s*#\s*(.*)$')
 def contract_table() -> str:
     """The markdown table of every name above (docs/design.md, section "The contract")."""
     out: list[str] = []
-    for line in inspect.getsource(inspect.getmodule(contract_table)).splitlines():
+    module = inspect.getmodule(contract_table)
+    assert module is not None  # a function defined in this module always has it
+    for line in inspect.getsource(module).splitlines():
         if line.startswith("# ## "):
             out += ["", f"**{line[5:]}**", "", "| name in `seqalignatac.keys` | value | what it is |", "|---|---|---|"]
         elif m := _LINE.match(line):

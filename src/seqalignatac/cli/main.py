@@ -66,7 +66,8 @@ class ShownError(click.ClickException):
 
     def __init__(self, error) -> None:
         super().__init__(error.format_message())
-        self.exit_code = error.exit_code
+        # click types exit_code as a ClassVar, yet reads it from the instance: one status per error works
+        self.exit_code = error.exit_code  # type: ignore[misc]
         self.prefix = error.prefix
 
     def show(self, file=None) -> None:

@@ -262,25 +262,25 @@ def simulate(
     shift = (rng.uniform(-query_jitter, query_jitter, n_peaks) * length).astype(np.int64)
     q_len = np.clip((length * rng.uniform(0.8, 1.25, n_peaks)).astype(np.int64), 150, 1000)
     q_mid = mid + shift
-    q_chrom, q_start, q_end, q_true = [], [], [], []
+    chrom_rows, start_rows, end_rows, true_rows = [], [], [], []
     for p in q_peaks:
         if split[p]:  # two halves, midpoints 60 bp either side
             for off in (-60, 60):
                 s0 = q_mid[p] + off - q_len[p] // 4
-                q_chrom.append(chrom_of[p])
-                q_start.append(s0)
-                q_end.append(s0 + q_len[p] // 2)
-                q_true.append(p)
+                chrom_rows.append(chrom_of[p])
+                start_rows.append(s0)
+                end_rows.append(s0 + q_len[p] // 2)
+                true_rows.append(p)
         else:
             s0 = max(1, q_mid[p] - q_len[p] // 2)
-            q_chrom.append(chrom_of[p])
-            q_start.append(s0)
-            q_end.append(s0 + q_len[p])
-            q_true.append(p)
-    q_chrom = np.array(q_chrom)
-    q_start = np.array(q_start, dtype=np.int64)
-    q_end = np.minimum(np.array(q_end, dtype=np.int64), chrom_len[q_chrom])
-    q_true = np.array(q_true)
+            chrom_rows.append(chrom_of[p])
+            start_rows.append(s0)
+            end_rows.append(s0 + q_len[p])
+            true_rows.append(p)
+    q_chrom = np.array(chrom_rows)
+    q_start = np.array(start_rows, dtype=np.int64)
+    q_end = np.minimum(np.array(end_rows, dtype=np.int64), chrom_len[q_chrom])
+    q_true = np.array(true_rows)
     order = rng.permutation(len(q_true))  # a real second file lists peaks in its own order
     q_chrom, q_start, q_end, q_true = q_chrom[order], q_start[order], q_end[order], q_true[order]
     q_column = np.full(n_peaks, -1, dtype=np.int64)
@@ -410,7 +410,7 @@ def simulate(
 
 
 # Option ranges, shared by the CLI and the API.
-SIMULATE_RANGES = {
+SIMULATE_RANGES: dict[str, click.ParamType] = {
     "n_cells": int_range(4),
     "n_peaks": int_range(10),
     "n_cell_types": int_range(1),

@@ -96,7 +96,11 @@ def fetch_model(
     out = Path(outdir)
     try:
         snapshot_download(
-            repo_id=repo, revision=revision, local_dir=out, cache_dir=cache_dir, allow_patterns=ALLOW_PATTERNS
+            repo_id=repo,
+            revision=revision,
+            local_dir=out,
+            cache_dir=None if cache_dir is None else Path(cache_dir),  # the client takes str or Path
+            allow_patterns=ALLOW_PATTERNS,
         )
     except RepositoryNotFoundError:
         raise InputError(

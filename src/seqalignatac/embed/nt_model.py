@@ -65,6 +65,8 @@ class GLUOutput(nn.Module):
     def __init__(self, c: EsmConfig):
         super().__init__()
         self.dense = nn.Linear(c.intermediate_size, c.hidden_size, bias=False)
+        if c.hidden_dropout_prob is None:  # EsmConfig allows null; nn.Dropout needs a rate
+            raise InputError("model config: hidden_dropout_prob is null; a dropout rate is needed")
         self.dropout = nn.Dropout(c.hidden_dropout_prob)
 
     def forward(self, h: torch.Tensor, inp: torch.Tensor) -> torch.Tensor:
@@ -226,8 +228,9 @@ def to_device_dtype(model: EsmModel, device: str | torch.device, dtype: torch.dt
     positions would be off by a large fraction of a radian."""
     rot = model.rotary_embeddings
     inv = rot.inv_freq.detach().float().clone() if rot is not None else None
-    model = model.to(device=device, dtype=dtype)
-    if rot is not None:
+    # transformers wraps PreTrainedModel.to in functools.wraps(nn.Module.to), which mypy reads as unbound
+    model = model.to(device=device, dtype=dtype)  # type: ignore[call-arg]
+    if rot is not None and inv is not None:  # inv is set exactly when rot is
         rot.register_buffer("inv_freq", inv.to(device))
     return model.eval()
 

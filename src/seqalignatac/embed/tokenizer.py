@@ -49,8 +49,8 @@ _LUT[ord("N")] = 4
 # Decoding pairs halves the passes over the data in the fixed-width fast path.
 _PAIR = np.full(65536, 255, dtype=np.uint8)
 for _a, _ca in enumerate(NUCLEOTIDES):
-    for _b, _cb in enumerate(NUCLEOTIDES):
-        _PAIR[ord(_ca) | (ord(_cb) << 8)] = 4 * _a + _b
+    for _j, _cb in enumerate(NUCLEOTIDES):
+        _PAIR[ord(_ca) | (ord(_cb) << 8)] = 4 * _a + _j
 
 
 def token_count(length: int) -> int:
@@ -123,8 +123,8 @@ class NTTokenizer:
                 return ids, np.full(n, ids.shape[1], dtype=np.int64)
             # only the rows with N or other letters take the slow general path
             bad = np.flatnonzero(~ok)
-            g_ids, g_counts = self.encode([seqs[i] for i in bad]) if len(bad) < n else (None, None)
-            if g_ids is not None:
+            if len(bad) < n:
+                g_ids, g_counts = self.encode([seqs[int(i)] for i in bad])
                 T = max(ids.shape[1], g_ids.shape[1])
                 out = np.full((n, T), self.pad_id, dtype=np.int32)
                 out[:, : ids.shape[1]] = ids
@@ -168,7 +168,7 @@ class NTTokenizer:
             ok &= tail.max(axis=1) <= 3
             out[:, 1 + q :] = np.take(self.single_ids, np.minimum(tail, 4))
         if q:
-            p = np.take(_PAIR, raw[:, : 6 * q].view(np.uint16)).reshape(n, q, 3)
+            p: np.ndarray = np.take(_PAIR, raw[:, : 6 * q].view(np.uint16)).reshape(n, q, 3)
             if p.max() > 15:
                 ok &= p.reshape(n, -1).max(axis=1) <= 15
                 p = p & 15

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import h5py
 import numpy as np
@@ -35,26 +35,30 @@ def write_embeddings(
     attrs: Mapping[str, object] | None = None,
 ) -> None:
     """Write a complete store atomically."""
-    ids = np.asarray(ids, dtype=object)
-    if embeddings.ndim != 2 or embeddings.shape[0] != len(ids):
-        raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(ids)} ids")
-    if len(set(ids.tolist())) != len(ids):
+    id_array = np.asarray(ids, dtype=object)
+    if embeddings.ndim != 2 or embeddings.shape[0] != len(id_array):
+        raise ValueError(f"embeddings shape {embeddings.shape} does not match {len(id_array)} ids")
+    if len(set(id_array.tolist())) != len(id_array):
         raise InputError("duplicate peak ids in embeddings", path)
 
     def fill(f: h5py.File) -> None:
-        f.create_dataset("ids", data=ids.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
+        f.create_dataset("ids", data=id_array.astype(str).astype(object), dtype=h5py.string_dtype("utf-8"))
         f.create_dataset(
-            "embeddings", data=embeddings, chunks=(min(len(ids), 4096), embeddings.shape[1]) if len(ids) else None
+            "embeddings",
+            data=embeddings,
+            chunks=(min(len(id_array), 4096), embeddings.shape[1]) if len(id_array) else None,
         )
         f.attrs["format_version"] = FORMAT_VERSION
         for k, v in (attrs or {}).items():
             f.attrs[k] = v
 
     with atomic_path(path) as tmp:
-        write_hdf5(tmp, fill, reserve=store_size_bound(ids, len(ids), embeddings.shape[1], embeddings.dtype.itemsize))
+        write_hdf5(
+            tmp, fill, reserve=store_size_bound(id_array, len(id_array), embeddings.shape[1], embeddings.dtype.itemsize)
+        )
 
 
-def store_size_bound(ids: Sequence[str], n_rows: int, dim: int, itemsize: int) -> int:
+def store_size_bound(ids: Iterable[str], n_rows: int, dim: int, itemsize: int) -> int:
     """Upper bound of a store's file size: the rows, each id with HDF5's heap overhead, and headers."""
     return n_rows * dim * itemsize + sum(len(str(i).encode()) + 64 for i in ids) + HEADROOM
 
@@ -165,7 +169,7 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
                 raise InputError(
                     "mixes shard outputs with unsharded stores; merge the shards of one run", sharded[0].path
                 )
-            keyed = {}
+            keyed: dict[int, EmbeddingStore] = {}
             for st in stores:
                 i, n = _parse_shard(st.attrs["shard"], st.path)
                 src = st.attrs.get("source_ids_sha256")
@@ -187,8 +191,10 @@ def merge_embeddings(parts: Sequence[str | os.PathLike], out: str | os.PathLike)
         ids = np.concatenate([st.ids for st in stores]) if stores else np.array([], dtype=object)
         if len(set(ids.tolist())) != len(ids):
             seen: set[str] = set()
-            dup = next(p for p in ids.tolist() if p in seen or seen.add(p))
-            raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
+            for dup in ids.tolist():  # the first id seen twice: there is one, as the lengths differ
+                if dup in seen:
+                    raise InputError(f"peak id {dup!r} appears in more than one part; merge disjoint parts", out)
+                seen.add(dup)
         dtype = first._f["embeddings"].dtype
 
         def fill(f: h5py.File) -> None:

@@ -67,11 +67,12 @@ class Pair:
         """Raise InputError naming the first missing/unreadable file; return the FASTA to use."""
         self._require(self.reference, f"reference of pair '{self.pair_id}'")
         self._require(self.query, f"query of pair '{self.pair_id}'")
+        chosen = self.fasta or (Path(fasta) if fasta is not None else None)
         if need_fasta:
-            if self.fasta is None and fasta is None:
+            if chosen is None:
                 raise InputError(f"pair '{self.pair_id}' has no genome FASTA: give --fasta or fill the 'fasta' column")
-            self._require(self.fasta or Path(fasta), f"genome FASTA of pair '{self.pair_id}'", self.fasta is not None)
-        return self.fasta or (Path(fasta) if fasta is not None else None)
+            self._require(chosen, f"genome FASTA of pair '{self.pair_id}'", self.fasta is not None)
+        return chosen
 
 
 def read_samplesheet(path: str | os.PathLike) -> list[Pair]:

@@ -9,7 +9,11 @@ gives back the exact labels, so ``evaluate`` and ``report`` read what ``annotate
 
 from __future__ import annotations
 
+from typing import TypeVar
+
 import pandas as pd
+
+T = TypeVar("T")
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 QUOTE = "'"
@@ -36,8 +40,9 @@ def needs_quote(value: object) -> bool:
     return isinstance(value, str) and runs_as_formula(value.lstrip(QUOTE))
 
 
-def quote(value: object) -> object:
-    return QUOTE + value if needs_quote(value) else value  # type: ignore[operator]
+def quote(value: T) -> T | str:
+    # needs_quote is only ever true for a str; the isinstance says so to the type checker
+    return QUOTE + value if isinstance(value, str) and needs_quote(value) else value
 
 
 def unquote(value: object) -> object:

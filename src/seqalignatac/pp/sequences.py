@@ -171,7 +171,7 @@ def extract_sequences(
     starts, ends = _windows(peaks, width)
     name_bytes = [n.encode() for n in names]
 
-    absent = Counter()
+    absent: Counter[str] = Counter()
     absent_examples: list[str] = []
     clipped_examples: list[str] = []
     n_clipped = n_all_n = n_written = n_bases = n_n = 0

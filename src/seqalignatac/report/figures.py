@@ -232,7 +232,7 @@ def prediction_counts_figure(pred: pd.Series, colors: dict[str, str]) -> str:
 
 def confidence_figure(confidence: np.ndarray, unknown: np.ndarray, threshold: float | None = None) -> str:
     fig, ax = plt.subplots(figsize=(6.5, 3.2))
-    bins = np.linspace(0, 1, 41)
+    bins = np.linspace(0, 1, 41).tolist()  # a list: matplotlib's stubs take a Sequence, not an array
     ax.hist(
         [confidence[~unknown], confidence[unknown]],
         bins=bins,

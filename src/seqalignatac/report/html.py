@@ -86,11 +86,12 @@ def fmt_num(v: Any, digits: int = 3) -> str:
     if isinstance(v, (int, np.integer)):
         return f"{int(v):,}"
     if isinstance(v, (float, np.floating)):
-        if v != v:
+        x = float(v)
+        if x != x:
             return "–"
-        if float(v).is_integer() and abs(v) >= 1000:
-            return f"{int(v):,}"
-        return f"{float(v):.{digits}f}" if abs(v) < 1000 else f"{float(v):,.1f}"
+        if x.is_integer() and abs(x) >= 1000:
+            return f"{int(x):,}"
+        return f"{x:.{digits}f}" if abs(x) < 1000 else f"{x:,.1f}"
     return str(v)
 
 

@@ -222,6 +222,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     def extract(resume: bool) -> None:
         from seqalignatac.pp.sequences import extract_sequences
 
+        assert fasta is not None  # a step of uses_sequence runs, for which check_files gave the FASTA
         extract_sequences(peaks_bed, fasta, peaks_fa, width=opts.width)
 
     def embed(resume: bool) -> None:
@@ -332,6 +333,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
     ]
     train_inputs = {"accessibility": acc}
     if opts.uses_sequence:
+        assert fasta is not None  # check_files(need_fasta=opts.uses_sequence) gave it
         model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
         steps += [
             Step(

@@ -109,6 +109,8 @@ class PeakCellBatches:
         if plan.cell_perm is None:
             return peaks, None, rows, cols
         cells = plan.cell_perm[j * self.block_size : (j + 1) * self.block_size].to(self.device)
+        # plan() fills both maps whenever it draws a cell permutation
+        assert self._block_of is not None and self._slot_of is not None
         inside = self._block_of[cols] == j
         return peaks, cells, rows[inside], self._slot_of[cols[inside]]
 

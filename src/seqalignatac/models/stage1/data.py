@@ -146,22 +146,22 @@ def aligned_embeddings(
     """
     from seqalignatac.io.embedding_store import EmbeddingStore
 
-    peak_ids = np.asarray(peak_ids, dtype=object)
+    wanted = np.asarray(peak_ids, dtype=object)
     info: dict[str, Any] = {}
     if isinstance(embeddings, (str, os.PathLike)):
         path = os.fspath(embeddings)
         with EmbeddingStore(path) as store:
             info = {"embedding_model": str(store.attrs.get("model", "")), "embedding_path": path}
-            return _from_ids(peak_ids, store.ids, lambda ids: store.take(ids), store.dim, path, info)
+            return _from_ids(wanted, store.ids, lambda ids: store.take(ids), store.dim, path, info)
     if isinstance(embeddings, EmbeddingStore):
         path = embeddings.path
         info = {"embedding_model": str(embeddings.attrs.get("model", "")), "embedding_path": path}
-        return _from_ids(peak_ids, embeddings.ids, embeddings.take, embeddings.dim, path, info)
+        return _from_ids(wanted, embeddings.ids, embeddings.take, embeddings.dim, path, info)
     if isinstance(embeddings, pd.DataFrame):
         ids = np.asarray(embeddings.index.astype(str), dtype=object)
         arr = embeddings.to_numpy(dtype=np.float32)
         pos = pd.Index(ids)
-        return _from_ids(peak_ids, ids, lambda q: arr[pos.get_indexer(q)], arr.shape[1], path, info)
+        return _from_ids(wanted, ids, lambda q: arr[pos.get_indexer(q)], arr.shape[1], path, info)
     if isinstance(embeddings, tuple) and len(embeddings) == 2:
         ids = np.asarray(embeddings[0], dtype=object).astype(str).astype(object)
         arr = np.asarray(embeddings[1], dtype=np.float32)
@@ -170,13 +170,11 @@ def aligned_embeddings(
         if len(set(ids.tolist())) != len(ids):
             raise InputError("duplicate peak ids in the embeddings", path)
         pos = pd.Index(ids)
-        return _from_ids(peak_ids, ids, lambda q: arr[pos.get_indexer(q)], arr.shape[1], path, info)
+        return _from_ids(wanted, ids, lambda q: arr[pos.get_indexer(q)], arr.shape[1], path, info)
     arr = np.asarray(embeddings, dtype=np.float32)
-    if arr.ndim != 2 or arr.shape[0] != len(peak_ids):
-        raise InputError(
-            f"an embedding array must have one row per peak ({len(peak_ids)}), got shape {arr.shape}", path
-        )
-    _check_finite(arr, peak_ids, path)
+    if arr.ndim != 2 or arr.shape[0] != len(wanted):
+        raise InputError(f"an embedding array must have one row per peak ({len(wanted)}), got shape {arr.shape}", path)
+    _check_finite(arr, wanted, path)
     return arr, info
 
 

@@ -24,6 +24,9 @@ class PeakEncoder(nn.Module):
     The bottleneck is itself the last such layer (width ``h``); dropout is applied to its input.
     """
 
+    in_mean: torch.Tensor  # buffers (register_buffer in __init__)
+    in_std: torch.Tensor
+
     def __init__(
         self, in_dim: int, hidden: Sequence[int], bottleneck: int, activation: str = "gelu", dropout: float = 0.2
     ):

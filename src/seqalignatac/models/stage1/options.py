@@ -22,7 +22,7 @@ from seqalignatac.params import (
 )
 
 # TrainConfig fields; `hidden` (a list of widths), `betas` and `activation` are checked apart.
-TRAIN_RANGES = {
+TRAIN_RANGES: dict[str, click.ParamType] = {
     "bottleneck": POSITIVE_INT,
     "dropout": float_range(0, 0.9),
     "epochs": POSITIVE_INT,
@@ -44,7 +44,7 @@ ACTIVATIONS = ("gelu", "relu")
 MISSING_EMBEDDINGS = ("error", "drop")
 
 # lsi() keyword arguments: the same names as their [train] keys.
-LSI_RANGES = {
+LSI_RANGES: dict[str, click.ParamType] = {
     "lsi_components": POSITIVE_INT,
     "lsi_depth_corr_cutoff": float_range(0, 1, min_open=True),
     "lsi_n_iter": POSITIVE_INT,

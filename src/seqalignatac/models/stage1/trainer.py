@@ -158,6 +158,8 @@ def train(
             loop.end_epoch(st)
 
         # The written embeddings are those of the best epoch.
+        # (end_epoch records a best state at the first epoch, so a finished run always has one)
+        assert st.best_model is not None and st.best_Z is not None and st.best_b is not None
         model.load_state_dict(st.best_model)
         Z = st.best_Z.numpy()
         summary = _summary(cfg, st, adata, inp, split, batches, dev, path, t_start)
@@ -322,6 +324,7 @@ class _Loop:
     def end_epoch(self, st: _State) -> None:
         """Held-out and training metrics, the best state so far, early stopping, a checkpoint."""
         cfg, split, epoch = self.cfg, self.split, st.epoch
+        assert st.step_losses is not None  # run_epoch, which ends every epoch here, sets them
         hold = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_hold, split.eval_cells, self.dev)
         trn = evaluate(self.model, self.head, self.E_t, self.batches, split.eval_train, split.eval_cells, self.dev)
         row = dict(

@@ -95,12 +95,12 @@ class Graph:
 
 class _Propagate(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, graph: Graph, steps: int) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, graph: Graph, steps: int) -> torch.Tensor:
         ctx.graph, ctx.steps = graph, steps
         return graph.power(x.contiguous(), steps)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         # d(A^t x)/dx applied to grad is (A^T)^t grad = A^t grad (A_hat is symmetric).
         return ctx.graph.power(grad.contiguous(), ctx.steps), None, None
 
@@ -129,12 +129,12 @@ class GraphConv(nn.Module):
 
 class _GradReverse(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x: torch.Tensor, rate: float) -> torch.Tensor:  # type: ignore[override]
+    def forward(ctx, x: torch.Tensor, rate: float) -> torch.Tensor:
         ctx.rate = rate
         return x.view_as(x)
 
     @staticmethod
-    def backward(ctx, grad: torch.Tensor):  # type: ignore[override]
+    def backward(ctx, grad: torch.Tensor):
         return -ctx.rate * grad, None
 
 

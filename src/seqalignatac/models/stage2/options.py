@@ -29,7 +29,7 @@ from seqalignatac.params import (
 METHODS = ("gda", "knn")  # annotate --method: graph domain adaptation, or kNN label transfer alone
 
 # GDAConfig fields (named --<field with '-'> in messages).
-GDA_RANGES = {
+GDA_RANGES: dict[str, click.ParamType] = {
     "k": POSITIVE_INT,
     "target_depth": NON_NEGATIVE_INT,
     "source_depth": NON_NEGATIVE_INT,
@@ -50,7 +50,7 @@ GDA_RANGES = {
 }
 
 # Keyword arguments of annotate_full that are settings too.
-ANNOTATE_RANGES = {
+ANNOTATE_RANGES: dict[str, click.ParamType] = {
     "unknown_quantile": FRACTION_BELOW_ONE,
     "unknown_k": POSITIVE_INT,
     "unknown_smooth": NON_NEGATIVE_INT,  # 0: per-cell test only
@@ -63,8 +63,13 @@ ANNOTATE_RANGES = {
 # [annotate] table of --config (docs/settings.md lists them).
 CLI_SETTINGS = ("ensemble", "unknown_quantile")
 SETTINGS_TABLE = "annotate"
-CHOICES = {"class_weight": click.Choice(CLASS_WEIGHTS), "knn_method": click.Choice(KNN_METHODS)}
-FILE_SETTINGS = {k: t for k, t in {**GDA_RANGES, **CHOICES, **ANNOTATE_RANGES}.items() if k not in CLI_SETTINGS}
+CHOICES: dict[str, click.ParamType] = {
+    "class_weight": click.Choice(CLASS_WEIGHTS),
+    "knn_method": click.Choice(KNN_METHODS),
+}
+FILE_SETTINGS: dict[str, click.ParamType] = {
+    k: t for k, t in {**GDA_RANGES, **CHOICES, **ANNOTATE_RANGES}.items() if k not in CLI_SETTINGS
+}
 
 
 def _check_config(config: GDAConfig) -> None:

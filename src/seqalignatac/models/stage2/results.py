@@ -126,7 +126,8 @@ def assemble_result(
     obs[keys.CONFIDENCE_OBS] = conf.astype(np.float32)
     obs[keys.ENTROPY_OBS] = ent.astype(np.float32)
     obs[keys.IS_UNKNOWN_OBS] = flags
-    obs[keys.BEST_LABEL_OBS] = pd.Categorical(np.where(best == "", None, best))  # missing: no signal
+    # missing: no signal.  numpy's stubs reject None here, which np.where takes as an object scalar.
+    obs[keys.BEST_LABEL_OBS] = pd.Categorical(np.where(best == "", None, best))  # type: ignore[call-overload]
     query.obsm[keys.PROBA] = q_proba.astype(np.float32)
     if calls.hidden is not None:
         query.obsm[keys.HIDDEN] = _spread(calls.hidden, sig, np.nan).astype(np.float32)

@@ -116,6 +116,7 @@ def class_probabilities(
         return q, h, {"knn_k": int(kk)}
     w, v = float(config.knn_mix), float(config.linear_mix)
     g = max(0.0, 1.0 - w - v)  # max: rounding when w + v = 1
+    assert gda is not None  # method "gda": the callers pass the ensemble's probabilities
     q, h = g * gda[0], g * gda[1]
     if w > 0:
         kq, kh, _ = knn_transfer(
@@ -131,6 +132,7 @@ def class_probabilities(
         )
         q, h = q + w * kq, h + w * kh
     if v > 0:
+        assert linear is not None  # the callers fit it whenever linear_mix > 0
         q = q + v * linear_proba(linear, x_query, n_classes)
         h = h + v * linear_proba(linear, ref.x_held, n_classes)
     return q, h, {}

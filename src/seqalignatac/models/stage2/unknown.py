@@ -248,6 +248,8 @@ def unknown_flags(
     if "distance_threshold" in info:
         flags |= query_dist > info["distance_threshold"]
     if "smooth_unknown_rate" in info:  # the neighbourhood test ran
+        # its scores come with it: call_unknown and Annotator score with the settings that made info
+        assert smooth_dist is not None
         flags |= _smooth_flags(info, smooth_dist)
     return flags
 
