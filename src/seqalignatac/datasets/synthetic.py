@@ -498,7 +498,7 @@ def simulate(
 
 
 # Option ranges, shared by the CLI and the API.
-SIMULATE_RANGES = {
+SIMULATE_RANGES: dict[str, click.ParamType] = {
     "n_cells": int_range(4),
     "n_peaks": int_range(10),
     "n_cell_types": int_range(1),

@@ -13,6 +13,7 @@ import logging
 import math
 import os
 
+import click
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
@@ -29,7 +30,7 @@ log = logging.getLogger(__name__)
 DEFAULT_OVERLAP_WIDTH = 500
 DEFAULT_MIN_PEAK_FRAC = 0.01
 # Option ranges, shared by the CLI, the API and `run`.
-PREPARE_RANGES = {
+PREPARE_RANGES: dict[str, click.ParamType] = {
     "overlap_width": int_range(2),  # W/2 must be at least one base
     "min_peak_frac": FRACTION_BELOW_ONE,
     "min_cells": NON_NEGATIVE_INT,
@@ -96,7 +97,7 @@ def _load(source, labels_key: str | None, what: str, label_what: str, is_referen
     x = h5ad.csr_matrix(adata, path)
     coords = h5ad.peak_coords(adata, path)
     lab = h5ad.labels(adata, labels_key, path, label_what) if labels_key else None
-    if lab is not None and is_reference:
+    if lab is not None and labels_key and is_reference:  # lab is None without labels_key
         h5ad.check_reference_classes(lab, labels_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
     return _binarize(x), coords, obs_names, lab
