@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -127,6 +128,273 @@ def _draw_cells(
     return sp.vstack(parts, format="csr") if len(parts) > 1 else parts[0]
 
 
+def _check_options(
+    n_cells, n_peaks, n_cell_types, seed, novel_query_types, mean_peaks_per_cell, reference_fraction, edge_peaks
+) -> None:
+    """SIMULATE_RANGES, each value named by its CLI option in messages; then the smallest sensible sizes."""
+    check_all(
+        dict(
+            n_cells=n_cells,
+            n_peaks=n_peaks,
+            n_cell_types=n_cell_types,
+            seed=seed,
+            novel_query_types=novel_query_types,
+            mean_peaks_per_cell=mean_peaks_per_cell,
+            reference_fraction=reference_fraction,
+            edge_peaks=edge_peaks,
+        ),
+        SIMULATE_RANGES,
+        option_name=lambda key: SIMULATE_OPTIONS.get(key, "--" + key.replace("_", "-")),
+    )
+    if n_cells < 4 or n_peaks < 10 or n_cell_types < 1:
+        raise click.BadParameter("need at least 4 cells, 10 peaks and 1 cell type")
+
+
+@dataclass
+class _Peaks:
+    """The true peaks on the chromosomes, one SLOT each, and the chromosomes' names and lengths."""
+
+    chrom_of: np.ndarray  # chromosome index per peak
+    start: np.ndarray
+    end: np.ndarray
+    mid: np.ndarray  # midpoint in the slot (edge peaks keep theirs: query copies jitter around it)
+    length: np.ndarray
+    chrom_len: np.ndarray
+    chrom_names: np.ndarray
+
+
+def _lay_out_peaks(rng: np.random.Generator, n_peaks: int, n_chromosomes: int | None, edge_peaks: int) -> _Peaks:
+    """One SLOT per peak, chromosome by chromosome, midpoint jittered inside the slot."""
+    n_chrom = n_chromosomes or int(np.clip(n_peaks // 2000 + 2, 2, 22))
+    chrom_of = np.sort(rng.integers(0, n_chrom, n_peaks))
+    chrom_of[:n_chrom] = np.arange(n_chrom)  # every chromosome holds at least one peak
+    chrom_of.sort()
+    slot = np.zeros(n_peaks, dtype=np.int64)
+    counts_per_chrom = np.bincount(chrom_of, minlength=n_chrom)
+    for c in range(n_chrom):
+        slot[chrom_of == c] = np.arange(counts_per_chrom[c])
+    chrom_len = counts_per_chrom.astype(np.int64) * SLOT
+    length = rng.integers(200, 801, n_peaks)
+    mid = slot * SLOT + SLOT // 2 + rng.integers(-150, 151, n_peaks)
+    start = mid - length // 2
+    end = start + length
+    if edge_peaks:
+        _move_to_chromosome_ends(edge_peaks, chrom_of, chrom_len, length, start, end)
+    chrom_names = np.array([f"chr{i + 1}" for i in range(n_chrom)])
+    return _Peaks(chrom_of, start, end, mid, length, chrom_len, chrom_names)
+
+
+def _move_to_chromosome_ends(edge_peaks, chrom_of, chrom_len, length, start, end) -> None:
+    """Move ``edge_peaks`` peaks, in turn a chromosome's first and last, 20 bp from its ends (in place)."""
+    n_peaks = len(chrom_of)
+    first = np.flatnonzero(np.r_[True, chrom_of[1:] != chrom_of[:-1]])
+    last = np.r_[first[1:] - 1, n_peaks - 1]
+    ends = np.concatenate([np.column_stack([first, last]).ravel()])[:edge_peaks]
+    for j, p in enumerate(ends):
+        if j % 2 == 0:  # first peak of a chromosome: start near 0
+            start[p] = 20
+            end[p] = 20 + length[p]
+        else:  # last peak: end near the chromosome end
+            end[p] = chrom_len[chrom_of[p]] - 20
+            start[p] = end[p] - length[p]
+
+
+def _peak_types(
+    rng: np.random.Generator, n_peaks: int, k_total: int, constitutive_fraction: float, specificity: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which types open which peak: (kind per peak, types x peaks membership, types x peaks weights)."""
+    kind = np.where(rng.random(n_peaks) < constitutive_fraction, "constitutive", "specific")
+    member = np.zeros((k_total, n_peaks), dtype=bool)
+    spec = np.flatnonzero(kind == "specific")
+    main_type = rng.integers(0, k_total, len(spec))
+    member[main_type, spec] = True
+    # 25 % of specific peaks are shared with a second type (lineage-like sharing)
+    second = rng.random(len(spec)) < 0.25
+    member[rng.integers(0, k_total, int(second.sum())), spec[second]] = True
+    member[:, kind == "constitutive"] = True
+    strength = rng.lognormal(0.0, 0.5, n_peaks)
+    low = 1.0 / specificity
+    weights = np.where(member, 1.0, low) * strength[None, :]
+    weights[:, kind == "specific"] *= 2.0  # specific peaks are strong where open
+    return kind, member, weights
+
+
+def _planted_genome(
+    rng: np.random.Generator, peaks: _Peaks, kind: np.ndarray, member: np.ndarray, motifs: list[np.ndarray]
+) -> dict[str, np.ndarray]:
+    """Random chromosomes; each peak carries several copies (either strand) of its types' motifs."""
+    k_total = len(motifs) - 1  # the last motif is the constitutive one
+    chroms = {name: _random_seq(rng, int(peaks.chrom_len[c])) for c, name in enumerate(peaks.chrom_names)}
+    for p in range(len(kind)):
+        seq = chroms[peaks.chrom_names[peaks.chrom_of[p]]]
+        plant = [k_total] if kind[p] == "constitutive" else list(np.flatnonzero(member[:, p]))
+        for t in plant:
+            for _ in range(int(rng.integers(*MOTIF_COPIES))):
+                m = motifs[t] if rng.random() < 0.5 else _revcomp(motifs[t])
+                pos = int(rng.integers(peaks.start[p], peaks.end[p] - len(m)))
+                seq[pos : pos + len(m)] = m
+    return chroms
+
+
+def _peak_sets(
+    rng: np.random.Generator, n_peaks: int, query_only: float, reference_missing: float, split_fraction: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Which true peaks each file lists, and which the query splits in two: (in_ref, in_query, split)."""
+    only_q = rng.random(n_peaks) < query_only
+    ref_missing = (rng.random(n_peaks) < reference_missing) & ~only_q
+    in_ref = ~only_q
+    in_query = ~ref_missing
+    split = (rng.random(n_peaks) < split_fraction) & in_ref & in_query
+    return in_ref, in_query, split
+
+
+@dataclass
+class _QueryPeaks:
+    """The query file's peaks, in its own order, and the query column each true peak's reads land in."""
+
+    chrom: np.ndarray  # chromosome index per query peak
+    start: np.ndarray
+    end: np.ndarray
+    true: np.ndarray  # the true peak each query peak copies
+    column: np.ndarray  # per true peak: its query column (-1: the query lacks it)
+    split_column: np.ndarray  # per true peak: the second half's column (-1: not split)
+
+
+def _query_peaks(
+    rng: np.random.Generator, peaks: _Peaks, in_query: np.ndarray, split: np.ndarray, query_jitter: float
+) -> _QueryPeaks:
+    """Jittered copies (midpoint moved by <= query_jitter * length, width x 0.8-1.25), in a shuffled order."""
+    n_peaks = len(peaks.start)
+    shift = (rng.uniform(-query_jitter, query_jitter, n_peaks) * peaks.length).astype(np.int64)
+    q_len = np.clip((peaks.length * rng.uniform(0.8, 1.25, n_peaks)).astype(np.int64), 150, 1000)
+    q_mid = peaks.mid + shift
+    chroms, starts, ends, trues = [], [], [], []
+    for p in np.flatnonzero(in_query):
+        if split[p]:  # two halves, midpoints 60 bp either side
+            for off in (-60, 60):
+                s0 = q_mid[p] + off - q_len[p] // 4
+                chroms.append(peaks.chrom_of[p])
+                starts.append(s0)
+                ends.append(s0 + q_len[p] // 2)
+                trues.append(p)
+        else:
+            s0 = max(1, q_mid[p] - q_len[p] // 2)
+            chroms.append(peaks.chrom_of[p])
+            starts.append(s0)
+            ends.append(s0 + q_len[p])
+            trues.append(p)
+    q_chrom = np.array(chroms)
+    q_start = np.array(starts, dtype=np.int64)
+    q_end = np.minimum(np.array(ends, dtype=np.int64), peaks.chrom_len[q_chrom])
+    q_true = np.array(trues)
+    order = rng.permutation(len(q_true))  # a real second file lists peaks in its own order
+    q_column = np.full(n_peaks, -1, dtype=np.int64)
+    q_split_column = np.full(n_peaks, -1, dtype=np.int64)
+    for col, p in enumerate(q_true[order]):
+        if q_column[p] < 0:
+            q_column[p] = col
+        else:
+            q_split_column[p] = col
+    return _QueryPeaks(q_chrom[order], q_start[order], q_end[order], q_true[order], q_column, q_split_column)
+
+
+def _cell_types(
+    rng: np.random.Generator, n_ref: int, n_query: int, n_cell_types: int, novel_query_types: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each cell's type; the query has other proportions and the novel types the reference lacks."""
+    k_total = n_cell_types + novel_query_types
+    present_ref = np.r_[np.ones(n_cell_types), np.zeros(novel_query_types)]
+    ref_prop = _proportions(rng, k_total, 3.0, present_ref)
+    q_prop = _proportions(rng, k_total, 1.5, np.ones(k_total))
+    ref_types = rng.choice(k_total, n_ref, p=ref_prop)
+    q_types = rng.choice(k_total, n_query, p=q_prop)
+    return ref_types, q_types
+
+
+def _draw_reference(rng, types, weights, ref_idx, depth, noise, chunk) -> sp.csr_matrix:
+    """The reference's counts (float32): columns are the reference's peaks, no split peaks."""
+    n_peaks = weights.shape[1]
+    column = np.full(n_peaks, -1, dtype=np.int64)
+    column[ref_idx] = np.arange(len(ref_idx))
+    no_split = np.full(n_peaks, -1, dtype=np.int64)
+    cum = np.cumsum(weights, axis=1)
+    return _draw_cells(rng, types, cum, depth, 0.4, noise, column, no_split, len(ref_idx), chunk, np.float32)
+
+
+def _draw_query(rng, types, weights, batch, qp: _QueryPeaks, depth, noise, chunk) -> sp.csr_matrix:
+    """The query's counts (int32): batch-reweighted peaks, a wider depth spread, reads on its own (split) peaks."""
+    cum = np.cumsum(weights * batch[None, :], axis=1)
+    return _draw_cells(rng, types, cum, depth, 0.6, noise, qp.column, qp.split_column, len(qp.true), chunk, np.int32)
+
+
+def _anndata(x, types, type_names, categories, batch_name, chrom_names, chrom_idx, s, e):
+    """One file: cells (type, batch, total counts) x peaks (coordinates)."""
+    import anndata as ad
+
+    obs = pd.DataFrame(
+        {
+            keys.DEFAULT_LABELS_KEY: pd.Categorical(type_names[types], categories=categories),
+            "batch": batch_name,
+            "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32),
+        },
+        index=[f"cell{i:07d}-1" for i in range(x.shape[0])],  # same barcodes in both files
+    )
+    var = pd.DataFrame(
+        {"chrom": chrom_names[chrom_idx], "start": s, "end": e}, index=peak_ids(chrom_names[chrom_idx], s, e)
+    )
+    return ad.AnnData(X=x, obs=obs, var=var)
+
+
+def _write_matrices(
+    outdir: Path, peaks: _Peaks, ref_idx, qp: _QueryPeaks, x_ref, ref_types, x_q, q_types, type_names, n_cell_types
+) -> tuple[Path, Path]:
+    """reference.h5ad and query.h5ad (gzip-compressed unless very large)."""
+    # the reference's categories list only its own types (novel query types are unknown to it)
+    ref_chrom, ref_start, ref_end = peaks.chrom_of[ref_idx], peaks.start[ref_idx], peaks.end[ref_idx]
+    names = peaks.chrom_names
+    ref = _anndata(
+        x_ref, ref_types, type_names, type_names[:n_cell_types], "reference", names, ref_chrom, ref_start, ref_end
+    )
+    qry = _anndata(x_q, q_types, type_names, type_names, "query", names, qp.chrom, qp.start, qp.end)
+    comp = "gzip" if x_ref.nnz + x_q.nnz < 50_000_000 else None
+    ref_path, q_path = outdir / "reference.h5ad", outdir / "query.h5ad"
+    write_h5ad(ref, ref_path, compression=comp)
+    write_h5ad(qry, q_path, compression=comp)
+    return ref_path, q_path
+
+
+def _write_truth(path: Path, peaks: _Peaks, kind, member, in_ref, in_query, split, batch) -> None:
+    """peaks_truth.tsv: every true peak, its kind and types, which file lists it, its query batch factor."""
+    chrom = peaks.chrom_names[peaks.chrom_of]
+    types_of_peak = [
+        ",".join(str(t) for t in np.flatnonzero(member[:, p])) if kind[p] == "specific" else "all"
+        for p in range(len(kind))
+    ]
+    truth = pd.DataFrame(
+        {
+            "peak_id": peak_ids(chrom, peaks.start, peaks.end),
+            "chrom": chrom,
+            "start": peaks.start,
+            "end": peaks.end,
+            "kind": kind,
+            "types": types_of_peak,
+            "in_reference": in_ref,
+            "in_query": in_query,
+            "split_in_query": split,
+            "query_batch_factor": np.round(batch, 4),
+        }
+    )
+    write_text(path, truth.to_csv(sep="\t", index=False))
+
+
+def _motif_text(motifs: list[np.ndarray], type_names: np.ndarray) -> dict[str, str]:
+    """Each type's motif (and the constitutive one, last) as text, for simulation.json."""
+    k_total = len(motifs) - 1
+    return {
+        ("constitutive" if t == k_total else str(type_names[t])): m.tobytes().decode() for t, m in enumerate(motifs)
+    }
+
+
 def simulate(
     outdir: str | os.PathLike,
     n_cells: int = 2000,
@@ -164,220 +432,40 @@ def simulate(
     Returns a dict of paths: fasta (None without genome), reference, query, truth, plus
     labels_key='cell_type', batch_key='batch', and the counts per file.
     """
-    check_all(
-        dict(
-            n_cells=n_cells,
-            n_peaks=n_peaks,
-            n_cell_types=n_cell_types,
-            seed=seed,
-            novel_query_types=novel_query_types,
-            mean_peaks_per_cell=mean_peaks_per_cell,
-            reference_fraction=reference_fraction,
-            edge_peaks=edge_peaks,
-        ),
-        SIMULATE_RANGES,
-        option_name=lambda key: SIMULATE_OPTIONS.get(key, "--" + key.replace("_", "-")),
+    _check_options(
+        n_cells, n_peaks, n_cell_types, seed, novel_query_types, mean_peaks_per_cell, reference_fraction, edge_peaks
     )
-    if n_cells < 4 or n_peaks < 10 or n_cell_types < 1:
-        raise click.BadParameter("need at least 4 cells, 10 peaks and 1 cell type")
     outdir = Path(outdir)
     outdir.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed)  # every draw below comes from it, in this order
     k_total = n_cell_types + novel_query_types
 
-    # ---- peaks on chromosomes: one SLOT per peak, midpoint jittered inside the slot
-    n_chrom = n_chromosomes or int(np.clip(n_peaks // 2000 + 2, 2, 22))
-    chrom_of = np.sort(rng.integers(0, n_chrom, n_peaks))
-    chrom_of[:n_chrom] = np.arange(n_chrom)  # every chromosome holds at least one peak
-    chrom_of.sort()
-    slot = np.zeros(n_peaks, dtype=np.int64)
-    counts_per_chrom = np.bincount(chrom_of, minlength=n_chrom)
-    for c in range(n_chrom):
-        slot[chrom_of == c] = np.arange(counts_per_chrom[c])
-    chrom_len = counts_per_chrom.astype(np.int64) * SLOT
-    length = rng.integers(200, 801, n_peaks)
-    mid = slot * SLOT + SLOT // 2 + rng.integers(-150, 151, n_peaks)
-    start = mid - length // 2
-    end = start + length
-    if edge_peaks:
-        first = np.flatnonzero(np.r_[True, chrom_of[1:] != chrom_of[:-1]])
-        last = np.r_[first[1:] - 1, n_peaks - 1]
-        ends = np.concatenate([np.column_stack([first, last]).ravel()])[:edge_peaks]
-        for j, p in enumerate(ends):
-            if j % 2 == 0:  # first peak of a chromosome: start near 0
-                start[p] = 20
-                end[p] = 20 + length[p]
-            else:  # last peak: end near the chromosome end
-                end[p] = chrom_len[chrom_of[p]] - 20
-                start[p] = end[p] - length[p]
-    chrom_names = np.array([f"chr{i + 1}" for i in range(n_chrom)])
-
-    # ---- which types open which peak
-    kind = np.where(rng.random(n_peaks) < constitutive_fraction, "constitutive", "specific")
-    member = np.zeros((k_total, n_peaks), dtype=bool)
-    spec = np.flatnonzero(kind == "specific")
-    main_type = rng.integers(0, k_total, len(spec))
-    member[main_type, spec] = True
-    # 25 % of specific peaks are shared with a second type (lineage-like sharing)
-    second = rng.random(len(spec)) < 0.25
-    member[rng.integers(0, k_total, int(second.sum())), spec[second]] = True
-    member[:, kind == "constitutive"] = True
-    strength = rng.lognormal(0.0, 0.5, n_peaks)
-    low = 1.0 / specificity
-    weights = np.where(member, 1.0, low) * strength[None, :]
-    weights[:, kind == "specific"] *= 2.0  # specific peaks are strong where open
-    types_of_peak = [
-        ",".join(str(t) for t in np.flatnonzero(member[:, p])) if kind[p] == "specific" else "all"
-        for p in range(n_peaks)
-    ]
-
-    # ---- genome with motifs planted
+    # The true peaks, which types open them, and a genome whose peaks carry those types' motifs.
+    peaks = _lay_out_peaks(rng, n_peaks, n_chromosomes, edge_peaks)
+    kind, member, weights = _peak_types(rng, n_peaks, k_total, constitutive_fraction, specificity)
     motifs = [_random_seq(rng, int(rng.integers(8, 13))) for _ in range(k_total + 1)]  # last: constitutive
-    fasta_path = None
-    if genome:
-        chroms = {name: _random_seq(rng, int(chrom_len[c])) for c, name in enumerate(chrom_names)}
-        for p in range(n_peaks):
-            seq = chroms[chrom_names[chrom_of[p]]]
-            plant = [k_total] if kind[p] == "constitutive" else list(np.flatnonzero(member[:, p]))
-            for t in plant:
-                for _ in range(int(rng.integers(*MOTIF_COPIES))):
-                    m = motifs[t] if rng.random() < 0.5 else _revcomp(motifs[t])
-                    pos = int(rng.integers(start[p], end[p] - len(m)))
-                    seq[pos : pos + len(m)] = m
-        fasta_path = outdir / "genome.fa"
-        _write_fasta(fasta_path, chroms)
+    fasta_path = outdir / "genome.fa" if genome else None
+    if fasta_path is not None:
+        _write_fasta(fasta_path, _planted_genome(rng, peaks, kind, member, motifs))
 
-    # ---- peak sets of the two files
-    query_only = rng.random(n_peaks) < query_only_fraction
-    ref_missing = (rng.random(n_peaks) < reference_missing_fraction) & ~query_only
-    in_ref = ~query_only
-    in_query = ~ref_missing
-    split = (rng.random(n_peaks) < split_fraction) & in_ref & in_query
+    # Each file's peak set, then its cells; the query differs the way a second run does.
+    in_ref, in_query, split = _peak_sets(rng, n_peaks, query_only_fraction, reference_missing_fraction, split_fraction)
     ref_idx = np.flatnonzero(in_ref)
-    ref_column = np.full(n_peaks, -1, dtype=np.int64)
-    ref_column[ref_idx] = np.arange(len(ref_idx))
-
-    # query peaks: jittered copies (midpoint moved by <= query_jitter * length, width x 0.8-1.25)
-    q_peaks = np.flatnonzero(in_query)
-    shift = (rng.uniform(-query_jitter, query_jitter, n_peaks) * length).astype(np.int64)
-    q_len = np.clip((length * rng.uniform(0.8, 1.25, n_peaks)).astype(np.int64), 150, 1000)
-    q_mid = mid + shift
-    chrom_rows, start_rows, end_rows, true_rows = [], [], [], []
-    for p in q_peaks:
-        if split[p]:  # two halves, midpoints 60 bp either side
-            for off in (-60, 60):
-                s0 = q_mid[p] + off - q_len[p] // 4
-                chrom_rows.append(chrom_of[p])
-                start_rows.append(s0)
-                end_rows.append(s0 + q_len[p] // 2)
-                true_rows.append(p)
-        else:
-            s0 = max(1, q_mid[p] - q_len[p] // 2)
-            chrom_rows.append(chrom_of[p])
-            start_rows.append(s0)
-            end_rows.append(s0 + q_len[p])
-            true_rows.append(p)
-    q_chrom = np.array(chrom_rows)
-    q_start = np.array(start_rows, dtype=np.int64)
-    q_end = np.minimum(np.array(end_rows, dtype=np.int64), chrom_len[q_chrom])
-    q_true = np.array(true_rows)
-    order = rng.permutation(len(q_true))  # a real second file lists peaks in its own order
-    q_chrom, q_start, q_end, q_true = q_chrom[order], q_start[order], q_end[order], q_true[order]
-    q_column = np.full(n_peaks, -1, dtype=np.int64)
-    q_split_column = np.full(n_peaks, -1, dtype=np.int64)
-    for col, p in enumerate(q_true):
-        if q_column[p] < 0:
-            q_column[p] = col
-        else:
-            q_split_column[p] = col
-
-    # ---- cells
+    qp = _query_peaks(rng, peaks, in_query, split, query_jitter)
     n_ref = max(2, int(round(n_cells * reference_fraction)))
     n_query = max(2, n_cells - n_ref)
-    present_ref = np.r_[np.ones(n_cell_types), np.zeros(novel_query_types)]
-    ref_prop = _proportions(rng, k_total, 3.0, present_ref)
-    q_prop = _proportions(rng, k_total, 1.5, np.ones(k_total))
-    ref_types = rng.choice(k_total, n_ref, p=ref_prop)
-    q_types = rng.choice(k_total, n_query, p=q_prop)
+    ref_types, q_types = _cell_types(rng, n_ref, n_query, n_cell_types, novel_query_types)
     depth = mean_peaks_per_cell or min(1000.0, 0.1 * n_peaks)
     batch = rng.lognormal(-(batch_sigma**2) / 2, batch_sigma, n_peaks)  # per-peak query perturbation
-    ref_cum = np.cumsum(weights, axis=1)
-    q_cum = np.cumsum(weights * batch[None, :], axis=1)
-    no_split = np.full(n_peaks, -1, dtype=np.int64)
-    x_ref = _draw_cells(
-        rng,
-        ref_types,
-        ref_cum,
-        depth,
-        0.4,
-        reference_noise,
-        ref_column,
-        no_split,
-        len(ref_idx),
-        chunk_cells,
-        np.float32,
-    )
-    x_q = _draw_cells(
-        rng,
-        q_types,
-        q_cum,
-        depth * query_depth_factor,
-        0.6,
-        query_noise,
-        q_column,
-        q_split_column,
-        len(q_true),
-        chunk_cells,
-        np.int32,
-    )
+    x_ref = _draw_reference(rng, ref_types, weights, ref_idx, depth, reference_noise, chunk_cells)
+    x_q = _draw_query(rng, q_types, weights, batch, qp, depth * query_depth_factor, query_noise, chunk_cells)
 
     type_names = np.array([f"type_{t}" for t in range(n_cell_types)] + [f"novel_{t}" for t in range(novel_query_types)])
-
-    def _adata(x, types, batch_name, chrom_idx, s, e, categories):
-        import anndata as ad
-
-        obs = pd.DataFrame(
-            {
-                keys.DEFAULT_LABELS_KEY: pd.Categorical(type_names[types], categories=categories),
-                "batch": batch_name,
-                "n_counts": np.asarray(x.sum(axis=1)).ravel().astype(np.float32),
-            },
-            index=[f"cell{i:07d}-1" for i in range(x.shape[0])],  # same barcodes in both files
-        )
-        var = pd.DataFrame(
-            {"chrom": chrom_names[chrom_idx], "start": s, "end": e}, index=peak_ids(chrom_names[chrom_idx], s, e)
-        )
-        return ad.AnnData(X=x, obs=obs, var=var)
-
-    # the reference's categories list only its own types (novel query types are unknown to it)
-    ref = _adata(
-        x_ref, ref_types, "reference", chrom_of[ref_idx], start[ref_idx], end[ref_idx], type_names[:n_cell_types]
-    )
-    qry = _adata(x_q, q_types, "query", q_chrom, q_start, q_end, type_names)
-    comp = "gzip" if x_ref.nnz + x_q.nnz < 50_000_000 else None
-    ref_path, q_path = outdir / "reference.h5ad", outdir / "query.h5ad"
-    write_h5ad(ref, ref_path, compression=comp)
-    write_h5ad(qry, q_path, compression=comp)
-
-    truth = pd.DataFrame(
-        {
-            "peak_id": peak_ids(chrom_names[chrom_of], start, end),
-            "chrom": chrom_names[chrom_of],
-            "start": start,
-            "end": end,
-            "kind": kind,
-            "types": types_of_peak,
-            "in_reference": in_ref,
-            "in_query": in_query,
-            "split_in_query": split,
-            "query_batch_factor": np.round(batch, 4),
-        }
+    ref_path, q_path = _write_matrices(
+        outdir, peaks, ref_idx, qp, x_ref, ref_types, x_q, q_types, type_names, n_cell_types
     )
     truth_path = outdir / "peaks_truth.tsv"
-    write_text(truth_path, truth.to_csv(sep="\t", index=False))
-    motif_text = {
-        ("constitutive" if t == k_total else str(type_names[t])): m.tobytes().decode() for t, m in enumerate(motifs)
-    }
+    _write_truth(truth_path, peaks, kind, member, in_ref, in_query, split, batch)
     params = {
         "n_cells": n_cells,
         "n_peaks": n_peaks,
@@ -385,16 +473,16 @@ def simulate(
         "seed": seed,
         "novel_query_types": novel_query_types,
         "mean_peaks_per_cell": depth,
-        "motifs": motif_text,
+        "motifs": _motif_text(motifs, type_names),
         "reference_cells": n_ref,
         "query_cells": n_query,
         "reference_peaks": int(len(ref_idx)),
-        "query_peaks": int(len(q_true)),
+        "query_peaks": int(len(qp.true)),
         "reference_nnz": int(x_ref.nnz),
         "query_nnz": int(x_q.nnz),
     }
     write_text(outdir / "simulation.json", json.dumps(params, indent=2) + "\n")
-    log.info("simulated %d reference + %d query cells, %d/%d peaks", n_ref, n_query, len(ref_idx), len(q_true))
+    log.info("simulated %d reference + %d query cells, %d/%d peaks", n_ref, n_query, len(ref_idx), len(qp.true))
     return {
         "outdir": str(outdir),
         "fasta": None if fasta_path is None else str(fasta_path),

@@ -97,7 +97,7 @@ def _load(source, labels_key: str | None, what: str, label_what: str, is_referen
     x = h5ad.csr_matrix(adata, path)
     coords = h5ad.peak_coords(adata, path)
     lab = h5ad.labels(adata, labels_key, path, label_what) if labels_key else None
-    if labels_key and lab is not None and is_reference:  # lab is only read when labels_key is given
+    if lab is not None and labels_key and is_reference:  # lab is None without labels_key
         h5ad.check_reference_classes(lab, labels_key, path)
     obs_names = adata.obs_names.to_numpy().astype(str)
     return _binarize(x), coords, obs_names, lab
@@ -131,6 +131,114 @@ def _label_counts(lab: pd.Series | None) -> dict:
     return {"names": [str(n) for n in vc.index], "counts": [int(c) for c in vc.to_numpy()]}
 
 
+def _check_labels_key(labels_key: str, reference) -> None:
+    """The label column keeps its name in the output, so it cannot be one of the columns prepare adds."""
+    if labels_key in keys.RESERVED_OBS:
+        raise InputError(
+            f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
+            f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name",
+            _where(reference),
+        )
+
+
+def _mapped_query_peaks(ref_coords: pd.DataFrame, q_coords: pd.DataFrame, width: int, query) -> tuple[np.ndarray, dict]:
+    """:func:`map_peaks`, failing when no query peak maps (most often: two genome builds)."""
+    q2r, renames = map_peaks(ref_coords, q_coords, width)
+    if not (q2r >= 0).any():
+        raise InputError(
+            f"no query peak overlaps a reference peak by more than {width // 2} bp "
+            f"(reference chromosomes: {', '.join(map(str, ref_coords['chrom'].unique()[:5]))}; query: "
+            f"{', '.join(map(str, q_coords['chrom'].unique()[:5]))}); are both on the same genome build?",
+            _where(query),
+        )
+    return q2r, renames
+
+
+def _frequent_peaks(
+    open_ref: np.ndarray, open_q: np.ndarray, n_cells: int, min_cells: int, min_peak_frac: float, reference
+) -> tuple[np.ndarray, int]:
+    """The rare-peak filter: (kept mask over reference peaks, the minimum number of open cells)."""
+    threshold = max(int(min_cells), math.ceil(min_peak_frac * n_cells))
+    keep = (open_ref + open_q) >= threshold
+    if not keep.any():
+        raise InputError(
+            f"no peak is open in at least {threshold} cells; lower --min-peak-frac (now {min_peak_frac})",
+            _where(reference),
+        )
+    return keep, threshold
+
+
+def _obs(ref_cells, q_cells, ref_lab: pd.Series, q_lab: pd.Series | None, labels_key: str, per_cell) -> pd.DataFrame:
+    """Reference cells then query cells; ids prefixed by domain, since both files may reuse a barcode."""
+    n_ref_cells, n_q_cells = len(ref_cells), len(q_cells)
+    ref_lab_v = ref_lab.to_numpy()
+    q_lab_v = q_lab.to_numpy() if q_lab is not None else np.full(n_q_cells, None, dtype=object)
+    label_values = np.concatenate([ref_lab_v, q_lab_v])
+    cats = sorted({v for v in label_values if v is not None})
+    return pd.DataFrame(
+        {
+            keys.ORIGINAL_ID: np.concatenate([ref_cells, q_cells]),
+            keys.DOMAIN: pd.Categorical(
+                [keys.REFERENCE] * n_ref_cells + [keys.QUERY] * n_q_cells, categories=list(keys.DOMAINS)
+            ),
+            labels_key: pd.Categorical(label_values, categories=cats),
+            keys.N_PEAKS: per_cell.astype(np.int64),
+        },
+        index=np.concatenate(
+            [np.char.add(keys.ID_PREFIX[keys.REFERENCE], ref_cells), np.char.add(keys.ID_PREFIX[keys.QUERY], q_cells)]
+        ).astype(object),
+    )
+
+
+def _var(ref_coords: pd.DataFrame, keep: np.ndarray, open_ref, open_q, q2r: np.ndarray) -> pd.DataFrame:
+    """The kept reference peaks (reference coordinates are canonical) with their open-cell counts."""
+    kept = ref_coords.loc[keep].reset_index(drop=True)
+    return pd.DataFrame(
+        {
+            "chrom": kept["chrom"].to_numpy(),
+            "start": kept["start"].to_numpy(),
+            "end": kept["end"].to_numpy(),
+            "n_cells_reference": open_ref[keep].astype(np.int64),
+            "n_cells_query": open_q[keep].astype(np.int64),
+            "n_query_peaks": np.bincount(q2r[q2r >= 0], minlength=len(ref_coords))[keep].astype(np.int64),
+        },
+        index=peak_ids(kept["chrom"], kept["start"], kept["end"]),
+    )
+
+
+def _input_summary(source, cells: int, peaks: int, labels_key: str, lab: pd.Series | None, empty: int) -> dict:
+    """One input's part of the summary."""
+    return {
+        "path": _where(source),
+        "cells": cells,
+        "peaks": peaks,
+        keys.LABELS_KEY: labels_key,
+        "labels": _label_counts(lab),
+        "cells_without_shared_peaks": empty,
+    }
+
+
+def _peak_counts(q2r: np.ndarray, keep: np.ndarray, q_open_per_peak: np.ndarray, q_total_nnz: int) -> dict:
+    """What mapping and the rare-peak filter kept, in peaks and in the query's accessibility."""
+    n_mapped = int((q2r >= 0).sum())
+    n_ref_peaks, n_keep = len(keep), int(keep.sum())
+    q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
+    per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
+    q_mapped_nnz = int(q_open_per_peak[q2r >= 0].sum())
+    return {
+        "query_peaks_mapped": n_mapped,
+        "query_peaks_unmapped": int(len(q2r) - n_mapped),
+        "query_peaks_mapped_to_kept": int(q_to_kept.sum()),
+        "reference_peaks_with_query_peak": int((per_ref > 0).sum()),
+        "reference_peaks_with_several_query_peaks": int((per_ref > 1).sum()),
+        "peaks_kept": n_keep,
+        "peaks_dropped_rare": int(n_ref_peaks - n_keep),
+        # Share of the query's (binarized) accessibility that lands on a reference peak / a kept peak.
+        "query_accessibility_retained_mapped": round(q_mapped_nnz / q_total_nnz, 6),
+        "query_accessibility_retained": round(int(q_open_per_peak[q_to_kept].sum()) / q_total_nnz, 6),
+    }
+
+
 def prepare(
     reference,
     query,
@@ -150,51 +258,31 @@ def prepare(
     import anndata as ad
 
     check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
-    if labels_key in keys.RESERVED_OBS:
-        raise InputError(
-            f"--labels-key {labels_key!r} is a column seqAlignATAC adds to obs "
-            f"({', '.join(keys.RESERVED_OBS)}); copy the labels to another column name",
-            _where(reference),
-        )
+    _check_labels_key(labels_key, reference)
     x_ref, ref_coords, ref_cells, ref_lab = _load(
         reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True
     )
     x_q, q_coords, q_cells, q_lab = _load(query, query_labels_key, "query .h5ad", "--query-labels-key")
 
-    q2r, renames = map_peaks(ref_coords, q_coords, overlap_width)
-    n_mapped = int((q2r >= 0).sum())
-    if n_mapped == 0:
-        raise InputError(
-            f"no query peak overlaps a reference peak by more than {overlap_width // 2} bp "
-            f"(reference chromosomes: {', '.join(map(str, ref_coords['chrom'].unique()[:5]))}; query: "
-            f"{', '.join(map(str, q_coords['chrom'].unique()[:5]))}); are both on the same genome build?",
-            _where(query),
-        )
+    # Query columns onto reference peaks (OR-ed where several land on one), then the rare-peak filter.
+    q2r, renames = _mapped_query_peaks(ref_coords, q_coords, overlap_width, query)
     q_total_nnz = x_q.nnz
     q_open_per_peak = np.bincount(x_q.indices, minlength=len(q_coords))
-    q_mapped_nnz = int(q_open_per_peak[q2r >= 0].sum())
     n_ref_peaks = len(ref_coords)
     xq_ref = _merge_columns(x_q, q2r, n_ref_peaks)
     del x_q
-
     n_ref_cells, n_q_cells = x_ref.shape[0], xq_ref.shape[0]
+    n_cells = n_ref_cells + n_q_cells
     open_ref = np.bincount(x_ref.indices, minlength=n_ref_peaks)
     open_q = np.bincount(xq_ref.indices, minlength=n_ref_peaks)
-    threshold = max(int(min_cells), math.ceil(min_peak_frac * (n_ref_cells + n_q_cells)))
-    keep = (open_ref + open_q) >= threshold
+    keep, threshold = _frequent_peaks(open_ref, open_q, n_cells, min_cells, min_peak_frac, reference)
     n_keep = int(keep.sum())
-    if n_keep == 0:
-        raise InputError(
-            f"no peak is open in at least {threshold} cells; lower --min-peak-frac (now {min_peak_frac})",
-            _where(reference),
-        )
     newcol = np.full(n_ref_peaks, -1, dtype=np.int64)
     newcol[keep] = np.arange(n_keep)
 
-    # Output CSR assembled in place: exact nnz known from per-column counts.
-    nnz_ref, nnz_q = int(open_ref[keep].sum()), int(open_q[keep].sum())
-    n_cells = n_ref_cells + n_q_cells
-    out_indices = np.empty(nnz_ref + nnz_q, dtype=np.int32)
+    # Output CSR assembled in place: exact nnz known from per-column counts. Each input is
+    # dropped once copied, so the peak holds one input and the output.
+    out_indices = np.empty(int(open_ref[keep].sum()) + int(open_q[keep].sum()), dtype=np.int32)
     out_indptr = np.zeros(n_cells + 1, dtype=np.int64)
     pos = _fill_kept(x_ref, newcol, out_indices, out_indptr, 0, 0)
     del x_ref
@@ -207,73 +295,22 @@ def prepare(
     empty_ref, empty_q = int((per_cell[:n_ref_cells] == 0).sum()), int((per_cell[n_ref_cells:] == 0).sum())
     if empty_ref or empty_q:
         log.warning("%d reference and %d query cells have no accessible shared peak", empty_ref, empty_q)
-
-    ref_lab_v = ref_lab.to_numpy()
-    q_lab_v = q_lab.to_numpy() if q_lab is not None else np.full(n_q_cells, None, dtype=object)
-    label_values = np.concatenate([ref_lab_v, q_lab_v])
-    cats = sorted({v for v in label_values if v is not None})
-    obs = pd.DataFrame(
-        {
-            keys.ORIGINAL_ID: np.concatenate([ref_cells, q_cells]),
-            keys.DOMAIN: pd.Categorical(
-                [keys.REFERENCE] * n_ref_cells + [keys.QUERY] * n_q_cells, categories=list(keys.DOMAINS)
-            ),
-            labels_key: pd.Categorical(label_values, categories=cats),
-            keys.N_PEAKS: per_cell.astype(np.int64),
-        },
-        index=np.concatenate(
-            [np.char.add(keys.ID_PREFIX[keys.REFERENCE], ref_cells), np.char.add(keys.ID_PREFIX[keys.QUERY], q_cells)]
-        ).astype(object),
-    )
-    kept = ref_coords.loc[keep].reset_index(drop=True)
-    var = pd.DataFrame(
-        {
-            "chrom": kept["chrom"].to_numpy(),
-            "start": kept["start"].to_numpy(),
-            "end": kept["end"].to_numpy(),
-            "n_cells_reference": open_ref[keep].astype(np.int64),
-            "n_cells_query": open_q[keep].astype(np.int64),
-            "n_query_peaks": np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)[keep].astype(np.int64),
-        },
-        index=peak_ids(kept["chrom"], kept["start"], kept["end"]),
-    )
-    q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
-    per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     summary = {
-        "reference": {
-            "path": _where(reference),
-            "cells": n_ref_cells,
-            "peaks": n_ref_peaks,
-            keys.LABELS_KEY: labels_key,
-            "labels": _label_counts(ref_lab),
-            "cells_without_shared_peaks": empty_ref,
-        },
-        "query": {
-            "path": _where(query),
-            "cells": n_q_cells,
-            "peaks": len(q_coords),
-            keys.LABELS_KEY: query_labels_key or "",
-            "labels": _label_counts(q_lab),
-            "cells_without_shared_peaks": empty_q,
-        },
+        "reference": _input_summary(reference, n_ref_cells, n_ref_peaks, labels_key, ref_lab, empty_ref),
+        "query": _input_summary(query, n_q_cells, len(q_coords), query_labels_key or "", q_lab, empty_q),
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),
         "min_cells_per_peak": int(threshold),
         "chromosome_renames": {str(k): str(v) for k, v in renames.items()},
-        "query_peaks_mapped": n_mapped,
-        "query_peaks_unmapped": int(len(q_coords) - n_mapped),
-        "query_peaks_mapped_to_kept": int(q_to_kept.sum()),
-        "reference_peaks_with_query_peak": int((per_ref > 0).sum()),
-        "reference_peaks_with_several_query_peaks": int((per_ref > 1).sum()),
-        "peaks_kept": n_keep,
-        "peaks_dropped_rare": int(n_ref_peaks - n_keep),
-        # Share of the query's (binarized) accessibility that lands on a reference peak / a kept peak.
-        "query_accessibility_retained_mapped": round(q_mapped_nnz / q_total_nnz, 6),
-        "query_accessibility_retained": round(int(q_open_per_peak[q_to_kept].sum()) / q_total_nnz, 6),
+        **_peak_counts(q2r, keep, q_open_per_peak, q_total_nnz),
         "cells": {"reference": n_ref_cells, "query": n_q_cells},
         "nnz": int(x.nnz),
     }
-    out = ad.AnnData(X=x, obs=obs, var=var)
+    out = ad.AnnData(
+        X=x,
+        obs=_obs(ref_cells, q_cells, ref_lab, q_lab, labels_key, per_cell),
+        var=_var(ref_coords, keep, open_ref, open_q, q2r),
+    )
     out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY: labels_key}
     return out, summary
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -127,19 +128,8 @@ def parse_width(value) -> int | str:
     return w
 
 
-def extract_sequences(
-    peaks: str | os.PathLike | pd.DataFrame,
-    fasta: str | os.PathLike,
-    out: str | os.PathLike,
-    width: int | str = DEFAULT_WIDTH,
-    summary: str | os.PathLike | None = None,
-) -> dict:
-    """Write one upper-case record ``>peak_id`` per peak to ``out``; return (and write) the summary.
-
-    ``width``: an int (window centered on the peak midpoint) or ``'native'`` (the peak itself).
-    Records follow the input order. The summary goes to ``summary`` (default ``<out>.summary.json``).
-    """
-    width = parse_width(width)
+def _read_peaks(peaks: str | os.PathLike | pd.DataFrame) -> tuple[pd.DataFrame, str | None, pd.Series]:
+    """(peaks, their BED path or None, record names): names from the ``name`` column or chrom:start-end, unique."""
     peaks_path = None
     if not isinstance(peaks, pd.DataFrame):
         peaks_path = os.fspath(peaks)
@@ -156,11 +146,11 @@ def extract_sequences(
         raise InputError(
             f"{int(dup.sum())} duplicate peak names (first: '{names[dup].iloc[0]}'); names must be unique", peaks_path
         )
-    fa = open_fasta(fasta)
-    fasta = os.fspath(fasta)
-    kind = check_fasta_compression(fasta)
-    blocks = _gzi_blocks(fasta) if kind == "bgzip" else None
-    chrom = peaks["chrom"].astype(str).to_numpy()
+    return peaks, peaks_path, names
+
+
+def _contig_names(chrom: np.ndarray, fa, fasta: str) -> dict:
+    """Peak chromosome -> FASTA contig (e.g. '1' -> 'chr1'); InputError when the FASTA holds none of them."""
     renames = reconcile_chroms(pd.unique(chrom), fa.keys())
     if not renames:
         raise InputError(
@@ -168,45 +158,67 @@ def extract_sequences(
             f"{', '.join(list(fa.keys())[:5])}); is it the right genome?",
             fasta,
         )
-    starts, ends = _windows(peaks, width)
-    name_bytes = [n.encode() for n in names]
+    return renames
 
-    absent: Counter[str] = Counter()
-    absent_examples: list[str] = []
-    clipped_examples: list[str] = []
-    n_clipped = n_all_n = n_written = n_bases = n_n = 0
+
+@dataclass
+class _Tally:
+    """What the write loop met: peaks skipped on absent contigs, clipped windows, N content."""
+
+    absent: Counter[str] = field(default_factory=Counter)  # peaks per contig absent from the FASTA
+    absent_examples: list[str] = field(default_factory=list)
+    clipped_examples: list[str] = field(default_factory=list)
+    n_clipped: int = 0
+    n_all_n: int = 0
+    n_written: int = 0
+    n_bases: int = 0
+    n_n: int = 0
+
+
+def _window(seq: bytes, s: int, e: int) -> tuple[bytes, bool]:
+    """Bases [s, e) of a contig and whether the window runs off an end (that part is padded with N)."""
+    length = len(seq)
+    if s < 0 or e > length:
+        sub = b"N" * max(0, min(-s, e - s)) + seq[max(s, 0) : max(min(e, length), 0)]
+        sub += b"N" * (e - s - len(sub))
+        return sub, True
+    return seq[s:e], False
+
+
+def _contig_records(seq: bytes, idx, starts, ends, names: pd.Series, name_bytes: list[bytes], tally: _Tally):
+    """(peak index, FASTA record) for each peak on one contig, in ``idx`` order; counts into ``tally``."""
+    for i in idx:
+        sub, clipped = _window(seq, int(starts[i]), int(ends[i]))
+        if clipped:
+            tally.n_clipped += 1
+            if len(tally.clipped_examples) < EXAMPLES:
+                tally.clipped_examples.append(names.iloc[i])
+        nn = sub.count(b"N")
+        tally.n_n += nn
+        tally.n_bases += len(sub)
+        tally.n_all_n += nn == len(sub)
+        yield i, b">" + name_bytes[i] + b"\n" + sub + b"\n"
+
+
+def _write_records(
+    out, fa, kind: str, blocks, chrom: np.ndarray, renames: dict, names: pd.Series, starts, ends
+) -> _Tally:
+    """Write every record to ``out`` (atomically) in input order, reading each contig once."""
+    tally = _Tally()
+    name_bytes = [n.encode() for n in names]
     by_chrom = pd.Series(chrom).groupby(chrom, sort=False).indices  # chromosomes in order of first appearance
     # Sorted/grouped input (the usual BED) streams out in input order; otherwise records are buffered.
     grouped = 1 + int(np.count_nonzero(chrom[1:] != chrom[:-1])) == len(by_chrom)
     buffered: list[bytes | None] | None = None if grouped else [None] * len(chrom)
-
-    summary_path = summary or f"{os.fspath(out)}.summary.json"
-    # The summary vouches for the FASTA: an old one must not stand beside a new FASTA if we are killed.
-    Path(summary_path).unlink(missing_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         for c, idx in by_chrom.items():
             if c not in renames:
-                absent[c] += len(idx)
-                absent_examples += [names.iloc[i] for i in idx[: EXAMPLES - len(absent_examples)]]
+                tally.absent[c] += len(idx)
+                tally.absent_examples += [names.iloc[i] for i in idx[: EXAMPLES - len(tally.absent_examples)]]
                 continue
             seq = read_contig(fa, renames[c], kind, blocks)  # whole chromosome once, upper case
-            length = len(seq)
             recs = []
-            for i in idx:
-                s, e = int(starts[i]), int(ends[i])
-                if s < 0 or e > length:
-                    sub = b"N" * max(0, min(-s, e - s)) + seq[max(s, 0) : max(min(e, length), 0)]
-                    sub += b"N" * (e - s - len(sub))
-                    n_clipped += 1
-                    if len(clipped_examples) < EXAMPLES:
-                        clipped_examples.append(names.iloc[i])
-                else:
-                    sub = seq[s:e]
-                nn = sub.count(b"N")
-                n_n += nn
-                n_bases += len(sub)
-                n_all_n += nn == len(sub)
-                rec = b">" + name_bytes[i] + b"\n" + sub + b"\n"
+            for i, rec in _contig_records(seq, idx, starts, ends, names, name_bytes, tally):
                 if buffered is None:
                     recs.append(rec)
                     if len(recs) == 20000:  # bounded memory: write in batches
@@ -214,33 +226,62 @@ def extract_sequences(
                         recs = []
                 else:
                     buffered[i] = rec
-            n_written += len(idx)
+            tally.n_written += len(idx)
             if recs:
                 fh.write(b"".join(recs))
             del seq
         if buffered is not None:
             fh.write(b"".join(r for r in buffered if r is not None))
-    if absent:
+    return tally
+
+
+def extract_sequences(
+    peaks: str | os.PathLike | pd.DataFrame,
+    fasta: str | os.PathLike,
+    out: str | os.PathLike,
+    width: int | str = DEFAULT_WIDTH,
+    summary: str | os.PathLike | None = None,
+) -> dict:
+    """Write one upper-case record ``>peak_id`` per peak to ``out``; return (and write) the summary.
+
+    ``width``: an int (window centered on the peak midpoint) or ``'native'`` (the peak itself).
+    Records follow the input order. The summary goes to ``summary`` (default ``<out>.summary.json``).
+    """
+    width = parse_width(width)
+    peaks, peaks_path, names = _read_peaks(peaks)
+    fa = open_fasta(fasta)
+    fasta = os.fspath(fasta)
+    kind = check_fasta_compression(fasta)
+    blocks = _gzi_blocks(fasta) if kind == "bgzip" else None
+    chrom = peaks["chrom"].astype(str).to_numpy()
+    renames = _contig_names(chrom, fa, fasta)
+    starts, ends = _windows(peaks, width)
+
+    summary_path = summary or f"{os.fspath(out)}.summary.json"
+    # The summary vouches for the FASTA: an old one must not stand beside a new FASTA if we are killed.
+    Path(summary_path).unlink(missing_ok=True)
+    tally = _write_records(out, fa, kind, blocks, chrom, renames, names, starts, ends)
+    if tally.absent:
         log.warning(
             "%d peaks on %d contigs absent from %s were skipped: %s",
-            sum(absent.values()),
-            len(absent),
+            sum(tally.absent.values()),
+            len(tally.absent),
             fasta,
-            ", ".join(list(absent)[:5]),
+            ", ".join(list(tally.absent)[:5]),
         )
-    if n_clipped:
-        log.warning("%d peaks run off a chromosome end; padded with N to width %s", n_clipped, width)
+    if tally.n_clipped:
+        log.warning("%d peaks run off a chromosome end; padded with N to width %s", tally.n_clipped, width)
     result = {
         "peaks": int(len(peaks)),
-        "written": int(n_written),
+        "written": int(tally.n_written),
         "width": width,
-        "clipped_at_chromosome_end": int(n_clipped),
-        "clipped_examples": clipped_examples,
-        "peaks_on_absent_contigs": int(sum(absent.values())),
-        "absent_contigs": {str(k): int(v) for k, v in absent.items()},
-        "absent_examples": absent_examples,
-        "fraction_n": round(n_n / n_bases, 6) if n_bases else 0.0,
-        "all_n_sequences": int(n_all_n),
+        "clipped_at_chromosome_end": int(tally.n_clipped),
+        "clipped_examples": tally.clipped_examples,
+        "peaks_on_absent_contigs": int(sum(tally.absent.values())),
+        "absent_contigs": {str(k): int(v) for k, v in tally.absent.items()},
+        "absent_examples": tally.absent_examples,
+        "fraction_n": round(tally.n_n / tally.n_bases, 6) if tally.n_bases else 0.0,
+        "all_n_sequences": int(tally.n_all_n),
         "chromosome_renames": {k: v for k, v in renames.items() if k != v},
         "peaks_file": peaks_path or "",
         "fasta": fasta,

@@ -115,7 +115,7 @@ def annotate_full(
 
     config = config_with(**config) if isinstance(config, dict) else (config or GDAConfig())
     labels_key = keys.labels_key_of(cells, labels_key)
-    settings = {
+    settings: dict[str, Any] = {
         "embedding_key": embedding_key,
         "labels_key": labels_key,
         "unknown": unknown,
