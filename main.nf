@@ -32,6 +32,7 @@ workflow {
         params.nt_tiny,
         params.embed_shards,
         params.train_method,
+        params.settings,
         params.multiqc_config,
         params.skip_multiqc,
         params.outdir

@@ -23,6 +23,7 @@ workflow SEQALIGNATAC {
     nt_tiny         // boolean: build a tiny random NT instead (test profile)
     embed_shards    // integer: EMBED tasks per distinct peak set
     train_method    // string: 'nt' (sequence-informed stage 1) or 'lsi' (no embeddings needed)
+    settings        // string: TOML file with [train] and/or [annotate] tables (docs/settings.md), or null
     multiqc_config  // string: custom MultiQC config, or null for assets/multiqc_config.yml
     skip_multiqc    // boolean
     outdir          // string
@@ -69,8 +70,11 @@ workflow SEQALIGNATAC {
     def ch_train_in = use_sequences
         ? SEQALIGNATAC_PREPARE.out.accessibility.join(ch_pair_embeddings, failOnMismatch: true, failOnDuplicate: true)
         : SEQALIGNATAC_PREPARE.out.accessibility.map { meta, accessibility -> [ meta, accessibility, [] ] }
-    SEQALIGNATAC_TRAIN(ch_train_in)
-    SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells)
+    // The user's settings file, staged into every TRAIN and ANNOTATE task (a value channel: reused
+    // by every pair); [] when not given, the nf-core way for an optional file input.
+    def ch_settings = settings ? channel.value(file(settings, checkIfExists: true)) : channel.value([])
+    SEQALIGNATAC_TRAIN(ch_train_in, ch_settings)
+    SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells, ch_settings)
 
     //
     // Per-pair HTML reports and an index over pairs

@@ -610,3 +610,128 @@ def test_fetch_model_script_is_a_thin_wrapper() -> None:
     text = (BIN / "seqalignatac_fetch_model.py").read_text()
     assert "from seqalignatac.embed.hub import fetch_model" in text
     assert "snapshot_download" not in text and "_PATTERNS" not in text
+
+
+# --------------------------------------------------------------------------- --settings reaches the commands
+
+
+def render_command(module_text: str, inputs: dict[str, str | None], ext_args: str = "") -> tuple[list[str], str]:
+    """The tokens of a module's step call as Nextflow renders them, and the shell lines before it.
+
+    A small renderer for the Groovy of our script blocks: `def x = task.ext.args ?: ''` (ext_args),
+    `def x = COND ? "..." : '...'` with COND an input name (None or '' for `[]`, falsy as in Groovy)
+    or `task.accelerator` (false here), and `${name}` / `${task.cpus}` interpolations.
+    """
+    block = script_block(module_text)
+    values: dict[str, str] = {k: v or "" for k, v in inputs.items()} | {"task.cpus": "2"}
+
+    def interpolate(text: str) -> str:
+        def value(m: re.Match[str]) -> str:
+            name = m.group(1).strip()
+            assert name in values, f"renderer: no value for the interpolation of {name!r}"
+            return values[name]
+
+        return re.sub(r"\$\{([^{}]*)\}", value, text)
+
+    for name, expr in re.findall(r"^\s*def\s+(\w+)\s*=\s*(.+?)\s*$", block, re.M):
+        if expr == "task.ext.args ?: ''":
+            values[name] = ext_args
+            continue
+        m = re.fullmatch(r"([\w.]+)\s*\?\s*(\"[^\"]*\"|'[^']*')\s*:\s*(\"[^\"]*\"|'[^']*')", expr)
+        assert m, f"renderer: cannot render `def {name} = {expr}`"
+        cond = values.get(m.group(1), "") if m.group(1) != "task.accelerator" else ""
+        values[name] = interpolate((m.group(2) if cond else m.group(3))[1:-1])
+    shell = re.search(r'"""(.*?)"""', block, re.S).group(1).replace("\\\\\n", " ")
+    before = []
+    for line in shell.splitlines():
+        words = line.split()
+        if words and re.fullmatch(r"seqalignatac_\w+\.py", words[0]):
+            return shlex.split(interpolate(line))[1:], "\n".join(before)
+        before.append(interpolate(line).replace("\\\\", "\\"))
+    raise AssertionError("renderer: no seqalignatac_*.py call in the script block")
+
+
+def _config_files(step: str, tokens: list[str]) -> list[str]:
+    """The --config values click's own parser sees in `tokens`, in order."""
+    cmd = _step_command(step)
+    parser = cmd.make_parser(click.Context(cmd))
+    opts, _args, _order = parser.parse_args(list(tokens))
+    return list(opts.get("config_path") or [])
+
+
+# What Nextflow renders for `path(settings, stageAs: 'user_settings/*')` given `--settings my.toml`.
+STAGED_SETTINGS = "user_settings/my.toml"
+
+
+@pytest.mark.parametrize(
+    ("embeddings", "settings", "expected"),
+    [
+        ("embeddings.h5", STAGED_SETTINGS, ["train_settings.toml", STAGED_SETTINGS]),
+        ("embeddings.h5", None, ["train_settings.toml"]),
+        (None, STAGED_SETTINGS, [STAGED_SETTINGS]),  # --train_method lsi: no module file
+        (None, None, []),
+    ],
+)
+def test_train_module_passes_the_settings_file_after_its_own(
+    tmp_path: Path, embeddings: str | None, settings: str | None, expected: list[str]
+) -> None:
+    """`--settings` reaches `seqalignatac train` as a --config after the module's own file, so a
+    key the user sets (even missing_embeddings) overrides the module's; --extra_train_args come last."""
+    from seqalignatac.io.settings import read_settings
+    from seqalignatac.models.stage1.options import TRAIN_SETTINGS
+
+    module = MODULES / "seqalignatac" / "train" / "main.nf"
+    ext = "--method nt --seed 0"
+    tokens, before = render_command(
+        module.read_text(),
+        {"accessibility": "accessibility.h5ad", "embeddings": embeddings, "settings": settings},
+        ext,
+    )
+    assert _config_files("train", tokens) == expected
+    assert tokens[-2:] == ext.split()[-2:]
+    assert _config_files("train", [*tokens, "--config", "extra.toml"])[-1] == "extra.toml"
+    if "train_settings.toml" not in expected:
+        return
+    # The files as the task has them: the module's (its printf line, run by bash) and the user's.
+    subprocess.run(["bash", "-c", before], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert read_settings(tmp_path / "train_settings.toml", "train", TRAIN_SETTINGS) == {"missing_embeddings": "drop"}
+    if settings:
+        (tmp_path / settings).parent.mkdir()
+        (tmp_path / settings).write_text('[train]\nmissing_embeddings = "error"\nlr = 0.005\n\n[annotate]\nk = 20\n')
+        merged = read_settings([tmp_path / f for f in expected], "train", TRAIN_SETTINGS)
+        assert merged == {"missing_embeddings": "error", "lr": 0.005}
+
+
+@pytest.mark.parametrize("settings", [STAGED_SETTINGS, None])
+def test_annotate_module_passes_the_settings_file(settings: str | None) -> None:
+    module = MODULES / "seqalignatac" / "annotate" / "main.nf"
+    tokens, _ = render_command(
+        module.read_text(), {"cells": "cell_embeddings.h5ad", "settings": settings}, "--method gda --seed 0"
+    )
+    assert _config_files("annotate", tokens) == ([settings] if settings else [])
+
+
+def test_the_workflow_stages_params_settings_into_train_and_annotate() -> None:
+    """params.settings -> one value channel ([] when unset) -> the settings input of both modules."""
+    main = strip_comments((ROOT / "main.nf").read_text())
+    wf = strip_comments((ROOT / "workflows" / "seqalignatac.nf").read_text())
+    assert "params.settings" in main
+    assert re.search(
+        r"settings\s*\?\s*channel\.value\(file\(settings, checkIfExists: true\)\)\s*:\s*channel\.value\(\[\]\)", wf
+    )
+    assert "SEQALIGNATAC_TRAIN(ch_train_in, ch_settings)" in wf
+    assert "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells, ch_settings)" in wf
+    for step in ("train", "annotate"):
+        text = strip_comments((MODULES / "seqalignatac" / step / "main.nf").read_text())
+        assert re.search(r"^\s*path\(settings, stageAs: 'user_settings/\*'\)\s*$", text, re.M), step
+
+
+def test_the_pipeline_tests_settings_file_is_valid() -> None:
+    """tests/settings.toml (tests/default.nf.test's --settings) holds real keys of both tables."""
+    from seqalignatac.io.settings import read_settings
+    from seqalignatac.models.stage1.options import TRAIN_SETTINGS
+    from seqalignatac.models.stage2.options import FILE_SETTINGS
+
+    path = ROOT / "tests" / "settings.toml"
+    assert read_settings(path, "train", TRAIN_SETTINGS)
+    assert read_settings(path, "annotate", FILE_SETTINGS)

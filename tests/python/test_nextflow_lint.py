@@ -90,8 +90,8 @@ def test_nextflow_lint_fails_on_broken_code(tmp_path: Path) -> None:
     wf = copy / "workflows" / "seqalignatac.nf"
     wf.write_text(
         wf.read_text().replace(
-            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells)",
-            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cell)",
+            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cells, ch_settings)",
+            "SEQALIGNATAC_ANNOTATE(SEQALIGNATAC_TRAIN.out.cell, ch_settings)",
             1,
         )
     )
@@ -161,3 +161,31 @@ def test_profiles_resolve(tmp_path: Path, profiles: str, expected: dict[str, str
     flat = dict(line.split(" = ", 1) for line in r.stdout.splitlines() if " = " in line)
     for key, value in expected.items():
         assert flat.get(key) == value, f"{profiles}: {key} = {flat.get(key)!r}, expected {value!r}"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("missing.toml", "the file or directory 'missing.toml' does not exist"),
+        ("settings.txt", "does not match regular expression ^\\S+\\.toml$"),
+    ],
+)
+def test_bad_settings_path_is_refused_by_the_schema(tmp_path: Path, value: str, expected: str) -> None:
+    """nf-schema stops the run before any task when --settings is not an existing .toml file,
+    naming the parameter, the problem and where the settings are documented."""
+    (tmp_path / "settings.txt").write_text("[train]\nlr = 0.005\n")
+    r = subprocess.run(
+        [_nextflow(), "run", str(ROOT), "-profile", "test", "-stub-run", "--settings", value, "--outdir", "out"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "NXF_OFFLINE": "true", "NXF_ANSI_LOG": "false"},
+    )
+    out = r.stdout + r.stderr
+    assert r.returncode != 0, out[-3000:]
+    assert "Validation of pipeline parameters failed" in out, out[-3000:]
+    line = next((ln for ln in out.splitlines() if ln.startswith(f"* --settings ({value})")), None)
+    assert line is not None, out[-3000:]
+    assert expected in line and "must be an existing TOML file" in line and "docs/settings.md" in line, line
+    assert "Submitted process" not in out, out[-3000:]

@@ -8,6 +8,7 @@ process SEQALIGNATAC_ANNOTATE {
 
     input:
     tuple val(meta), path(cells)
+    path(settings, stageAs: 'user_settings/*')   // --settings TOML ([annotate] table), or [] (docs/settings.md)
 
     output:
     tuple val(meta), path("annotate/predictions.csv"), emit: predictions
@@ -17,9 +18,11 @@ process SEQALIGNATAC_ANNOTATE {
     script:
     def args   = task.ext.args ?: ''
     def device = task.accelerator ? 'cuda' : 'cpu'
+    def settings_opt = settings ? "--config ${settings}" : ''
     """
     seqalignatac_annotate.py \\
         --cells ${cells} \\
+        ${settings_opt} \\
         --outdir annotate \\
         --device ${device} \\
         --threads ${task.cpus} \\

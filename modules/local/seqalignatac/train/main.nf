@@ -8,6 +8,7 @@ process SEQALIGNATAC_TRAIN {
 
     input:
     tuple val(meta), path(accessibility), path(embeddings)   // embeddings: [] for --method lsi
+    path(settings, stageAs: 'user_settings/*')                // --settings TOML, or [] (docs/settings.md)
 
     output:
     tuple val(meta), path("train/cell_embeddings.h5ad"), emit: cells
@@ -19,14 +20,16 @@ process SEQALIGNATAC_TRAIN {
     def args       = task.ext.args ?: ''
     def device     = task.accelerator ? 'cuda' : 'cpu'
     // Peaks on contigs absent from the FASTA have no sequence (EXTRACT counts them): train on the
-    // rest ([train] missing_embeddings = "drop", docs/settings.md). A --config in --extra_train_args
-    // replaces this file, so it must set missing_embeddings = "drop" itself (docs/usage.md).
+    // rest ([train] missing_embeddings = "drop", docs/settings.md). The user's --settings file comes
+    // after it (later --config files override earlier ones key by key), so it can set that key too.
     def embeddings_opt = embeddings ? "--embeddings ${embeddings} --config train_settings.toml" : ''
+    def settings_opt   = settings ? "--config ${settings}" : ''
     """
     printf '[train]\\nmissing_embeddings = "drop"\\n' > train_settings.toml
     seqalignatac_train.py \\
         --accessibility ${accessibility} \\
         ${embeddings_opt} \\
+        ${settings_opt} \\
         --outdir train \\
         --device ${device} \\
         --threads ${task.cpus} \\
