@@ -113,8 +113,8 @@ def test_two_real_runs_at_once_one_refuses(sim, tmp_path):
 @pytest.mark.parametrize("step", ["annotate", "train"])
 def test_standalone_steps_into_one_folder_refuse(sim, prepared, tmp_path, holder, step):
     """A step whose folder another process is publishing into refuses instead of mixing outputs."""
-    from seqalignatac.cli.train import read_accessibility
     from seqalignatac.models.stage1 import lsi
+    from seqalignatac.models.stage1.data import read_accessibility
 
     cells_dir = tmp_path / "cells"
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=cells_dir)

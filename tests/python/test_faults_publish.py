@@ -113,8 +113,8 @@ def test_mount_point_and_symlink_targets(tmp_path):
 
 @pytest.fixture(scope="module")
 def cells(prepared, tmp_path_factory) -> Path:
-    from seqalignatac.cli.train import read_accessibility
     from seqalignatac.models.stage1 import lsi
+    from seqalignatac.models.stage1.data import read_accessibility
 
     out = tmp_path_factory.mktemp("cells")
     lsi(read_accessibility(str(prepared / "accessibility.h5ad")), outdir=out)

@@ -2,9 +2,9 @@
 
 import pytest
 
-from seqalignatac.cli.train import read_accessibility
 from seqalignatac.errors import InputError
 from seqalignatac.io.h5ad import NOT_H5AD_HINT, read_h5ad
+from seqalignatac.models.stage1.data import read_accessibility
 from seqalignatac.models.stage2.outputs import read_cells, read_truth
 from seqalignatac.report.data import load_pair
 

@@ -12,19 +12,11 @@ from seqalignatac.cli.options import config_option, progress_option
 from seqalignatac.errors import InputError, require_file
 from seqalignatac.io.settings import read_settings
 from seqalignatac.models.stage1.config import TrainConfig
-from seqalignatac.models.stage1.data import check_prepared
+from seqalignatac.models.stage1.data import read_accessibility
 from seqalignatac.models.stage1.options import NT_RUN_SETTINGS, TRAIN_RANGES, TRAIN_SETTINGS
 from seqalignatac.params import DEVICE, SEED, THREADS
 
 log = logging.getLogger(__name__)
-
-
-def read_accessibility(path: str):
-    from seqalignatac.io.h5ad import read_h5ad
-
-    adata = read_h5ad(path, "accessibility file", hint=f"pass the {keys.ACCESSIBILITY} written by prepare")
-    check_prepared(adata, path)
-    return adata
 
 
 @click.command(context_settings={"show_default": True})

@@ -12,7 +12,7 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -87,6 +87,52 @@ def load_pair(
         if not d.is_dir():
             raise InputError(f"{what} is not a folder; give the step's output folder", d)
 
+    prepared = _read_prepared(prep)
+    cells_obs, embedding = _read_cell_embeddings(train)
+    curve = _optional_tsv(train / keys.TRAINING_CURVE)
+    predictions = _read_predictions(ann, prepared.obs)
+    annotate_curve = _optional_tsv(ann / keys.TRAINING_CURVE)
+    per_class = _optional_csv(ann / keys.PER_CLASS)
+    confusion = _optional_csv(ann / keys.CONFUSION)
+    embed_attrs = None if embed_dir is None else _read_embed_attrs(Path(embed_dir) / keys.EMBEDDINGS)
+    extract_summary = None
+    if extract_dir is not None:
+        extract_summary = _optional_json(Path(extract_dir) / f"{keys.PEAKS_FASTA}.summary.json")
+
+    return PairData(
+        pair_id=pair_id,
+        prepare_summary=_json(prep / keys.PREPARE_SUMMARY),
+        obs=prepared.obs,
+        labels_key=prepared.labels_key,
+        n_peaks=prepared.n_peaks,
+        peaks_reference_only=prepared.peaks_reference_only,
+        train_summary=_json(train / keys.TRAIN_SUMMARY),
+        curve=curve,
+        cells_obs=cells_obs,
+        embedding=embedding,
+        annotate_summary=_optional_json(ann / keys.ANNOTATE_SUMMARY) or {},
+        predictions=predictions,
+        annotate_curve=annotate_curve,
+        metrics=_optional_json(ann / keys.METRICS),
+        per_class=per_class,
+        confusion=confusion,
+        extract_summary=extract_summary,
+        embed_attrs=embed_attrs,
+        run_params=dict(run_params or {}),
+    )
+
+
+class _Prepared(NamedTuple):
+    """What the report takes from prepare's accessibility matrix (its ``X`` is never read)."""
+
+    obs: pd.DataFrame
+    labels_key: str
+    n_peaks: int
+    peaks_reference_only: int | None
+
+
+def _read_prepared(prep: Path) -> _Prepared:
+    """``obs``, the label column and the peak counts of prepare's accessibility matrix (opened backed)."""
     acc = _read_h5ad(prep / keys.ACCESSIBILITY, backed=True)
     try:
         obs = acc.obs.copy()
@@ -99,16 +145,21 @@ def load_pair(
         acc.file.close()
     if keys.DOMAIN not in obs.columns:
         raise InputError(f"obs has no {keys.DOMAIN!r} column; re-run `seqalignatac prepare`", prep / keys.ACCESSIBILITY)
+    return _Prepared(obs, labels_key, n_peaks, ref_only)
 
+
+def _read_cell_embeddings(train: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    """The ``obs`` and stage-1 embedding rows of the cells train embedded (cells without signal have none)."""
     cells = _read_h5ad(train / keys.CELL_EMBEDDINGS)
     if EMBEDDING_KEY not in cells.obsm:
         raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / keys.CELL_EMBEDDINGS)
     embedding = np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32)
     embedded = np.isfinite(embedding).all(axis=1)  # cells without signal have a NaN row (no embedding)
-    curve = None
-    if (train / keys.TRAINING_CURVE).is_file():
-        curve = pd.read_csv(train / keys.TRAINING_CURVE, sep="\t")
+    return cells.obs[embedded].copy(), embedding[embedded]
 
+
+def _read_predictions(ann: Path, obs: pd.DataFrame) -> pd.DataFrame:
+    """annotate's predictions.csv, indexed by prepare's cell ids, with a boolean Unknown column."""
     pred_path = Path(require_file(ann / keys.PREDICTIONS, "predictions"))
     predictions = restore_formulas(pd.read_csv(pred_path, dtype={keys.CELL_ID: str}))
     missing = {keys.CELL_ID, keys.PREDICTED_LABEL, keys.CONFIDENCE, keys.IS_UNKNOWN} - set(predictions.columns)
@@ -117,51 +168,30 @@ def load_pair(
     predictions[keys.IS_UNKNOWN] = predictions[keys.IS_UNKNOWN].astype(str).str.lower().isin(["true", "1"])
     predictions = predictions.set_index(keys.CELL_ID)
     predictions.index = _prepared_query_ids(obs, predictions.index)
+    return predictions
 
-    annotate_curve = None
-    if (ann / keys.TRAINING_CURVE).is_file():
-        annotate_curve = pd.read_csv(ann / keys.TRAINING_CURVE, sep="\t")
-    per_class = confusion = None
-    if (ann / keys.PER_CLASS).is_file():
-        per_class = restore_formulas(pd.read_csv(ann / keys.PER_CLASS, index_col=0))
-    if (ann / keys.CONFUSION).is_file():
-        confusion = restore_formulas(pd.read_csv(ann / keys.CONFUSION, index_col=0))
 
-    embed_attrs = None
-    if embed_dir is not None and (Path(embed_dir) / keys.EMBEDDINGS).is_file():
-        import h5py
+def _optional_tsv(path: Path) -> pd.DataFrame | None:
+    return pd.read_csv(path, sep="\t") if path.is_file() else None
 
-        with h5py.File(Path(embed_dir) / keys.EMBEDDINGS, "r") as f:
-            embed_attrs = {k: _plain(v) for k, v in f.attrs.items()}
-            if "embeddings" in f:
-                embed_attrs.setdefault("n_peaks", int(f["embeddings"].shape[0]))
-                embed_attrs.setdefault("dim", int(f["embeddings"].shape[1]))
 
-    extract_summary = None
-    if extract_dir is not None:
-        extract_summary = _optional_json(Path(extract_dir) / "peaks.fa.summary.json")
+def _optional_csv(path: Path) -> pd.DataFrame | None:
+    """A table the package wrote with its first column as the index (per-class scores, confusion matrix)."""
+    return restore_formulas(pd.read_csv(path, index_col=0)) if path.is_file() else None
 
-    return PairData(
-        pair_id=pair_id,
-        prepare_summary=_json(prep / keys.PREPARE_SUMMARY),
-        obs=obs,
-        labels_key=labels_key,
-        n_peaks=n_peaks,
-        peaks_reference_only=ref_only,
-        train_summary=_json(train / keys.TRAIN_SUMMARY),
-        curve=curve,
-        cells_obs=cells.obs[embedded].copy(),
-        embedding=embedding[embedded],
-        annotate_summary=_optional_json(ann / keys.ANNOTATE_SUMMARY) or {},
-        predictions=predictions,
-        annotate_curve=annotate_curve,
-        metrics=_optional_json(ann / keys.METRICS),
-        per_class=per_class,
-        confusion=confusion,
-        extract_summary=extract_summary,
-        embed_attrs=embed_attrs,
-        run_params=dict(run_params or {}),
-    )
+
+def _read_embed_attrs(path: Path) -> dict[str, Any] | None:
+    """The embedding store's attributes (model, dtype, ...) and its shape; None when embed wrote none."""
+    if not path.is_file():
+        return None
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        embed_attrs = {k: _plain(v) for k, v in f.attrs.items()}
+        if "embeddings" in f:
+            embed_attrs.setdefault("n_peaks", int(f["embeddings"].shape[0]))
+            embed_attrs.setdefault("dim", int(f["embeddings"].shape[1]))
+    return embed_attrs
 
 
 def _plain(v: Any) -> Any:

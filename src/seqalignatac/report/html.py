@@ -62,6 +62,15 @@ HARMONIZATION_ROWS = (
     ("overlap_width", "Overlap width W (bp)"),
 )
 FRACTION_KEYS = {"query_accessibility_retained_mapped", "query_accessibility_retained"}
+# extract's peaks.fa.summary.json keys shown in the harmonization table, with what they mean.
+EXTRACTION_ROWS = (
+    ("written", "Peak sequences extracted"),
+    ("peaks_on_absent_contigs", "Peaks on contigs absent from the FASTA (no sequence)"),
+    ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
+    ("all_n_sequences", "Peak sequences that are all N"),
+)
+# prepare_summary.json keys that are settings (shown under the run parameters).
+PREPARE_SETTINGS = ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")
 
 
 def _env():
@@ -188,24 +197,57 @@ def _fill_metrics(data: PairData) -> None:
 
 
 def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_000) -> dict[str, Any]:
+    """Everything the report template shows, one entry per section (figures rendered inline)."""
     t0 = time.perf_counter()
     _fill_metrics(data)
+    truth = _query_truth(data)
+    colors = figures.label_colors(_all_labels(data))
+    extract = data.extract_summary
+    # The sections are built in page order (figures included), then put together.
+    inputs = _inputs_section(data, truth, colors)
+    harmon = _harmonization_rows(data)
+    stage1 = _stage1_section(data)
+    umap_info = _umap_section(data, truth, colors, umap_seed, max_umap_cells)
+    predictions = _predictions_section(data, colors)
+    evaluation = _evaluation_section(data)
+    ctx = {
+        "pair_id": data.pair_id,
+        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "version": __version__,
+        "headline": summary_row(data),
+        "inputs": inputs,
+        "harmonization": harmon,
+        "renames": data.prepare_summary.get("chromosome_renames") or {},
+        "extract": [(k, v) for k, v in flatten(extract)] if extract else [],
+        "embed": [(k, v) for k, v in flatten(data.embed_attrs)] if data.embed_attrs else [],
+        "stage1": stage1,
+        "umap": umap_info,
+        "predictions": predictions,
+        "evaluation": evaluation,
+        "versions": software_versions(),
+        "params": _run_parameters(data),
+    }
+    log.info("report context for %s built in %.1f s", data.pair_id, time.perf_counter() - t0)
+    return ctx
+
+
+def _all_labels(data: PairData) -> list[str]:
+    """Every label a figure colours: the annotated cells' labels, then the predicted ones."""
+    return list(data.obs[data.labels_key].dropna().astype(str).unique()) + list(
+        data.predictions[keys.PREDICTED_LABEL].astype(str).unique()
+    )
+
+
+def _inputs_section(data: PairData, truth: pd.Series | None, colors: dict[str, str]) -> dict[str, Any]:
+    """What went in: cells and peaks per domain, and the label composition of each."""
     obs = data.obs
     domain = obs[keys.DOMAIN].astype(str)
-    truth = _query_truth(data)
-    pred = data.predictions
-    all_labels = list(obs[data.labels_key].dropna().astype(str).unique()) + list(
-        pred[keys.PREDICTED_LABEL].astype(str).unique()
-    )
-    colors = figures.label_colors(all_labels)
-
-    # --- what went in
     ref_lab = obs.loc[domain == keys.REFERENCE, data.labels_key].astype(str)
     comp = pd.DataFrame({"reference": ref_lab.value_counts()})
     if truth is not None:
         comp["query"] = truth.dropna().astype(str).value_counts()
     comp = comp.fillna(0).astype(int).sort_index()
-    inputs = {
+    return {
         "domains": [
             {
                 "name": d,
@@ -223,64 +265,76 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         "n_peaks": data.n_peaks,
     }
 
-    # --- harmonization
+
+def _harmonization_rows(data: PairData) -> list[dict[str, str]]:
+    """Peak harmonization: prepare's mapping and filter counts, then extract's sequence counts."""
     harmon = []
     for key, what in HARMONIZATION_ROWS:
         v = _get(data.prepare_summary, key)
         if v is None:
             continue
         harmon.append({"what": what, "value": f"{100 * v:.1f} %" if key in FRACTION_KEYS else fmt_num(v)})
-    renames = data.prepare_summary.get("chromosome_renames") or {}
     extract = data.extract_summary
-    for key, what in (
-        ("written", "Peak sequences extracted"),
-        ("peaks_on_absent_contigs", "Peaks on contigs absent from the FASTA (no sequence)"),
-        ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
-        ("all_n_sequences", "Peak sequences that are all N"),
-    ):
+    for key, what in EXTRACTION_ROWS:
         if extract and extract.get(key) is not None:
             harmon.append({"what": what, "value": fmt_num(extract[key])})
+    return harmon
 
-    # --- stage 1
+
+def _stage1_section(data: PairData) -> dict[str, Any]:
+    """Stage 1: the training curve and the train summary's scores."""
     ts = data.train_summary
-    stage1 = {
+    return {
         "figure": figures.training_curve_figure(data.curve) if data.curve is not None else None,
         "rows": [(k, v) for k, v in flatten(ts) if not k.startswith(("params.", "config.", "history"))][:40],
         "auroc": summary_row(data).get("stage1_auroc"),
         "method": ts.get("method", ""),
     }
 
-    # --- UMAP (subsampled; rows of the stage-1 embedding)
+
+def _umap_section(
+    data: PairData, truth: pd.Series | None, colors: dict[str, str], seed: int, max_cells: int
+) -> dict[str, Any]:
+    """UMAP of the stage-1 embedding (a subsample of its rows): reference labels, query predictions and truth."""
     cells_domain = data.cells_obs[keys.DOMAIN].astype(str).to_numpy()
-    idx, coords = figures.compute_umap(data.embedding, seed=umap_seed, max_cells=max_umap_cells)
+    idx, coords = figures.compute_umap(data.embedding, seed=seed, max_cells=max_cells)
     cd = cells_domain[idx]
     names = data.cells_obs.index.to_numpy()[idx]
     labels = data.cells_obs[data.labels_key].astype(object).to_numpy()[idx]
     q_names = names[cd == keys.QUERY]
-    q_pred = pred[keys.PREDICTED_LABEL].reindex(q_names).astype(object).fillna("(not annotated)").astype(str).to_numpy()
+    pred = data.predictions[keys.PREDICTED_LABEL]
+    q_pred = pred.reindex(q_names).astype(object).fillna("(not annotated)").astype(str).to_numpy()
     q_truth = None
     if truth is not None:
         q_truth = pd.Series(labels[cd == keys.QUERY]).astype(object).fillna("(no label)").astype(str).to_numpy()
     umap_fig = figures.umap_figure(
         coords, cd, np.asarray(labels[cd == keys.REFERENCE]).astype(str), q_pred, q_truth, colors
     )
-    umap_info = {
+    return {
         "figure": umap_fig,
         "n_shown": len(idx),
         "n_total": data.embedding.shape[0],
         "dims": int(data.embedding.shape[1]),
     }
 
-    # --- predictions
+
+def _unknown_reasons(pred: pd.DataFrame) -> pd.Series:
+    """Why each cell is Unknown ('' when it is not); all '' for predictions written before the column existed."""
+    if REASON_COLUMN in pred.columns:
+        return pred[REASON_COLUMN].fillna("").astype(str)
+    return pd.Series("", index=pred.index)
+
+
+def _predictions_section(data: PairData, colors: dict[str, str]) -> dict[str, Any]:
+    """Predictions: counts per label, Unknown cells and why, confidence, the stage-2 summary and curve."""
+    pred = data.predictions
     unknown = pred[keys.IS_UNKNOWN].to_numpy(dtype=bool)
     counts = pred[keys.PREDICTED_LABEL].astype(str).value_counts()
     threshold = _first_number(
         data.annotate_summary, ("unknown.confidence_threshold", "unknown.threshold", "unknown_threshold")
     )
-    reasons = (
-        pred[REASON_COLUMN].fillna("").astype(str) if REASON_COLUMN in pred.columns else pd.Series("", index=pred.index)
-    )  # predictions written before the column existed
-    predictions = {
+    reasons = _unknown_reasons(pred)
+    return {
         "n": int(len(pred)),
         "unknown_rate": float(unknown.mean()) if len(pred) else 0.0,
         "n_unknown": int(unknown.sum()),
@@ -303,54 +357,35 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         ),
     }
 
-    # --- accuracy (query labels known)
-    evaluation = None
-    if data.metrics is not None:
-        pc = data.per_class
-        evaluation = {
-            "accuracy": data.metrics.get("accuracy"),
-            "macro_f1": data.metrics.get("macro_f1"),
-            "n_cells": data.metrics.get("n_cells"),
-            "per_class": []
-            if pc is None
-            else [{"label": str(k), **r} for k, r in zip(pc.index, pc.to_dict("records"))],
-            "per_class_columns": [] if pc is None else list(pc.columns),
-            "confusion_figure": figures.confusion_figure(data.confusion)
-            if data.confusion is not None and data.confusion.size
-            else None,
-        }
 
+def _evaluation_section(data: PairData) -> dict[str, Any] | None:
+    """Accuracy against the query's own labels; None when the query has none."""
+    if data.metrics is None:
+        return None
+    pc = data.per_class
+    return {
+        "accuracy": data.metrics.get("accuracy"),
+        "macro_f1": data.metrics.get("macro_f1"),
+        "n_cells": data.metrics.get("n_cells"),
+        "per_class": [] if pc is None else [{"label": str(k), **r} for k, r in zip(pc.index, pc.to_dict("records"))],
+        "per_class_columns": [] if pc is None else list(pc.columns),
+        "confusion_figure": figures.confusion_figure(data.confusion)
+        if data.confusion is not None and data.confusion.size
+        else None,
+    }
+
+
+def _run_parameters(data: PairData) -> list[tuple[str, list[tuple[str, str]]]]:
+    """Run parameters: the run's options and each step's settings, flattened, per step."""
     params = {
         "run": data.run_params,
-        "prepare": {
-            k: v
-            for k, v in data.prepare_summary.items()
-            if k in ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")
-        },
-        "extract": extract or {},
+        "prepare": {k: v for k, v in data.prepare_summary.items() if k in PREPARE_SETTINGS},
+        "extract": data.extract_summary or {},
         "embed": data.embed_attrs or {},
         "train": data.train_summary,
         "annotate": data.annotate_summary,
     }
-    ctx = {
-        "pair_id": data.pair_id,
-        "generated": _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "version": __version__,
-        "headline": summary_row(data),
-        "inputs": inputs,
-        "harmonization": harmon,
-        "renames": renames,
-        "extract": [(k, v) for k, v in flatten(extract)] if extract else [],
-        "embed": [(k, v) for k, v in flatten(data.embed_attrs)] if data.embed_attrs else [],
-        "stage1": stage1,
-        "umap": umap_info,
-        "predictions": predictions,
-        "evaluation": evaluation,
-        "versions": software_versions(),
-        "params": [(section, flatten(p)) for section, p in params.items() if p],
-    }
-    log.info("report context for %s built in %.1f s", data.pair_id, time.perf_counter() - t0)
-    return ctx
+    return [(section, flatten(p)) for section, p in params.items() if p]
 
 
 def render_report(ctx: Mapping[str, Any]) -> str:

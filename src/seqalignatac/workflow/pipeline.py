@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -193,200 +194,264 @@ def _checked_annotate(opts: RunOptions) -> dict[str, Any]:
 # ----------------------------------------------------------------------------------- steps
 
 
-def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> list[Step]:
-    """The step list of one pair; each ``run`` calls the step's Python function."""
+@dataclass(frozen=True)
+class _PairContext:
+    """What every step of one pair reads: the pair, its FASTA, the run's options and its folders."""
+
+    pair: Pair
+    fasta: Path | None
+    opts: RunOptions
+    pair_dir: Path
+    overlap_width: int  # prepare's, the default filled in
+    min_peak_frac: float
+
+    def folder(self, step: str) -> Path:
+        return self.pair_dir / step
+
+    @property
+    def accessibility(self) -> Path:
+        return self.folder(keys.PREPARE_DIR) / keys.ACCESSIBILITY
+
+    @property
+    def peaks_bed(self) -> Path:
+        return self.folder(keys.PREPARE_DIR) / keys.PEAKS_BED
+
+    @property
+    def peaks_fasta(self) -> Path:
+        return self.folder(keys.EXTRACT_DIR) / keys.PEAKS_FASTA
+
+    @property
+    def embeddings(self) -> Path:
+        return self.folder(keys.EMBED_DIR) / keys.EMBEDDINGS
+
+    @property
+    def cells(self) -> Path:
+        return self.folder(keys.TRAIN_DIR) / keys.CELL_EMBEDDINGS
+
+
+def _pair_context(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> _PairContext:
+    """The pair's context, with prepare's defaults for the options left unset."""
     from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
 
-    d = {s: pair_dir / s for s in STEPS}
-    acc = d[keys.PREPARE_DIR] / keys.ACCESSIBILITY
-    peaks_bed = d[keys.PREPARE_DIR] / keys.PEAKS_BED
-    peaks_fa = d[keys.EXTRACT_DIR] / keys.PEAKS_FASTA
-    emb = d[keys.EMBED_DIR] / keys.EMBEDDINGS
-    cells = d[keys.TRAIN_DIR] / keys.CELL_EMBEDDINGS
     overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
     min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
+    return _PairContext(pair, fasta, opts, pair_dir, overlap, min_frac)
 
-    def prepare(resume: bool) -> None:
-        from seqalignatac.pp.mapping import run_prepare
 
-        run_prepare(
-            pair.reference,
-            pair.query,
-            pair.labels_key,
-            pair.query_labels_key,
-            d[keys.PREPARE_DIR],
-            overlap_width=overlap,
-            min_peak_frac=min_frac,
+def _prepare(c: _PairContext, resume: bool) -> None:
+    """prepare: the pair's peaks mapped onto shared peaks, one accessibility matrix."""
+    from seqalignatac.pp.mapping import run_prepare
+
+    run_prepare(
+        c.pair.reference,
+        c.pair.query,
+        c.pair.labels_key,
+        c.pair.query_labels_key,
+        c.folder(keys.PREPARE_DIR),
+        overlap_width=c.overlap_width,
+        min_peak_frac=c.min_peak_frac,
+    )
+
+
+def _extract(c: _PairContext, resume: bool) -> None:
+    """extract: the shared peaks' sequences from the genome FASTA."""
+    from seqalignatac.pp.sequences import extract_sequences
+
+    assert c.fasta is not None  # the sequence steps exist only when check_files found the FASTA
+    extract_sequences(c.peaks_bed, c.fasta, c.peaks_fasta, width=c.opts.width)
+
+
+def _embed(c: _PairContext, resume: bool) -> None:
+    """embed: one sequence embedding per peak (k-mer spectra or a Nucleotide Transformer)."""
+    from seqalignatac.embed.runner import embed_fasta
+
+    opts = c.opts
+    embed_fasta(
+        str(c.peaks_fasta),
+        str(opts.model),
+        str(c.embeddings),
+        device=opts.device,
+        dtype=opts.dtype,
+        batch_size=opts.batch_size,
+        cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
+        threads=opts.threads,
+        progress=opts.progress,
+    )
+
+
+def _train(c: _PairContext, resume: bool) -> None:
+    """train: stage-1 cell embeddings (the sequence model, or LSI)."""
+    from seqalignatac.models.stage1.data import read_accessibility
+
+    opts, acc = c.opts, c.accessibility
+    adata = read_accessibility(str(acc))
+    if opts.train_method == "lsi":
+        from seqalignatac.models.stage1 import lsi
+
+        lsi(
+            adata,
+            seed=opts.seed,
+            outdir=c.folder(keys.TRAIN_DIR),
+            resume=resume,
+            overwrite=True,
+            path=str(acc),
+            **opts.train_overrides,
         )
+    else:
+        from seqalignatac.models.stage1.trainer import TrainConfig, train
 
-    def extract(resume: bool) -> None:
-        from seqalignatac.pp.sequences import extract_sequences
-
-        assert fasta is not None  # a step of uses_sequence runs, for which check_files gave the FASTA
-        extract_sequences(peaks_bed, fasta, peaks_fa, width=opts.width)
-
-    def embed(resume: bool) -> None:
-        from seqalignatac.embed.runner import embed_fasta
-
-        embed_fasta(
-            str(peaks_fa),
-            str(opts.model),
-            str(emb),
-            device=opts.device,
-            dtype=opts.dtype,
-            batch_size=opts.batch_size,
-            cache_dir=None if opts.cache_dir is None else str(opts.cache_dir),
-            threads=opts.threads,
-            progress=opts.progress,
-        )
-
-    def train(resume: bool) -> None:
-        from seqalignatac.cli.train import read_accessibility
-
-        adata = read_accessibility(str(acc))
-        if opts.train_method == "lsi":
-            from seqalignatac.models.stage1 import lsi
-
-            lsi(
-                adata,
-                seed=opts.seed,
-                outdir=d[keys.TRAIN_DIR],
-                resume=resume,
-                overwrite=True,
-                path=str(acc),
-                **opts.train_overrides,
-            )
-        else:
-            from seqalignatac.models.stage1.trainer import TrainConfig, train
-
-            cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
-            train(
-                adata,
-                str(emb),
-                config=cfg,
-                device=opts.device,
-                threads=opts.threads,
-                outdir=d[keys.TRAIN_DIR],
-                resume=resume,
-                overwrite=True,
-                progress=opts.progress,
-                path=str(acc),
-                missing_embeddings="drop",
-            )
-
-    def annotate(resume: bool) -> None:
-        from dataclasses import fields
-
-        from seqalignatac.models.stage2.api import annotate_full
-        from seqalignatac.models.stage2.options import config_with
-        from seqalignatac.models.stage2.outputs import read_cells, write_outputs
-        from seqalignatac.models.stage2.train import GDAConfig
-
-        # annotate_overrides: GDAConfig fields (epochs, k, ...) or annotate_full keywords (unknown, ...)
-        cfg_names = {f.name for f in fields(GDAConfig)}
-        cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
-        kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
-        res = annotate_full(
-            read_cells(cells),
-            keys.EMBEDDING,
-            opts.annotate_method,
+        cfg = TrainConfig(seed=opts.seed, **opts.train_overrides)
+        train(
+            adata,
+            str(c.embeddings),
             config=cfg,
             device=opts.device,
-            seed=opts.seed,
             threads=opts.threads,
+            outdir=c.folder(keys.TRAIN_DIR),
+            resume=resume,
+            overwrite=True,
             progress=opts.progress,
-            source=str(cells),
-            **kw,
-        )
-        write_outputs(res, d[keys.ANNOTATE_DIR])
-
-    def report(resume: bool) -> None:
-        from seqalignatac.report.html import build_report
-
-        build_report(
-            pair.pair_id,
-            d[keys.PREPARE_DIR],
-            d[keys.TRAIN_DIR],
-            d[keys.ANNOTATE_DIR],
-            d[keys.REPORT_DIR],
-            extract_dir=d[keys.EXTRACT_DIR] if opts.uses_sequence else None,
-            embed_dir=d[keys.EMBED_DIR] if opts.uses_sequence else None,
-            run_params={**_run_params(pair, fasta, opts), "overlap_width": overlap, "min_peak_frac": min_frac},
-            max_umap_cells=opts.max_umap_cells,
-            seed=opts.seed,
+            path=str(acc),
+            missing_embeddings="drop",
         )
 
+
+def _annotate(c: _PairContext, resume: bool) -> None:
+    """annotate: stage-2 labels for the query cells (gda or knn)."""
+    from dataclasses import fields
+
+    from seqalignatac.models.stage2.api import annotate_full
+    from seqalignatac.models.stage2.options import config_with
+    from seqalignatac.models.stage2.outputs import read_cells, write_outputs
+    from seqalignatac.models.stage2.train import GDAConfig
+
+    opts = c.opts
+    # annotate_overrides: GDAConfig fields (epochs, k, ...) or annotate_full keywords (unknown, ...)
+    cfg_names = {f.name for f in fields(GDAConfig)}
+    cfg = config_with(**{k: v for k, v in opts.annotate_overrides.items() if k in cfg_names})
+    kw = {k: v for k, v in opts.annotate_overrides.items() if k not in cfg_names}
+    res = annotate_full(
+        read_cells(c.cells),
+        keys.EMBEDDING,
+        opts.annotate_method,
+        config=cfg,
+        device=opts.device,
+        seed=opts.seed,
+        threads=opts.threads,
+        progress=opts.progress,
+        source=str(c.cells),
+        **kw,
+    )
+    write_outputs(res, c.folder(keys.ANNOTATE_DIR))
+
+
+def _report(c: _PairContext, resume: bool) -> None:
+    """report: the pair's HTML report and MultiQC table."""
+    from seqalignatac.report.html import build_report
+
+    opts = c.opts
+    build_report(
+        c.pair.pair_id,
+        c.folder(keys.PREPARE_DIR),
+        c.folder(keys.TRAIN_DIR),
+        c.folder(keys.ANNOTATE_DIR),
+        c.folder(keys.REPORT_DIR),
+        extract_dir=c.folder(keys.EXTRACT_DIR) if opts.uses_sequence else None,
+        embed_dir=c.folder(keys.EMBED_DIR) if opts.uses_sequence else None,
+        run_params={
+            **_run_params(c.pair, c.fasta, opts),
+            "overlap_width": c.overlap_width,
+            "min_peak_frac": c.min_peak_frac,
+        },
+        max_umap_cells=opts.max_umap_cells,
+        seed=opts.seed,
+    )
+
+
+def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> list[Step]:
+    """The step list of one pair; each ``run`` calls the step's Python function."""
+    c = _pair_context(pair, fasta, opts, pair_dir)
+    prep, train, ann, report = (
+        c.folder(s) for s in (keys.PREPARE_DIR, keys.TRAIN_DIR, keys.ANNOTATE_DIR, keys.REPORT_DIR)
+    )
     steps = [
         Step(
             keys.PREPARE_DIR,
-            d[keys.PREPARE_DIR],
+            prep,
             {"reference": pair.reference, "query": pair.query},
             {
                 "labels_key": pair.labels_key,
                 "query_labels_key": pair.query_labels_key,
-                "overlap_width": overlap,
-                "min_peak_frac": min_frac,
+                "overlap_width": c.overlap_width,
+                "min_peak_frac": c.min_peak_frac,
             },
-            [acc, peaks_bed, d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY],
-            prepare,
+            [c.accessibility, c.peaks_bed, prep / keys.PREPARE_SUMMARY],
+            partial(_prepare, c),
         ),
     ]
-    train_inputs = {"accessibility": acc}
+    train_inputs = {"accessibility": c.accessibility}
     if opts.uses_sequence:
-        assert fasta is not None  # check_files(need_fasta=opts.uses_sequence) gave it
-        model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
-        steps += [
-            Step(
-                keys.EXTRACT_DIR,
-                d[keys.EXTRACT_DIR],
-                {"peaks": peaks_bed, "fasta": Path(fasta)},
-                {"width": str(opts.width)},
-                [peaks_fa, d[keys.EXTRACT_DIR] / f"{keys.PEAKS_FASTA}.summary.json"],
-                extract,
-            ),
-            Step(
-                keys.EMBED_DIR,
-                d[keys.EMBED_DIR],
-                {"fasta": peaks_fa, **model_inputs},
-                {"model": str(opts.model), "dtype": opts.dtype},
-                [emb],
-                embed,
-            ),
-        ]
-        train_inputs["embeddings"] = emb
+        steps += _sequence_steps(c)
+        train_inputs["embeddings"] = c.embeddings
     steps += [
         Step(
             keys.TRAIN_DIR,
-            d[keys.TRAIN_DIR],
+            train,
             train_inputs,
             {"method": opts.train_method, "seed": opts.seed, **opts.train_overrides},
-            [cells, d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY],
-            train,
+            [c.cells, train / keys.TRAIN_SUMMARY],
+            partial(_train, c),
         ),
         Step(
             keys.ANNOTATE_DIR,
-            d[keys.ANNOTATE_DIR],
-            {"cells": cells},
+            ann,
+            {"cells": c.cells},
             {"method": opts.annotate_method, "seed": opts.seed, **opts.annotate_overrides},
-            [d[keys.ANNOTATE_DIR] / keys.PREDICTIONS, d[keys.ANNOTATE_DIR] / keys.QUERY_ANNOTATED],
-            annotate,
+            [ann / keys.PREDICTIONS, ann / keys.QUERY_ANNOTATED],
+            partial(_annotate, c),
         ),
         Step(
             keys.REPORT_DIR,
-            d[keys.REPORT_DIR],
+            report,
             {
-                "accessibility": acc,
-                "prepare_summary": d[keys.PREPARE_DIR] / keys.PREPARE_SUMMARY,
-                "cells": cells,
-                "train_summary": d[keys.TRAIN_DIR] / keys.TRAIN_SUMMARY,
-                "predictions": d[keys.ANNOTATE_DIR] / keys.PREDICTIONS,
+                "accessibility": c.accessibility,
+                "prepare_summary": prep / keys.PREPARE_SUMMARY,
+                "cells": c.cells,
+                "train_summary": train / keys.TRAIN_SUMMARY,
+                "predictions": ann / keys.PREDICTIONS,
             },
             {"max_umap_cells": opts.max_umap_cells, "seed": opts.seed},
-            [d[keys.REPORT_DIR] / f"{pair.pair_id}_report.html", d[keys.REPORT_DIR] / f"{pair.pair_id}_mqc.tsv"],
-            report,
+            [report / f"{pair.pair_id}_report.html", report / f"{pair.pair_id}_mqc.tsv"],
+            partial(_report, c),
         ),
     ]
     return steps
+
+
+def _sequence_steps(c: _PairContext) -> list[Step]:
+    """extract and embed: the steps only the sequence model (``--train-method nt``) needs."""
+    opts = c.opts
+    assert c.fasta is not None  # the sequence route: check_files found the FASTA
+    model_inputs = {"model": Path(opts.model)} if opts.model and Path(opts.model).is_dir() else {}
+    extract = c.folder(keys.EXTRACT_DIR)
+    return [
+        Step(
+            keys.EXTRACT_DIR,
+            extract,
+            {"peaks": c.peaks_bed, "fasta": Path(c.fasta)},
+            {"width": str(opts.width)},
+            [c.peaks_fasta, extract / f"{keys.PEAKS_FASTA}.summary.json"],
+            partial(_extract, c),
+        ),
+        Step(
+            keys.EMBED_DIR,
+            c.folder(keys.EMBED_DIR),
+            {"fasta": c.peaks_fasta, **model_inputs},
+            {"model": str(opts.model), "dtype": opts.dtype},
+            [c.embeddings],
+            partial(_embed, c),
+        ),
+    ]
 
 
 def _run_params(pair: Pair, fasta: Path | None, opts: RunOptions) -> dict[str, Any]:
@@ -419,8 +484,6 @@ def _internal_error(e: Exception, pair_dir: Path) -> str:
 
 def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> PairResult:
     """All steps of one pair; never raises for a problem of this pair (KeyboardInterrupt excepted)."""
-    from tqdm import tqdm
-
     t0 = time.perf_counter()
     res = PairResult(pair.pair_id, ok=False)
     pair_dir = outdir / pair.pair_id
@@ -429,45 +492,10 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
     try:
         fasta = pair.check_files(opts.fasta, need_fasta=opts.uses_sequence)
         steps = pair_steps(pair, fasta, opts, pair_dir)
-        bar = tqdm(
-            total=len(steps),
-            desc=f"{label}{pair.pair_id}",
-            unit="step",
-            file=sys.stderr,
-            disable=not progress_enabled(opts.progress),
-            leave=True,
-            dynamic_ncols=True,
-        )
+        bar = _progress_bar(len(steps), f"{label}{pair.pair_id}", opts)
         for step in steps:
             bar.set_postfix_str(step.name)
-            planned = plan(step.name, __version__, step.params, step.inputs)
-            if not opts.force and stamps.is_done(step.name, planned, step.outputs):
-                res.skipped.append(step.name)
-                log.info("%s: %s up to date, skipped", pair.pair_id, step.name)
-                bar.update(1)
-                continue
-            resume = not opts.force and stamps.was_started(step.name, planned)
-            if resume:
-                res.resumed.append(step.name)
-                log.info("%s: %s resumes an interrupted run", pair.pair_id, step.name)
-            else:  # the step publishes its folder as a unit: the old outputs stay until then
-                log.info("%s: %s ...", pair.pair_id, step.name)
-            stamps.start(step.name, planned)
-            ts, cpu0 = time.perf_counter(), time.process_time()
-            step.run(resume)
-            gc.collect()  # steps hold large matrices; free them before the next one
-            missing = [str(o) for o in step.outputs if not o.exists()]
-            if missing:
-                raise RuntimeError(f"step {step.name} finished without writing {', '.join(missing)}")
-            stamps.finish(step.name, planned, step.outputs, time.perf_counter() - ts, time.process_time() - cpu0)
-            res.ran.append(step.name)
-            log.info(
-                "%s: %s done in %.1f s (CPU %.1f s)",
-                pair.pair_id,
-                step.name,
-                time.perf_counter() - ts,
-                time.process_time() - cpu0,
-            )
+            _run_step(step, pair.pair_id, stamps, opts, res)
             bar.update(1)
         res.ok = True
         res.report = pair_dir / keys.REPORT_DIR / f"{pair.pair_id}_report.html"
@@ -490,6 +518,56 @@ def run_pair(pair: Pair, outdir: Path, opts: RunOptions, label: str = "") -> Pai
     if not res.ok:
         log.error("%s: FAILED: %s", pair.pair_id, res.error)  # now, not only in the summary at the end
     return res
+
+
+def _progress_bar(total: int, desc: str, opts: RunOptions):
+    """One bar per pair, one tick per step (off unless ``opts.progress`` or stderr is a terminal)."""
+    from tqdm import tqdm
+
+    return tqdm(
+        total=total,
+        desc=desc,
+        unit="step",
+        file=sys.stderr,
+        disable=not progress_enabled(opts.progress),
+        leave=True,
+        dynamic_ncols=True,
+    )
+
+
+def _run_step(step: Step, pair_id: str, stamps: Stamps, opts: RunOptions, res: PairResult) -> None:
+    """Skip the step when its stamp says it is up to date, else run (or resume) it and stamp it.
+
+    Records it in ``res`` as skipped, resumed and/or ran; raises when the step fails or does not
+    write all its outputs.
+    """
+    planned = plan(step.name, __version__, step.params, step.inputs)
+    if not opts.force and stamps.is_done(step.name, planned, step.outputs):
+        res.skipped.append(step.name)
+        log.info("%s: %s up to date, skipped", pair_id, step.name)
+        return
+    resume = not opts.force and stamps.was_started(step.name, planned)
+    if resume:
+        res.resumed.append(step.name)
+        log.info("%s: %s resumes an interrupted run", pair_id, step.name)
+    else:  # the step publishes its folder as a unit: the old outputs stay until then
+        log.info("%s: %s ...", pair_id, step.name)
+    stamps.start(step.name, planned)
+    ts, cpu0 = time.perf_counter(), time.process_time()
+    step.run(resume)
+    gc.collect()  # steps hold large matrices; free them before the next one
+    missing = [str(o) for o in step.outputs if not o.exists()]
+    if missing:
+        raise RuntimeError(f"step {step.name} finished without writing {', '.join(missing)}")
+    stamps.finish(step.name, planned, step.outputs, time.perf_counter() - ts, time.process_time() - cpu0)
+    res.ran.append(step.name)
+    log.info(
+        "%s: %s done in %.1f s (CPU %.1f s)",
+        pair_id,
+        step.name,
+        time.perf_counter() - ts,
+        time.process_time() - cpu0,
+    )
 
 
 # ----------------------------------------------------------------------------------- all pairs

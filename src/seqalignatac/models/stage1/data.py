@@ -281,3 +281,12 @@ def domains(adata, path=None) -> np.ndarray | None:
             path,
         )
     return d
+
+
+def read_accessibility(path: str):
+    """prepare's accessibility.h5ad, read and checked (one-line errors naming the file)."""
+    from seqalignatac.io.h5ad import read_h5ad
+
+    adata = read_h5ad(path, "accessibility file", hint=f"pass the {keys.ACCESSIBILITY} written by prepare")
+    check_prepared(adata, path)
+    return adata
