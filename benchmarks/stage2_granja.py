@@ -141,7 +141,7 @@ def main() -> None:
     for m in ("gda", "knn"):
         row, res = run_method(cells_nk, m, args.seed, args.threads)
         q = res.query.obs
-        is_nk = (q["label"].astype(str) == NOVEL).to_numpy()
+        is_nk = (q[LABEL].astype(str) == NOVEL).to_numpy()
         unk = q["seqalignatac_unknown"].to_numpy()
         novel.append(
             {
@@ -151,7 +151,7 @@ def main() -> None:
                 "n_query_nk": int(is_nk.sum()),
                 "nk_predicted_as": q.loc[is_nk, "seqalignatac_best_label"].value_counts().head(3).to_dict(),
                 "accuracy_others_argmax": float(
-                    (q["label"].astype(str) == q["seqalignatac_best_label"].astype(str))[~is_nk].mean()
+                    (q[LABEL].astype(str) == q["seqalignatac_best_label"].astype(str))[~is_nk].mean()
                 ),
             }
         )
