@@ -30,3 +30,14 @@ def test_annotate_section_lists_every_setting_with_its_default():
     for key, default in rows.items():
         documented = tomllib.loads(f"v = {default}")["v"]
         assert documented == (config[key] if key in config else keywords[key]), key
+
+
+def test_annotate_help_lists_at_most_fifteen_options():
+    from click.testing import CliRunner
+
+    from seqalignatac.cli.main import cli
+
+    res = CliRunner().invoke(cli, ["annotate", "--help"])
+    options = [line for line in res.output.splitlines() if line.startswith("  -")]
+    assert len(options) <= 15, options
+    assert any("--config" in line for line in options) and any("--labels-key" in line for line in options)
