@@ -256,30 +256,24 @@ def _build(
     return model, head, opt
 
 
+@dataclass
 class _Loop:
     """One epoch of steps, then the evaluation and the early-stopping bookkeeping, with checkpoints."""
 
-    def __init__(
-        self,
-        cfg,
-        model,
-        head,
-        opt,
-        E_t,
-        batches,
-        split,
-        dev,
-        work,
-        checkpoint_minutes,
-        checkpoint_steps,
-        progress,
-        callback,
-    ):
-        self.cfg, self.model, self.head, self.opt, self.E_t = cfg, model, head, opt, E_t
-        self.batches, self.split, self.dev, self.work = batches, split, dev, work
-        self.checkpoint_minutes, self.checkpoint_steps = checkpoint_minutes, checkpoint_steps
-        self.progress, self.callback = progress, callback
-        self.last_ck = time.time()
+    cfg: Any
+    model: Any
+    head: Any
+    opt: Any
+    E_t: Any
+    batches: Any
+    split: Any
+    dev: Any
+    work: Any
+    checkpoint_minutes: float
+    checkpoint_steps: int | None
+    progress: bool | None
+    callback: Any
+    last_ck: float = field(default_factory=time.time)
 
     def checkpoint(self, st: _State) -> None:
         if self.work is not None:
