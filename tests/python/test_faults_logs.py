@@ -91,6 +91,9 @@ def test_ctrl_c_exits_130_says_what_was_kept_and_resumes(sim, tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
+        # A job started in the background by a non-interactive shell (a CI runner) inherits an
+        # ignored SIGINT, and Python keeps it ignored: give the run the default, as a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.time() + 300
