@@ -59,7 +59,11 @@ def test_ensemble_averages_models(cells):
 
 @pytest.mark.parametrize(
     "bad, match",
-    [({"knn_mix": 1.5}, "--knn-mix"), ({"ensemble": 0}, "--ensemble"), ({"knn_method": "annoy"}, "--knn-method")],
+    [
+        ({"knn_mix": 1.5}, "for knn_mix"),
+        ({"ensemble": 0}, "--ensemble"),
+        ({"knn_method": "annoy"}, "knn_method must be one of"),
+    ],
 )
 def test_bad_extension_values_are_clear_errors(cells, bad, match):
     with pytest.raises(InputError, match=match):

@@ -47,12 +47,12 @@ def test_knn_votes_rescaled_by_class_size():
 @pytest.mark.parametrize(
     "bad, match",
     [
-        ({"class_weight": "focal"}, "--class-weight"),
-        ({"knn_vote_power": 1.5}, "--knn-vote-power"),
-        ({"knn_mix_k": -1}, "--knn-mix-k"),
-        ({"knn_mix": 0.5, "linear_mix": 0.6}, "--linear-mix"),
-        ({"linear_c": 0.0}, "--linear-c"),
-        ({"alpha": float("nan")}, "--alpha"),
+        ({"class_weight": "focal"}, "class_weight must be one of"),
+        ({"knn_vote_power": 1.5}, "for knn_vote_power"),
+        ({"knn_mix_k": -1}, "for knn_mix_k"),
+        ({"knn_mix": 0.5, "linear_mix": 0.6}, "linear_mix must be in"),
+        ({"linear_c": 0.0}, "for linear_c"),
+        ({"alpha": float("nan")}, "for alpha"),
     ],
 )
 def test_bad_loss_option_values_are_clear_errors(cells, bad, match):

@@ -178,10 +178,16 @@ def _checked_train(opts: RunOptions) -> dict[str, Any]:
 def _checked_annotate(opts: RunOptions) -> dict[str, Any]:
     from dataclasses import fields
 
-    from seqalignatac.models.stage2.options import ANNOTATE_RANGES, GDA_RANGES, check_annotate_options, config_with
+    from seqalignatac.models.stage2.options import (
+        ANNOTATE_RANGES,
+        GDA_RANGES,
+        check_annotate_options,
+        config_with,
+        setting_name,
+    )
     from seqalignatac.models.stage2.train import GDAConfig
 
-    given = _converted(opts.annotate_overrides, {**GDA_RANGES, **ANNOTATE_RANGES})
+    given = _converted(opts.annotate_overrides, {**GDA_RANGES, **ANNOTATE_RANGES}, setting_name)
     cfg_names = {f.name for f in fields(GDAConfig)}
     check_annotate_options(
         opts.annotate_method,

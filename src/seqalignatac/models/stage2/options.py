@@ -72,16 +72,25 @@ FILE_SETTINGS: dict[str, click.ParamType] = {
 }
 
 
+# Settings that are options of `seqalignatac annotate` (an error names them --like-this).
+CLI_OPTIONS = (*CLI_SETTINGS, "device", "seed", "threads")
+
+
+def setting_name(key: str) -> str:
+    """How an error names a setting: ``--ensemble`` for a command-line option, the key otherwise."""
+    return "--" + key.replace("_", "-") if key in CLI_OPTIONS else key
+
+
 def _check_config(config: GDAConfig) -> None:
-    """The option ranges (the CLI's own types, so the same messages) and the cross-option rules."""
-    check_all(config.to_dict(), GDA_RANGES)
+    """The setting ranges (the CLI's own types, so the same messages) and the cross-setting rules."""
+    check_all(config.to_dict(), GDA_RANGES, option_name=setting_name)
     if config.class_weight not in CLASS_WEIGHTS:
-        raise InputError(f"--class-weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
+        raise InputError(f"class_weight must be one of {', '.join(CLASS_WEIGHTS)}, not {config.class_weight!r}")
     if config.knn_method not in KNN_METHODS:
-        raise InputError(f"--knn-method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
+        raise InputError(f"knn_method must be one of {', '.join(KNN_METHODS)}, not {config.knn_method!r}")
     if not config.linear_mix <= 1.0 - config.knn_mix:
         raise InputError(
-            f"--linear-mix must be in [0, 1 - --knn-mix] = [0, {1.0 - config.knn_mix:g}], not {config.linear_mix}"
+            f"linear_mix must be in [0, 1 - knn_mix] = [0, {1.0 - config.knn_mix:g}], not {config.linear_mix}"
         )
 
 
@@ -102,6 +111,7 @@ def check_annotate_options(
     check_all(
         {**options, "device": device, "seed": seed, "threads": threads},
         {**ANNOTATE_RANGES, "device": DEVICE, "seed": SEED, "threads": THREADS},
+        option_name=setting_name,
     )
     _check_config(config or GDAConfig())
 
