@@ -172,20 +172,20 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
     assert "smooth_threshold" not in info and info["distance_quantile"] == 0.02  # the per-cell rule alone
     explicit = annotate_full(c, method="knn", progress=False, seed=7, unknown_quantile=0.02)
     assert explicit.summary["unknown"]["distance_quantile"] == 0.02  # an explicit quantile wins
-    with pytest.raises(Exception, match="unknown-smooth"):
+    with pytest.raises(Exception, match="invalid value for unknown_smooth"):
         annotate_full(c, method="knn", progress=False, unknown_smooth=-1)
 
 
 @pytest.mark.parametrize(
-    "opt, value",
+    "setting",
     [
-        ("--unknown-k", "0"),
-        ("--unknown-smooth", "-1"),
-        ("--unknown-smooth-quantile", "1.5"),
-        ("--unknown-quantile", "1"),
+        ("unknown_k = 0"),
+        ("unknown_smooth = -1"),
+        ("unknown_smooth_quantile = 1.5"),
+        ("--unknown-quantile 1"),  # the one Unknown setting that is a command-line option
     ],
 )
-def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
+def test_cli_bad_unknown_settings_are_one_line_errors(tmp_path, setting):
     from cli_helpers import assert_one_line_error
     from click.testing import CliRunner
 
@@ -193,8 +193,15 @@ def test_cli_bad_unknown_options_are_one_line_errors(tmp_path, opt, value):
 
     path = tmp_path / "c.h5ad"
     make_cells(n_ref=60, n_query=60).write_h5ad(path)
-    r = CliRunner().invoke(
-        cli, ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "o"), "--method", "knn", opt, value]
-    )
-    assert_one_line_error(r, opt)
+    args = ["annotate", "--cells", str(path), "--outdir", str(tmp_path / "o"), "--method", "knn"]
+    if setting.startswith("--"):
+        args += setting.split()
+        needles = [setting.split()[0]]
+    else:
+        toml = tmp_path / "settings.toml"
+        toml.write_text(f"[annotate]\n{setting}\n")
+        args += ["--config", str(toml)]
+        needles = [str(toml), "[annotate]", setting.split()[0]]
+    r = CliRunner().invoke(cli, args)
+    assert_one_line_error(r, *needles)
     assert not (tmp_path / "o" / "predictions.csv").exists()
