@@ -192,3 +192,17 @@ def test_later_settings_files_override_earlier_ones_key_by_key(tmp_path):
     second.write_text("[train]\nlr = 0.002\n")
     got = read_settings([first, second], "train", TRAIN_SETTINGS)
     assert got == {"missing_embeddings": "drop", "lr": 0.002}
+
+
+@pytest.mark.parametrize(
+    "text, needle",
+    [("[train\nlr = 0.1\n", "not valid TOML"), ("train = 3\n", "[train] must be a table")],
+)
+def test_a_broken_settings_file_is_one_line_naming_it(tmp_path, text, needle):
+    from cli_helpers import assert_one_line_error
+
+    bad = tmp_path / "broken.toml"
+    bad.write_text(text)
+    res = CliRunner().invoke(cli, [*REQUIRED, str(tmp_path / "out"), "--config", str(bad)])
+    assert_one_line_error(res, str(bad), needle)
+    assert not (tmp_path / "out").exists()
