@@ -18,8 +18,10 @@ sys.path.insert(0, str(BENCH))
 import exchange  # noqa: E402
 import granja  # noqa: E402
 import lsi_logreg  # noqa: E402
+import readme_tables  # noqa: E402
 import runner  # noqa: E402
 import throughput_table  # noqa: E402
+import unknown_table  # noqa: E402
 from unknown_table import unknown_metrics  # noqa: E402
 
 FINE = [
@@ -238,6 +240,163 @@ def test_tables_list_every_row_not_run_yet():
     assert sum(("not run yet" in line) or ("not run in this session" in line) for line in lines) == len(lines) - 1
     assert "| 0.500 | 0.400 | 0.000 | 0.500 |" in md  # a tool without Unknown: arg-max accuracy = accuracy
     md2 = unknown_table.render({"command": "x", "machine": machine, "rows": []})
-    rows2 = [line for line in md2.splitlines() if line.startswith("| D6toD5")]
-    assert len(rows2) == 2 * len(unknown_table.TOOLS) and all("not run" in line for line in rows2)
+    rows2 = [line for line in md2.splitlines() if line.startswith("| D")]
+    # both directions x (nothing removed + 5 groups) x the default tool, nothing dropped
+    assert len(rows2) == 2 * 6 * len(unknown_table.DEFAULT_TOOLS) and all("not run yet" in line for line in rows2)
+    assert unknown_table.DEFAULT_REMOVE == ["none", "NK", "B", "Mono", "GMP", "Progenitor"]
+    assert "T" in unknown_table.GROUP_ORDER and "T" not in unknown_table.DEFAULT_REMOVE
     assert "Cellcano" in md2  # tools with no Unknown output are named, not dropped
+
+
+def test_full_metrics_counts_unknown_wrong_and_scores_argmax():
+    truth = pd.Series(["A", "A", "B", "B"], index=list("wxyz"))
+    pred = pd.Series(["A", "Unknown", "B", "A"], index=list("wxyz"))
+    argmax = pd.Series(["A", "A", "B", "A"], index=list("wxyz"))
+    m = unknown_table.full_metrics(truth, pred, argmax)
+    assert m["accuracy"] == pytest.approx(0.5) and m["others_accuracy"] == pytest.approx(0.5)
+    assert m["macro_f1"] == pytest.approx((0.5 + 2 / 3) / 2)  # A: P 1/2 R 1/2; B: P 1 R 1/2
+    assert m["others_unknown_share"] == pytest.approx(0.25)
+    assert m["accuracy_argmax"] == pytest.approx(0.75) and m["macro_f1_argmax"] == pytest.approx((0.8 + 2 / 3) / 2)
+    assert m["per_class_f1"] == pytest.approx({"A": 0.5, "B": 2 / 3})
+    no_argmax = unknown_table.full_metrics(truth, pred.drop("z"))  # a dropped cell counts wrong, not Unknown
+    assert no_argmax["accuracy"] == pytest.approx(0.5) and no_argmax["accuracy_argmax"] is None
+
+
+def _case(direction, removed, tool="sa_lsi_gda", **kw):
+    row = {"direction": direction, "removed": removed, "tool": tool, "status": "ok", "removed_labels": []}
+    return {**row, **kw}
+
+
+SYNTHETIC_ROWS = [
+    _case("D5toD6", "NK", removed_type_unknown_share=0.2, others_unknown_share=0.01, removed_labels=["25_NK"]),
+    _case("D5toD6", "B", removed_type_unknown_share=0.9, others_unknown_share=0.04),
+    _case("D5toD6", "Mono", removed_type_unknown_share=0.4, others_unknown_share=0.02),
+    _case("D5toD6", "GMP", status="failed at prepare"),
+    _case(
+        "D5toD6",
+        "none",
+        accuracy=0.7,
+        macro_f1=0.6,
+        accuracy_argmax=0.72,
+        macro_f1_argmax=0.61,
+        others_unknown_share=0.03,
+    ),
+    _case(
+        "D6toD5",
+        "NK",
+        "scmingle",
+        removed_type_unknown_share=0.0,
+        others_unknown_share=0.001,
+        removed_type_top_predictions={"24_CD8.CM": 191, "06_CLP.1": 9, "19_CD8.N": 5, "20_CD4.N1": 4},
+    ),
+]
+
+
+def test_summarize_per_direction_and_tool():
+    s = unknown_table.summarize(SYNTHETIC_ROWS)
+    assert [(x["direction"], x["tool"]) for x in s] == [("D6toD5", "scmingle"), ("D5toD6", "sa_lsi_gda")]
+    ours = s[1]
+    assert ours["left_out_groups"] == ["NK", "B", "Mono"]  # the failed GMP case is left out
+    assert ours["left_out_recall_mean"] == pytest.approx(0.5)
+    assert ours["false_unknown_mean"] == pytest.approx((0.03 + 0.01 + 0.04 + 0.02) / 4)
+    assert (ours["false_unknown_max"], ours["false_unknown_max_case"]) == (0.04, "B")
+    assert (ours["accuracy"], ours["macro_f1"], ours["accuracy_argmax"], ours["macro_f1_argmax"]) == (
+        0.7,
+        0.6,
+        0.72,
+        0.61,
+    )
+    peer = s[0]
+    assert peer["left_out_recall_mean"] == 0.0 and peer["accuracy"] is None  # no nothing-removed case run
+
+
+def test_unknown_render_summary_cases_and_tuning_mark():
+    md = unknown_table.render({"command": "x", "machine": runner.machine_info(), "rows": SYNTHETIC_ROWS})
+    summary = md.split("## Summary")[1].split("## Cases")[0]
+    assert (
+        "| D5toD6 † | seqAlignATAC GDA on LSI (--unknown distance) | 0.500 (3: NK, B, Mono) | 0.025 | 0.040 (B) |"
+        in summary
+    )
+    assert "| 0.700 / 0.600 | 0.720 / 0.610 |" in summary
+    assert "| D6toD5 | scMINGLE 1.1.0 (uncover_novel=True) | 0.000 (1: NK) |" in summary  # peers are never marked
+    cases = md.split("## Cases")[1]
+    assert "| D5toD6 † | NK (25_NK) | seqAlignATAC GDA on LSI (--unknown distance) | 0.200 | 0.010 |" in cases
+    assert (
+        "| D5toD6 † | nothing | seqAlignATAC GDA on LSI (--unknown distance) | – | 0.030 | – | 0.700 / 0.600 (0.720 / 0.610) |"
+        in cases
+    )
+    assert "24_CD8.CM 191, 06_CLP.1 9, 19_CD8.N 5 |" in cases  # top three predictions of the removed cells
+    assert "ok, not held out †" in cases and "failed at prepare" in cases
+    # the default cases (2 directions x 6) not run, for the default tool and for every tool that has a row
+    assert cases.count("not run yet") == (12 - 5) + (12 - 1)
+
+
+def test_readme_replace_block_keeps_text_outside_markers():
+    text = f"intro\n{readme_tables.START}\nold table\n{readme_tables.END}\nafter\n"
+    new = readme_tables.replace_block(text, "| new |\n")
+    assert new == f"intro\n{readme_tables.START}\n| new |\n{readme_tables.END}\nafter\n"
+    assert readme_tables.replace_block(new, "| new |") == new  # idempotent
+    for bad in ("no markers", f"{readme_tables.END} {readme_tables.START}", text + readme_tables.START):
+        with pytest.raises(ValueError, match="benchmark-tables"):
+            readme_tables.replace_block(bad, "x")
+
+
+def _acc(direction, level, tool, a, f, **kw):
+    return {"direction": direction, "level": level, "tool": tool, "accuracy": a, "macro_f1": f, "status": "ok", **kw}
+
+
+ACC = {
+    "rows": [
+        _acc("D6toD5", "fine", "sa_lsi_gda", 0.74, 0.60, accuracy_best_label=0.75),
+        _acc("D6toD5", "coarse", "sa_lsi_gda", 0.90, 0.83),
+        _acc("D6toD5", "fine", "sa_lsi_knn", 0.70, 0.55),
+        _acc("D6toD5", "coarse", "sa_lsi_knn", 0.93, 0.86),
+        _acc("D6toD5", "fine", "lsi_logreg", 0.65, 0.49),
+        _acc("D6toD5", "fine", "lsi_logreg_allpeaks", 0.68, 0.51),
+        _acc("D6toD5", "coarse", "lsi_logreg", 0.92, 0.82),
+        _acc("D6toD5", "fine", "scmingle", 0.44, 0.31),
+        _acc("D5toD6", "fine", "cellcano", 0.1, 0.9),  # other direction: never shown
+    ]
+}
+
+
+def test_readme_block_prefers_unknown_table_and_falls_back_with_a_note():
+    unknown = {
+        "rows": [
+            _case(
+                "D6toD5", "NK", removed_type_unknown_share=0.04, others_unknown_share=0.008, removed_labels=["25_NK"]
+            ),
+            _case("D6toD5", "B", removed_type_unknown_share=0.9, others_unknown_share=0.012),
+            _case("D5toD6", "Mono", removed_type_unknown_share=0.5, others_unknown_share=0.3),  # tuning pair
+        ]
+    }
+    block = readme_tables.build_block(unknown, ACC, None)
+    assert (
+        "| seqAlignATAC, GDA on LSI (2,723 peaks kept by `prepare`) | **0.740 / 0.600** (arg-max accuracy 0.750) ‡ | 0.900 / 0.830 |"
+        in block
+    )
+    assert "‡ From accuracy_table.json" in block
+    assert "| seqAlignATAC, kNN ablation on LSI (kept peaks) | 0.700 / 0.550 | **0.930 / 0.860** |" in block
+    assert "| 0.650 / 0.490, 0.680 / 0.510 | 0.920 / 0.820 |" in block
+    assert "| Cellcano 1.0.4 | not run | not run |" in block
+    assert "| NK (25_NK) | 4.0 % / 0.8 % |" in block and "| B () | 90.0 % / 1.2 % |" in block
+    assert "| mean left-out share / largest false share | 47.0 % / 1.2 % |" in block
+    assert "Mono" not in block  # only the held-out pair's cases
+    full = _case("D6toD5", "none", accuracy=0.76, macro_f1=0.65, accuracy_argmax=0.77, macro_f1_argmax=0.66)
+    full["others_unknown_share"] = 0.02
+    stage2 = {
+        "results": [
+            {
+                "method": "gda",
+                "accuracy": 0.774,
+                "macro_f1": 0.67,
+                "accuracy_with_unknown": 0.761,
+                "macro_f1_with_unknown": 0.656,
+            }
+        ]
+    }
+    block2 = readme_tables.build_block({"rows": [*unknown["rows"], full]}, ACC, stage2)
+    assert "| 0.760 / 0.650 (arg-max 0.770 / 0.660) | 0.900 / 0.830 |" in block2 and "‡" not in block2
+    assert "| **0.761 / 0.656** (arg-max 0.774 / 0.670) |  |" in block2  # 0.656 > 0.650: that row is bold
+    assert "| mean left-out share / largest false share | 47.0 % / 2.0 % |" in block2  # nothing removed: 2 % false
+    assert "(all 10,000 peaks;" in block2 and "| nothing | – / 2.0 % |" in block2
