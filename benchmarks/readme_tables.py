@@ -157,7 +157,7 @@ def unknown_table(unknown: dict, direction: str = DIRECTION) -> str:
         cells = [
             f"– / {pct(by[(NOTHING, t)]['others_unknown_share'])}" if (NOTHING, t) in by else "not run" for t in tools
         ]
-        lines.append("| nothing | " + " | ".join(cells) + " |")
+        lines.append("| nothing (every Unknown is false) | " + " | ".join(cells) + " |")
     means = []
     for t in tools:
         left = [by[(g, t)]["removed_type_unknown_share"] for g in GROUPS if (g, t) in by]

@@ -273,6 +273,10 @@ def _pair(a: float | None, b: float | None) -> str | None:
     return None if a is None or b is None else f"{a:.3f} / {b:.3f}"
 
 
+def case_name(group: str) -> str:
+    return "nothing removed" if group == NOTHING else group
+
+
 def held_out_mark(direction: str, tool: str) -> str:
     return " †" if direction in TUNED_ON and tool.startswith("sa_") else ""
 
@@ -316,7 +320,7 @@ def summary_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 else f"{s['left_out_recall_mean']:.3f} ({n}: {', '.join(s['left_out_groups'])})",
                 "false_max": None
                 if s["false_unknown_max"] is None
-                else f"{s['false_unknown_max']:.3f} ({s['false_unknown_max_case']})",
+                else f"{s['false_unknown_max']:.3f} ({case_name(s['false_unknown_max_case'])})",
                 "acc_f1": _pair(s["accuracy"], s["macro_f1"]),
                 "acc_f1_argmax": _pair(s["accuracy_argmax"], s["macro_f1_argmax"]),
             }

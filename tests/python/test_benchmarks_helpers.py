@@ -318,6 +318,9 @@ def test_unknown_render_summary_cases_and_tuning_mark():
         in summary
     )
     assert "| 0.700 / 0.600 | 0.720 / 0.610 |" in summary
+    assert "0.030 (nothing removed)" in unknown_table.render(
+        {"command": "x", "machine": runner.machine_info(), "rows": SYNTHETIC_ROWS[-2:-1]}
+    )
     assert "| D6toD5 | scMINGLE 1.1.0 (uncover_novel=True) | 0.000 (1: NK) |" in summary  # peers are never marked
     cases = md.split("## Cases")[1]
     assert "| D5toD6 † | NK (25_NK) | seqAlignATAC GDA on LSI (--unknown distance) | 0.200 | 0.010 |" in cases
@@ -399,4 +402,4 @@ def test_readme_block_prefers_unknown_table_and_falls_back_with_a_note():
     assert "| 0.760 / 0.650 (arg-max 0.770 / 0.660) | 0.900 / 0.830 |" in block2 and "‡" not in block2
     assert "| **0.761 / 0.656** (arg-max 0.774 / 0.670) |  |" in block2  # 0.656 > 0.650: that row is bold
     assert "| mean left-out share / largest false share | 47.0 % / 2.0 % |" in block2  # nothing removed: 2 % false
-    assert "(all 10,000 peaks;" in block2 and "| nothing | – / 2.0 % |" in block2
+    assert "(all 10,000 peaks;" in block2 and "| nothing (every Unknown is false) | – / 2.0 % |" in block2
