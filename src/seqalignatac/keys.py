@@ -34,6 +34,8 @@ IS_UNKNOWN_OBS = "seqalignatac_unknown"  # obs: True for Unknown cells
 BEST_LABEL_OBS = "seqalignatac_best_label"  # obs: most probable class, Unknown or not
 PROBA = "seqalignatac_proba"  # obsm: class probabilities (cells x classes)
 HIDDEN = "seqalignatac_hidden"  # obsm: stage-2 encoder output (gda)
+QUERY_CLUSTER_OBS = "seqalignatac_query_cluster"  # obs: Leiden cluster of the query cell
+NOVELTY_OBS = "seqalignatac_novelty"  # obs: how far the cell's neighbourhood is from every reference class
 
 # ## predictions.csv columns
 CELL_ID = "cell_id"  # the query cell's barcode in the user's query file
@@ -43,6 +45,8 @@ ENTROPY = "entropy"  # entropy of the class probabilities
 IS_UNKNOWN = "is_unknown"  # true when predicted_label is UNKNOWN
 UNKNOWN_REASON = "unknown_reason"  # no_signal, low_confidence, far_from_reference, far_neighbourhood
 BEST_LABEL = "best_label"  # most probable class, Unknown or not
+QUERY_CLUSTER = "query_cluster"  # Leiden cluster of the query cells (0 = the largest)
+NOVELTY = "novelty"  # z-score of the neighbourhood's distance to the closest reference class
 UNKNOWN = "Unknown"  # the label of a cell no reference class explains
 
 # ## Step folders
@@ -70,6 +74,15 @@ ANNOTATOR_DIR = "model"  # annotate: the saved stage-2 model (sa.models.Annotato
 METRICS = "metrics.json"  # annotate, evaluate: scores when the query has labels
 PER_CLASS = "per_class.csv"  # annotate, evaluate: precision, recall, F1 per class
 CONFUSION = "confusion_matrix.csv"  # annotate, evaluate: rows truth, columns predictions
+QUERY_CLUSTERS = "query_clusters.csv"  # annotate: one row per query cluster, explained by the reference or not
+
+# ## query_clusters.csv columns (and QUERY_CLUSTER)
+N_CELLS = "n_cells"  # query cells in the cluster
+TOP_LABEL = "top_label"  # the cluster's most common best_label
+TOP_LABEL_SHARE = "top_label_share"  # share of the cluster's cells with that label
+UNKNOWN_SHARE = "unknown_share"  # share of the cluster's cells called Unknown
+MEDIAN_NOVELTY = "median_novelty"  # median novelty of the cluster's cells
+EXPLAINED = "explained"  # false: no reference class explains the cluster (a likely novel population)
 
 DOMAINS = (REFERENCE, QUERY)
 STEPS = (PREPARE_DIR, EXTRACT_DIR, EMBED_DIR, TRAIN_DIR, ANNOTATE_DIR, REPORT_DIR)

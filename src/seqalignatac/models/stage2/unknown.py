@@ -34,43 +34,6 @@ def confidence_entropy(proba: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return proba.max(axis=1), -(p * np.log(p)).sum(axis=1)
 
 
-def mean_knn_distance(points: np.ndarray, base: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
-    """Mean cosine distance from each point to its k nearest ``base`` rows (kNN index, not all pairs)."""
-    from sklearn.neighbors import NearestNeighbors
-
-    base_n, pts_n = l2_normalize(base), l2_normalize(points)
-    k = max(1, min(k, base_n.shape[0]))
-    if base_n.shape[0] > 50_000:
-        import faiss
-
-        index = faiss.IndexHNSWFlat(base_n.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.add(base_n)
-        sims, _ = index.search(pts_n, k)
-        return 1.0 - sims.mean(axis=1)
-    nn = NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(base_n)
-    dist, _ = nn.kneighbors(pts_n)
-    return (dist**2 / 2.0).mean(axis=1)  # ||a-b||^2 / 2 = 1 - cos on unit vectors
-
-
-def class_distance(
-    points: np.ndarray,
-    point_class: np.ndarray,
-    base: np.ndarray,
-    base_class: np.ndarray,
-    k: int,
-    threads: int | None = None,
-) -> np.ndarray:
-    """Mean cosine distance from each point to the k nearest ``base`` rows of the point's class."""
-    out = np.full(points.shape[0], np.nan, dtype=np.float64)
-    for c in np.unique(point_class):
-        sel = point_class == c
-        ref = base[base_class == c]
-        if ref.shape[0] == 0:
-            continue
-        out[sel] = mean_knn_distance(points[sel], ref, k, threads)
-    return out
-
-
 def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray, ref_y: np.ndarray) -> np.ndarray:
     """``query_x`` moved by the median offset of query cells from their predicted class's reference centroid.
 
@@ -90,20 +53,32 @@ def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray,
     return query_x - shift
 
 
-def leave_one_out_distance(x: np.ndarray, y: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
-    """Mean cosine distance from each cell to its k nearest *other* cells of its own class (NaN if alone)."""
-    from sklearn.neighbors import NearestNeighbors
+def class_density(train_x: np.ndarray, train_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class means, shared within-class precision, class ids) of the unit-length training cells.
 
-    out = np.full(x.shape[0], np.nan, dtype=np.float64)
-    for c in np.unique(y):
-        sel = np.flatnonzero(y == c)
-        if sel.size < 2:
-            continue
-        kk = min(k, sel.size - 1)
-        base = l2_normalize(x[sel])
-        dist, _ = NearestNeighbors(n_neighbors=kk + 1, n_jobs=threads).fit(base).kneighbors(base)
-        out[sel] = (dist[:, 1:] ** 2 / 2.0).mean(axis=1)
-    return out
+    One covariance pooled over the classes' residuals (Ledoit-Wolf shrinkage, so small classes
+    and many dimensions stay well conditioned): the directions in which reference cells of one type
+    vary little are the ones a query cell leaving its type must cross.
+    """
+    from sklearn.covariance import LedoitWolf
+
+    x = l2_normalize(train_x)
+    ids = np.unique(train_y)
+    means = np.stack([x[train_y == c].mean(axis=0) for c in ids])
+    resid = x - means[np.searchsorted(ids, train_y)]
+    return means, LedoitWolf(assume_centered=True).fit(resid).precision_, ids
+
+
+def class_mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+    """Squared Mahalanobis distance of each unit-length row of ``x`` to every class mean (cells x classes)."""
+    xn = l2_normalize(x)
+    out = np.empty((xn.shape[0], means.shape[0]), dtype=np.float64)
+    m_p = means @ precision  # (x-m)'P(x-m) = x'Px - 2 x'Pm + m'Pm, in row chunks
+    m_term = np.einsum("cd,cd->c", m_p, means)
+    for lo in range(0, xn.shape[0], chunk):
+        xb = xn[lo : lo + chunk].astype(np.float64)
+        out[lo : lo + chunk] = np.einsum("nd,nd->n", xb @ precision, xb)[:, None] - 2.0 * xb @ m_p.T + m_term
+    return np.maximum(out, 0.0)
 
 
 def distance_scores(
@@ -113,40 +88,24 @@ def distance_scores(
     held_y: np.ndarray,
     train_x: np.ndarray,
     train_y: np.ndarray,
-    k: int,
-    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Distance of each query cell to the training cells of its predicted class, in class units.
+    """How far each cell lies from the reference class that explains it best, in class units.
 
-    Returns (query scores, reference scores).  A score is the mean cosine distance to the k nearest
-    training cells of the (predicted) class divided by that class's median reference distance
-    (training cells leave-one-out, held-out cells against the training cells).  The query is
-    first moved by :func:`robust_shift`.  A predicted class without training cells gives ``inf``.
+    Returns (query scores, reference scores).  A score is the smallest, over the reference classes,
+    of the squared Mahalanobis distance to the class mean (:func:`class_density`) divided by that
+    class's median over its own reference cells, so 1 is a typical reference cell of the class.
+    The query is first moved by :func:`robust_shift`; the reference scores are the held-out cells'.
+    Taking the best class rather than the predicted one: a query type next to a reference type
+    (NK beside CD8 memory T cells) is still far from it along the directions CD8 cells keep fixed.
     """
     qx = robust_shift(query_x, query_pred, np.concatenate([train_x, held_x]), np.concatenate([train_y, held_y]))
-    qd = class_distance(qx, query_pred, train_x, train_y, k, threads)
-    rd = np.concatenate(
-        [
-            leave_one_out_distance(train_x, train_y, k, threads),
-            class_distance(held_x, held_y, train_x, train_y, k, threads) if held_x.shape[0] else np.zeros(0),
-        ]
-    )
-    ry = np.concatenate([train_y, held_y])
-    pooled = float(np.nanmedian(rd)) if np.isfinite(rd).any() else 1.0
-    scale = {}
-    for c in np.unique(ry):
-        v = rd[ry == c]
-        v = v[np.isfinite(v)]
-        scale[c] = float(np.median(v)) if v.size else pooled
-
-    def unit(d: np.ndarray, cls: np.ndarray) -> np.ndarray:
-        s = np.array([scale.get(c, pooled) for c in cls], dtype=np.float64)
-        return d / np.maximum(s, 1e-12)
-
-    qn = unit(qd, query_pred)
-    qn[np.isnan(qn)] = np.inf  # a class with no training cell cannot vouch for anyone
-    rn = unit(rd, ry)
-    return qn, rn[np.isfinite(rn)]
+    means, precision, ids = class_density(train_x, train_y)
+    own = class_mahalanobis(train_x, means, precision)[np.arange(train_y.size), np.searchsorted(ids, train_y)]
+    scale = np.array([np.median(own[train_y == c]) for c in ids])
+    scale = np.maximum(scale, 1e-12)
+    qn = (class_mahalanobis(qx, means, precision) / scale).min(axis=1)
+    hn = (class_mahalanobis(held_x, means, precision) / scale).min(axis=1) if held_x.shape[0] else np.zeros(0)
+    return qn, hn
 
 
 def smooth_scores(query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
@@ -289,9 +248,7 @@ def unknown_scores(
     ``settings['unknown']`` test does not use them (docs/stage2.md, step 4)."""
     q_dist = h_dist = s_dist = None
     if settings["unknown"] in ("distance", "both") and ref.y_held.size:
-        q_dist, h_dist = distance_scores(
-            x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train, settings["unknown_k"], threads
-        )
+        q_dist, h_dist = distance_scores(x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train)
         if _smoothing(settings):
             s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads)
     return q_dist, h_dist, s_dist
@@ -322,6 +279,5 @@ def calibrate_unknown(
         dist_q,
     )
     if q_dist is not None:
-        info["k"] = int(settings["unknown_k"])
         info["smooth_k"] = int(settings["unknown_smooth"])
     return flags, info
