@@ -43,7 +43,17 @@ ENTROPY = "entropy"  # entropy of the class probabilities
 IS_UNKNOWN = "is_unknown"  # true when predicted_label is UNKNOWN
 UNKNOWN_REASON = "unknown_reason"  # no_signal, low_confidence, far_from_reference, far_neighbourhood
 BEST_LABEL = "best_label"  # most probable class, Unknown or not
+QUERY_CLUSTER = "query_cluster"  # Leiden cluster of the query cells on their stage-1 kNN graph
+NOVELTY = "novelty"  # z-score of the cell's query neighbourhood's distance to the closest reference class
 UNKNOWN = "Unknown"  # the label of a cell no reference class explains
+
+# ## query_clusters.csv columns (and QUERY_CLUSTER)
+N_CELLS = "n_cells"  # query cells in the cluster
+TOP_LABEL = "top_label"  # most common best_label of the cluster's cells
+TOP_LABEL_SHARE = "top_label_share"  # share of the cluster's cells with top_label
+UNKNOWN_SHARE = "unknown_share"  # share of the cluster's cells called Unknown
+MEDIAN_NOVELTY = "median_novelty"  # median novelty of the cluster's cells
+EXPLAINED = "explained"  # False: the reference does not explain the cluster (a novel population)
 
 # ## Step folders
 PREPARE_DIR = "prepare"  # harmonized accessibility
@@ -64,6 +74,7 @@ TRAIN_SUMMARY = "train_summary.json"  # train: method, dims, scores, epochs
 TRAINING_CURVE = "training_curve.tsv"  # train and annotate: loss per epoch
 STAGE1_MODEL = "model.safetensors"  # train: the stage-1 network's weights
 PREDICTIONS = "predictions.csv"  # annotate: one row per query cell
+QUERY_CLUSTERS = "query_clusters.csv"  # annotate: one row per query cluster, explained by the reference or not
 QUERY_ANNOTATED = "query_annotated.h5ad"  # annotate: the query with the obs/obsm keys above
 ANNOTATE_SUMMARY = "annotate_summary.json"  # annotate: counts, Unknown thresholds, settings
 ANNOTATOR_DIR = "model"  # annotate: the saved stage-2 model (sa.models.Annotator.load)
