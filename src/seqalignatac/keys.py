@@ -49,6 +49,14 @@ QUERY_CLUSTER = "query_cluster"  # Leiden cluster of the query cells (0 = the la
 NOVELTY = "novelty"  # z-score of the neighbourhood's distance to the closest reference class
 UNKNOWN = "Unknown"  # the label of a cell no reference class explains
 
+# ## query_clusters.csv columns (and QUERY_CLUSTER)
+N_CELLS = "n_cells"  # query cells in the cluster
+TOP_LABEL = "top_label"  # most common best_label of the cluster's cells
+TOP_LABEL_SHARE = "top_label_share"  # share of the cluster's cells with top_label
+UNKNOWN_SHARE = "unknown_share"  # share of the cluster's cells called Unknown
+MEDIAN_NOVELTY = "median_novelty"  # median novelty of the cluster's cells
+EXPLAINED = "explained"  # False: the reference does not explain the cluster (a novel population)
+
 # ## Step folders
 PREPARE_DIR = "prepare"  # harmonized accessibility
 EXTRACT_DIR = "extract"  # peak sequences
@@ -68,21 +76,13 @@ TRAIN_SUMMARY = "train_summary.json"  # train: method, dims, scores, epochs
 TRAINING_CURVE = "training_curve.tsv"  # train and annotate: loss per epoch
 STAGE1_MODEL = "model.safetensors"  # train: the stage-1 network's weights
 PREDICTIONS = "predictions.csv"  # annotate: one row per query cell
+QUERY_CLUSTERS = "query_clusters.csv"  # annotate: one row per query cluster, explained by the reference or not
 QUERY_ANNOTATED = "query_annotated.h5ad"  # annotate: the query with the obs/obsm keys above
 ANNOTATE_SUMMARY = "annotate_summary.json"  # annotate: counts, Unknown thresholds, settings
 ANNOTATOR_DIR = "model"  # annotate: the saved stage-2 model (sa.models.Annotator.load)
 METRICS = "metrics.json"  # annotate, evaluate: scores when the query has labels
 PER_CLASS = "per_class.csv"  # annotate, evaluate: precision, recall, F1 per class
 CONFUSION = "confusion_matrix.csv"  # annotate, evaluate: rows truth, columns predictions
-QUERY_CLUSTERS = "query_clusters.csv"  # annotate: one row per query cluster, explained by the reference or not
-
-# ## query_clusters.csv columns (and QUERY_CLUSTER)
-N_CELLS = "n_cells"  # query cells in the cluster
-TOP_LABEL = "top_label"  # the cluster's most common best_label
-TOP_LABEL_SHARE = "top_label_share"  # share of the cluster's cells with that label
-UNKNOWN_SHARE = "unknown_share"  # share of the cluster's cells called Unknown
-MEDIAN_NOVELTY = "median_novelty"  # median novelty of the cluster's cells
-EXPLAINED = "explained"  # false: no reference class explains the cluster (a likely novel population)
 
 DOMAINS = (REFERENCE, QUERY)
 STEPS = (PREPARE_DIR, EXTRACT_DIR, EMBED_DIR, TRAIN_DIR, ANNOTATE_DIR, REPORT_DIR)

@@ -14,9 +14,11 @@ DESIGN = ROOT / "docs" / "design.md"
 
 CONTRACT = {name: value for name, value in vars(keys).items() if name.isupper() and isinstance(value, str)}
 # Names specific enough that any literal copy is a copy of the contract: files, obs/obsm keys, columns.
-# n_peaks and labels_key are also parameter names (simulate's n_peaks, run's labels_key): checked as words.
+# n_peaks, n_cells and labels_key are also parameter names (simulate's n_peaks and n_cells, run's
+# labels_key; n_cells is metrics.json's count too): checked as words.
 DISTINCTIVE = {v for v in CONTRACT.values() if ("." in v or "_" in v or v[0].isupper())} - {
     keys.N_PEAKS,
+    keys.N_CELLS,
     keys.LABELS_KEY,
 }
 # The same spelling with another meaning, each one checked here by file so a new copy still fails.

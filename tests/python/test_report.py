@@ -13,11 +13,13 @@ import subprocess
 from pathlib import Path
 
 import anndata as ad
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 from click.testing import CliRunner
 
+from seqalignatac import keys
 from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
 from seqalignatac.io.samplesheet import read_samplesheet
@@ -86,6 +88,7 @@ def test_report_content_matches_the_step_outputs(pipeline_run):
     assert f"{train['heldout_auroc']:.3f}" in text
     # Every figure is an inline PNG; nothing refers to another file or the network.
     imgs = re.findall(r'<img id="([\w-]+)"[^>]* src="([^"]{0,40})', text)
+    has_clusters = (pair_dir / "annotate" / keys.QUERY_CLUSTERS).is_file()  # annotate writes it since issue 16
     assert {i for i, _ in imgs} == {
         "fig-composition",
         "fig-training",
@@ -94,7 +97,7 @@ def test_report_content_matches_the_step_outputs(pipeline_run):
         "fig-confidence",
         "fig-confusion",
         "fig-stage2",
-    }
+    } | ({"fig-novelty"} if has_clusters else set())
     assert all(src.startswith("data:image/png;base64,") for _, src in imgs)
     assert "http://" not in text and "https://" not in text
     # Per-class table rows: one per true class.
@@ -175,6 +178,91 @@ def test_report_without_query_labels_has_no_accuracy_section(pipeline_run, tmp_p
     assert "accuracy" not in row and "unknown_rate" in row
 
 
+def _with_query_clusters(pair_dir: Path, ann: Path) -> pd.DataFrame:
+    """A copy of annotate's outputs with query clusters: one per best label, clusters 1 and 3 novel
+    (median novelty about 3 and 4), 0 and 2 typical; returns the query_clusters.csv written."""
+    shutil.copytree(pair_dir / "annotate", ann)
+    pred = pd.read_csv(ann / keys.PREDICTIONS, dtype={keys.CELL_ID: str})
+    has = pred[keys.BEST_LABEL].notna()  # cells without signal are in no cluster
+    codes, _ = pd.factorize(pred.loc[has, keys.BEST_LABEL], sort=True)
+    assert codes.max() >= 3, "the simulated query needs four predicted classes"
+    cluster = pd.Series(np.nan, index=pred.index)
+    cluster[has] = np.minimum(codes, 3)
+    offset = cluster.map({0: 0.2, 1: 3.0, 2: 0.8, 3: 4.0})
+    pred[keys.QUERY_CLUSTER] = cluster.astype("Int64")
+    pred[keys.NOVELTY] = offset + np.random.default_rng(0).normal(0, 0.3, len(pred))
+    pred.to_csv(ann / keys.PREDICTIONS, index=False)
+    unknown = pred[keys.IS_UNKNOWN].astype(str).str.lower() == "true"
+    rows = []
+    for c, cells in pred[has].groupby(keys.QUERY_CLUSTER):
+        top = cells[keys.BEST_LABEL].value_counts()
+        rows.append(
+            {
+                keys.QUERY_CLUSTER: int(c),
+                keys.N_CELLS: len(cells),
+                keys.TOP_LABEL: top.index[0],
+                keys.TOP_LABEL_SHARE: top.iloc[0] / len(cells),
+                keys.UNKNOWN_SHARE: unknown[cells.index].mean(),
+                keys.MEDIAN_NOVELTY: cells[keys.NOVELTY].median(),
+                keys.EXPLAINED: c in (0, 2),
+            }
+        )
+    table = pd.DataFrame(rows)
+    table.to_csv(ann / keys.QUERY_CLUSTERS, index=False)
+    summary = json.loads((ann / keys.ANNOTATE_SUMMARY).read_text())
+    summary.setdefault("unknown", {})["novelty_threshold"] = 2.576
+    (ann / keys.ANNOTATE_SUMMARY).write_text(json.dumps(summary))
+    return table.set_index(keys.QUERY_CLUSTER)
+
+
+def _cluster_table(text: str) -> list[list[str]]:
+    """The cells of the report's query-cluster table, one list per row (header left out)."""
+    m = re.search(r'<table id="query-cluster-table">(.*?)</table>', text, re.S)
+    assert m, "no query-cluster table"
+    return [
+        [html.unescape(re.sub(r"<[^>]+>", "", c)).strip() for c in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", m.group(1), re.S)[1:]
+    ]
+
+
+def test_query_clusters_section_puts_unexplained_clusters_first(pipeline_run, tmp_path):
+    ann = tmp_path / "annotate"
+    table = _with_query_clusters(pipeline_run["pair_dir"], ann)
+    pd_ = pipeline_run["pair_dir"]
+    paths = build_report("clusters", pd_ / "prepare", pd_ / "train", ann, tmp_path / "report", max_umap_cells=300)
+    text = paths["html"].read_text()
+    assert "Query clusters: does the reference explain them?" in text and 'href="#query-clusters"' in text
+    assert "above <b>2.576</b> the cell is called Unknown" in text
+    rows = _cluster_table(text)
+    # Unexplained clusters first, each group by median novelty, highest first.
+    assert [r[0] for r in rows] == ["3", "1", "2", "0"]
+    verdicts = [r[-1] for r in rows]
+    assert verdicts == ["not explained: likely a type the reference lacks"] * 2 + ["explained"] * 2
+    for r in rows:
+        t = table.loc[int(r[0])]
+        assert r[1] == f"{t[keys.N_CELLS]:,}"
+        assert r[2] == f"{t[keys.TOP_LABEL]} ({100 * t[keys.TOP_LABEL_SHARE]:.0f} %)"
+        assert r[3] == f"{100 * t[keys.UNKNOWN_SHARE]:.0f} %"
+        assert r[4] == f"{t[keys.MEDIAN_NOVELTY]:.2f}"
+    assert float(rows[0][4]) > 3.5 and float(rows[2][4]) < 1.5
+    novel_cells = int(table.loc[[1, 3], keys.N_CELLS].sum())
+    assert re.search(r'id="n-unexplained">2 of 4<', text)
+    assert re.search(r'id="fig-novelty"[^>]* src="data:image/png;base64,', text)
+    row = read_mqc(paths["mqc"])
+    assert row["unexplained_clusters"] == 2 and row["unexplained_cells"] == novel_cells
+    assert "unexplained_clusters" in _mqc_header(paths["mqc"])["headers"]
+
+    # Results written before annotate made query clusters: no section, no figure, no MultiQC column.
+    (ann / keys.QUERY_CLUSTERS).unlink()
+    pred = pd.read_csv(ann / keys.PREDICTIONS, dtype={keys.CELL_ID: str})
+    pred.drop(columns=[keys.QUERY_CLUSTER, keys.NOVELTY]).to_csv(ann / keys.PREDICTIONS, index=False)
+    paths = build_report("old", pd_ / "prepare", pd_ / "train", ann, tmp_path / "old", max_umap_cells=300)
+    text = paths["html"].read_text()
+    assert "Query clusters" not in text and 'id="fig-novelty"' not in text
+    assert 'id="fig-umap"' in text and "Predictions for the query" in text
+    assert "unexplained_clusters" not in read_mqc(paths["mqc"])
+
+
 def test_bad_inputs_name_the_file(pipeline_run, tmp_path):
     pd_ = pipeline_run["pair_dir"]
     ann = tmp_path / "annotate"
@@ -186,6 +274,11 @@ def test_bad_inputs_name_the_file(pipeline_run, tmp_path):
     pd.DataFrame({"cell_id": ["a"], "label": ["b"]}).to_csv(ann / "predictions.csv", index=False)
     with pytest.raises(InputError, match=r"predictions lack column\(s\)"):
         build_report("p", pd_ / "prepare", pd_ / "train", ann, tmp_path / "r")
+    shutil.copy(pd_ / "annotate" / keys.PREDICTIONS, ann)
+    pd.DataFrame({keys.QUERY_CLUSTER: [0], keys.N_CELLS: [5]}).to_csv(ann / keys.QUERY_CLUSTERS, index=False)
+    with pytest.raises(InputError, match=r"query clusters lack column\(s\)") as e:
+        build_report("p", pd_ / "prepare", pd_ / "train", ann, tmp_path / "r")
+    assert e.value.path == str(ann / keys.QUERY_CLUSTERS)
     train = tmp_path / "train"
     shutil.copytree(pd_ / "train", train)
     (train / "train_summary.json").write_text("{not json")

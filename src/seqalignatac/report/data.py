@@ -2,7 +2,8 @@
 
 Only what the report shows is read: ``obs``/``var`` of the accessibility matrix (``X`` stays on
 disk), the cell embeddings, predictions and the JSON/CSV/TSV summaries.  Missing optional files
-(metrics when the query has no labels, extraction summary when stage 1 ran LSI) give ``None``.
+(metrics when the query has no labels, extraction summary when stage 1 ran LSI, the query-cluster
+table of results written before it existed) give ``None``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class PairData:
     annotate_summary: dict[str, Any]
     predictions: pd.DataFrame  # indexed by cell_id
     annotate_curve: pd.DataFrame | None = None  # stage-2 per-epoch losses (gda only)
+    query_clusters: pd.DataFrame | None = None  # one row per query cluster (query_clusters.csv)
     metrics: dict[str, Any] | None = None
     per_class: pd.DataFrame | None = None
     confusion: pd.DataFrame | None = None
@@ -92,6 +94,7 @@ def load_pair(
     curve = _optional_tsv(train / keys.TRAINING_CURVE)
     predictions = _read_predictions(ann, prepared.obs)
     annotate_curve = _optional_tsv(ann / keys.TRAINING_CURVE)
+    query_clusters = _read_query_clusters(ann / keys.QUERY_CLUSTERS)
     per_class = _optional_csv(ann / keys.PER_CLASS)
     confusion = _optional_csv(ann / keys.CONFUSION)
     embed_attrs = None if embed_dir is None else _read_embed_attrs(Path(embed_dir) / keys.EMBEDDINGS)
@@ -113,6 +116,7 @@ def load_pair(
         annotate_summary=_optional_json(ann / keys.ANNOTATE_SUMMARY) or {},
         predictions=predictions,
         annotate_curve=annotate_curve,
+        query_clusters=query_clusters,
         metrics=_optional_json(ann / keys.METRICS),
         per_class=per_class,
         confusion=confusion,
@@ -169,6 +173,29 @@ def _read_predictions(ann: Path, obs: pd.DataFrame) -> pd.DataFrame:
     predictions = predictions.set_index(keys.CELL_ID)
     predictions.index = _prepared_query_ids(obs, predictions.index)
     return predictions
+
+
+CLUSTER_COLUMNS = (
+    keys.QUERY_CLUSTER,
+    keys.N_CELLS,
+    keys.TOP_LABEL,
+    keys.TOP_LABEL_SHARE,
+    keys.UNKNOWN_SHARE,
+    keys.MEDIAN_NOVELTY,
+    keys.EXPLAINED,
+)
+
+
+def _read_query_clusters(path: Path) -> pd.DataFrame | None:
+    """annotate's query_clusters.csv with a boolean ``explained`` column; None when absent (older results)."""
+    if not path.is_file():
+        return None
+    table = restore_formulas(pd.read_csv(path, dtype={keys.TOP_LABEL: str}))
+    missing = set(CLUSTER_COLUMNS) - set(table.columns)
+    if missing:
+        raise InputError(f"query clusters lack column(s) {sorted(missing)}; re-run `seqalignatac annotate`", path)
+    table[keys.EXPLAINED] = table[keys.EXPLAINED].astype(str).str.lower().isin(["true", "1"])
+    return table
 
 
 def _optional_tsv(path: Path) -> pd.DataFrame | None:

@@ -151,6 +151,66 @@ def umap_figure(
     return to_data_uri(fig)
 
 
+def novelty_figure(
+    coords: np.ndarray,
+    novelty: np.ndarray,
+    threshold: float | None,
+    clusters: np.ndarray | None = None,
+    unexplained: Sequence[int] = (),
+    background: np.ndarray | None = None,
+) -> str:
+    """Query cells on the UMAP coloured by novelty (clipped at twice the threshold), the cells above the
+    threshold ringed in red; cluster ids at their centroids (unexplained clusters in red)."""
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    size = max(1.0, min(12.0, 4000.0 / max(len(coords), 1)))
+    if background is not None and len(background):
+        ax.scatter(background[:, 0], background[:, 1], s=size, c="#eeeeee", linewidths=0, rasterized=True)
+    has = np.isfinite(novelty)
+    finite = novelty[has]
+    vmax = 2 * threshold if threshold else max(float(np.percentile(finite, 99)) if len(finite) else 1.0, 1.0)
+    ax.scatter(coords[~has, 0], coords[~has, 1], s=size, c=UNKNOWN_COLOR, linewidths=0, rasterized=True)
+    order = np.argsort(finite)  # the most novel cells on top
+    xy = coords[has][order]
+    pts = ax.scatter(
+        xy[:, 0], xy[:, 1], s=size, c=finite[order], cmap="viridis", vmin=0, vmax=vmax, linewidths=0, rasterized=True
+    )
+    bar = fig.colorbar(pts, ax=ax, fraction=0.04, extend="both", label="novelty (z-score)")
+    if threshold:
+        above = finite[order] > threshold
+        ax.scatter(
+            xy[above, 0],
+            xy[above, 1],
+            s=size * 3,
+            facecolors="none",
+            edgecolors="#d62728",
+            linewidths=0.5,
+            rasterized=True,
+        )
+        bar.ax.axhline(threshold, color="#d62728", lw=1.5)
+    if clusters is not None:
+        for c in pd.unique(clusters[pd.notna(clusters)]):
+            cx, cy = np.median(coords[clusters == c], axis=0)
+            bad = int(c) in set(unexplained)
+            ax.text(
+                cx,
+                cy,
+                str(int(c)),
+                ha="center",
+                va="center",
+                fontsize=9 if bad else 7,
+                fontweight="bold" if bad else "normal",
+                color="#d62728" if bad else "black",
+                bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none", "alpha": 0.7},
+            )
+    ax.set_title("Query cells: novelty" + (f" (ringed: above {threshold:g})" if threshold else ""))
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_xlabel("UMAP1")
+    ax.set_ylabel("UMAP2")
+    fig.tight_layout()
+    return to_data_uri(fig)
+
+
 # ----------------------------------------------------------------------------------- stage 1
 
 

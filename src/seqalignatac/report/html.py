@@ -10,7 +10,7 @@ import time
 from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -69,6 +69,10 @@ EXTRACTION_ROWS = (
     ("clipped_at_chromosome_end", "Peaks clipped at a chromosome end"),
     ("all_n_sequences", "Peak sequences that are all N"),
 )
+# The verdict on a query cluster (query_clusters.csv's `explained` column).
+EXPLAINED_WORD = "explained"
+NOT_EXPLAINED_WORD = "not explained: likely a type the reference lacks"
+
 # prepare_summary.json keys that are settings (shown under the run parameters).
 PREPARE_SETTINGS = ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")
 
@@ -165,6 +169,11 @@ def summary_row(data: PairData) -> dict[str, Any]:
     if m is not None:
         row["accuracy"] = m.get("accuracy")
         row["macro_f1"] = m.get("macro_f1")
+    qc = data.query_clusters
+    if qc is not None:
+        novel = ~qc[keys.EXPLAINED].to_numpy(dtype=bool)
+        row["unexplained_clusters"] = int(novel.sum())
+        row["unexplained_cells"] = int(qc[keys.N_CELLS].to_numpy()[novel].sum())
     return {k: v for k, v in row.items() if v is not None}
 
 
@@ -207,8 +216,10 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
     inputs = _inputs_section(data, truth, colors)
     harmon = _harmonization_rows(data)
     stage1 = _stage1_section(data)
-    umap_info = _umap_section(data, truth, colors, umap_seed, max_umap_cells)
+    umap = _umap(data, umap_seed, max_umap_cells)
+    umap_info = _umap_section(data, truth, colors, umap)
     predictions = _predictions_section(data, colors)
+    clusters = _clusters_section(data, umap)
     evaluation = _evaluation_section(data)
     ctx = {
         "pair_id": data.pair_id,
@@ -223,6 +234,7 @@ def build_context(data: PairData, umap_seed: int = 0, max_umap_cells: int = 20_0
         "stage1": stage1,
         "umap": umap_info,
         "predictions": predictions,
+        "clusters": clusters,
         "evaluation": evaluation,
         "versions": software_versions(),
         "params": _run_parameters(data),
@@ -292,14 +304,24 @@ def _stage1_section(data: PairData) -> dict[str, Any]:
     }
 
 
-def _umap_section(
-    data: PairData, truth: pd.Series | None, colors: dict[str, str], seed: int, max_cells: int
-) -> dict[str, Any]:
-    """UMAP of the stage-1 embedding (a subsample of its rows): reference labels, query predictions and truth."""
-    cells_domain = data.cells_obs[keys.DOMAIN].astype(str).to_numpy()
+class _Umap(NamedTuple):
+    """The UMAP of a subsample of the embedded cells: their rows, 2-D coordinates, domains and ids."""
+
+    idx: np.ndarray
+    coords: np.ndarray
+    domain: np.ndarray
+    names: np.ndarray
+
+
+def _umap(data: PairData, seed: int, max_cells: int) -> _Umap:
     idx, coords = figures.compute_umap(data.embedding, seed=seed, max_cells=max_cells)
-    cd = cells_domain[idx]
-    names = data.cells_obs.index.to_numpy()[idx]
+    domain = data.cells_obs[keys.DOMAIN].astype(str).to_numpy()[idx]
+    return _Umap(idx, coords, domain, data.cells_obs.index.to_numpy()[idx])
+
+
+def _umap_section(data: PairData, truth: pd.Series | None, colors: dict[str, str], umap: _Umap) -> dict[str, Any]:
+    """UMAP of the stage-1 embedding (a subsample of its rows): reference labels, query predictions and truth."""
+    idx, coords, cd, names = umap
     labels = data.cells_obs[data.labels_key].astype(object).to_numpy()[idx]
     q_names = names[cd == keys.QUERY]
     pred = data.predictions[keys.PREDICTED_LABEL]
@@ -356,6 +378,45 @@ def _predictions_section(data: PairData, colors: dict[str, str]) -> dict[str, An
             else None
         ),
     }
+
+
+def _clusters_section(data: PairData, umap: _Umap) -> dict[str, Any] | None:
+    """Query clusters, the ones the reference does not explain first; None for results without the table."""
+    qc = data.query_clusters
+    if qc is None:
+        return None
+    threshold = _first_number(data.annotate_summary, ("unknown.novelty_threshold",))
+    table = qc.assign(_novel=~qc[keys.EXPLAINED]).sort_values(
+        ["_novel", keys.MEDIAN_NOVELTY, keys.N_CELLS], ascending=False, na_position="last"
+    )
+    verdicts = np.where(table[keys.EXPLAINED], EXPLAINED_WORD, NOT_EXPLAINED_WORD)
+    rows = [{**r, "verdict": v} for r, v in zip(table.drop(columns="_novel").to_dict("records"), verdicts)]
+    novel = table[table["_novel"]]
+    return {
+        "rows": rows,
+        "threshold": threshold,
+        "n_unexplained": len(novel),
+        "n_unexplained_cells": int(novel[keys.N_CELLS].sum()),
+        "figure": _novelty_figure(data, umap, threshold, [int(c) for c in novel[keys.QUERY_CLUSTER]]),
+    }
+
+
+def _novelty_figure(data: PairData, umap: _Umap, threshold: float | None, unexplained: list[int]) -> str | None:
+    """The query cells of the UMAP coloured by novelty; None when predictions have no novelty column."""
+    pred = data.predictions
+    is_q = umap.domain == keys.QUERY
+    if keys.NOVELTY not in pred.columns or not is_q.any():
+        return None
+    q = pred.reindex(umap.names[is_q])
+    clusters = q[keys.QUERY_CLUSTER].to_numpy(dtype=float) if keys.QUERY_CLUSTER in q.columns else None
+    return figures.novelty_figure(
+        umap.coords[is_q],
+        q[keys.NOVELTY].to_numpy(dtype=float),
+        threshold,
+        clusters,
+        unexplained,
+        background=umap.coords[umap.domain == keys.REFERENCE],
+    )
 
 
 def _evaluation_section(data: PairData) -> dict[str, Any] | None:

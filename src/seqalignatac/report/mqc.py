@@ -29,6 +29,16 @@ COLUMNS: dict[str, tuple[str, str, str]] = {
     "stage1_auroc": ("Stage-1 AUROC", "Held-out AUROC of the stage-1 accessibility model", "{:,.3f}"),
     "mean_confidence": ("Mean conf.", "Mean confidence of the query predictions", "{:,.3f}"),
     "unknown_rate": ("Unknown", "Fraction of query cells flagged Unknown", "{:,.3f}"),
+    "unexplained_clusters": (
+        "Novel clusters",
+        "Query clusters the reference does not explain (likely cell types it lacks)",
+        "{:,.0f}",
+    ),
+    "unexplained_cells": (
+        "Novel-cluster cells",
+        "Query cells in the clusters the reference does not explain",
+        "{:,.0f}",
+    ),
     "accuracy": ("Accuracy", "Accuracy against known query labels (evaluation only)", "{:,.3f}"),
     "macro_f1": ("Macro-F1", "Macro-F1 over the classes in the known query labels", "{:,.3f}"),
 }
