@@ -219,6 +219,7 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
     assert r.exit_code == 0, r.output
     for name in (
         "predictions.csv",
+        "query_clusters.csv",
         "query_annotated.h5ad",
         "metrics.json",
         "per_class.csv",
@@ -242,8 +243,13 @@ def test_cli_annotate_writes_design_layout_and_evaluate_agrees(cells, tmp_path):
         "top2_prob",
         "top3_label",
         "top3_prob",
+        "novelty",
+        "query_cluster",
     ]
     assert len(pred) == 500 and (pred["top1_label"] == pred["best_label"]).all()
+    clusters = pd.read_csv(out / "query_clusters.csv")
+    assert clusters["n_cells"].sum() == 500 and set(clusters["query_cluster"]) == set(pred["query_cluster"])
+    assert list(clusters["n_cells"]) == sorted(clusters["n_cells"], reverse=True)  # cluster 0 is the largest
     assert (pred["top1_prob"] >= pred["top2_prob"]).all()
     summary = json.loads((out / "annotate_summary.json").read_text())
     assert summary["config"]["hidden"] == 32 and summary["config"]["epochs"] == 40

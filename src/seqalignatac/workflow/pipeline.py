@@ -89,7 +89,6 @@ class PairResult:
 ANNOTATE_KEYWORDS = (
     "unknown",
     "unknown_quantile",
-    "unknown_k",
     "unknown_smooth",
     "unknown_smooth_quantile",
     "calibration_fraction",

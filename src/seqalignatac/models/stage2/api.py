@@ -29,6 +29,7 @@ from seqalignatac.models.stage2.options import check_annotate_options, config_wi
 from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
 from seqalignatac.models.stage2.train import GDAConfig, fit_gda, seed_everything, set_threads
 from seqalignatac.models.stage2.transfer import class_probabilities, fit_linear
+from seqalignatac.models.stage2.clusters import leiden_clusters
 from seqalignatac.models.stage2.unknown import calibrate_unknown, confidence_entropy, unknown_scores
 
 if TYPE_CHECKING:
@@ -67,7 +68,6 @@ def annotate_full(
     config: GDAConfig | dict[str, Any] | None = None,
     unknown: str = "distance",
     unknown_quantile: float | None = None,
-    unknown_k: int = 30,
     unknown_smooth: int = 30,
     unknown_smooth_quantile: float = 0.005,
     calibration_fraction: float = 0.1,
@@ -93,7 +93,7 @@ def annotate_full(
         (:func:`seqalignatac.keys.labels_key_of`).
     config
         A :class:`GDAConfig`, or a dict of some of its fields (the rest default).
-    unknown, unknown_quantile, unknown_k, unknown_smooth, unknown_smooth_quantile, calibration_fraction, knn_k
+    unknown, unknown_quantile, unknown_smooth, unknown_smooth_quantile, calibration_fraction, knn_k
         The Unknown test and the kNN baseline (docs/stage2.md, docs/settings.md).
     device, seed, threads, progress, source
         Where and how to run; ``source`` names the input file in error messages.
@@ -120,7 +120,6 @@ def annotate_full(
         "labels_key": labels_key,
         "unknown": unknown,
         "unknown_quantile": unknown_quantile,
-        "unknown_k": unknown_k,
         "unknown_smooth": unknown_smooth,
         "unknown_smooth_quantile": unknown_smooth_quantile,
         "calibration_fraction": calibration_fraction,
@@ -157,7 +156,14 @@ def annotate_full(
     q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads)
     flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist)
     calls = Calls(
-        q_proba, held_proba, flags, unknown_info, q_dist, None if train_res is None else train_res.query_hidden
+        q_proba,
+        held_proba,
+        flags,
+        unknown_info,
+        q_dist,
+        None if train_res is None else train_res.query_hidden,
+        s_dist,
+        leiden_clusters(split.x_query, seed, threads),
     )
     tail: dict[str, Any] = {
         "graph": graph_info or knn_info,

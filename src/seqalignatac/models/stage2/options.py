@@ -52,7 +52,6 @@ GDA_RANGES: dict[str, click.ParamType] = {
 # Keyword arguments of annotate_full that are settings too.
 ANNOTATE_RANGES: dict[str, click.ParamType] = {
     "unknown_quantile": FRACTION_BELOW_ONE,
-    "unknown_k": POSITIVE_INT,
     "unknown_smooth": NON_NEGATIVE_INT,  # 0: per-cell test only
     "unknown_smooth_quantile": FRACTION_BELOW_ONE,
     "calibration_fraction": float_range(0, 0.5, max_open=True),

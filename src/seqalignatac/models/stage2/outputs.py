@@ -22,6 +22,7 @@ METRICS_OUTPUTS = (keys.METRICS, keys.PER_CLASS, keys.CONFUSION)
 ANNOTATE_OUTPUTS = (
     keys.PREDICTIONS,
     keys.QUERY_ANNOTATED,
+    keys.QUERY_CLUSTERS,
     *METRICS_OUTPUTS,
     keys.ANNOTATOR_DIR,
     keys.TRAINING_CURVE,
@@ -181,6 +182,8 @@ def _write_annotate_files(result, out: Path, labels_key: str) -> dict[str, Any]:
     summary = dict(result.summary)
     write_csv(result.predictions, out / keys.PREDICTIONS, index=False)
     write_h5ad(result.query, out / keys.QUERY_ANNOTATED)
+    if result.clusters is not None:
+        write_csv(result.clusters, out / keys.QUERY_CLUSTERS, index=False)
     truth = query_truth(result.query, labels_key)
     if truth is not None:
         pred = result.predictions.set_index(keys.CELL_ID).loc[truth.index].reset_index()

@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 
 from seqalignatac import keys
+from seqalignatac.models.stage2.clusters import cluster_table, novelty
 from seqalignatac.models.stage2.inputs import ReferenceSet, SplitCells
 from seqalignatac.models.stage2.train import TrainResult
 from seqalignatac.models.stage2.unknown import confidence_entropy, unknown_reasons
@@ -25,6 +26,7 @@ class Stage2Result:
     query: ad.AnnData
     summary: dict[str, Any]
     predictions: pd.DataFrame
+    clusters: pd.DataFrame | None = None  # query_clusters.csv: does the reference explain each cluster
     train: TrainResult | None = None
     annotator: Annotator | None = None  # the fitted model: save(folder), load(folder).predict(cells)
 
@@ -48,6 +50,8 @@ class Calls:
     unknown_info: dict
     q_dist: np.ndarray | None
     hidden: np.ndarray | None  # GDA's encoder output of the first model (None for knn)
+    s_dist: np.ndarray | None = None  # the neighbourhood scores (None: that test is off)
+    clusters: np.ndarray | None = None  # Leiden cluster of each query cell with signal
 
 
 def assemble_result(
@@ -85,6 +89,14 @@ def assemble_result(
     best = classes[q_proba.argmax(axis=1)]
     predicted = np.where(calls.flags, keys.UNKNOWN, best)
     reasons = unknown_reasons(calls.flags, calls.unknown_info, conf, calls.q_dist)
+    nov = np.full(best.size, np.nan)
+    if calls.s_dist is not None and "novelty_log_mean" in calls.unknown_info:
+        nov = novelty(calls.s_dist, calls.unknown_info)
+    clusters = None
+    if calls.clusters is not None:
+        # a cluster past the threshold is not explained; without the neighbourhood test, only the Unknown share says so
+        threshold = calls.unknown_info.get("novelty_threshold", np.inf)
+        clusters = cluster_table(calls.clusters, best, calls.flags, nov, threshold)
     order = np.argsort(-q_proba, axis=1, kind="stable")[:, :3]
     top = []  # (labels, probabilities) of the 3 most likely classes, for the cells with signal
     for j in range(3):
@@ -119,6 +131,8 @@ def assemble_result(
     for j, (labels_j, probs_j) in enumerate(top):
         pred[f"top{j + 1}_label"] = _spread(labels_j, sig, "")
         pred[f"top{j + 1}_prob"] = _spread(probs_j, sig, np.nan)
+    pred[keys.NOVELTY] = _spread(nov, sig, np.nan)
+    pred[keys.QUERY_CLUSTER] = _cluster_column(calls.clusters, sig)
 
     obs = query.obs
     obs[keys.PREDICTION] = pd.Categorical(predicted)
@@ -128,6 +142,8 @@ def assemble_result(
     obs[keys.IS_UNKNOWN_OBS] = flags
     # missing: no signal.  numpy's stubs reject None here, which np.where takes as an object scalar.
     obs[keys.BEST_LABEL_OBS] = pd.Categorical(np.where(best == "", None, best))  # type: ignore[call-overload]
+    obs[keys.NOVELTY_OBS] = pred[keys.NOVELTY].to_numpy(dtype=np.float32)
+    obs[keys.QUERY_CLUSTER_OBS] = pd.Categorical(pred[keys.QUERY_CLUSTER].astype("string").to_numpy())
     query.obsm[keys.PROBA] = q_proba.astype(np.float32)
     if calls.hidden is not None:
         query.obsm[keys.HIDDEN] = _spread(calls.hidden, sig, np.nan).astype(np.float32)
@@ -146,13 +162,25 @@ def assemble_result(
         "unknown_rate": float(flags.mean()),
         "unknown_reasons": {r: int(reason_counts.get(r, 0)) for r in REASONS},
         "held_out_reference_accuracy": held_acc,
+        "query_clusters": None if clusters is None else int(len(clusters)),
+        "query_clusters_not_explained": None
+        if clusters is None
+        else [int(c) for c in clusters.loc[~clusters[keys.EXPLAINED], keys.QUERY_CLUSTER]],
         **summary_tail,
     }
     uns = dict(query.uns.get(keys.UNS, {}))
     uns[keys.CLASSES] = summary[keys.CLASSES]
     uns["stage2"] = {k: v for k, v in summary.items() if k != keys.CLASSES and v is not None}  # h5ad has no None
     query.uns[keys.UNS] = uns
-    return Stage2Result(query=query, summary=summary, predictions=pred)
+    return Stage2Result(query=query, summary=summary, predictions=pred, clusters=clusters)
+
+
+def _cluster_column(clusters: np.ndarray | None, sig: np.ndarray) -> pd.arrays.IntegerArray:
+    """The query_cluster column: the cluster of each cell with signal, missing for the others."""
+    out = pd.array(np.full(sig.size, pd.NA), dtype="Int64")
+    if clusters is not None:
+        out[sig] = clusters
+    return out
 
 
 def summary_head(method: str, settings: dict[str, Any]) -> dict[str, Any]:

@@ -191,8 +191,15 @@ def call_unknown(
             fin_s = np.log(np.maximum(smooth_dist[np.isfinite(smooth_dist)], 1e-12))
             if fin_s.size >= 10:
                 mu_s, sd_s = inlier_fit(fin_s)
-                thr_s = float(np.exp(mu_s + float(norm.ppf(1.0 - smooth_quantile)) * sd_s))
-                info.update(smooth_quantile=smooth_quantile, smooth_threshold=thr_s)
+                z = float(norm.ppf(1.0 - smooth_quantile))
+                info.update(
+                    smooth_quantile=smooth_quantile,
+                    smooth_threshold=float(np.exp(mu_s + z * sd_s)),
+                    # the per-cell `novelty` column: (log smoothed score - mean) / sd, Unknown above z
+                    novelty_log_mean=mu_s,
+                    novelty_log_sd=sd_s,
+                    novelty_threshold=z,
+                )
             info["smooth_unknown_rate"] = float(_smooth_flags(info, smooth_dist).mean())
     return unknown_flags(info, query_conf, query_dist, smooth_dist), info
 
