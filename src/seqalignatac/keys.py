@@ -22,6 +22,7 @@ QUERY = "query"  # obs[DOMAIN] value of query cells
 ORIGINAL_ID = "original_id"  # obs: the cell's barcode in the user's file
 N_PEAKS = "n_peaks"  # obs: accessible shared peaks of the cell
 HAS_SIGNAL = "has_signal"  # obs: False for a cell with no accessible shared peak (no embedding)
+SEQUENCE_PEAK = "sequence_peak"  # var: True for the peaks selected for the sequence route (peaks.bed)
 SEQUENCE = "sequence"  # var: the peak's DNA sequence (sa.pp.peak_sequences)
 PEAK_EMBEDDING = "X_peak_embedding"  # varm: the peak's sequence embedding (sa.tl.embed_peaks)
 EMBEDDING = "X_seqalignatac"  # obsm: stage-1 cell embedding
@@ -67,7 +68,7 @@ REPORT_DIR = "report"  # HTML report and MultiQC table
 
 # ## Files
 ACCESSIBILITY = "accessibility.h5ad"  # prepare: reference + query cells x shared peaks, 0/1
-PEAKS_BED = "peaks.bed"  # prepare: the shared peaks
+PEAKS_BED = "peaks.bed"  # prepare: the shared peaks selected for the sequence route
 PREPARE_SUMMARY = "prepare_summary.json"  # prepare: mapping and filter counts
 PEAKS_FASTA = "peaks.fa"  # extract: one record per peak
 EMBEDDINGS = "embeddings.h5"  # embed: the peak embedding store

@@ -38,6 +38,8 @@ BAD_VALUES = [
     ("prepare", "--min-peak-frac", "1"),
     ("prepare", "--min-peak-frac", "-0.1"),
     ("prepare", "--min-cells", "-1"),
+    ("prepare", "--max-sequence-peaks", "0"),
+    ("prepare", "--max-sequence-peaks", "2.5"),
     # train
     # (train's other settings are [train] keys of --config: tests/python/test_stage1_settings.py)
     ("train", "--epochs", "0"),
@@ -72,6 +74,7 @@ BAD_VALUES = [
     ("run", "--min-peak-frac", "nan"),
     ("run", "--device", "x"),
     ("run", "--overlap-width", "0"),
+    ("run", "--max-sequence-peaks", "0"),
     ("run", "--batch-size", "0"),
     ("run", "--seed", "-2"),
     ("demo", "--cells", "0"),
@@ -248,6 +251,8 @@ def test_prepare_and_embed_api_refuse_bad_values(tmp_path):
         prepare("r.h5ad", "q.h5ad", "cell_type", min_peak_frac=math.nan)
     with pytest.raises(InputError, match="--overlap-width"):
         prepare("r.h5ad", "q.h5ad", "cell_type", overlap_width=0)
+    with pytest.raises(InputError, match="--max-sequence-peaks"):
+        prepare("r.h5ad", "q.h5ad", "cell_type", max_sequence_peaks=-1)
     for kw, needle in (
         ({"threads": 0}, "--threads"),
         ({"batch_size": 0}, "--batch-size"),

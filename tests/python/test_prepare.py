@@ -1,4 +1,4 @@
-"""prepare: overlap mapping (SANGO), OR-ing, binarization, rare-peak filter, outputs, bad input."""
+"""prepare: overlap mapping (SANGO), OR-ing, binarization, peak filter and sequence selection, outputs, bad input."""
 
 from __future__ import annotations
 
@@ -12,8 +12,10 @@ import scipy.sparse as sp
 from cli_helpers import assert_one_line_error
 from click.testing import CliRunner
 
+from seqalignatac import keys
 from seqalignatac.cli.main import cli
-from seqalignatac.pp.mapping import prepare
+from seqalignatac.errors import InputError
+from seqalignatac.pp.mapping import DEFAULT_MAX_SEQUENCE_PEAKS, prepare, sequence_selection
 
 
 def _write(path, x, var_names, obs_names=None, obs=None, var=None):
@@ -77,17 +79,88 @@ def test_overlap_must_exceed_half_width(tmp_path):
     assert a.uns["seqalignatac"]["labels_key"] == "ct"  # the user's column name, kept
 
 
-def test_rare_peaks_dropped(tmp_path):
+PEAKS3 = ["chr1:0-500", "chr1:1000-1500", "chr1:3000-3500"]
+
+
+@pytest.fixture
+def rare(tmp_path):
+    """30 cells; peak 0 open in all, peak 1 in one (a reference cell), peak 2 in ten."""
     x = np.zeros((20, 3))
     x[:, 0] = 1
     x[0, 1] = 1
     x[:5, 2] = 1
-    ref = _write(tmp_path / "r.h5ad", x, ["chr1:0-500", "chr1:1000-1500", "chr1:3000-3500"])
-    qry = _write(tmp_path / "q.h5ad", x[:10], ["chr1:0-500", "chr1:1000-1500", "chr1:3000-3500"])
-    a, s = prepare(ref, qry, "ct", min_peak_frac=0.1)  # 30 cells -> at least 3
+    return _write(tmp_path / "r.h5ad", x, PEAKS3), _write(tmp_path / "q.h5ad", x[:10] * [1, 0, 1], PEAKS3)
+
+
+def test_min_peak_frac_floors_the_sequence_selection_only(rare):
+    ref, qry = rare
+    a, s = prepare(ref, qry, "ct", min_peak_frac=0.1)  # 30 cells -> at least 3 for the sequence route
+    assert list(a.var_names) == PEAKS3  # accessibility keeps every peak with signal (LSI uses them all)
+    assert a.var[keys.SEQUENCE_PEAK].tolist() == [True, False, True]
+    assert s["peaks_kept"] == 3 and s["peaks_dropped_rare"] == 0 and s["min_cells_per_peak"] == 1
+    assert s["peaks_selected_for_sequence"] == 2 and s["min_cells_per_sequence_peak"] == 3
+    assert s["max_sequence_peaks"] == DEFAULT_MAX_SEQUENCE_PEAKS
+    assert s["query_accessibility_retained"] == 1.0
+    assert s["query_accessibility_retained_sequence"] == 1.0  # the query never opens peak 1
+
+
+def test_defaults_keep_every_peak_with_signal(rare, tmp_path):
+    ref, _ = rare
+    x = np.zeros((4, 4))
+    x[:, 0] = 1
+    x[1, 2] = 1  # peak 1 is open nowhere, peak 3 only in the query
+    qry = _write(tmp_path / "q4.h5ad", np.c_[x[:, :3], [1, 0, 0, 0]], [*PEAKS3, "chr1:9000-9500"])
+    ref4 = _write(tmp_path / "r4.h5ad", x, [*PEAKS3, "chr1:9000-9500"])
+    a, s = prepare(ref4, qry, "ct")
+    assert list(a.var_names) == ["chr1:0-500", "chr1:3000-3500", "chr1:9000-9500"]
+    assert a.var[keys.SEQUENCE_PEAK].all() and s["peaks_selected_for_sequence"] == 3
+    assert s["peaks_dropped_rare"] == 1 and s["min_peak_frac"] == 0.0
+
+
+def test_min_cells_drops_from_accessibility(rare):
+    ref, qry = rare
+    a, s = prepare(ref, qry, "ct", min_cells=2)
     assert list(a.var_names) == ["chr1:0-500", "chr1:3000-3500"]
-    assert s["peaks_dropped_rare"] == 1 and s["min_cells_per_peak"] == 3
-    assert s["query_accessibility_retained"] == pytest.approx(15 / 16)
+    assert s["peaks_dropped_rare"] == 1 and s["min_cells_per_peak"] == 2
+    assert a.var[keys.SEQUENCE_PEAK].all()
+
+
+def test_cap_keeps_the_most_frequently_open_peaks(rare, tmp_path):
+    ref, qry = rare
+    a, s = prepare(ref, qry, "ct", max_sequence_peaks=2)
+    assert a.n_vars == 3 and a.var[keys.SEQUENCE_PEAK].tolist() == [True, False, True]
+    a, s = prepare(ref, qry, "ct", max_sequence_peaks=1)
+    assert a.var[keys.SEQUENCE_PEAK].tolist() == [True, False, False] and s["peaks_selected_for_sequence"] == 1
+    a, s = prepare(ref, qry, "ct", max_sequence_peaks=3)  # at most the cap: all kept
+    assert a.var[keys.SEQUENCE_PEAK].all()
+    # the floor applies first, then the cap; ties go to the earlier peak
+    n_open = np.array([5, 1, 9, 5, 5, 0])
+    sel, thr = sequence_selection(n_open, 100, 1, 0.02, 2)
+    assert thr == 2 and np.flatnonzero(sel).tolist() == [0, 2]
+    sel, _ = sequence_selection(n_open, 100, 1, 0.0, 10)
+    assert np.flatnonzero(sel).tolist() == [0, 1, 2, 3, 4]
+
+
+def test_peaks_bed_holds_only_the_sequence_peaks(rare, tmp_path):
+    ref, qry = rare
+    res = _run(
+        "--reference", ref, "--query", qry, "--labels-key", "ct", "--outdir", tmp_path / "o", "--max-sequence-peaks", 2
+    )
+    assert res.exit_code == 0, res.output
+    a = ad.read_h5ad(tmp_path / "o" / "accessibility.h5ad")
+    bed = pd.read_csv(tmp_path / "o" / "peaks.bed", sep="\t", header=None)
+    assert a.n_vars == 3 and list(bed[3]) == ["chr1:0-500", "chr1:3000-3500"]
+    s = json.loads((tmp_path / "o" / "prepare_summary.json").read_text())
+    assert s["peaks_kept"] == 3 and s["peaks_selected_for_sequence"] == 2 and s["max_sequence_peaks"] == 2
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1.5", "x"])
+def test_bad_max_sequence_peaks_is_one_line(rare, tmp_path, value):
+    ref, qry = rare
+    res = _run("--reference", ref, "--query", qry, "--outdir", tmp_path / "o", "--max-sequence-peaks", value)
+    assert_one_line_error(res, "--max-sequence-peaks")
+    with pytest.raises(InputError, match="--max-sequence-peaks"):
+        prepare(ref, qry, "ct", max_sequence_peaks=0)
 
 
 def test_var_columns_win_over_names(tmp_path):
@@ -114,7 +187,8 @@ def test_on_simulation(prepared, sim):
     assert s["reference_peaks_with_several_query_peaks"] == truth["split_in_query"].sum()
     assert a.obs[sim["labels_key"]].notna().all()
     bed = pd.read_csv(prepared / "peaks.bed", sep="\t", header=None)
-    assert list(bed[3]) == list(a.var_names)
+    assert list(bed[3]) == list(a.var_names[a.var[keys.SEQUENCE_PEAK]])
+    assert s["peaks_selected_for_sequence"] == len(bed)
     assert not list(prepared.glob(".*tmp*"))  # atomic writes leave no temporary files
 
 

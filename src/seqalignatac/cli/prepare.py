@@ -7,7 +7,14 @@ import json
 import click
 
 from seqalignatac import keys
-from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, PREPARE_RANGES, run_prepare
+from seqalignatac.pp.mapping import (
+    DEFAULT_MAX_SEQUENCE_PEAKS,
+    DEFAULT_MIN_CELLS,
+    DEFAULT_MIN_PEAK_FRAC,
+    DEFAULT_OVERLAP_WIDTH,
+    PREPARE_RANGES,
+    run_prepare,
+)
 
 
 @click.command("prepare")
@@ -37,17 +44,26 @@ from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
     default=DEFAULT_MIN_PEAK_FRAC,
     show_default=True,
     type=PREPARE_RANGES["min_peak_frac"],
-    help="Drop peaks open in fewer than this fraction of all cells.",
+    help="Sequence route only (peaks.bed): leave out peaks open in fewer than this fraction of all cells.",
 )
 @click.option(
     "--min-cells",
-    default=1,
+    default=DEFAULT_MIN_CELLS,
     show_default=True,
     type=PREPARE_RANGES["min_cells"],
-    help="Drop peaks open in fewer than this many cells (whichever threshold is higher).",
+    help="Drop peaks open in fewer than this many cells (from accessibility.h5ad and peaks.bed).",
 )
-def prepare_command(reference, query, labels_key, query_labels_key, outdir, overlap_width, min_peak_frac, min_cells):
-    """Map query peaks onto reference peaks, binarize, filter rare peaks."""
+@click.option(
+    "--max-sequence-peaks",
+    default=DEFAULT_MAX_SEQUENCE_PEAKS,
+    show_default=True,
+    type=PREPARE_RANGES["max_sequence_peaks"],
+    help="Sequence route only (peaks.bed): at most this many peaks, the most frequently open ones.",
+)
+def prepare_command(
+    reference, query, labels_key, query_labels_key, outdir, overlap_width, min_peak_frac, min_cells, max_sequence_peaks
+):
+    """Map query peaks onto reference peaks, binarize, drop peaks with no signal, select the sequence peaks."""
     summary = run_prepare(
         reference,
         query,
@@ -57,9 +73,19 @@ def prepare_command(reference, query, labels_key, query_labels_key, outdir, over
         overlap_width=overlap_width,
         min_peak_frac=min_peak_frac,
         min_cells=min_cells,
+        max_sequence_peaks=max_sequence_peaks,
     )
     click.echo(
         json.dumps(
-            {k: summary[k] for k in ("cells", "peaks_kept", "query_peaks_mapped", "query_accessibility_retained")}
+            {
+                k: summary[k]
+                for k in (
+                    "cells",
+                    "peaks_kept",
+                    "peaks_selected_for_sequence",
+                    "query_peaks_mapped",
+                    "query_accessibility_retained",
+                )
+            }
         )
     )

@@ -12,7 +12,12 @@ from seqalignatac.cli.options import progress_option
 from seqalignatac.errors import InputError
 from seqalignatac.models.stage1.options import TRAIN_RANGES
 from seqalignatac.params import DEVICE, MAX_UMAP_CELLS, POSITIVE_INT, SEED, THREADS, int_range
-from seqalignatac.pp.mapping import PREPARE_RANGES
+from seqalignatac.pp.mapping import (
+    DEFAULT_MAX_SEQUENCE_PEAKS,
+    DEFAULT_MIN_PEAK_FRAC,
+    DEFAULT_OVERLAP_WIDTH,
+    PREPARE_RANGES,
+)
 
 log = logging.getLogger(__name__)
 
@@ -159,13 +164,21 @@ def common_options(f):
     "--overlap-width",
     type=PREPARE_RANGES["overlap_width"],
     default=None,
-    help="prepare: W for peak matching (default 500).",
+    help=f"prepare: W for peak matching (default {DEFAULT_OVERLAP_WIDTH}).",
 )
 @click.option(
     "--min-peak-frac",
     type=PREPARE_RANGES["min_peak_frac"],
     default=None,
-    help="prepare: drop peaks open in fewer than this fraction of cells (default 0.01).",
+    help=f"prepare: sequence route only, leave out peaks open in fewer than this fraction of cells "
+    f"(default {DEFAULT_MIN_PEAK_FRAC:g}).",
+)
+@click.option(
+    "--max-sequence-peaks",
+    type=PREPARE_RANGES["max_sequence_peaks"],
+    default=None,
+    help=f"prepare: at most this many peaks (the most frequently open) for extract, embed and the nt "
+    f"model (default {DEFAULT_MAX_SEQUENCE_PEAKS:,}); lsi uses every peak.",
 )
 @click.option(
     "--dtype",
@@ -191,6 +204,7 @@ def run_command(
     width,
     overlap_width,
     min_peak_frac,
+    max_sequence_peaks,
     dtype,
     batch_size,
     cache_dir,
@@ -224,6 +238,7 @@ def run_command(
         width=width,
         overlap_width=overlap_width,
         min_peak_frac=min_peak_frac,
+        max_sequence_peaks=max_sequence_peaks,
         device=device,
         dtype=dtype,
         batch_size=batch_size,

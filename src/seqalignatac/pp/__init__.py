@@ -11,7 +11,13 @@ from typing import Any
 import pandas as pd
 
 from seqalignatac import keys
-from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH, prepare
+from seqalignatac.pp.mapping import (
+    DEFAULT_MAX_SEQUENCE_PEAKS,
+    DEFAULT_MIN_CELLS,
+    DEFAULT_MIN_PEAK_FRAC,
+    DEFAULT_OVERLAP_WIDTH,
+    prepare,
+)
 from seqalignatac.pp.sequences import DEFAULT_WIDTH, extract_sequences
 
 __all__ = ["harmonize", "peak_sequences"]
@@ -25,7 +31,8 @@ def harmonize(
     query_labels_key: str | None = None,
     overlap_width: int = DEFAULT_OVERLAP_WIDTH,
     min_peak_frac: float = DEFAULT_MIN_PEAK_FRAC,
-    min_cells: int = 1,
+    min_cells: int = DEFAULT_MIN_CELLS,
+    max_sequence_peaks: int = DEFAULT_MAX_SEQUENCE_PEAKS,
 ):
     """Put the query on the reference's peaks: one binarized AnnData of reference + query cells.
 
@@ -39,14 +46,19 @@ def harmonize(
     query_labels_key
         ``query.obs`` column with known query cell types (evaluation only, never trained on);
         stored under ``labels_key``.
-    overlap_width, min_peak_frac, min_cells
-        Peak mapping window and the rare-peak filter (``seqalignatac prepare --help``).
+    overlap_width, min_cells
+        Peak mapping window; peaks open in fewer than ``min_cells`` cells are dropped.
+    max_sequence_peaks, min_peak_frac
+        The peaks of the sequence route (``var['sequence_peak']``): all when there are at most
+        ``max_sequence_peaks``, else the most frequently open; ``min_peak_frac`` is an extra floor
+        (``seqalignatac prepare --help``).
 
     Returns
     -------
     AnnData of reference + query cells x kept reference peaks. ``obs`` gets ``domain``
     (``reference``/``query``), ``original_id`` (the barcode in its input), ``n_peaks`` and
-    ``labels_key``; ``var`` gets ``chrom``, ``start``, ``end`` and per-domain open-cell counts;
+    ``labels_key``; ``var`` gets ``chrom``, ``start``, ``end``, per-domain open-cell counts and
+    ``sequence_peak``;
     ``uns['seqalignatac']`` gets ``labels_key`` and the ``prepare`` summary.
     """
     adata, _ = prepare(
@@ -57,6 +69,7 @@ def harmonize(
         overlap_width=overlap_width,
         min_peak_frac=min_peak_frac,
         min_cells=min_cells,
+        max_sequence_peaks=max_sequence_peaks,
     )
     return adata
 
@@ -64,12 +77,14 @@ def harmonize(
 def peak_sequences(
     adata, fasta: str | os.PathLike, width: int | str = DEFAULT_WIDTH, key_added: str = keys.SEQUENCE
 ) -> None:
-    """DNA sequence of every peak of ``adata`` from a genome FASTA (plain, gzip or bgzip).
+    """DNA sequence of every peak of ``adata`` selected for the sequence route, from a genome FASTA.
 
     Parameters
     ----------
     adata
         AnnData with peaks as ``var`` (``var['chrom', 'start', 'end']``, e.g. from :func:`harmonize`).
+        Only the peaks with ``var['sequence_peak']`` True get a sequence when the column exists
+        (the others get ``""``: :func:`seqalignatac.tl.embed_peaks` skips them).
     fasta
         Genome FASTA path.
     width
@@ -79,12 +94,15 @@ def peak_sequences(
 
     Writes ``adata.var[key_added]`` and ``adata.uns['seqalignatac']['extract']`` (the summary).
     """
+    var = adata.var
+    if keys.SEQUENCE_PEAK in var:
+        var = var[var[keys.SEQUENCE_PEAK].to_numpy(dtype=bool)]
     peaks = pd.DataFrame(
         {
-            "chrom": adata.var["chrom"].astype(str).to_numpy(),
-            "start": adata.var["start"].to_numpy(),
-            "end": adata.var["end"].to_numpy(),
-            "name": adata.var_names.astype(str),
+            "chrom": var["chrom"].astype(str).to_numpy(),
+            "start": var["start"].to_numpy(),
+            "end": var["end"].to_numpy(),
+            "name": var.index.astype(str),
         }
     )
     from seqalignatac.embed.fasta_io import read_fasta

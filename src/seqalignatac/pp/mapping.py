@@ -1,10 +1,15 @@
-"""Harmonize the query onto the reference peak set, binarize, drop rare peaks.
+"""Harmonize the query onto the reference peak set, binarize, drop peaks with no signal.
 
 SANGO's recipe (method.md section 2): both peak sets are trimmed to a fixed width W around the
 midpoint; a query peak maps to the reference peak whose window it overlaps by more than W/2 (the
 largest overlap when several do); query peaks mapped onto the same reference peak are OR-ed.
 Reference coordinates are canonical. Everything is sparse and done in row chunks, so 100,000 cells
 x 200,000 peaks stays well under 8 GB.
+
+The accessibility matrix keeps every mapped reference peak open in at least ``min_cells`` cells
+(LSI and stage 2 use them all).  Only the sequence route (extract -> embed -> stage-1 network) has
+a cost per peak, so a subset is marked for it (``var[keys.SEQUENCE_PEAK]``, written to peaks.bed):
+every peak when there are at most ``max_sequence_peaks``, else the most frequently open ones.
 """
 
 from __future__ import annotations
@@ -23,17 +28,26 @@ from seqalignatac.errors import InputError
 from seqalignatac.io import h5ad
 from seqalignatac.io.atomic import publish_dir, write_h5ad, write_json
 from seqalignatac.io.peaks import peak_ids, reconcile_chroms, to_pyranges, trimmed, write_bed
-from seqalignatac.params import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, check_all, int_range
+from seqalignatac.params import FRACTION_BELOW_ONE, NON_NEGATIVE_INT, POSITIVE_INT, check_all, int_range
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OVERLAP_WIDTH = 500
-DEFAULT_MIN_PEAK_FRAC = 0.01
+DEFAULT_MIN_CELLS = 1  # accessibility keeps every peak with any signal
+# The sequence route's cap.  Its cost grows with the peaks: extract is not the bound (500,000 peaks
+# in 9 s, benchmarks/results/extract_throughput.md), NT embedding is (v2-50m ~1 peak/s on CPU,
+# embed_throughput_cpu.md: a GPU job), and 100,000 peaks is the scale stage 1 was measured at
+# (1,000,000 cells x 100,000 peaks: 10.1 GB, throughput_table.md).  Most peak sets fit whole.
+DEFAULT_MAX_SEQUENCE_PEAKS = 100_000
+# An extra floor on the sequence selection only: 0, since the cap bounds the cost and a fixed 1 %
+# dropped 73 % of the Granja peaks whatever their number (docs/inputs.md).
+DEFAULT_MIN_PEAK_FRAC = 0.0
 # Option ranges, shared by the CLI, the API and `run`.
 PREPARE_RANGES: dict[str, click.ParamType] = {
     "overlap_width": int_range(2),  # W/2 must be at least one base
     "min_peak_frac": FRACTION_BELOW_ONE,
     "min_cells": NON_NEGATIVE_INT,
+    "max_sequence_peaks": POSITIVE_INT,
 }
 ROW_CHUNK = 20000
 PREPARE_OUTPUTS = (keys.ACCESSIBILITY, keys.PEAKS_BED, keys.PREPARE_SUMMARY)
@@ -154,18 +168,38 @@ def _mapped_query_peaks(ref_coords: pd.DataFrame, q_coords: pd.DataFrame, width:
     return q2r, renames
 
 
-def _frequent_peaks(
-    open_ref: np.ndarray, open_q: np.ndarray, n_cells: int, min_cells: int, min_peak_frac: float, reference
-) -> tuple[np.ndarray, int]:
-    """The rare-peak filter: (kept mask over reference peaks, the minimum number of open cells)."""
-    threshold = max(int(min_cells), math.ceil(min_peak_frac * n_cells))
-    keep = (open_ref + open_q) >= threshold
+def _peaks_with_signal(n_open: np.ndarray, min_cells: int, reference) -> np.ndarray:
+    """The peaks accessibility.h5ad keeps: open in at least ``min_cells`` cells (mask over reference peaks)."""
+    keep = n_open >= int(min_cells)
     if not keep.any():
         raise InputError(
-            f"no peak is open in at least {threshold} cells; lower --min-peak-frac (now {min_peak_frac})",
-            _where(reference),
+            f"no peak is open in at least {min_cells} cells; lower --min-cells (now {min_cells})", _where(reference)
         )
-    return keep, threshold
+    return keep
+
+
+def sequence_selection(
+    n_open: np.ndarray, n_cells: int, min_cells: int, min_peak_frac: float, max_sequence_peaks: int, reference=None
+) -> tuple[np.ndarray, int]:
+    """The peaks of the sequence route: (mask, the minimum open cells it required).
+
+    Peaks open in at least ``max(min_cells, ceil(min_peak_frac * n_cells))`` cells; when more than
+    ``max_sequence_peaks`` pass, the ``max_sequence_peaks`` most frequently open of them (ties: the
+    earlier peak in the reference's order).
+    """
+    threshold = max(int(min_cells), math.ceil(min_peak_frac * n_cells))
+    selected = n_open >= threshold
+    if not selected.any():
+        raise InputError(
+            f"no peak is open in at least {threshold} cells; lower --min-peak-frac (now {min_peak_frac})",
+            _where(reference) if reference is not None else None,
+        )
+    if int(selected.sum()) > max_sequence_peaks:
+        idx = np.flatnonzero(selected)
+        top = idx[np.argsort(-n_open[idx], kind="stable")[:max_sequence_peaks]]
+        selected = np.zeros_like(selected)
+        selected[top] = True
+    return selected, threshold
 
 
 def _obs(ref_cells, q_cells, ref_lab: pd.Series, q_lab: pd.Series | None, labels_key: str, per_cell) -> pd.DataFrame:
@@ -190,8 +224,10 @@ def _obs(ref_cells, q_cells, ref_lab: pd.Series, q_lab: pd.Series | None, labels
     )
 
 
-def _var(ref_coords: pd.DataFrame, keep: np.ndarray, open_ref, open_q, q2r: np.ndarray) -> pd.DataFrame:
-    """The kept reference peaks (reference coordinates are canonical) with their open-cell counts."""
+def _var(
+    ref_coords: pd.DataFrame, keep: np.ndarray, selected: np.ndarray, open_ref, open_q, q2r: np.ndarray
+) -> pd.DataFrame:
+    """The kept reference peaks (reference coordinates are canonical): open-cell counts, sequence selection."""
     kept = ref_coords.loc[keep].reset_index(drop=True)
     return pd.DataFrame(
         {
@@ -201,6 +237,7 @@ def _var(ref_coords: pd.DataFrame, keep: np.ndarray, open_ref, open_q, q2r: np.n
             "n_cells_reference": open_ref[keep].astype(np.int64),
             "n_cells_query": open_q[keep].astype(np.int64),
             "n_query_peaks": np.bincount(q2r[q2r >= 0], minlength=len(ref_coords))[keep].astype(np.int64),
+            keys.SEQUENCE_PEAK: selected[keep],
         },
         index=peak_ids(kept["chrom"], kept["start"], kept["end"]),
     )
@@ -218,11 +255,14 @@ def _input_summary(source, cells: int, peaks: int, labels_key: str, lab: pd.Seri
     }
 
 
-def _peak_counts(q2r: np.ndarray, keep: np.ndarray, q_open_per_peak: np.ndarray, q_total_nnz: int) -> dict:
-    """What mapping and the rare-peak filter kept, in peaks and in the query's accessibility."""
+def _peak_counts(
+    q2r: np.ndarray, keep: np.ndarray, selected: np.ndarray, q_open_per_peak: np.ndarray, q_total_nnz: int
+) -> dict:
+    """What mapping, the no-signal filter and the sequence selection kept, in peaks and in query accessibility."""
     n_mapped = int((q2r >= 0).sum())
     n_ref_peaks, n_keep = len(keep), int(keep.sum())
     q_to_kept = (q2r >= 0) & keep[np.maximum(q2r, 0)]  # query peaks whose reference peak survived
+    q_to_selected = (q2r >= 0) & selected[np.maximum(q2r, 0)]
     per_ref = np.bincount(q2r[q2r >= 0], minlength=n_ref_peaks)
     q_mapped_nnz = int(q_open_per_peak[q2r >= 0].sum())
     return {
@@ -233,9 +273,11 @@ def _peak_counts(q2r: np.ndarray, keep: np.ndarray, q_open_per_peak: np.ndarray,
         "reference_peaks_with_several_query_peaks": int((per_ref > 1).sum()),
         "peaks_kept": n_keep,
         "peaks_dropped_rare": int(n_ref_peaks - n_keep),
+        "peaks_selected_for_sequence": int(selected.sum()),
         # Share of the query's (binarized) accessibility that lands on a reference peak / a kept peak.
         "query_accessibility_retained_mapped": round(q_mapped_nnz / q_total_nnz, 6),
         "query_accessibility_retained": round(int(q_open_per_peak[q_to_kept].sum()) / q_total_nnz, 6),
+        "query_accessibility_retained_sequence": round(int(q_open_per_peak[q_to_selected].sum()) / q_total_nnz, 6),
     }
 
 
@@ -246,25 +288,36 @@ def prepare(
     query_labels_key: str | None = None,
     overlap_width: int = DEFAULT_OVERLAP_WIDTH,
     min_peak_frac: float = DEFAULT_MIN_PEAK_FRAC,
-    min_cells: int = 1,
+    min_cells: int = DEFAULT_MIN_CELLS,
+    max_sequence_peaks: int = DEFAULT_MAX_SEQUENCE_PEAKS,
 ):
     """Reference + query cells x shared (reference) peaks, binarized; returns ``(AnnData, summary)``.
 
     ``reference`` and ``query``: .h5ad paths or AnnData objects (cells x peaks; neither is modified).
 
-    A peak is kept when open in at least ``max(min_cells, ceil(min_peak_frac * all cells))`` cells
-    (reference and query together). See docs/design.md for the output layout.
+    A peak is kept when open in at least ``min_cells`` cells (reference and query together).  The
+    peaks for the sequence route, ``var[keys.SEQUENCE_PEAK]``, are those open in at least
+    ``max(min_cells, ceil(min_peak_frac * all cells))`` cells, the ``max_sequence_peaks`` most
+    frequently open when more pass (:func:`sequence_selection`).  See docs/design.md for the layout.
     """
     import anndata as ad
 
-    check_all(dict(overlap_width=overlap_width, min_peak_frac=min_peak_frac, min_cells=min_cells), PREPARE_RANGES)
+    check_all(
+        dict(
+            overlap_width=overlap_width,
+            min_peak_frac=min_peak_frac,
+            min_cells=min_cells,
+            max_sequence_peaks=max_sequence_peaks,
+        ),
+        PREPARE_RANGES,
+    )
     _check_labels_key(labels_key, reference)
     x_ref, ref_coords, ref_cells, ref_lab = _load(
         reference, labels_key, "reference .h5ad", "--labels-key", is_reference=True
     )
     x_q, q_coords, q_cells, q_lab = _load(query, query_labels_key, "query .h5ad", "--query-labels-key")
 
-    # Query columns onto reference peaks (OR-ed where several land on one), then the rare-peak filter.
+    # Query columns onto reference peaks (OR-ed where several land on one), then the no-signal filter.
     q2r, renames = _mapped_query_peaks(ref_coords, q_coords, overlap_width, query)
     q_total_nnz = x_q.nnz
     q_open_per_peak = np.bincount(x_q.indices, minlength=len(q_coords))
@@ -275,7 +328,12 @@ def prepare(
     n_cells = n_ref_cells + n_q_cells
     open_ref = np.bincount(x_ref.indices, minlength=n_ref_peaks)
     open_q = np.bincount(xq_ref.indices, minlength=n_ref_peaks)
-    keep, threshold = _frequent_peaks(open_ref, open_q, n_cells, min_cells, min_peak_frac, reference)
+    n_open = open_ref + open_q
+    keep = _peaks_with_signal(n_open, min_cells, reference)
+    # (its threshold is at least min_cells: the selection is a subset of the kept peaks)
+    selected, seq_threshold = sequence_selection(
+        n_open, n_cells, min_cells, min_peak_frac, max_sequence_peaks, reference
+    )
     n_keep = int(keep.sum())
     newcol = np.full(n_ref_peaks, -1, dtype=np.int64)
     newcol[keep] = np.arange(n_keep)
@@ -300,35 +358,34 @@ def prepare(
         "query": _input_summary(query, n_q_cells, len(q_coords), query_labels_key or "", q_lab, empty_q),
         "overlap_width": int(overlap_width),
         "min_peak_frac": float(min_peak_frac),
-        "min_cells_per_peak": int(threshold),
+        "min_cells_per_peak": int(min_cells),
+        "max_sequence_peaks": int(max_sequence_peaks),
+        "min_cells_per_sequence_peak": int(seq_threshold),
         "chromosome_renames": {str(k): str(v) for k, v in renames.items()},
-        **_peak_counts(q2r, keep, q_open_per_peak, q_total_nnz),
+        **_peak_counts(q2r, keep, selected, q_open_per_peak, q_total_nnz),
         "cells": {"reference": n_ref_cells, "query": n_q_cells},
         "nnz": int(x.nnz),
     }
     out = ad.AnnData(
         X=x,
         obs=_obs(ref_cells, q_cells, ref_lab, q_lab, labels_key, per_cell),
-        var=_var(ref_coords, keep, open_ref, open_q, q2r),
+        var=_var(ref_coords, keep, selected, open_ref, open_q, q2r),
     )
     out.uns[keys.UNS] = {"prepare": summary, keys.LABELS_KEY: labels_key}
     return out, summary
 
 
 def run_prepare(reference, query, labels_key, query_labels_key=None, outdir=".", **kw) -> dict:
-    """:func:`prepare` + write ``accessibility.h5ad``, ``peaks.bed``, ``prepare_summary.json`` to ``outdir``."""
+    """:func:`prepare` + write ``accessibility.h5ad``, ``peaks.bed``, ``prepare_summary.json`` to ``outdir``.
+
+    ``peaks.bed`` (what extract reads) holds only the peaks selected for the sequence route.
+    """
     adata, summary = prepare(reference, query, labels_key, query_labels_key, **kw)
+    seq = adata.var[adata.var[keys.SEQUENCE_PEAK].to_numpy(dtype=bool)]
     with publish_dir(outdir, owned=PREPARE_OUTPUTS) as stage:  # the folder is all-new or all-old
         write_h5ad(adata, stage / keys.ACCESSIBILITY)
         write_bed(
-            pd.DataFrame(
-                {
-                    "chrom": adata.var["chrom"],
-                    "start": adata.var["start"],
-                    "end": adata.var["end"],
-                    "name": adata.var_names,
-                }
-            ),
+            pd.DataFrame({"chrom": seq["chrom"], "start": seq["start"], "end": seq["end"], "name": seq.index}),
             stage / keys.PEAKS_BED,
         )
         write_json(stage / keys.PREPARE_SUMMARY, summary)

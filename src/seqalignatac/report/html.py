@@ -54,14 +54,20 @@ HARMONIZATION_ROWS = (
     ("reference_peaks_with_several_query_peaks", "Reference peaks with several query peaks (OR-ed)"),
     ("min_cells_per_peak", "Minimum cells per kept peak"),
     ("peaks_dropped_rare", "Reference peaks dropped as rare"),
-    ("peaks_kept", "Shared peaks kept"),
+    ("peaks_kept", "Shared peaks kept (accessibility matrix)"),
+    ("peaks_selected_for_sequence", "Peaks selected for sequences (extract, embed, nt)"),
     ("query_accessibility_retained_mapped", "Query accessibility on mapped peaks"),
     ("query_accessibility_retained", "Query accessibility on kept peaks"),
+    ("query_accessibility_retained_sequence", "Query accessibility on sequence peaks"),
     ("reference.cells_without_shared_peaks", "Reference cells with no open shared peak"),
     ("query.cells_without_shared_peaks", "Query cells with no open shared peak"),
     ("overlap_width", "Overlap width W (bp)"),
 )
-FRACTION_KEYS = {"query_accessibility_retained_mapped", "query_accessibility_retained"}
+FRACTION_KEYS = {
+    "query_accessibility_retained_mapped",
+    "query_accessibility_retained",
+    "query_accessibility_retained_sequence",
+}
 # extract's peaks.fa.summary.json keys shown in the harmonization table, with what they mean.
 EXTRACTION_ROWS = (
     ("written", "Peak sequences extracted"),
@@ -74,7 +80,15 @@ EXPLAINED_WORD = "explained"
 NOT_EXPLAINED_WORD = "not explained: likely a type the reference lacks"
 
 # prepare_summary.json keys that are settings (shown under the run parameters).
-PREPARE_SETTINGS = ("overlap_width", "min_peak_frac", "min_cells_per_peak", "reference", "query")
+PREPARE_SETTINGS = (
+    "overlap_width",
+    "min_peak_frac",
+    "min_cells_per_peak",
+    "max_sequence_peaks",
+    "min_cells_per_sequence_peak",
+    "reference",
+    "query",
+)
 
 
 def _env():

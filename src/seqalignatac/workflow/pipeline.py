@@ -45,6 +45,7 @@ class RunOptions:
     width: int | str = 1002
     overlap_width: int | None = None  # None: prepare's default
     min_peak_frac: float | None = None
+    max_sequence_peaks: int | None = None
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | None = None
@@ -132,6 +133,7 @@ def check_options(opts: RunOptions) -> None:
             "max_umap_cells": MAX_UMAP_CELLS,
             "overlap_width": PREPARE_RANGES["overlap_width"],
             "min_peak_frac": PREPARE_RANGES["min_peak_frac"],
+            "max_sequence_peaks": PREPARE_RANGES["max_sequence_peaks"],
         },
     )
     train_ok, annotate_ok = allowed_overrides(opts)
@@ -209,6 +211,7 @@ class _PairContext:
     pair_dir: Path
     overlap_width: int  # prepare's, the default filled in
     min_peak_frac: float
+    max_sequence_peaks: int
 
     def folder(self, step: str) -> Path:
         return self.pair_dir / step
@@ -236,11 +239,12 @@ class _PairContext:
 
 def _pair_context(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path) -> _PairContext:
     """The pair's context, with prepare's defaults for the options left unset."""
-    from seqalignatac.pp.mapping import DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
+    from seqalignatac.pp.mapping import DEFAULT_MAX_SEQUENCE_PEAKS, DEFAULT_MIN_PEAK_FRAC, DEFAULT_OVERLAP_WIDTH
 
     overlap = opts.overlap_width if opts.overlap_width is not None else DEFAULT_OVERLAP_WIDTH
     min_frac = opts.min_peak_frac if opts.min_peak_frac is not None else DEFAULT_MIN_PEAK_FRAC
-    return _PairContext(pair, fasta, opts, pair_dir, overlap, min_frac)
+    cap = opts.max_sequence_peaks if opts.max_sequence_peaks is not None else DEFAULT_MAX_SEQUENCE_PEAKS
+    return _PairContext(pair, fasta, opts, pair_dir, overlap, min_frac, cap)
 
 
 def _prepare(c: _PairContext, resume: bool) -> None:
@@ -255,6 +259,7 @@ def _prepare(c: _PairContext, resume: bool) -> None:
         c.folder(keys.PREPARE_DIR),
         overlap_width=c.overlap_width,
         min_peak_frac=c.min_peak_frac,
+        max_sequence_peaks=c.max_sequence_peaks,
     )
 
 
@@ -367,6 +372,7 @@ def _report(c: _PairContext, resume: bool) -> None:
             **_run_params(c.pair, c.fasta, opts),
             "overlap_width": c.overlap_width,
             "min_peak_frac": c.min_peak_frac,
+            "max_sequence_peaks": c.max_sequence_peaks,
         },
         max_umap_cells=opts.max_umap_cells,
         seed=opts.seed,
@@ -389,6 +395,7 @@ def pair_steps(pair: Pair, fasta: Path | None, opts: RunOptions, pair_dir: Path)
                 "query_labels_key": pair.query_labels_key,
                 "overlap_width": c.overlap_width,
                 "min_peak_frac": c.min_peak_frac,
+                "max_sequence_peaks": c.max_sequence_peaks,
             },
             [c.accessibility, c.peaks_bed, prep / keys.PREPARE_SUMMARY],
             partial(_prepare, c),

@@ -194,6 +194,27 @@ def embedded_ids(embeddings: Any) -> np.ndarray | None:
     return None
 
 
+def sequence_peaks(adata, embeddings: Any) -> tuple[Any, Any]:
+    """``adata`` restricted to the peaks prepare selected for the sequence route, and the embeddings.
+
+    prepare keeps every peak with signal in accessibility.h5ad (LSI uses them all) and marks the
+    subset that extract and embed see in ``var[keys.SEQUENCE_PEAK]``; the network trains on that
+    subset.  An array aligned to all of ``adata``'s peaks is cut to the same rows.  A matrix without
+    the column (an older prepare, a hand-made AnnData) is used whole.
+    """
+    if keys.SEQUENCE_PEAK not in adata.var.columns:
+        return adata, embeddings
+    mask = adata.var[keys.SEQUENCE_PEAK].to_numpy(dtype=bool)
+    if mask.all():
+        return adata, embeddings
+    log.info("stage 1: the %d of %d peaks selected for the sequence route", int(mask.sum()), adata.n_vars)
+    if embedded_ids(embeddings) is None and not isinstance(embeddings, (str, os.PathLike)):
+        arr = np.asarray(embeddings)
+        if arr.ndim == 2 and arr.shape[0] == adata.n_vars:
+            embeddings = arr[mask]
+    return adata[:, mask], embeddings
+
+
 def drop_peaks_without_embedding(adata, embeddings: Any, path=None):
     """``adata`` restricted to the peaks that have an embedding, and how many were dropped.
 

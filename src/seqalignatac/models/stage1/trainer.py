@@ -34,6 +34,7 @@ from seqalignatac.models.stage1.data import (
     drop_peaks_without_embedding,
     nonempty_cells,
     peaks_by_cells,
+    sequence_peaks,
 )
 from seqalignatac.models.stage1.model import CellHead, PeakEncoder, output_step
 from seqalignatac.models.stage1.options import CHECKPOINT_MINUTES, MISSING_EMBEDDINGS
@@ -71,7 +72,8 @@ def train(
     """Train stage 1 on all cells of ``adata`` and return ``(cell_embeddings, summary)``.
 
     ``embeddings``: an embedding-store path, ``EmbeddingStore``, DataFrame indexed by peak id,
-    ``(ids, array)`` or an array aligned to ``adata.var_names``.  ``overrides`` replace fields of
+    ``(ids, array)`` or an array aligned to ``adata.var_names``.  Only the peaks prepare selected
+    for the sequence route (``var[keys.SEQUENCE_PEAK]``, when present) are used.  ``overrides`` replace fields of
     ``config`` (``train(adata, emb, epochs=5)``).  With ``outdir`` the standard layout is written
     and checkpoints are kept in ``outdir/checkpoint`` (at every epoch end, every
     ``checkpoint_minutes`` and every ``checkpoint_steps`` steps); ``resume=True`` continues from
@@ -175,7 +177,7 @@ def train(
 
 @dataclass
 class _Inputs:
-    adata: Any  # the input, or a view without the peaks that have no embedding
+    adata: Any  # the input, or a view of its sequence-route peaks that have an embedding
     acc: Any  # peaks x cells index of the cells with an accessible peak
     E: np.ndarray  # peak embeddings aligned to the peaks
     emb_info: dict
@@ -187,6 +189,7 @@ class _Inputs:
 def _read_inputs(adata, embeddings, missing_embeddings: str, free_input: bool, path) -> _Inputs:
     """The matrix as a peaks x cells index and the embeddings aligned to its peaks."""
     n_without = 0
+    adata, embeddings = sequence_peaks(adata, embeddings)
     if missing_embeddings == "drop":
         adata, n_without = drop_peaks_without_embedding(adata, embeddings, path)
     X = binarized_csr(adata, path)
@@ -194,7 +197,7 @@ def _read_inputs(adata, embeddings, missing_embeddings: str, free_input: bool, p
     depth = np.diff(X.indptr)[keep].astype(np.float64)
     acc = peaks_by_cells(X, keep)
     del X
-    if free_input and not adata.is_view:  # a view (peaks dropped above) shares its parent's matrix
+    if free_input and not adata.is_view:  # a view (peaks left out above) shares its parent's matrix
         adata.X = None
     E, emb_info = aligned_embeddings(adata.var_names, embeddings, path)
     if acc.n_peaks < 4:
