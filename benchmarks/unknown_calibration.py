@@ -9,14 +9,15 @@ default ``gda``; the inputs of its Unknown test are cached under ``--workdir``):
   nothing left out and with each coarse group (NK, B, Mono, GMP, Progenitor) removed from the
   reference; stage-1 LSI at its defaults is refitted on each reduced pair, as a user would run it.
 - ``sim``: the stage-2 tests' generator (Gaussian classes, a batch-shifted query), one type left
-  out (3 seeds) or none (2 seeds).
+  out (4 seeds) or none (4 seeds).
 - ``demo``: ``seqalignatac demo``'s pair (no type left out: every Unknown is false).
 
 Rules compared on the same probabilities and cells: ``previous`` (the shipped rule before issue 16:
 mean cosine distance to the 30 nearest reference cells of the predicted class, the neighbourhood
 test at K 30 / 0.005 OR the per-cell test at 0.01) and the Mahalanobis score of
-:func:`seqalignatac.models.stage2.unknown.distance_scores` with a grid of neighbourhood sizes K,
-neighbourhood quantiles and per-cell quantiles (0: no per-cell test).  The selection criterion,
+:func:`seqalignatac.models.stage2.unknown.distance_scores` with a grid of covariance priors
+(``prior_cells``; ``inf``: one pooled covariance), neighbourhood sizes K, neighbourhood quantiles,
+per-cell quantiles (off: no per-cell test) and floors of the neighbourhood threshold in per-cell sd.  The selection criterion,
 written before the first run, is benchmarks/results/issue16_criterion.md; :func:`choose` applies it.
 """
 
@@ -46,7 +47,9 @@ from seqalignatac.models.stage2.graphs import l2_normalize
 GROUPS = ("none", "NK", "B", "Mono", "GMP", "Progenitor")
 SMOOTH_K = (15, 30, 50)
 SMOOTH_Q = (0.01, 0.005, 0.002, 0.001)
-CELL_Q = (0.0, 0.01, 0.001)
+CELL_Q = (0.0, 0.01)
+PRIORS = (30.0, 100.0, 300.0, 1000.0, float("inf"))  # prior_cells: weight of the pooled covariance
+FLOORS = (0.0, 1.0, 1.5, 2.0)  # neighbourhood threshold floor, in per-cell inlier sd
 MAX_FALSE = 0.05  # issue16_criterion.md: false Unknown share allowed on every case
 TIE = 0.01  # mean recall within this of the best: prefer the lower false rate
 
@@ -125,10 +128,14 @@ def sim_cases(workdir: Path) -> list[dict]:
     from test_stage2 import TINY, make_cells
 
     out = []
-    for seed, drop in [(1, 0), (2, 3), (3, 1), (1, None), (4, None)]:
-        d = cached(workdir / f"case_sim_{seed}_{drop}.npz", lambda s=seed, k=drop: capture(make_cells(drop=k, seed=s), TINY))
+    for seed, drop in [(1, 0), (2, 3), (3, 1), (5, 2), (0, None), (1, None), (4, None), (5, None)]:
+        d = cached(
+            workdir / f"case_sim_{seed}_{drop}.npz", lambda s=seed, k=drop: capture(make_cells(drop=k, seed=s), TINY)
+        )
         novel = d["truth"] == f"type{drop}" if drop is not None else np.zeros(d["truth"].size, dtype=bool)
-        out.append({"set": f"sim seed {seed}", "left_out": "none" if drop is None else f"type{drop}", "novel": novel, **d})
+        out.append(
+            {"set": f"sim seed {seed}", "left_out": "none" if drop is None else f"type{drop}", "novel": novel, **d}
+        )
     return out
 
 
@@ -177,11 +184,24 @@ def previous_scores(qx, qpred, hx, hy, tx, ty, k=30):
 
 
 def rule_grid() -> list[dict]:
-    rules = [{"name": "previous (kNN cosine, K 30, sq 0.005, per-cell 0.01)", "score": "previous", "K": 30, "sq": 0.005, "cq": 0.01}]
-    for kk in SMOOTH_K:
-        for sq in SMOOTH_Q:
-            for cq in CELL_Q:
-                rules.append({"name": f"mahalanobis K {kk}, sq {sq}, per-cell {cq or 'off'}", "score": "mahalanobis", "K": kk, "sq": sq, "cq": cq})
+    rules = [
+        {
+            "name": "previous (kNN cosine, K 30, sq 0.005, per-cell 0.01)",
+            "score": "previous",
+            "K": 30,
+            "sq": 0.005,
+            "cq": 0.01,
+        }
+    ]
+    for prior in PRIORS:
+        for kk in SMOOTH_K:
+            for sq in SMOOTH_Q:
+                for cq in CELL_Q:
+                    for fl in FLOORS:
+                        name = f"mahalanobis prior {prior:g}, K {kk}, sq {sq}, per-cell {cq or 'off'}, floor {fl:g} sd"
+                        rules.append(
+                            {"name": name, "score": f"mahalanobis {prior:g}", "K": kk, "sq": sq, "cq": cq, "floor": fl}
+                        )
     return rules
 
 
@@ -191,19 +211,36 @@ def evaluate(cases: list[dict], rules: list[dict]) -> list[dict]:
     rows = []
     for c in cases:
         args = (c["qx"], c["qpred"], c["hx"], c["hy"], c["tx"], c["ty"])
-        scores = {"previous": previous_scores(*args), "mahalanobis": U.distance_scores(*args)}
+        scores = {"previous": previous_scores(*args)}
+        scores.update({f"mahalanobis {p:g}": U.distance_scores(*args, prior_cells=p) for p in PRIORS})
         smoothed: dict = {}
-        row = {"set": c["set"], "left_out": c["left_out"], "n_query": int(c["truth"].size), "n_novel": int(c["novel"].sum())}
+        row = {
+            "set": c["set"],
+            "left_out": c["left_out"],
+            "n_query": int(c["truth"].size),
+            "n_novel": int(c["novel"].sum()),
+        }
         novel, other = c["novel"], ~c["novel"]
         for name, (qd, _) in scores.items():
             if 0 < novel.sum() < novel.size:
-                row[f"auroc_{name}"] = float(roc_auc_score(novel, np.nan_to_num(qd, posinf=1e9)))
+                row[f"auroc {name}"] = float(roc_auc_score(novel, np.nan_to_num(qd, posinf=1e9)))
         for r in rules:
             qd, rd = scores[r["score"]]
             key = (r["score"], r["K"])
             if key not in smoothed:
                 smoothed[key] = U.smooth_scores(c["qx"], qd, r["K"])
-            flags, _ = U.call_unknown("distance", 0.0, np.ones(qd.size), np.ones(1), qd, rd, smoothed[key], r["sq"], r["cq"])
+            flags, _ = U.call_unknown(
+                "distance",
+                0.0,
+                np.ones(qd.size),
+                np.ones(1),
+                qd,
+                rd,
+                smoothed[key],
+                r["sq"],
+                r["cq"],
+                r.get("floor", 0.0),
+            )
             row[r["name"]] = _rates(flags, novel, other)
         rows.append(row)
         print(f"  {c['set']} without {c['left_out']}", flush=True)
@@ -235,10 +272,13 @@ def summarize(rows: list[dict], rules: list[dict]) -> list[dict]:
             "granja_false_mean": float(np.mean([r[n]["false"] for r in gr])) if gr else None,
             "nothing_left_out_false_max": max((r[n]["false"] for r in fixed), default=None),
             "sim_false_mean": float(np.mean([r[n]["false"] for r in sim])) if sim else None,
-            "sim_recall_mean": float(np.mean([r[n]["recall"] for r in sim if r[n]["recall"] is not None])) if sim else None,
+            "sim_recall_mean": float(np.mean([r[n]["recall"] for r in sim if r[n]["recall"] is not None]))
+            if sim
+            else None,
         }
         d["admissible"] = all(
-            v is None or v <= MAX_FALSE for v in (d["granja_false_max"], d["nothing_left_out_false_max"], d["sim_false_mean"])
+            v is None or v <= MAX_FALSE
+            for v in (d["granja_false_max"], d["nothing_left_out_false_max"], d["sim_false_mean"])
         )
         out.append(d)
     return out
@@ -297,7 +337,7 @@ def markdown(rows, summary, chosen, meta) -> str:
         "",
         "## Per case (recall / false)",
         "",
-        "| set | left out | query cells | left-out cells | AUROC previous / Mahalanobis | "
+        f"| set | left out | query cells | left-out cells | AUROC previous / Mahalanobis (prior {U.PRIOR_CELLS:g}) | "
         + " | ".join(pick)
         + " |",
         "|---" * (5 + len(pick)) + "|",
@@ -308,7 +348,7 @@ def markdown(rows, summary, chosen, meta) -> str:
             r["left_out"],
             str(r["n_query"]),
             str(r["n_novel"]),
-            f"{fmt(r.get('auroc_previous'))} / {fmt(r.get('auroc_mahalanobis'))}",
+            f"{fmt(r.get('auroc previous'))} / {fmt(r.get(f'auroc mahalanobis {U.PRIOR_CELLS:g}'))}",
         ]
         cells += [f"{fmt(r[p]['recall'])} / {fmt(r[p]['false'])}" for p in pick]
         lines.append("| " + " | ".join(cells) + " |")

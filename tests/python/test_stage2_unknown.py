@@ -9,9 +9,10 @@ from test_stage2 import TINY, make_cells
 from seqalignatac.models.stage2.api import annotate_full
 from seqalignatac.models.stage2.unknown import (
     call_unknown,
+    class_density,
+    class_mahalanobis,
     distance_scores,
     inlier_fit,
-    leave_one_out_distance,
     robust_shift,
     smooth_scores,
 )
@@ -32,12 +33,28 @@ def test_robust_shift_removes_batch_not_composition():
     assert np.abs(naive[qy == 0].mean(0) - centers[0]).max() > 3
 
 
-def test_leave_one_out_excludes_self():
-    x = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0], [0.6, 0.8]])
-    y = np.array([0, 0, 1, 1, 2])
-    d = leave_one_out_distance(x, y, k=1)
-    assert d[0] == pytest.approx(0.0) and d[2] == pytest.approx(0.0)
-    assert np.isnan(d[4])  # alone in its class
+def test_mahalanobis_weighs_the_directions_a_class_keeps_fixed():
+    rng = np.random.default_rng(0)
+    # Two classes on the unit circle's neighbourhood in 3-D, each spread along z and tight along y.
+    y = np.repeat([0, 1], 500)
+    centre = np.array([[1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    x = centre[y] + rng.normal(0, 1, (1000, 3)) * np.array([0.01, 0.01, 0.2])
+    for prior in (np.inf, 1000.0, 0.0):  # pooled covariance only, the default mix, the class's own only
+        means, factors, ids = class_density(x, y, prior)
+        assert list(ids) == [0, 1] and means.shape == (2, 3)
+        tight = np.array([[1.0, 0.2, 0.0]])  # off class 0 along y, which class 0 keeps fixed
+        loose = np.array([[1.0, 0.0, 0.2]])  # the same step along z, where class 0 varies
+        d_tight, d_loose = (
+            class_mahalanobis(tight, means, factors)[0, 0],
+            class_mahalanobis(loose, means, factors)[0, 0],
+        )
+        assert d_tight > 20 * d_loose, prior
+    # Equal to (x - m)' S^-1 (x - m) on the unit-length rows, S = class 0's own covariance (prior 0).
+    u = (tight / np.linalg.norm(tight))[0]
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    r = xn[y == 0] - xn[y == 0].mean(0)
+    diff = u - means[0]
+    assert d_tight == pytest.approx(float(diff @ np.linalg.inv(r.T @ r / r.shape[0]) @ diff), rel=1e-6)
 
 
 def test_inlier_fit_ignores_a_far_tail():
@@ -75,9 +92,10 @@ def test_distance_scores_in_class_units():
     y = np.array([int(v[4:]) for v in c.obs["label"]])
     xr, yr, xq, yq = x[ref], y[ref], x[~ref], y[~ref]
     held = np.arange(yr.size) % 10 == 0
-    qd, rd = distance_scores(xq, yq, xr[held], yr[held], xr[~held], yr[~held], k=15)
-    assert qd.shape == (300,) and rd.shape == (400,)
-    assert np.median(rd) == pytest.approx(1.0, abs=0.05)  # reference units: class medians are 1
+    qd, rd = distance_scores(xq, yq, xr[held], yr[held], xr[~held], yr[~held])
+    assert qd.shape == (300,) and rd.shape == (int(held.sum()),)
+    # Reference units: a held-out reference cell scores about 1 (best class, so a little under).
+    assert 0.7 < np.median(rd) < 1.05
     # After the robust shift the (same-type) query sits about as close as the reference does.
     assert 0.7 < np.median(qd) < 1.6
 
@@ -93,9 +111,10 @@ def test_left_out_type_unknown_and_few_false_unknowns(method):
     assert unk[novel].mean() > 0.85, unk[novel].mean()
     assert unk[~novel & right].mean() < 0.03, unk[~novel & right].mean()
     info = res.summary["unknown"]
-    assert info["quantile"] == 0.02 and info["k"] == 30
-    # Default: the neighbourhood test (K 30, 0.005) OR the per-cell test at 0.01.
-    assert info["smooth_k"] == 30 and info["smooth_quantile"] == 0.005 and info["distance_quantile"] == 0.01
+    assert info["quantile"] == 0.02
+    # Default: the neighbourhood test alone (K 15, 0.005, floor 1 per-cell sd).
+    assert info["smooth_k"] == 15 and info["smooth_quantile"] == 0.005 and info["distance_quantile"] == 0.0
+    assert info["smooth_floor_sd"] == 1.0
 
 
 def test_no_novel_type_few_unknowns():
@@ -179,7 +198,6 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
 @pytest.mark.parametrize(
     "setting",
     [
-        ("unknown_k = 0"),
         ("unknown_smooth = -1"),
         ("unknown_smooth_quantile = 1.5"),
         ("--unknown-quantile 1"),  # the one Unknown setting that is a command-line option

@@ -48,7 +48,8 @@ _D = GDAConfig()
     type=ANNOTATE_RANGES["unknown_quantile"],
     help="Tail fraction the Unknown threshold rejects: of the query's fitted inlier distances "
     "(distance, per-cell test) or of held-out reference confidences (confidence).  "
-    "[default: 0.02; 0.01 for the per-cell distance test when unknown_smooth > 0]",
+    "[default: 0.02 for confidence; for distance, the per-cell test is off unless given, "
+    "and 0.02 when unknown_smooth is 0]",
 )
 @click.option(
     "--ensemble",

@@ -19,6 +19,7 @@ import numpy as np
 
 from seqalignatac import keys
 from seqalignatac.device import resolve_device
+from seqalignatac.models.stage2.clusters import leiden_clusters
 from seqalignatac.models.stage2.inputs import (
     ReferenceSet,
     calibration_split,
@@ -29,7 +30,6 @@ from seqalignatac.models.stage2.options import check_annotate_options, config_wi
 from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
 from seqalignatac.models.stage2.train import GDAConfig, fit_gda, seed_everything, set_threads
 from seqalignatac.models.stage2.transfer import class_probabilities, fit_linear
-from seqalignatac.models.stage2.clusters import leiden_clusters
 from seqalignatac.models.stage2.unknown import calibrate_unknown, confidence_entropy, unknown_scores
 
 if TYPE_CHECKING:
@@ -68,7 +68,7 @@ def annotate_full(
     config: GDAConfig | dict[str, Any] | None = None,
     unknown: str = "distance",
     unknown_quantile: float | None = None,
-    unknown_smooth: int = 30,
+    unknown_smooth: int = 15,
     unknown_smooth_quantile: float = 0.005,
     calibration_fraction: float = 0.1,
     knn_k: int = 15,

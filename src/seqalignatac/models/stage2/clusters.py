@@ -52,7 +52,9 @@ def leiden_clusters(x: np.ndarray, seed: int = 0, threads: int | None = None) ->
     igraph.set_random_number_generator(random.Random(seed))  # the same cells give the same clusters
     try:
         member = np.asarray(
-            graph.community_leiden(objective_function="modularity", resolution=LEIDEN_RESOLUTION, n_iterations=-1).membership
+            graph.community_leiden(
+                objective_function="modularity", resolution=LEIDEN_RESOLUTION, n_iterations=-1
+            ).membership
         )
     finally:
         igraph.set_random_number_generator(random)
@@ -70,7 +72,9 @@ def novelty(smoothed: np.ndarray, info: dict) -> np.ndarray:
         return (np.log(np.maximum(smoothed, 1e-300)) - mu) / max(sd, 1e-12)
 
 
-def cluster_table(clusters: np.ndarray, best: np.ndarray, flags: np.ndarray, nov: np.ndarray, threshold: float) -> pd.DataFrame:
+def cluster_table(
+    clusters: np.ndarray, best: np.ndarray, flags: np.ndarray, nov: np.ndarray, threshold: float
+) -> pd.DataFrame:
     """One row per query cluster: size, main label, Unknown share, median novelty, explained or not."""
     rows = []
     for c in np.unique(clusters):

@@ -1,19 +1,17 @@
-"""Confidence, entropy and the ``Unknown`` call, calibrated without query labels.
+"""Confidence, entropy and the ``Unknown`` call, calibrated without query labels (docs/stage2.md, step 4).
 
 ``confidence``: a cell is ``Unknown`` when its confidence is below the ``quantile`` of the
-held-out *reference* cells' confidences.  ``distance`` (docs/stage2.md, step 4): the score is a
-query cell's mean cosine distance to the k (``--unknown-k``, 30) nearest training cells of its
-predicted class, in units of that class's median reference distance, after moving the query
-by the median offset of its cells from their predicted class's reference centroid
-(:func:`robust_shift`); the threshold
-is the ``1 - quantile`` point of a normal fitted to the left side of the query's own log scores
-(:func:`inlier_fit`), never below the reference cells' own ``1 - quantile`` score.  With
-``--unknown-smooth K`` (default 30) a second, neighbourhood-level test is OR-ed in: each query cell's
-score is replaced by the median log score of its K nearest query cells (:func:`smooth_scores`), which
-averages the per-cell noise of sparse data away, and a cell is ``Unknown`` when that smoothed score
-lies beyond the ``1 - --unknown-smooth-quantile`` point (default 0.005) of the same left-side normal
-fit applied to the smoothed scores; the per-cell test then runs at quantile 0.01 unless
-``--unknown-quantile`` is given (benchmarks/results/unknown_calibration.md).
+held-out *reference* cells' confidences.  ``distance``: the score (:func:`distance_scores`) is a
+query cell's squared Mahalanobis distance to the reference class that explains it best, in units
+of that class's typical reference cell, after moving the query by the median offset of its cells
+from their predicted class's reference centroid (:func:`robust_shift`).  The default test is the
+neighbourhood one: each cell's score is replaced by the median log score of its K nearest query
+cells (``unknown_smooth``, 15; :func:`smooth_scores`), and the cell is ``Unknown`` when that lies
+beyond the ``1 - unknown_smooth_quantile`` point (0.005) of a normal fitted to the left side of
+the smoothed scores (:func:`inlier_fit`), and at least :data:`SMOOTH_FLOOR_SD` per-cell standard
+deviations above the per-cell scores' own fit.  ``--unknown-quantile`` adds the per-cell test
+(OR-ed); with ``unknown_smooth 0`` the per-cell test runs alone at 0.02.  Every default was chosen
+on tuning sets only (benchmarks/results/unknown_calibration.md).
 """
 
 from __future__ import annotations
@@ -53,32 +51,50 @@ def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray,
     return query_x - shift
 
 
-def class_density(train_x: np.ndarray, train_y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(class means, shared within-class precision, class ids) of the unit-length training cells.
+SMOOTH_FLOOR_SD = (
+    1.0  # neighbourhood threshold floor, in per-cell inlier sd (benchmarks/results/unknown_calibration.md)
+)
+PRIOR_CELLS = float(
+    "inf"
+)  # weight, in cells, of the pooled covariance in each class's; inf: pooled only (benchmarks/results/unknown_calibration.md)
 
-    One covariance pooled over the classes' residuals (Ledoit-Wolf shrinkage, so small classes
-    and many dimensions stay well conditioned): the directions in which reference cells of one type
-    vary little are the ones a query cell leaving its type must cross.
+
+def class_density(
+    train_x: np.ndarray, train_y: np.ndarray, prior_cells: float = PRIOR_CELLS
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(class means, per-class whitening factors, class ids) of the unit-length training cells.
+
+    Class c's covariance is its residual covariance shrunk toward the covariance pooled over every
+    class (Ledoit-Wolf): ``(n_c S_c + prior_cells * S_pooled) / (n_c + prior_cells)``.  The pooled
+    part keeps small classes and many dimensions well conditioned; the class's own part keeps a
+    broad class (a differentiation continuum) from looking tight.  ``inf``: the pooled one alone.
+    The factors ``L_c`` whiten: ``|(x - m_c) L_c|^2`` is the squared Mahalanobis distance.
     """
     from sklearn.covariance import LedoitWolf
 
-    x = l2_normalize(train_x)
+    x = l2_normalize(train_x).astype(np.float64)
     ids = np.unique(train_y)
-    means = np.stack([x[train_y == c].mean(axis=0) for c in ids])
-    resid = x - means[np.searchsorted(ids, train_y)]
-    return means, LedoitWolf(assume_centered=True).fit(resid).precision_, ids
+    col = np.searchsorted(ids, train_y)
+    means = np.stack([x[col == j].mean(axis=0) for j in range(ids.size)])
+    resid = x - means[col]
+    pooled = LedoitWolf(assume_centered=True).fit(resid).covariance_
+    factors = np.empty((ids.size, x.shape[1], x.shape[1]))
+    for j in range(ids.size):
+        r = resid[col == j]
+        cov = pooled if not np.isfinite(prior_cells) else (r.T @ r + prior_cells * pooled) / (r.shape[0] + prior_cells)
+        factors[j] = np.linalg.cholesky(np.linalg.inv(cov))  # P = L L'
+    return means, factors, ids
 
 
-def class_mahalanobis(x: np.ndarray, means: np.ndarray, precision: np.ndarray, chunk: int = 50_000) -> np.ndarray:
-    """Squared Mahalanobis distance of each unit-length row of ``x`` to every class mean (cells x classes)."""
+def class_mahalanobis(x: np.ndarray, means: np.ndarray, factors: np.ndarray, chunk: int = 50_000) -> np.ndarray:
+    """Squared Mahalanobis distance of each unit-length row of ``x`` to every class (cells x classes)."""
     xn = l2_normalize(x)
     out = np.empty((xn.shape[0], means.shape[0]), dtype=np.float64)
-    m_p = means @ precision  # (x-m)'P(x-m) = x'Px - 2 x'Pm + m'Pm, in row chunks
-    m_term = np.einsum("cd,cd->c", m_p, means)
     for lo in range(0, xn.shape[0], chunk):
         xb = xn[lo : lo + chunk].astype(np.float64)
-        out[lo : lo + chunk] = np.einsum("nd,nd->n", xb @ precision, xb)[:, None] - 2.0 * xb @ m_p.T + m_term
-    return np.maximum(out, 0.0)
+        for j in range(means.shape[0]):
+            out[lo : lo + chunk, j] = np.square((xb - means[j]) @ factors[j]).sum(axis=1)
+    return out
 
 
 def distance_scores(
@@ -88,23 +104,37 @@ def distance_scores(
     held_y: np.ndarray,
     train_x: np.ndarray,
     train_y: np.ndarray,
+    prior_cells: float = PRIOR_CELLS,
 ) -> tuple[np.ndarray, np.ndarray]:
     """How far each cell lies from the reference class that explains it best, in class units.
 
-    Returns (query scores, reference scores).  A score is the smallest, over the reference classes,
-    of the squared Mahalanobis distance to the class mean (:func:`class_density`) divided by that
-    class's median over its own reference cells, so 1 is a typical reference cell of the class.
-    The query is first moved by :func:`robust_shift`; the reference scores are the held-out cells'.
-    Taking the best class rather than the predicted one: a query type next to a reference type
-    (NK beside CD8 memory T cells) is still far from it along the directions CD8 cells keep fixed.
+    Returns (query scores, held-out reference scores).  A score is the smallest, over the reference
+    classes, of the squared Mahalanobis distance to the class (:func:`class_density`) divided by
+    that class's median over its own reference cells (training cells leave-one-out, held-out
+    cells as they are), so 1 is a typical reference cell.  The query is first moved by
+    :func:`robust_shift`.  The best class, not the predicted one: a query type next to a reference
+    type (NK beside CD8 memory T cells) is still far from it along the directions CD8 cells keep fixed.
     """
     qx = robust_shift(query_x, query_pred, np.concatenate([train_x, held_x]), np.concatenate([train_y, held_y]))
-    means, precision, ids = class_density(train_x, train_y)
-    own = class_mahalanobis(train_x, means, precision)[np.arange(train_y.size), np.searchsorted(ids, train_y)]
-    scale = np.array([np.median(own[train_y == c]) for c in ids])
-    scale = np.maximum(scale, 1e-12)
-    qn = (class_mahalanobis(qx, means, precision) / scale).min(axis=1)
-    hn = (class_mahalanobis(held_x, means, precision) / scale).min(axis=1) if held_x.shape[0] else np.zeros(0)
+    means, factors, ids = class_density(train_x, train_y, prior_cells)
+    col = np.searchsorted(ids, train_y)
+    n = np.bincount(col, minlength=ids.size)
+    # Leave-one-out: a training cell is part of its class mean, which pulls it (n / (n - 1))^2 closer.
+    own = class_mahalanobis(train_x, means, factors)[np.arange(train_y.size), col]
+    own = own * (n[col] / np.maximum(n[col] - 1, 1)) ** 2
+    held = class_mahalanobis(held_x, means, factors) if held_x.shape[0] else np.zeros((0, ids.size))
+    known = np.flatnonzero(np.isin(held_y, ids))
+    held_col = np.searchsorted(ids, held_y[known])
+    held_own = held[known, held_col]
+    scale = np.full(ids.size, np.nan)
+    for j in range(ids.size):
+        v = np.concatenate([own[(col == j) & (n[col] > 1)], held_own[held_col == j]])
+        if v.size:
+            scale[j] = np.median(v)
+    fallback = float(np.nanmedian(scale)) if np.isfinite(scale).any() else 1.0  # a one-cell class
+    scale = np.maximum(np.where(np.isnan(scale), fallback, scale), 1e-12)
+    qn = (class_mahalanobis(qx, means, factors) / scale).min(axis=1)
+    hn = (held / scale).min(axis=1) if held_x.shape[0] else np.zeros(0)
     return qn, hn
 
 
@@ -150,12 +180,15 @@ def call_unknown(
     smooth_dist: np.ndarray | None = None,
     smooth_quantile: float = 0.0,
     distance_quantile: float | None = None,
+    smooth_floor: float | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Boolean Unknown flags for the query plus the thresholds used (:func:`unknown_flags` applies them).
 
     ``quantile`` sets the confidence test and, unless ``distance_quantile`` is given, the per-cell
     distance test; ``smooth_dist`` (from :func:`smooth_scores`) adds the neighbourhood test at
-    ``smooth_quantile`` (0 or ``None`` scores: off)."""
+    ``smooth_quantile`` (0 or ``None`` scores: off), never below ``smooth_floor`` (default
+    :data:`SMOOTH_FLOOR_SD`) standard deviations of the per-cell scores' inlier fit."""
+    smooth_floor = SMOOTH_FLOOR_SD if smooth_floor is None else smooth_floor
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     info: dict = {"strategy": strategy, "quantile": quantile}
@@ -173,16 +206,17 @@ def call_unknown(
 
         dq = quantile if distance_quantile is None else distance_quantile
         info["distance_quantile"] = dq
+        finite = np.log(np.maximum(query_dist[np.isfinite(query_dist)], 1e-12))
+        cell_fit = inlier_fit(finite) if finite.size >= 10 else None
+        if cell_fit is not None:
+            info.update(distance_inlier_log_mean=cell_fit[0], distance_inlier_log_sd=cell_fit[1])
         if dq <= 0:
             info["distance_note"] = "quantile 0: no cell is called Unknown by distance"
         else:
-            finite = np.log(np.maximum(query_dist[np.isfinite(query_dist)], 1e-12))
             floor = float(np.quantile(held_dist, 1.0 - dq)) if held_dist.size else 0.0
             thr_d = floor
-            if finite.size >= 10:
-                mu, sd = inlier_fit(finite)
-                thr_d = max(floor, float(np.exp(mu + float(norm.ppf(1.0 - dq)) * sd)))
-                info.update(distance_inlier_log_mean=mu, distance_inlier_log_sd=sd)
+            if cell_fit is not None:
+                thr_d = max(floor, float(np.exp(cell_fit[0] + float(norm.ppf(1.0 - dq)) * cell_fit[1])))
             info["distance_reference_floor"] = floor
             info["distance_threshold"] = thr_d
         if smooth_dist is not None and smooth_quantile > 0:
@@ -191,14 +225,20 @@ def call_unknown(
             fin_s = np.log(np.maximum(smooth_dist[np.isfinite(smooth_dist)], 1e-12))
             if fin_s.size >= 10:
                 mu_s, sd_s = inlier_fit(fin_s)
-                z = float(norm.ppf(1.0 - smooth_quantile))
+                log_thr = mu_s + float(norm.ppf(1.0 - smooth_quantile)) * sd_s
+                if cell_fit is not None:
+                    # Smoothing shrinks the spread, so a known type whose scores sit a little
+                    # higher (a type-specific batch effect) would stand out as a whole: the
+                    # neighbourhood must also be far in units of single cells' spread.
+                    log_thr = max(log_thr, cell_fit[0] + smooth_floor * cell_fit[1])
                 info.update(
                     smooth_quantile=smooth_quantile,
-                    smooth_threshold=float(np.exp(mu_s + z * sd_s)),
-                    # the per-cell `novelty` column: (log smoothed score - mean) / sd, Unknown above z
+                    smooth_floor_sd=smooth_floor,
+                    smooth_threshold=float(np.exp(log_thr)),
+                    # the `novelty` column: (log smoothed score - mean) / sd; Unknown above the threshold
                     novelty_log_mean=mu_s,
                     novelty_log_sd=sd_s,
-                    novelty_threshold=z,
+                    novelty_threshold=(log_thr - mu_s) / max(sd_s, 1e-12),
                 )
             info["smooth_unknown_rate"] = float(_smooth_flags(info, smooth_dist).mean())
     return unknown_flags(info, query_conf, query_dist, smooth_dist), info
@@ -268,12 +308,12 @@ def _smoothing(settings: dict[str, Any]) -> bool:
 def calibrate_unknown(
     settings: dict[str, Any], conf: np.ndarray, held_conf: np.ndarray, q_dist, h_dist, s_dist
 ) -> tuple[np.ndarray, dict]:
-    """Unknown flags and thresholds: the per-cell distance test, OR-ed with the neighbourhood test
-    when ``unknown_smooth`` > 0 (then the per-cell test defaults to quantile 0.01, else 0.02; the
-    confidence test always defaults to 0.02)."""
+    """Unknown flags and thresholds: the neighbourhood test when ``unknown_smooth`` > 0, with the
+    per-cell distance test OR-ed in only when ``unknown_quantile`` is given; without the
+    neighbourhood test the per-cell test runs at 0.02 (the confidence test always defaults to 0.02)."""
     quantile, smoothing = settings["unknown_quantile"], _smoothing(settings)
     conf_q = 0.02 if quantile is None else quantile
-    dist_q = (0.01 if smoothing else 0.02) if quantile is None else quantile
+    dist_q = (0.0 if smoothing else 0.02) if quantile is None else quantile
     flags, info = call_unknown(
         settings["unknown"],
         conf_q,
