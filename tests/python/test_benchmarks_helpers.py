@@ -379,7 +379,8 @@ def test_readme_block_prefers_unknown_table_and_falls_back_with_a_note():
         in block
     )
     assert "‡ From accuracy_table.json" in block
-    assert "| seqAlignATAC, kNN ablation on LSI (kept peaks) | 0.700 / 0.550 | **0.930 / 0.860** |" in block
+    assert "| seqAlignATAC, kNN ablation on LSI (2,723 kept peaks) | 0.700 / 0.550 | **0.930 / 0.860** |" in block
+    assert "(all 10,000 peaks; [stage2_granja]" not in block  # no stage2_granja result given
     assert "| 0.650 / 0.490, 0.680 / 0.510 | 0.920 / 0.820 |" in block
     assert "| Cellcano 1.0.4 | not run | not run |" in block
     assert "| NK (25_NK) | 4.0 % / 0.8 % |" in block and "| B () | 90.0 % / 1.2 % |" in block
@@ -399,7 +400,15 @@ def test_readme_block_prefers_unknown_table_and_falls_back_with_a_note():
         ]
     }
     block2 = readme_tables.build_block({"rows": [*unknown["rows"], full]}, ACC, stage2)
-    assert "| 0.760 / 0.650 (arg-max 0.770 / 0.660) | 0.900 / 0.830 |" in block2 and "‡" not in block2
-    assert "| **0.761 / 0.656** (arg-max 0.774 / 0.670) |  |" in block2  # 0.656 > 0.650: that row is bold
+    # The nothing-removed case is the default pipeline (all peaks since issue 16): one row, and the
+    # stage2_granja row that measured the same path is not repeated.
+    assert (
+        "| seqAlignATAC, default pipeline (GDA on LSI, all 10,000 peaks) | **0.760 / 0.650** (arg-max 0.770 / 0.660) "
+        "| 0.900 / 0.830 † |" in block2
+    )
+    assert "‡" not in block2 and "† 6 coarse groups: the earlier run" in block2
+    assert "[stage2_granja]" not in block2
     assert "| mean left-out share / largest false share | 47.0 % / 2.0 % |" in block2  # nothing removed: 2 % false
-    assert "(all 10,000 peaks;" in block2 and "| nothing (every Unknown is false) | – / 2.0 % |" in block2
+    assert "| nothing (every Unknown is false) | – / 2.0 % |" in block2
+    fallback = readme_tables.build_block(unknown, ACC, stage2)  # no nothing-removed case: stage2_granja's row
+    assert "| **0.761 / 0.656** (arg-max 0.774 / 0.670) |  |" in fallback

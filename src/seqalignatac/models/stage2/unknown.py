@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from seqalignatac.models.stage2.clusters import query_neighbours
 from seqalignatac.models.stage2.graphs import l2_normalize
 from seqalignatac.models.stage2.inputs import ReferenceSet
 from seqalignatac.models.stage2.unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
@@ -141,19 +142,7 @@ def distance_scores(
 def smooth_scores(query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
     """Each query cell's score replaced by the median log score of its k nearest query cells (itself
     included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``)."""
-    n = query_x.shape[0]
-    k = max(1, min(int(k), n))
-    xn = l2_normalize(query_x)
-    if n > 50_000:
-        import faiss
-
-        index = faiss.IndexHNSWFlat(xn.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
-        index.add(xn)
-        _, idx = index.search(xn, k)
-    else:
-        from sklearn.neighbors import NearestNeighbors
-
-        _, idx = NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(xn).kneighbors(xn)
+    idx = query_neighbours(query_x, k, threads)
     with np.errstate(divide="ignore"):
         logs = np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
     return np.exp(np.median(logs[idx], axis=1))
