@@ -17,7 +17,7 @@ from sklearn.neighbors import KNeighborsClassifier
 from seqalignatac import keys
 from seqalignatac.cli.main import cli
 from seqalignatac.io.atomic import staging_path
-from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi, train
+from seqalignatac.models.stage1 import lsi, train
 from seqalignatac.models.stage1.batches import PeakCellBatches, gather_rows
 from seqalignatac.models.stage1.model import CellHead, output_step
 
@@ -56,7 +56,7 @@ def trained(acc, kmer_store):
 
 def _heldout_reference_accuracy(cells: ad.AnnData) -> float:
     ref = cells[cells.obs["domain"] == "reference"]
-    X, y = ref.obsm[EMBEDDING_KEY], ref.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
+    X, y = ref.obsm[keys.EMBEDDING], ref.obs[keys.labels_key_of(cells)].astype(str).to_numpy()
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     return float((KNeighborsClassifier(15).fit(Xtr, ytr).predict(Xte) == yte).mean())
 
@@ -65,8 +65,8 @@ def test_network_embeddings_separate_cell_types(trained, acc):
     cells, summary = trained
     assert cells.n_obs == acc.n_obs and list(cells.obs_names) == list(acc.obs_names)
     pd.testing.assert_frame_equal(cells.obs.drop(columns="has_signal"), acc.obs)  # plus stage 1's flag
-    assert cells.obsm[EMBEDDING_KEY].shape == (acc.n_obs, 16)
-    assert cells.obsm[EMBEDDING_KEY].dtype == np.float32
+    assert cells.obsm[keys.EMBEDDING].shape == (acc.n_obs, 16)
+    assert cells.obsm[keys.EMBEDDING].dtype == np.float32
     assert _heldout_reference_accuracy(cells) >= 0.9
     assert summary["method"] == "nt" and summary["dims"] == 16
 
@@ -97,16 +97,16 @@ def test_same_seed_same_result_and_resume_equals_uninterrupted(acc, kmer_store, 
     # The killed run kept its checkpoint in the staging folder; nothing was published.
     assert (staging_path(cut_dir) / "checkpoint" / "state.pt").exists() and not cut_dir.exists()
     cells_res, s_res = train(acc, kmer_store, epochs=3, patience=3, outdir=cut_dir, resume=True, **FAST)
-    np.testing.assert_array_equal(cells_res.obsm[EMBEDDING_KEY], cells_full.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(cells_res.obsm[keys.EMBEDDING], cells_full.obsm[keys.EMBEDDING])
     a = pd.read_csv(full_dir / "training_curve.tsv", sep="\t").drop(columns="seconds")
     b = pd.read_csv(cut_dir / "training_curve.tsv", sep="\t").drop(columns="seconds")
     pd.testing.assert_frame_equal(a, b)
     # A third run with the same seed, no output folder, is identical too.
     cells_again, _ = train(acc, kmer_store, epochs=3, patience=3, **FAST)
-    np.testing.assert_array_equal(cells_again.obsm[EMBEDDING_KEY], cells_full.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(cells_again.obsm[keys.EMBEDDING], cells_full.obsm[keys.EMBEDDING])
     # Resuming a finished run rewrites the same result.
     cells_done, _ = train(acc, kmer_store, epochs=3, patience=3, outdir=cut_dir, resume=True, **FAST)
-    np.testing.assert_array_equal(cells_done.obsm[EMBEDDING_KEY], cells_full.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(cells_done.obsm[keys.EMBEDDING], cells_full.obsm[keys.EMBEDDING])
 
 
 def test_cell_blocks_train_and_separate(acc, kmer_store):
@@ -172,17 +172,20 @@ def test_lsi_reference_fit_query_projection(acc):
     cells, s = lsi(acc, lsi_components=20, lsi_fit_on="reference")
     assert cells.n_obs == acc.n_obs and s["method"] == "lsi"
     assert s["n_components_computed"] == 20 and s["dims"] == 20 - len(s["dropped_components"])
-    assert cells.obsm[EMBEDDING_KEY].shape == (acc.n_obs, s["dims"])
+    assert cells.obsm[keys.EMBEDDING].shape == (acc.n_obs, s["dims"])
     assert len(s["depth_correlation"]) == 20
     assert all(abs(s["depth_correlation"][c - 1]) > 0.75 for c in s["dropped_components"])
     assert s["n_reference_cells"] == int((acc.obs["domain"] == "reference").sum())
     assert _heldout_reference_accuracy(cells) >= 0.9
-    np.testing.assert_allclose(np.linalg.norm(cells.obsm[EMBEDDING_KEY], axis=1), 1, rtol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(cells.obsm[keys.EMBEDDING], axis=1), 1, rtol=1e-5)
     # Fitted on the reference only: query cells do not change the reference embedding.
     ref_only = acc[acc.obs["domain"] == "reference"].copy()
     cells_ref, _ = lsi(ref_only, lsi_components=20, lsi_fit_on="reference")
     np.testing.assert_allclose(
-        cells_ref.obsm[EMBEDDING_KEY], cells[acc.obs["domain"] == "reference"].obsm[EMBEDDING_KEY], rtol=1e-4, atol=1e-5
+        cells_ref.obsm[keys.EMBEDDING],
+        cells[acc.obs["domain"] == "reference"].obsm[keys.EMBEDDING],
+        rtol=1e-4,
+        atol=1e-5,
     )
 
 
@@ -238,7 +241,7 @@ def test_cli_nt_and_lsi_write_the_same_layout(prepared, kmer_store, tmp_path):
             assert (out / f).stat().st_size > 0, f
         cells = ad.read_h5ad(out / "cell_embeddings.h5ad")
         summary = json.loads((out / "train_summary.json").read_text())
-        assert cells.n_vars == 0 and cells.obsm[EMBEDDING_KEY].shape[1] == (dims or summary["dims"])
+        assert cells.n_vars == 0 and cells.obsm[keys.EMBEDDING].shape[1] == (dims or summary["dims"])
         assert cells.uns["seqalignatac"]["stage1"]["method"] == name
         assert "prepare" in cells.uns["seqalignatac"]
         assert not list(out.glob(".*tmp*"))
@@ -248,7 +251,7 @@ def test_cli_nt_and_lsi_write_the_same_layout(prepared, kmer_store, tmp_path):
 
     w = load_file(str(tmp_path / "nt" / "model.safetensors"))
     np.testing.assert_array_equal(
-        w["cell_weights"], ad.read_h5ad(tmp_path / "nt" / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY]
+        w["cell_weights"], ad.read_h5ad(tmp_path / "nt" / "cell_embeddings.h5ad").obsm[keys.EMBEDDING]
     )
 
 

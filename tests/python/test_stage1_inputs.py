@@ -11,10 +11,11 @@ import pytest
 import scipy.sparse as sp
 from click.testing import CliRunner
 
+from seqalignatac import keys
 from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
 from seqalignatac.io.embedding_store import write_embeddings
-from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi, train
+from seqalignatac.models.stage1 import lsi, train
 
 FAST = dict(hidden=(16,), bottleneck=4, epochs=1, progress=False, threads=1)
 
@@ -105,7 +106,7 @@ def test_peaks_without_embedding_can_be_dropped(files, tmp_path):
     assert summary["n_peaks_without_embedding"] == 5
     assert summary["n_peaks"] == 25
     cells = ad.read_h5ad(tmp_path / "o3" / "cell_embeddings.h5ad")
-    assert cells.obsm[EMBEDDING_KEY].shape == (a.n_obs, 4)
+    assert cells.obsm[keys.EMBEDDING].shape == (a.n_obs, 4)
     # none at all is still an error, dropping or not
     write_embeddings(tmp_path / "none.h5", ["chrX:1-2"], _emb(a)[:1])
     r = _cli(
@@ -128,7 +129,7 @@ def test_extra_embedded_peaks_are_ignored(files):
     cells, s = train(a, (ids[::-1], e[::-1]), **FAST)  # another order, one extra peak
     ref, _ = train(a, _emb(a), **FAST)
     assert s["n_extra_embedded_peaks"] == 1
-    np.testing.assert_array_equal(cells.obsm[EMBEDDING_KEY], ref.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(cells.obsm[keys.EMBEDDING], ref.obsm[keys.EMBEDDING])
 
 
 def test_nan_and_inf_embeddings(files, tmp_path):
@@ -156,7 +157,7 @@ def test_empty_cells_are_kept_unembedded_with_a_count(files):
         assert summary["n_dropped_cells"] == 2 and list(c.obs_names) == list(a.obs_names)
         signal = c.obs["has_signal"].to_numpy()
         assert list(c.obs_names[~signal]) == ["cell2", "cell5"]
-        emb = c.obsm[EMBEDDING_KEY]
+        emb = c.obsm[keys.EMBEDDING]
         assert np.isnan(emb[~signal]).all() and np.isfinite(emb[signal]).all()
 
 
@@ -273,4 +274,4 @@ def test_free_input_releases_the_matrix_and_changes_nothing(files):
     b = a.copy()
     cells, _ = train(b, _emb(a), free_input=True, **FAST)
     assert b.X is None
-    np.testing.assert_array_equal(cells.obsm[EMBEDDING_KEY], ref.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(cells.obsm[keys.EMBEDDING], ref.obsm[keys.EMBEDDING])

@@ -13,9 +13,10 @@ import scipy.sparse as sp
 from click.testing import CliRunner
 from safetensors.numpy import load_file
 
+from seqalignatac import keys
 from seqalignatac.cli.main import cli
 from seqalignatac.errors import InputError
-from seqalignatac.models.stage1 import EMBEDDING_KEY, lsi
+from seqalignatac.models.stage1 import lsi
 
 
 def _two_domains(n_ref=150, n_query=150, n_shared=200, n_query_only=40, seed=0) -> ad.AnnData:
@@ -66,7 +67,7 @@ def test_joint_fit_equals_fitting_with_every_cell_as_reference(pair):
     as_ref = pair.copy()
     as_ref.obs["domain"] = "reference"
     same, _ = lsi(as_ref, lsi_components=8)
-    np.testing.assert_allclose(cells.obsm[EMBEDDING_KEY], same.obsm[EMBEDDING_KEY], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cells.obsm[keys.EMBEDDING], same.obsm[keys.EMBEDDING], rtol=1e-5, atol=1e-6)
     # ... and the domains (and every obs column) are kept.
     pd.testing.assert_frame_equal(cells.obs.drop(columns="has_signal"), pair.obs)
     assert cells.obs["has_signal"].all()  # plus stage 1's flag: every cell here has an open peak
@@ -75,12 +76,12 @@ def test_joint_fit_equals_fitting_with_every_cell_as_reference(pair):
 def test_joint_fit_is_reproducible_and_separates_types(pair):
     a, s1 = lsi(pair, lsi_components=8, lsi_fit_on="all", seed=3)
     b, s2 = lsi(pair, lsi_components=8, lsi_fit_on="all", seed=3)
-    np.testing.assert_array_equal(a.obsm[EMBEDDING_KEY], b.obsm[EMBEDDING_KEY])
+    np.testing.assert_array_equal(a.obsm[keys.EMBEDDING], b.obsm[keys.EMBEDDING])
     assert s1["depth_correlation"] == s2["depth_correlation"]
     from sklearn.neighbors import KNeighborsClassifier
 
     ref = (a.obs["domain"] == "reference").to_numpy()
-    X, y = a.obsm[EMBEDDING_KEY], a.obs["label"].astype(str).to_numpy()
+    X, y = a.obsm[keys.EMBEDDING], a.obs["label"].astype(str).to_numpy()
     assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
 
 
@@ -89,7 +90,7 @@ def test_tfidf_variants_separate_types(pair, variant):
     cells, s = lsi(pair, lsi_components=8, lsi_tfidf=variant)
     assert s["lsi_tfidf"] == variant
     ref = (cells.obs["domain"] == "reference").to_numpy()
-    X, y = cells.obsm[EMBEDDING_KEY], cells.obs["label"].astype(str).to_numpy()
+    X, y = cells.obsm[keys.EMBEDDING], cells.obs["label"].astype(str).to_numpy()
     from sklearn.neighbors import KNeighborsClassifier
 
     assert (KNeighborsClassifier(15).fit(X[ref], y[ref]).predict(X[~ref]) == y[~ref]).mean() > 0.9
@@ -132,7 +133,7 @@ def test_cli_fit_on_is_recorded_and_checked_on_resume(pair, tmp_path):
     # The CLI gives the same embedding as the Python call.
     direct, _ = lsi(pair, lsi_components=8, lsi_fit_on="all", lsi_tfidf="logtf_logidf")
     np.testing.assert_array_equal(
-        ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[EMBEDDING_KEY], direct.obsm[EMBEDDING_KEY]
+        ad.read_h5ad(out / "cell_embeddings.h5ad").obsm[keys.EMBEDDING], direct.obsm[keys.EMBEDDING]
     )
     assert ad.read_h5ad(out / "cell_embeddings.h5ad").uns["seqalignatac"]["stage1"]["lsi_fit_on"] == "all"
     assert json.loads((out / "run.json").read_text())["lsi_fit_on"] == "all"

@@ -25,8 +25,6 @@ from seqalignatac.io.tables import restore_formulas
 
 log = logging.getLogger(__name__)
 
-EMBEDDING_KEY = keys.EMBEDDING
-
 
 @dataclass
 class PairData:
@@ -155,9 +153,9 @@ def _read_prepared(prep: Path) -> _Prepared:
 def _read_cell_embeddings(train: Path) -> tuple[pd.DataFrame, np.ndarray]:
     """The ``obs`` and stage-1 embedding rows of the cells train embedded (cells without signal have none)."""
     cells = _read_h5ad(train / keys.CELL_EMBEDDINGS)
-    if EMBEDDING_KEY not in cells.obsm:
-        raise InputError(f"obsm has no {EMBEDDING_KEY!r}; re-run `seqalignatac train`", train / keys.CELL_EMBEDDINGS)
-    embedding = np.asarray(cells.obsm[EMBEDDING_KEY], dtype=np.float32)
+    if keys.EMBEDDING not in cells.obsm:
+        raise InputError(f"obsm has no {keys.EMBEDDING!r}; re-run `seqalignatac train`", train / keys.CELL_EMBEDDINGS)
+    embedding = np.asarray(cells.obsm[keys.EMBEDDING], dtype=np.float32)
     embedded = np.isfinite(embedding).all(axis=1)  # cells without signal have a NaN row (no embedding)
     return cells.obs[embedded].copy(), embedding[embedded]
 

@@ -14,14 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["train", "lsi", "EMBEDDING_KEY"]
-
-from seqalignatac import keys  # noqa: E402
-
-EMBEDDING_KEY = keys.EMBEDDING
-# obs column of cell_embeddings.h5ad: False for a cell with no accessible peak. Such cells have no
-# embedding (a NaN row) but stay in the file, so stage 2 can report them (Unknown, no_signal).
-SIGNAL_KEY = keys.HAS_SIGNAL
+__all__ = ["train", "lsi"]
 
 from seqalignatac.models.stage1.lsi import lsi  # noqa: E402  (light: numpy/scipy; sklearn is imported when called)
 

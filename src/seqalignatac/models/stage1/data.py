@@ -23,8 +23,6 @@ from seqalignatac.io.h5ad import check_counts
 
 log = logging.getLogger(__name__)
 
-DOMAIN_KEY = keys.DOMAIN
-
 
 @dataclass
 class Accessibility:
@@ -57,7 +55,7 @@ def check_prepared(adata, path: str | os.PathLike | None = None) -> None:
     missing = [
         what
         for what, ok in (
-            ("obs['domain']", DOMAIN_KEY in adata.obs.columns),
+            ("obs['domain']", keys.DOMAIN in adata.obs.columns),
             ("uns['seqalignatac']['prepare']", isinstance(uns, Mapping) and "prepare" in uns),
         )
         if not ok
@@ -291,13 +289,13 @@ def _check_finite(arr: np.ndarray, peak_ids, path) -> None:
 
 def domains(adata, path=None) -> np.ndarray | None:
     """``obs['domain']`` as a string array, or None when the column is absent."""
-    if DOMAIN_KEY not in adata.obs.columns:
+    if keys.DOMAIN not in adata.obs.columns:
         return None
-    d = adata.obs[DOMAIN_KEY].astype(str).to_numpy()
+    d = adata.obs[keys.DOMAIN].astype(str).to_numpy()
     bad = set(np.unique(d)) - set(keys.DOMAINS)
     if bad:
         raise InputError(
-            f"obs['{DOMAIN_KEY}'] must be 'reference' or 'query', found {_examples(sorted(bad))}; "
+            f"obs['{keys.DOMAIN}'] must be 'reference' or 'query', found {_examples(sorted(bad))}; "
             "use the accessibility.h5ad written by prepare",
             path,
         )
