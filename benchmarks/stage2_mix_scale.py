@@ -38,7 +38,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from seqalignatac.io.atomic import write_json, write_text
-    from seqalignatac.models.stage2.clusters import leiden_clusters
+    from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
     from seqalignatac.models.stage2.inputs import ReferenceSet
     from seqalignatac.models.stage2.train import GDAConfig
     from seqalignatac.models.stage2.transfer import fit_linear, knn_transfer, linear_proba
@@ -68,10 +68,13 @@ def main() -> None:
     q_dist, h_dist = distance_scores(x_q, best, x_ref[held], y_ref[held], x_ref[train], y_ref[train])
     times["unknown_mahalanobis"] = time.perf_counter() - t
     t = time.perf_counter()
-    s_dist = smooth_scores(x_q, q_dist, 15, args.threads)
+    graph = query_graph(x_q, 15, args.threads)  # one query kNN for the smoothing and the clusters
+    times["query_knn_k16"] = time.perf_counter() - t
+    t = time.perf_counter()
+    s_dist = smooth_scores(x_q, q_dist, 15, args.threads, graph)
     times["unknown_smoothing_k15"] = time.perf_counter() - t
     t = time.perf_counter()
-    leiden_clusters(x_q, args.seed, args.threads)
+    leiden_clusters(x_q, args.seed, args.threads, graph)
     times["query_clusters_leiden"] = time.perf_counter() - t
     conf, _ = confidence_entropy(proba)
     flags, _ = call_unknown("distance", 0.02, conf, confidence_entropy(lh)[0], q_dist, h_dist, s_dist, 0.005, 0.0)

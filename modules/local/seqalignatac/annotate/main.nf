@@ -33,6 +33,6 @@ process SEQALIGNATAC_ANNOTATE {
     stub:
     """
     mkdir -p annotate
-    touch annotate/predictions.csv annotate/query_annotated.h5ad annotate/annotate_summary.json
+    touch annotate/predictions.csv annotate/query_clusters.csv annotate/query_annotated.h5ad annotate/annotate_summary.json
     """
 }

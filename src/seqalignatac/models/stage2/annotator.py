@@ -25,7 +25,7 @@ import numpy as np
 
 from seqalignatac.errors import InputError, require_file
 from seqalignatac.io.atomic import write_bytes, write_json
-from seqalignatac.models.stage2.clusters import leiden_clusters
+from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
 from seqalignatac.models.stage2.inputs import ReferenceSet, SplitCells, split_domains
 from seqalignatac.models.stage2.model import A2GNN
 from seqalignatac.models.stage2.options import config_with
@@ -109,9 +109,10 @@ class Annotator:
             self.method, self.config, self.reference, split.x_query, classes.size, s["knn_k"], threads, gda, self.linear
         )
         conf, _ = confidence_entropy(q_proba)
-        q_dist, _, s_dist = unknown_scores(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads)
+        graph = query_graph(split.x_query, s["unknown_smooth"], threads)
+        q_dist, _, s_dist = unknown_scores(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads, graph)
         flags = unknown_flags(self.unknown, conf, q_dist, s_dist)
-        clusters = leiden_clusters(split.x_query, s["seed"], threads)
+        clusters = leiden_clusters(split.x_query, s["seed"], threads, graph)
         calls = Calls(q_proba, held_proba, flags, dict(self.unknown), q_dist, hidden, s_dist, clusters)
         tail = {
             "graph": graph_info or knn_info,

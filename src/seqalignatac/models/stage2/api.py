@@ -19,7 +19,7 @@ import numpy as np
 
 from seqalignatac import keys
 from seqalignatac.device import resolve_device
-from seqalignatac.models.stage2.clusters import leiden_clusters
+from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
 from seqalignatac.models.stage2.inputs import (
     ReferenceSet,
     calibration_split,
@@ -153,7 +153,8 @@ def annotate_full(
     )
     conf, _ = confidence_entropy(q_proba)
     held_conf = confidence_entropy(held_proba)[0] if held.any() else np.array([])
-    q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads)
+    graph = query_graph(split.x_query, settings["unknown_smooth"], threads)
+    q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads, graph)
     flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist)
     calls = Calls(
         q_proba,
@@ -163,7 +164,7 @@ def annotate_full(
         q_dist,
         None if train_res is None else train_res.query_hidden,
         s_dist,
-        leiden_clusters(split.x_query, seed, threads),
+        leiden_clusters(split.x_query, seed, threads, graph),
     )
     tail: dict[str, Any] = {
         "graph": graph_info or knn_info,

@@ -35,8 +35,17 @@ def query_neighbours(x: np.ndarray, k: int, threads: int | None = None) -> np.nd
     return NearestNeighbors(n_neighbors=k, n_jobs=threads).fit(xn).kneighbors(xn)[1]
 
 
-def leiden_clusters(x: np.ndarray, seed: int = 0, threads: int | None = None) -> np.ndarray:
-    """Leiden communities (modularity, resolution 1) of the query's kNN graph, numbered by size."""
+def query_graph(x: np.ndarray, smooth_k: int, threads: int | None = None) -> np.ndarray:
+    """One kNN table of the query for both the Unknown neighbourhood test and the clusters (the
+    search is the costly part at a million cells: about 45 s each)."""
+    return query_neighbours(x, max(int(smooth_k), LEIDEN_K + 1), threads)
+
+
+def leiden_clusters(
+    x: np.ndarray, seed: int = 0, threads: int | None = None, neighbours: np.ndarray | None = None
+) -> np.ndarray:
+    """Leiden communities (modularity, resolution 1) of the query's kNN graph, numbered by size.
+    ``neighbours``: a :func:`query_neighbours` table with at least ``LEIDEN_K + 1`` columns, to reuse."""
     import random
 
     import igraph
@@ -44,7 +53,7 @@ def leiden_clusters(x: np.ndarray, seed: int = 0, threads: int | None = None) ->
     n = x.shape[0]
     if n < 3:
         return np.zeros(n, dtype=np.int64)
-    idx = query_neighbours(x, LEIDEN_K + 1, threads)
+    idx = query_neighbours(x, LEIDEN_K + 1, threads) if neighbours is None else neighbours[:, : LEIDEN_K + 1]
     src = np.repeat(np.arange(n), idx.shape[1])
     edges = np.stack([src, idx.ravel()], axis=1)
     edges = edges[(edges[:, 1] >= 0) & (edges[:, 0] != edges[:, 1])]

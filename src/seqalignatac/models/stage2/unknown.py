@@ -139,10 +139,13 @@ def distance_scores(
     return qn, hn
 
 
-def smooth_scores(query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
+def smooth_scores(
+    query_x: np.ndarray, scores: np.ndarray, k: int, threads: int | None = None, neighbours: np.ndarray | None = None
+) -> np.ndarray:
     """Each query cell's score replaced by the median log score of its k nearest query cells (itself
-    included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``)."""
-    idx = query_neighbours(query_x, k, threads)
+    included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``).
+    ``neighbours``: a :func:`query_neighbours` table with at least k columns, to reuse."""
+    idx = query_neighbours(query_x, k, threads) if neighbours is None else neighbours[:, : max(1, int(k))]
     with np.errstate(divide="ignore"):
         logs = np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
     return np.exp(np.median(logs[idx], axis=1))
@@ -278,15 +281,21 @@ def unknown_reasons(
 
 
 def unknown_scores(
-    settings: dict[str, Any], x_query: np.ndarray, best_idx: np.ndarray, ref: ReferenceSet, threads: int | None
+    settings: dict[str, Any],
+    x_query: np.ndarray,
+    best_idx: np.ndarray,
+    ref: ReferenceSet,
+    threads: int | None,
+    neighbours: np.ndarray | None = None,
 ):
     """(query distance scores, held-out reference scores, smoothed query scores); None where the
-    ``settings['unknown']`` test does not use them (docs/stage2.md, step 4)."""
+    ``settings['unknown']`` test does not use them (docs/stage2.md, step 4).  ``neighbours``: the
+    query's kNN table (:func:`~.clusters.query_graph`), shared with the clustering."""
     q_dist = h_dist = s_dist = None
     if settings["unknown"] in ("distance", "both") and ref.y_held.size:
         q_dist, h_dist = distance_scores(x_query, best_idx, ref.x_held, ref.y_held, ref.x_train, ref.y_train)
         if _smoothing(settings):
-            s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads)
+            s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads, neighbours)
     return q_dist, h_dist, s_dist
 
 
