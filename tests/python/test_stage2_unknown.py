@@ -223,3 +223,29 @@ def test_cli_bad_unknown_settings_are_one_line_errors(tmp_path, setting):
     r = CliRunner().invoke(cli, args)
     assert_one_line_error(r, *needles)
     assert not (tmp_path / "o" / "predictions.csv").exists()
+
+
+def test_leiden_clusters_and_the_cluster_table_name_the_unexplained_population():
+    from seqalignatac.models.stage2.clusters import cluster_table, leiden_clusters, query_graph
+
+    rng = np.random.default_rng(3)
+    centres = 8 * np.eye(6)[:3]  # three separate groups of 150, 100 and 60 cells
+    sizes = [150, 100, 60]
+    x = np.vstack([c + rng.normal(0, 1, (n, 6)) for c, n in zip(centres, sizes)])
+    group = np.repeat([0, 1, 2], sizes)
+    graph = query_graph(x, 15)
+    clusters = leiden_clusters(x, seed=0, neighbours=graph)
+    assert np.array_equal(clusters, leiden_clusters(x, seed=0))  # the shared table changes nothing
+    # Each group is its own cluster (up to splits inside a group), numbered by size.
+    for g in range(3):
+        assert len(set(clusters[group == g]) & set(clusters[group != g])) == 0
+    assert np.bincount(clusters)[0] == np.bincount(clusters).max()
+    best = np.array(["a", "b", "b"])[group]
+    novelty = np.where(group == 2, 5.0, 0.0) + rng.normal(0, 0.3, group.size)
+    flags = novelty > 2.576
+    table = cluster_table(clusters, best, flags, novelty, 2.576)
+    assert table["n_cells"].sum() == group.size
+    novel = table[~table["explained"]]
+    assert set(novel["query_cluster"]) == set(clusters[group == 2])
+    assert (novel["unknown_share"] == 1.0).all() and (novel["median_novelty"] > 4).all()
+    assert (table.loc[table["explained"], "unknown_share"] == 0).all()
