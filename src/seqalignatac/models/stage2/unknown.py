@@ -52,12 +52,10 @@ def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray,
     return query_x - shift
 
 
-SMOOTH_FLOOR_SD = (
-    1.0  # neighbourhood threshold floor, in per-cell inlier sd (benchmarks/results/unknown_calibration.md)
-)
-PRIOR_CELLS = float(
-    "inf"
-)  # weight, in cells, of the pooled covariance in each class's; inf: pooled only (benchmarks/results/unknown_calibration.md)
+# Neighbourhood threshold floor, in per-cell inlier sd (benchmarks/results/unknown_calibration.md).
+SMOOTH_FLOOR_SD = 1.0
+# Weight, in cells, of the pooled covariance in each class's; inf: the pooled one alone (same file).
+PRIOR_CELLS = float("inf")
 
 
 def class_density(
@@ -69,7 +67,8 @@ def class_density(
     class (Ledoit-Wolf): ``(n_c S_c + prior_cells * S_pooled) / (n_c + prior_cells)``.  The pooled
     part keeps small classes and many dimensions well conditioned; the class's own part keeps a
     broad class (a differentiation continuum) from looking tight.  ``inf``: the pooled one alone.
-    The factors ``L_c`` whiten: ``|(x - m_c) L_c|^2`` is the squared Mahalanobis distance.
+    The factors ``L_c`` whiten: ``|(x - m_c) L_c|^2`` is the squared Mahalanobis distance; with
+    ``prior_cells`` inf there is one factor, shared by every class.
     """
     from sklearn.covariance import LedoitWolf
 
@@ -79,11 +78,13 @@ def class_density(
     means = np.stack([x[col == j].mean(axis=0) for j in range(ids.size)])
     resid = x - means[col]
     pooled = LedoitWolf(assume_centered=True).fit(resid).covariance_
+    if not np.isfinite(prior_cells):
+        return means, np.linalg.cholesky(np.linalg.inv(pooled))[None], ids  # P = L L'
     factors = np.empty((ids.size, x.shape[1], x.shape[1]))
     for j in range(ids.size):
         r = resid[col == j]
-        cov = pooled if not np.isfinite(prior_cells) else (r.T @ r + prior_cells * pooled) / (r.shape[0] + prior_cells)
-        factors[j] = np.linalg.cholesky(np.linalg.inv(cov))  # P = L L'
+        cov = (r.T @ r + prior_cells * pooled) / (r.shape[0] + prior_cells)
+        factors[j] = np.linalg.cholesky(np.linalg.inv(cov))
     return means, factors, ids
 
 
@@ -91,8 +92,16 @@ def class_mahalanobis(x: np.ndarray, means: np.ndarray, factors: np.ndarray, chu
     """Squared Mahalanobis distance of each unit-length row of ``x`` to every class (cells x classes)."""
     xn = l2_normalize(x)
     out = np.empty((xn.shape[0], means.shape[0]), dtype=np.float64)
+    shared = factors.shape[0] == 1
+    if shared:  # whiten once: |z - w_c|^2 with z = x L, w_c = m_c L
+        wm = means @ factors[0]
+        wm_sq = np.square(wm).sum(axis=1)
     for lo in range(0, xn.shape[0], chunk):
         xb = xn[lo : lo + chunk].astype(np.float64)
+        if shared:
+            z = xb @ factors[0]
+            out[lo : lo + chunk] = np.maximum(np.square(z).sum(axis=1)[:, None] - 2.0 * z @ wm.T + wm_sq, 0.0)
+            continue
         for j in range(means.shape[0]):
             out[lo : lo + chunk, j] = np.square((xb - means[j]) @ factors[j]).sum(axis=1)
     return out
