@@ -44,7 +44,7 @@ PREDICTED_LABEL = "predicted_label"  # cell type, or UNKNOWN
 CONFIDENCE = "confidence"  # probability of the best class
 ENTROPY = "entropy"  # entropy of the class probabilities
 IS_UNKNOWN = "is_unknown"  # true when predicted_label is UNKNOWN
-UNKNOWN_REASON = "unknown_reason"  # no_signal, low_confidence, far_from_reference, far_neighbourhood
+UNKNOWN_REASON = "unknown_reason"  # no_signal, low_confidence, far_from_reference, far_neighbourhood, far_cluster
 BEST_LABEL = "best_label"  # most probable class, Unknown or not
 QUERY_CLUSTER = "query_cluster"  # Leiden cluster of the query cells (0 = the largest)
 NOVELTY = "novelty"  # z-score of the neighbourhood's distance to the closest reference class

@@ -200,6 +200,7 @@ def test_smooth_option_end_to_end_reproducible_and_off_switch():
     [
         ("unknown_smooth = -1"),
         ("unknown_smooth_quantile = 1.5"),
+        ("unknown_cluster_z = -1"),
         ("--unknown-quantile 1"),  # the one Unknown setting that is a command-line option
     ],
 )
@@ -249,3 +250,56 @@ def test_leiden_clusters_and_the_cluster_table_name_the_unexplained_population()
     assert set(novel["query_cluster"]) == set(clusters[group == 2])
     assert (novel["unknown_share"] == 1.0).all() and (novel["median_novelty"] > 4).all()
     assert (table.loc[table["explained"], "unknown_share"] == 0).all()
+
+
+def _offset_groups(seed=0, novel_log=1.0):
+    """Three known groups whose scores sit at different levels (type-specific batch effects) and one
+    small novel group just above the highest: each a separate blob of the query embedding."""
+    rng = np.random.default_rng(seed)
+    levels, sizes = [-0.6, 0.0, 0.6, novel_log], [400, 400, 400, 80]
+    x = np.vstack([8 * np.eye(6)[g] + rng.normal(0, 1, (n, 6)) for g, n in enumerate(sizes)])
+    group = np.repeat(np.arange(4), sizes)
+    scores = np.exp(np.concatenate([rng.normal(lv, 0.3, n) for lv, n in zip(levels, sizes)]))
+    return x, scores, group
+
+
+def test_cluster_test_catches_a_group_the_neighbourhood_test_misses():
+    from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
+    from seqalignatac.models.stage2.unknown import CLUSTER_MIN_CELLS, cluster_flags, unknown_flags, unknown_reasons
+
+    x, scores, group = _offset_groups()
+    novel = group == 3
+    graph = query_graph(x, 15)
+    sm = smooth_scores(x, scores, 15, neighbours=graph)
+    clusters = leiden_clusters(x, neighbours=graph)
+    conf, ref = np.ones(scores.size), scores[group < 3]
+    alone, _ = call_unknown("distance", 0.02, conf, np.ones(10), scores, ref, sm, 0.005, 0.0)
+    assert alone[novel].mean() < 0.2  # the known groups' spread lifts the neighbourhood threshold
+    flags, info = call_unknown("distance", 0.02, conf, np.ones(10), scores, ref, sm, 0.005, 0.0, None, clusters, 1.5)
+    assert flags[novel].mean() > 0.9 and flags[~novel].mean() < 0.02, (flags[novel].mean(), flags[~novel].mean())
+    assert info["cluster_z"] == 1.5 and info["cluster_min_cells"] == CLUSTER_MIN_CELLS
+    assert np.array_equal(unknown_flags(info, conf, scores, sm, clusters), flags)  # reproducible from info
+    reasons = unknown_reasons(flags, info, conf, scores, sm)
+    assert set(reasons[flags & ~alone]) == {"far_cluster"} and set(reasons[alone]) <= {"far_neighbourhood"}
+    # 0 turns the test off; a cluster smaller than CLUSTER_MIN_CELLS is never called by it.
+    off, off_info = call_unknown("distance", 0.02, conf, np.ones(10), scores, ref, sm, 0.005, 0.0, None, clusters, 0)
+    assert np.array_equal(off, alone) and "cluster_z" not in off_info
+    tiny = np.where(novel, clusters.max() + 1 + np.arange(scores.size) % 8, clusters)  # clusters of 10 cells
+    assert not cluster_flags(info, scores, tiny)[novel].any()
+
+
+def test_cluster_test_end_to_end_setting():
+    from seqalignatac import keys
+
+    c = make_cells(drop=1, seed=3)
+    on = annotate_full(c, method="knn", progress=False, seed=3)
+    off = annotate_full(c, method="knn", progress=False, seed=3, unknown_cluster_z=0)
+    assert on.summary["unknown"]["cluster_z"] == 1.5 and "cluster_z" not in off.summary["unknown"]
+    p_on, p_off = on.predictions, off.predictions
+    flagged_on, flagged_off = p_on[keys.IS_UNKNOWN].to_numpy(), p_off[keys.IS_UNKNOWN].to_numpy()
+    assert flagged_off.mean() > 0.1  # the left-out type
+    assert (flagged_off <= flagged_on).all()  # OR-ed: the cluster test only adds calls
+    by_cluster = p_on[keys.UNKNOWN_REASON].to_numpy() == "far_cluster"
+    assert np.array_equal(by_cluster, flagged_on & ~flagged_off)
+    with pytest.raises(Exception, match="invalid value for unknown_cluster_z"):
+        annotate_full(c, method="knn", progress=False, unknown_cluster_z=-1)

@@ -180,7 +180,9 @@ def embed_fasta(
     return res
 
 
-def _embed_kmer(spec: ModelSpec, ids, seqs, out, attrs, t0) -> EmbedResult:
+def _embed_kmer(
+    spec: ModelSpec, ids: Sequence[str], seqs: Sequence[str], out: str, attrs: dict[str, object], t0: float
+) -> EmbedResult:
     from seqalignatac.embed.kmer import kmer_embed
 
     emb = kmer_embed(seqs, k=spec.k) if seqs else np.zeros((0, _kmer_dim(spec.k)), dtype=np.float32)
@@ -196,12 +198,27 @@ def _kmer_dim(k: int) -> int:
     return kmer_dim(k)
 
 
-def _embed_nt(spec, ids, seqs, out, attrs, fasta, device, dtype, batch_size, cache_dir, progress, on_batch, t0):
+def _embed_nt(
+    spec: ModelSpec,
+    ids: Sequence[str],
+    seqs: Sequence[str],
+    out: str,
+    attrs: dict[str, object],
+    fasta: str,
+    device: str,
+    dtype: str,
+    batch_size: int | None,
+    cache_dir: str | None,
+    progress: bool | None,
+    on_batch: Callable[[int], None] | None,
+    t0: float,
+) -> EmbedResult:
     import torch
     from tqdm.auto import tqdm
 
     from seqalignatac.embed.nt_model import fingerprint_files
 
+    assert spec.path is not None, "resolve_model gives every NT spec a folder"
     dev = str(resolve_device(device))
     tdtype = resolve_dtype(dtype, dev)
     root = default_cache_root() if cache_dir is None else cache_dir

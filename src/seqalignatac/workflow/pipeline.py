@@ -92,6 +92,7 @@ ANNOTATE_KEYWORDS = (
     "unknown_quantile",
     "unknown_smooth",
     "unknown_smooth_quantile",
+    "unknown_cluster_z",
     "calibration_fraction",
     "knn_k",
 )

@@ -111,8 +111,8 @@ class Annotator:
         conf, _ = confidence_entropy(q_proba)
         graph = query_graph(split.x_query, s["unknown_smooth"], threads)
         q_dist, _, s_dist = unknown_scores(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads, graph)
-        flags = unknown_flags(self.unknown, conf, q_dist, s_dist)
         clusters = leiden_clusters(split.x_query, s["seed"], threads, graph)
+        flags = unknown_flags(self.unknown, conf, q_dist, s_dist, clusters)
         calls = Calls(q_proba, held_proba, flags, dict(self.unknown), q_dist, hidden, s_dist, clusters)
         tail = {
             "graph": graph_info or knn_info,

@@ -70,6 +70,7 @@ def annotate_full(
     unknown_quantile: float | None = None,
     unknown_smooth: int = 15,
     unknown_smooth_quantile: float = 0.005,
+    unknown_cluster_z: float = 1.5,
     calibration_fraction: float = 0.1,
     knn_k: int = 15,
     device: str = "auto",
@@ -93,7 +94,7 @@ def annotate_full(
         (:func:`seqalignatac.keys.labels_key_of`).
     config
         A :class:`GDAConfig`, or a dict of some of its fields (the rest default).
-    unknown, unknown_quantile, unknown_smooth, unknown_smooth_quantile, calibration_fraction, knn_k
+    unknown, unknown_quantile, unknown_smooth, unknown_smooth_quantile, unknown_cluster_z, calibration_fraction, knn_k
         The Unknown test and the kNN baseline (docs/stage2.md, docs/settings.md).
     device, seed, threads, progress, source
         Where and how to run; ``source`` names the input file in error messages.
@@ -122,6 +123,7 @@ def annotate_full(
         "unknown_quantile": unknown_quantile,
         "unknown_smooth": unknown_smooth,
         "unknown_smooth_quantile": unknown_smooth_quantile,
+        "unknown_cluster_z": unknown_cluster_z,
         "calibration_fraction": calibration_fraction,
         "knn_k": knn_k,
         "seed": seed,
@@ -155,7 +157,8 @@ def annotate_full(
     held_conf = confidence_entropy(held_proba)[0] if held.any() else np.array([])
     graph = query_graph(split.x_query, settings["unknown_smooth"], threads)
     q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads, graph)
-    flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist)
+    clusters = leiden_clusters(split.x_query, seed, threads, graph)
+    flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist, clusters)
     calls = Calls(
         q_proba,
         held_proba,
@@ -164,7 +167,7 @@ def annotate_full(
         q_dist,
         None if train_res is None else train_res.query_hidden,
         s_dist,
-        leiden_clusters(split.x_query, seed, threads, graph),
+        clusters,
     )
     tail: dict[str, Any] = {
         "graph": graph_info or knn_info,

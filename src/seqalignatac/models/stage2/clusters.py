@@ -16,7 +16,9 @@ from seqalignatac import keys
 from seqalignatac.models.stage2.graphs import l2_normalize
 
 LEIDEN_K = 15  # neighbours of the clustering graph (scanpy's default)
-LEIDEN_RESOLUTION = 1.0
+# Finer than scanpy's 1: a population the size of Granja's NK cells (~3 % of the query) gets its own
+# cluster, which the Unknown cluster test needs (benchmarks/results/unknown_alternatives.md).
+LEIDEN_RESOLUTION = 3.0
 
 
 def query_neighbours(x: np.ndarray, k: int, threads: int | None = None) -> np.ndarray:
@@ -42,9 +44,13 @@ def query_graph(x: np.ndarray, smooth_k: int, threads: int | None = None) -> np.
 
 
 def leiden_clusters(
-    x: np.ndarray, seed: int = 0, threads: int | None = None, neighbours: np.ndarray | None = None
+    x: np.ndarray,
+    seed: int = 0,
+    threads: int | None = None,
+    neighbours: np.ndarray | None = None,
+    resolution: float = LEIDEN_RESOLUTION,
 ) -> np.ndarray:
-    """Leiden communities (modularity, resolution 1) of the query's kNN graph, numbered by size.
+    """Leiden communities (modularity at ``resolution``) of the query's kNN graph, numbered by size.
     ``neighbours``: a :func:`query_neighbours` table with at least ``LEIDEN_K + 1`` columns, to reuse."""
     import random
 
@@ -61,9 +67,7 @@ def leiden_clusters(
     igraph.set_random_number_generator(random.Random(seed))  # the same cells give the same clusters
     try:
         member = np.asarray(
-            graph.community_leiden(
-                objective_function="modularity", resolution=LEIDEN_RESOLUTION, n_iterations=-1
-            ).membership
+            graph.community_leiden(objective_function="modularity", resolution=resolution, n_iterations=-1).membership
         )
     finally:
         igraph.set_random_number_generator(random)

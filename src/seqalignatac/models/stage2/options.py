@@ -54,6 +54,7 @@ ANNOTATE_RANGES: dict[str, click.ParamType] = {
     "unknown_quantile": FRACTION_BELOW_ONE,
     "unknown_smooth": NON_NEGATIVE_INT,  # 0: per-cell test only
     "unknown_smooth_quantile": FRACTION_BELOW_ONE,
+    "unknown_cluster_z": NON_NEGATIVE_FLOAT,  # 0: no cluster test
     "calibration_fraction": float_range(0, 0.5, max_open=True),
     "knn_k": POSITIVE_INT,
 }

@@ -88,7 +88,7 @@ def assemble_result(
     conf, ent = confidence_entropy(q_proba)
     best = classes[q_proba.argmax(axis=1)]
     predicted = np.where(calls.flags, keys.UNKNOWN, best)
-    reasons = unknown_reasons(calls.flags, calls.unknown_info, conf, calls.q_dist)
+    reasons = unknown_reasons(calls.flags, calls.unknown_info, conf, calls.q_dist, calls.s_dist)
     nov = np.full(best.size, np.nan)
     if calls.s_dist is not None and "novelty_log_mean" in calls.unknown_info:
         nov = novelty(calls.s_dist, calls.unknown_info)

@@ -9,9 +9,14 @@ neighbourhood one: each cell's score is replaced by the median log score of its 
 cells (``unknown_smooth``, 15; :func:`smooth_scores`), and the cell is ``Unknown`` when that lies
 beyond the ``1 - unknown_smooth_quantile`` point (0.005) of a normal fitted to the left side of
 the smoothed scores (:func:`inlier_fit`), and at least :data:`SMOOTH_FLOOR_SD` per-cell standard
-deviations above the per-cell scores' own fit.  ``--unknown-quantile`` adds the per-cell test
-(OR-ed); with ``unknown_smooth 0`` the per-cell test runs alone at 0.02.  Every default was chosen
-on tuning sets only (benchmarks/results/unknown_calibration.md).
+deviations above the per-cell scores' own fit.  The cluster test (OR-ed) calls every cell of a
+query Leiden cluster of at least :data:`CLUSTER_MIN_CELLS` cells Unknown when the cluster's median
+log score lies more than ``unknown_cluster_z`` (1.5) per-cell standard deviations above that fit:
+a population next to a reference type (NK beside CD8 memory T cells) can sit below the
+neighbourhood threshold cell by cell and still stand out as a whole (:func:`cluster_flags`).
+``--unknown-quantile`` adds the per-cell test (OR-ed); with ``unknown_smooth 0`` the per-cell test
+runs alone at 0.02.  Every default was chosen on tuning sets only
+(benchmarks/results/unknown_calibration.md, benchmarks/results/unknown_alternatives.md).
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from typing import Any
 
 import numpy as np
 
-from seqalignatac.models.stage2.clusters import query_neighbours
+from seqalignatac.models.stage2.clusters import LEIDEN_K, query_neighbours
 from seqalignatac.models.stage2.graphs import l2_normalize
 from seqalignatac.models.stage2.inputs import ReferenceSet
-from seqalignatac.models.stage2.unknown_reasons import FAR_FROM_REFERENCE, FAR_NEIGHBOURHOOD, LOW_CONFIDENCE
+from seqalignatac.models.stage2.unknown_reasons import (
+    FAR_CLUSTER,
+    FAR_FROM_REFERENCE,
+    FAR_NEIGHBOURHOOD,
+    LOW_CONFIDENCE,
+)
 
 STRATEGIES = ("confidence", "distance", "both", "none")
 
@@ -56,6 +66,9 @@ def robust_shift(query_x: np.ndarray, query_pred: np.ndarray, ref_x: np.ndarray,
 SMOOTH_FLOOR_SD = 1.0
 # Weight, in cells, of the pooled covariance in each class's; inf: the pooled one alone (same file).
 PRIOR_CELLS = float("inf")
+# The cluster test skips clusters smaller than one cell's neighbour list: they carry no more
+# evidence than the neighbourhood test (benchmarks/results/unknown_alternatives.md).
+CLUSTER_MIN_CELLS = LEIDEN_K
 
 
 def class_density(
@@ -182,13 +195,16 @@ def call_unknown(
     smooth_quantile: float = 0.0,
     distance_quantile: float | None = None,
     smooth_floor: float | None = None,
+    clusters: np.ndarray | None = None,
+    cluster_z: float = 0.0,
 ) -> tuple[np.ndarray, dict]:
     """Boolean Unknown flags for the query plus the thresholds used (:func:`unknown_flags` applies them).
 
     ``quantile`` sets the confidence test and, unless ``distance_quantile`` is given, the per-cell
     distance test; ``smooth_dist`` (from :func:`smooth_scores`) adds the neighbourhood test at
     ``smooth_quantile`` (0 or ``None`` scores: off), never below ``smooth_floor`` (default
-    :data:`SMOOTH_FLOOR_SD`) standard deviations of the per-cell scores' inlier fit."""
+    :data:`SMOOTH_FLOOR_SD`) standard deviations of the per-cell scores' inlier fit; ``clusters``
+    (the query's Leiden clusters) adds the cluster test at ``cluster_z`` (0: off)."""
     smooth_floor = SMOOTH_FLOOR_SD if smooth_floor is None else smooth_floor
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -242,11 +258,18 @@ def call_unknown(
                     novelty_threshold=(log_thr - mu_s) / max(sd_s, 1e-12),
                 )
             info["smooth_unknown_rate"] = float(_smooth_flags(info, smooth_dist).mean())
-    return unknown_flags(info, query_conf, query_dist, smooth_dist), info
+        if clusters is not None and cluster_z > 0 and cell_fit is not None:
+            info.update(cluster_z=float(cluster_z), cluster_min_cells=CLUSTER_MIN_CELLS)
+            info["cluster_unknown_rate"] = float(cluster_flags(info, query_dist, clusters).mean())
+    return unknown_flags(info, query_conf, query_dist, smooth_dist, clusters), info
 
 
 def unknown_flags(
-    info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None, smooth_dist: np.ndarray | None = None
+    info: dict,
+    query_conf: np.ndarray,
+    query_dist: np.ndarray | None = None,
+    smooth_dist: np.ndarray | None = None,
+    clusters: np.ndarray | None = None,
 ) -> np.ndarray:
     """The Unknown flags that the thresholds of :func:`call_unknown` (``info``) give these scores."""
     flags = np.zeros(query_conf.size, dtype=bool)
@@ -258,7 +281,23 @@ def unknown_flags(
         # its scores come with it: call_unknown and Annotator score with the settings that made info
         assert smooth_dist is not None
         flags |= _smooth_flags(info, smooth_dist)
+    if "cluster_z" in info:  # the cluster test ran: the same holds for its clusters
+        assert query_dist is not None and clusters is not None
+        flags |= cluster_flags(info, query_dist, clusters)
     return flags
+
+
+def cluster_flags(info: dict, query_dist: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """True for the cells of every cluster of at least ``info['cluster_min_cells']`` cells whose
+    median log score is more than ``info['cluster_z']`` per-cell inlier sd above the inlier mean."""
+    import pandas as pd
+
+    with np.errstate(divide="ignore"):
+        logs = np.log(np.maximum(np.where(np.isnan(query_dist), np.inf, query_dist), 1e-12))
+    by = pd.Series(logs).groupby(clusters)
+    z = (by.median() - info["distance_inlier_log_mean"]) / max(info["distance_inlier_log_sd"], 1e-12)
+    far = z.index[(z > info["cluster_z"]).to_numpy() & (by.size() >= info["cluster_min_cells"]).to_numpy()]
+    return np.isin(clusters, far.to_numpy())
 
 
 def _smooth_flags(info: dict, smooth_dist: np.ndarray) -> np.ndarray:
@@ -269,12 +308,16 @@ def _smooth_flags(info: dict, smooth_dist: np.ndarray) -> np.ndarray:
 
 
 def unknown_reasons(
-    flags: np.ndarray, info: dict, query_conf: np.ndarray, query_dist: np.ndarray | None = None
+    flags: np.ndarray,
+    info: dict,
+    query_conf: np.ndarray,
+    query_dist: np.ndarray | None = None,
+    smooth_dist: np.ndarray | None = None,
 ) -> np.ndarray:
     """The ``unknown_reason`` of each query cell ('' when labelled), from the thresholds in ``info``.
 
     A cell flagged by several tests gets the first of: low confidence, per-cell distance,
-    neighbourhood distance (the only test left when the first two pass).
+    neighbourhood distance, query cluster (the only test left when the others pass).
     """
     reasons = np.full(flags.size, "", dtype=object)
     low = np.zeros(flags.size, dtype=bool)
@@ -283,7 +326,9 @@ def unknown_reasons(
     far = np.zeros(flags.size, dtype=bool)
     if "distance_threshold" in info and query_dist is not None:
         far = flags & ~low & (query_dist > info["distance_threshold"])
-    reasons[flags] = FAR_NEIGHBOURHOOD
+    reasons[flags] = FAR_CLUSTER if "cluster_z" in info else FAR_NEIGHBOURHOOD
+    if "cluster_z" in info and smooth_dist is not None and "smooth_unknown_rate" in info:
+        reasons[flags & _smooth_flags(info, smooth_dist)] = FAR_NEIGHBOURHOOD
     reasons[far] = FAR_FROM_REFERENCE
     reasons[low] = LOW_CONFIDENCE
     return reasons
@@ -313,11 +358,18 @@ def _smoothing(settings: dict[str, Any]) -> bool:
 
 
 def calibrate_unknown(
-    settings: dict[str, Any], conf: np.ndarray, held_conf: np.ndarray, q_dist, h_dist, s_dist
+    settings: dict[str, Any],
+    conf: np.ndarray,
+    held_conf: np.ndarray,
+    q_dist,
+    h_dist,
+    s_dist,
+    clusters: np.ndarray | None = None,
 ) -> tuple[np.ndarray, dict]:
-    """Unknown flags and thresholds: the neighbourhood test when ``unknown_smooth`` > 0, with the
-    per-cell distance test OR-ed in only when ``unknown_quantile`` is given; without the
-    neighbourhood test the per-cell test runs at 0.02 (the confidence test always defaults to 0.02)."""
+    """Unknown flags and thresholds: the neighbourhood test when ``unknown_smooth`` > 0 and the
+    cluster test when ``unknown_cluster_z`` > 0 (on ``clusters``), with the per-cell distance test
+    OR-ed in only when ``unknown_quantile`` is given; without the neighbourhood test the per-cell
+    test runs at 0.02 (the confidence test always defaults to 0.02)."""
     quantile, smoothing = settings["unknown_quantile"], _smoothing(settings)
     conf_q = 0.02 if quantile is None else quantile
     dist_q = (0.0 if smoothing else 0.02) if quantile is None else quantile
@@ -331,6 +383,8 @@ def calibrate_unknown(
         s_dist,
         settings["unknown_smooth_quantile"] if smoothing else 0.0,
         dist_q,
+        clusters=clusters,
+        cluster_z=settings["unknown_cluster_z"],
     )
     if q_dist is not None:
         info["smooth_k"] = int(settings["unknown_smooth"])
