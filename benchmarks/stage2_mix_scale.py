@@ -5,8 +5,9 @@
 does next with its defaults on the same simulated embeddings (half reference, half query with a
 batch shift): the mixed-in kNN label transfer (``--knn-mix-k 50``, faiss above 50,000 reference
 cells), the class-balanced logistic regression (``linear_mix``), the Unknown test (Mahalanobis
-distances to every class + the neighbourhood smoothing, ``unknown_smooth`` 15) and the Leiden
-clusters of the query (``query_clusters.csv``).
+distances to every class + the neighbourhood smoothing, ``unknown_smooth`` 15), the Leiden
+clusters of the query (``query_clusters.csv``, resolution 3) and the thresholds with the cluster
+test (``unknown_cluster_z``).
 
     python benchmarks/stage2_mix_scale.py --cells 1000000 --threads 2
     # writes benchmarks/results/stage2_mix_scale_cpu.{md,json}
@@ -42,7 +43,13 @@ def main() -> None:
     from seqalignatac.models.stage2.inputs import ReferenceSet
     from seqalignatac.models.stage2.train import GDAConfig
     from seqalignatac.models.stage2.transfer import fit_linear, knn_transfer, linear_proba
-    from seqalignatac.models.stage2.unknown import call_unknown, confidence_entropy, distance_scores, smooth_scores
+    from seqalignatac.models.stage2.unknown import (
+        CLUSTER_Z,
+        call_unknown,
+        confidence_entropy,
+        distance_scores,
+        smooth_scores,
+    )
 
     info = machine_info("cpu")
     cfg = GDAConfig()
@@ -74,10 +81,24 @@ def main() -> None:
     s_dist = smooth_scores(x_q, q_dist, 15, args.threads, graph)
     times["unknown_smoothing_k15"] = time.perf_counter() - t
     t = time.perf_counter()
-    leiden_clusters(x_q, args.seed, args.threads, graph)
+    clusters = leiden_clusters(x_q, args.seed, args.threads, graph)
     times["query_clusters_leiden"] = time.perf_counter() - t
     conf, _ = confidence_entropy(proba)
-    flags, _ = call_unknown("distance", 0.02, conf, confidence_entropy(lh)[0], q_dist, h_dist, s_dist, 0.005, 0.0)
+    t = time.perf_counter()
+    flags, _ = call_unknown(
+        "distance",
+        0.02,
+        conf,
+        confidence_entropy(lh)[0],
+        q_dist,
+        h_dist,
+        s_dist,
+        0.005,
+        0.0,
+        clusters=clusters,
+        cluster_z=CLUSTER_Z,
+    )
+    times["unknown_thresholds_and_cluster_test"] = time.perf_counter() - t
     accuracy = float((best == y_q).mean())
     info["load_average_end"] = __import__("os").getloadavg()
     result = {
@@ -92,6 +113,7 @@ def main() -> None:
         "peak_rss_gib": round(peak_rss_gib(), 2),
         "accuracy_mix": accuracy,
         "unknown_rate": float(flags.mean()),
+        "query_clusters": int(clusters.max()) + 1,
     }
     out = Path(args.out)
     write_json(out.with_suffix(".json"), result)
@@ -113,7 +135,8 @@ def main() -> None:
         f"| **total** | **{result['total_seconds']:.1f}** |",
         "",
         f"Peak RSS {result['peak_rss_gib']} GiB; mixed accuracy {accuracy:.3f}; Unknown rate "
-        f"{result['unknown_rate']:.3f} (no novel type in this simulation).",
+        f"{result['unknown_rate']:.3f} (no novel type in this simulation); {result['query_clusters']} query "
+        "clusters (Leiden, resolution 3).",
     ]
     write_text(out.with_suffix(".md"), "\n".join(lines) + "\n")
     print("\n".join(lines))

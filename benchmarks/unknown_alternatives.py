@@ -21,10 +21,8 @@ the D5T1 labels of the held-out pair.  Two kinds of evidence are compared with r
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +31,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import unknown_calibration as C
-from _common import machine_info
 
 from seqalignatac.models.stage2 import unknown as U
 from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
@@ -123,24 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         row = {"set": c["set"], "left_out": c["left_out"], "n_query": int(c["truth"].size)}
         row["n_novel"] = int(c["novel"].sum())
         row["auroc"] = auroc
-        row.update({n: C._rates(flags[n], c["novel"], ~c["novel"]) for n in names})
+        row.update({n: C.rates(flags[n], c["novel"], ~c["novel"]) for n in names})
         rows.append(row)
         print(f"  {c['set']} without {c['left_out']}", flush=True)
     rules = [{"name": n} for n in names]
     summary = C.summarize(rows, rules)
-    chosen = C.choose(summary)
-    meta = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/unknown_alternatives.py" + (" --quick" if a.quick else ""),
-        "machine": machine_info(),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{a.out}.json").write_text(
-        json.dumps({"meta": meta, "chosen": chosen, "summary": summary, "rows": rows}, indent=2) + "\n"
-    )
-    Path(f"{a.out}.md").write_text(markdown(rows, summary, chosen, meta))
-    print(Path(f"{a.out}.md").read_text())
+    command = "python benchmarks/unknown_alternatives.py" + (" --quick" if a.quick else "")
+    C.save(a.out, command, t0, rows, summary, C.choose(summary), markdown)
     return 0
 
 
@@ -157,43 +143,34 @@ def markdown(rows, summary, chosen, meta) -> str:
         "",
         f"**Criterion's pick among these rules:** {chosen['rule'] if chosen else 'none admissible'}.",
         "",
-        "| rule | Granja recall mean | Granja NK recall mean | Granja false max / mean | nothing left out: false max | sim recall / false | admissible |",
-        "|---|---|---|---|---|---|---|",
+        *C.RULE_HEADER,
     ]
-    for d in summary:
-        lines.append(
-            f"| {d['rule']}{' **(pick)**' if d is chosen else ''} | {C.fmt(d['granja_recall_mean'])} | "
-            f"{C.fmt(d['granja_nk_recall_mean'])} | {C.fmt(d['granja_false_max'])} / {C.fmt(d['granja_false_mean'])} | "
-            f"{C.fmt(d['nothing_left_out_false_max'])} | {C.fmt(d['sim_recall_mean'])} / {C.fmt(d['sim_false_mean'])} | "
-            f"{'yes' if d['admissible'] else 'no'} |"
-        )
+    lines += [C.rule_row(d, d is chosen, "pick") for d in summary]
     kinds = sorted({k for r in rows for k in r["auroc"]})
-    lines += [
-        "",
-        "## AUROC of each score for the left-out cells (per case)",
-        "",
-        "| set | left out | left-out cells | " + " | ".join(kinds) + " |",
-        "|---" * (3 + len(kinds)) + "|",
-    ]
-    for r in rows:
-        if r["auroc"]:
-            vals = [C.fmt(r["auroc"].get(k)) for k in kinds]
-            lines.append(f"| {r['set']} | {r['left_out']} | {r['n_novel']} | " + " | ".join(vals) + " |")
+    lines += _case_table(
+        "AUROC of each score for the left-out cells (per case)",
+        ["left-out cells", *kinds],
+        [(r, [str(r["n_novel"]), *(C.fmt(r["auroc"].get(k)) for k in kinds)]) for r in rows if r["auroc"]],
+    )
     pick = [SHIPPED] + ([chosen["rule"]] if chosen and chosen["rule"] != SHIPPED else [])
-    lines += [
-        "",
-        "## Per case (recall / false)",
-        "",
-        "| set | left out | " + " | ".join(pick) + " |",
-        "|---" * (2 + len(pick)) + "|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['set']} | {r['left_out']} | "
-            + " | ".join(f"{C.fmt(r[p]['recall'])} / {C.fmt(r[p]['false'])}" for p in pick)
-            + " |"
-        )
+    lines += _case_table(
+        "Per case (recall / false)",
+        pick,
+        [(r, [f"{C.fmt(r[p]['recall'])} / {C.fmt(r[p]['false'])}" for p in pick]) for r in rows],
+    )
     return "\n".join(lines) + "\n"
+
+
+def _case_table(title: str, columns: list[str], rows: list[tuple[dict, list[str]]]) -> list[str]:
+    """A per-case Markdown table: set, left-out type, then ``columns``."""
+    lines = [
+        "",
+        f"## {title}",
+        "",
+        "| set | left out | " + " | ".join(columns) + " |",
+        "|---" * (2 + len(columns)) + "|",
+    ]
+    return lines + [f"| {r['set']} | {r['left_out']} | " + " | ".join(vals) + " |" for r, vals in rows]
 
 
 if __name__ == "__main__":

@@ -241,13 +241,13 @@ def evaluate(cases: list[dict], rules: list[dict]) -> list[dict]:
                 r["cq"],
                 r.get("floor", 0.0),
             )
-            row[r["name"]] = _rates(flags, novel, other)
+            row[r["name"]] = rates(flags, novel, other)
         rows.append(row)
         print(f"  {c['set']} without {c['left_out']}", flush=True)
     return rows
 
 
-def _rates(flags, novel, other) -> dict:
+def rates(flags, novel, other) -> dict:
     return {
         "recall": float(flags[novel].mean()) if novel.any() else None,
         "false": float(flags[other].mean()) if other.any() else None,
@@ -318,20 +318,14 @@ def markdown(rows, summary, chosen, meta) -> str:
         "D5T1 labels of the held-out pair D6T1 -> D5T1.  `recall`: share of the left-out type's query cells",
         "called Unknown; `false`: share of all other query cells called Unknown.",
         "",
-        f"**Chosen:** {chosen['rule'] if chosen else 'none admissible'}.",
+        f"**Chosen:** {chosen['rule'] if chosen else 'none admissible'}.  Issue 16's second round adds a "
+        "cluster test on top of it, picked by the same criterion: unknown_alternatives.md.",
         "",
         "## Rules (the previous default, the chosen one and the best admissible ones)",
         "",
-        "| rule | Granja recall mean | Granja NK recall mean | Granja false max / mean | nothing left out: false max | sim recall / false | admissible |",
-        "|---|---|---|---|---|---|---|",
+        *RULE_HEADER,
     ]
-    for d in shown:
-        lines.append(
-            f"| {d['rule']}{' **(chosen)**' if d is chosen else ''} | {fmt(d['granja_recall_mean'])} | "
-            f"{fmt(d['granja_nk_recall_mean'])} | {fmt(d['granja_false_max'])} / {fmt(d['granja_false_mean'])} | "
-            f"{fmt(d['nothing_left_out_false_max'])} | {fmt(d['sim_recall_mean'])} / {fmt(d['sim_false_mean'])} | "
-            f"{'yes' if d['admissible'] else 'no'} |"
-        )
+    lines += [rule_row(d, d is chosen) for d in shown]
     pick = [summary[0]["rule"]] + ([chosen["rule"]] if chosen else [])
     lines += [
         "",
@@ -355,6 +349,38 @@ def markdown(rows, summary, chosen, meta) -> str:
     return "\n".join(lines) + "\n"
 
 
+RULE_HEADER = [
+    "| rule | Granja recall mean | Granja NK recall mean | Granja false max / mean | nothing left out: false max | sim recall / false | admissible |",
+    "|---|---|---|---|---|---|---|",
+]
+
+
+def rule_row(d: dict, chosen: bool, mark: str = "chosen") -> str:
+    """One rule's line of the rules table (its :func:`summarize` numbers)."""
+    return (
+        f"| {d['rule']}{f' **({mark})**' if chosen else ''} | {fmt(d['granja_recall_mean'])} | "
+        f"{fmt(d['granja_nk_recall_mean'])} | {fmt(d['granja_false_max'])} / {fmt(d['granja_false_mean'])} | "
+        f"{fmt(d['nothing_left_out_false_max'])} | {fmt(d['sim_recall_mean'])} / {fmt(d['sim_false_mean'])} | "
+        f"{'yes' if d['admissible'] else 'no'} |"
+    )
+
+
+def save(out: Path, command: str, t0: float, rows: list, summary: list, chosen: dict | None, render) -> None:
+    """Write ``out``.json (meta, chosen rule, summary, rows) and ``out``.md (``render``), and print the latter."""
+    meta = {
+        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": command,
+        "machine": machine_info(),
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    out.parent.mkdir(parents=True, exist_ok=True)
+    Path(f"{out}.json").write_text(
+        json.dumps({"meta": meta, "chosen": chosen, "summary": summary, "rows": rows}, indent=2) + "\n"
+    )
+    Path(f"{out}.md").write_text(render(rows, summary, chosen, meta))
+    print(Path(f"{out}.md").read_text())
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="simulation and demo only (no Granja data)")
@@ -369,19 +395,8 @@ def main(argv: list[str] | None = None) -> int:
     rules = rule_grid()
     rows = evaluate(cases, rules)
     summary = summarize(rows, rules)
-    chosen = choose(summary)
-    meta = {
-        "date": datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "python benchmarks/unknown_calibration.py" + (" --quick" if a.quick else ""),
-        "machine": machine_info(),
-        "seconds": round(time.perf_counter() - t0, 1),
-    }
-    a.out.parent.mkdir(parents=True, exist_ok=True)
-    Path(f"{a.out}.json").write_text(
-        json.dumps({"meta": meta, "chosen": chosen, "summary": summary, "rows": rows}, indent=2) + "\n"
-    )
-    Path(f"{a.out}.md").write_text(markdown(rows, summary, chosen, meta))
-    print(Path(f"{a.out}.md").read_text())
+    command = "python benchmarks/unknown_calibration.py" + (" --quick" if a.quick else "")
+    save(a.out, command, t0, rows, summary, choose(summary), markdown)
     return 0
 
 

@@ -30,7 +30,7 @@ from seqalignatac.models.stage2.options import check_annotate_options, config_wi
 from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
 from seqalignatac.models.stage2.train import GDAConfig, fit_gda, seed_everything, set_threads
 from seqalignatac.models.stage2.transfer import class_probabilities, fit_linear
-from seqalignatac.models.stage2.unknown import calibrate_unknown, confidence_entropy, unknown_scores
+from seqalignatac.models.stage2.unknown import CLUSTER_Z, calibrate_unknown, confidence_entropy, unknown_scores
 
 if TYPE_CHECKING:
     pass
@@ -70,7 +70,7 @@ def annotate_full(
     unknown_quantile: float | None = None,
     unknown_smooth: int = 15,
     unknown_smooth_quantile: float = 0.005,
-    unknown_cluster_z: float = 1.5,
+    unknown_cluster_z: float = CLUSTER_Z,
     calibration_fraction: float = 0.1,
     knn_k: int = 15,
     device: str = "auto",

@@ -69,6 +69,8 @@ PRIOR_CELLS = float("inf")
 # The cluster test skips clusters smaller than one cell's neighbour list: they carry no more
 # evidence than the neighbourhood test (benchmarks/results/unknown_alternatives.md).
 CLUSTER_MIN_CELLS = LEIDEN_K
+# Default of ``unknown_cluster_z``: per-cell inlier sd between a cluster's median and the mean (same file).
+CLUSTER_Z = 1.5
 
 
 def class_density(
