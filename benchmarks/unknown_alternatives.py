@@ -20,7 +20,6 @@ the D5T1 labels of the held-out pair.  Two kinds of evidence are compared with r
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -103,16 +102,8 @@ def case_flags(c: dict) -> tuple[dict, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="simulation and demo only (no Granja data)")
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/seqalignatac_unknown_calibration"))
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "unknown_alternatives")
-    a = ap.parse_args(argv)
-    a.workdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    cases = C.sim_cases(a.workdir) + C.demo_cases(a.workdir)
-    if not a.quick:
-        cases += C.granja_cases(a.workdir)
+    a, cases = C.cases_from_args(argv, __doc__, "unknown_alternatives")
     names = rule_names()
     rows = []
     for c in cases:

@@ -381,17 +381,24 @@ def save(out: Path, command: str, t0: float, rows: list, summary: list, chosen: 
     print(Path(f"{out}.md").read_text())
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+def cases_from_args(argv: list[str] | None, doc: str, name: str) -> tuple[argparse.Namespace, list[dict]]:
+    """The options shared by the Unknown tuning scripts (``--quick``, ``--workdir``, ``--out``
+    defaulting to results/``name``) and their cases."""
+    ap = argparse.ArgumentParser(description=doc.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="simulation and demo only (no Granja data)")
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/seqalignatac_unknown_calibration"))
-    ap.add_argument("--out", type=Path, default=HERE / "results" / "unknown_calibration")
+    ap.add_argument("--out", type=Path, default=HERE / "results" / name)
     a = ap.parse_args(argv)
     a.workdir.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     cases = sim_cases(a.workdir) + demo_cases(a.workdir)
     if not a.quick:
         cases += granja_cases(a.workdir)
+    return a, cases
+
+
+def main(argv: list[str] | None = None) -> int:
+    t0 = time.perf_counter()
+    a, cases = cases_from_args(argv, __doc__, "unknown_calibration")
     rules = rule_grid()
     rows = evaluate(cases, rules)
     summary = summarize(rows, rules)
