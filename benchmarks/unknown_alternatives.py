@@ -76,27 +76,24 @@ def case_flags(c: dict) -> tuple[dict, dict]:
     qd, hd = U.distance_scores(c["qx"], c["qpred"], c["hx"], c["hy"], c["tx"], c["ty"])
     graph = query_graph(c["qx"], 15)
     smoothed = U.smooth_scores(c["qx"], qd, 15, neighbours=graph)
-    round1, _ = U.call_unknown("distance", 0.0, np.ones(qd.size), np.ones(1), qd, hd, smoothed, 0.005, 0.0)
-    logs = np.log(np.maximum(qd, 1e-12))
-    mu, sd = U.inlier_fit(logs)
+    round1, info = U.call_unknown("distance", 0.0, np.ones(qd.size), np.ones(1), qd, hd, smoothed, 0.005, 0.0)
     flags = {SHIPPED: round1}
     auroc = {}
     novel = c["novel"]
     has_both = 0 < novel.sum() < novel.size
     if has_both:
-        auroc["per-cell score"] = float(roc_auc_score(novel, logs))
+        auroc["per-cell score"] = float(roc_auc_score(novel, np.log(np.maximum(qd, 1e-12))))
         auroc["reference mixing"] = float(roc_auc_score(novel, reference_mixing(c)))
     for r in RESOLUTIONS:
         cl = leiden_clusters(c["qx"], 0, None, graph, resolution=r)
-        med = np.array([np.median(logs[cl == j]) for j in range(cl.max() + 1)])
-        z = ((med - mu) / max(sd, 1e-12))[cl]
-        size = np.bincount(cl)[cl]
         if has_both:
-            auroc[f"cluster median, res {r:g}"] = float(roc_auc_score(novel, z))
+            z, _ = U.cluster_scores(info, qd, cl)
+            auroc[f"cluster median, res {r:g}"] = float(roc_auc_score(novel, z.loc[cl].to_numpy()))
         for zt in CLUSTER_Z:
             for m in MIN_SIZES:
                 rule = _cluster_rule(r, zt, m)
-                flags[rule] = (z > zt) & (size >= m)
+                # the package's test, at this grid point
+                flags[rule] = U.cluster_flags({**info, "cluster_z": zt, "cluster_min_cells": m}, qd, cl)
                 flags[f"round 1 OR {rule}"] = round1 | flags[rule]
     return flags, auroc
 

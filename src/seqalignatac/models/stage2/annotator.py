@@ -25,14 +25,13 @@ import numpy as np
 
 from seqalignatac.errors import InputError, require_file
 from seqalignatac.io.atomic import write_bytes, write_json
-from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
 from seqalignatac.models.stage2.inputs import ReferenceSet, SplitCells, split_domains
 from seqalignatac.models.stage2.model import A2GNN
 from seqalignatac.models.stage2.options import config_with
 from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
 from seqalignatac.models.stage2.train import GDAConfig, GDAInputs, domain_graphs, ensemble_proba, set_threads
 from seqalignatac.models.stage2.transfer import class_probabilities
-from seqalignatac.models.stage2.unknown import confidence_entropy, unknown_flags, unknown_scores
+from seqalignatac.models.stage2.unknown import confidence_entropy, query_evidence, unknown_flags
 
 FORMAT = 1
 STATE_FILE = "annotator.json"  # method, classes, config, settings, reference cell ids, Unknown thresholds
@@ -109,9 +108,7 @@ class Annotator:
             self.method, self.config, self.reference, split.x_query, classes.size, s["knn_k"], threads, gda, self.linear
         )
         conf, _ = confidence_entropy(q_proba)
-        graph = query_graph(split.x_query, s["unknown_smooth"], threads)
-        q_dist, _, s_dist = unknown_scores(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads, graph)
-        clusters = leiden_clusters(split.x_query, s["seed"], threads, graph)
+        q_dist, _, s_dist, clusters = query_evidence(s, split.x_query, q_proba.argmax(axis=1), self.reference, threads)
         flags = unknown_flags(self.unknown, conf, q_dist, s_dist, clusters)
         calls = Calls(q_proba, held_proba, flags, dict(self.unknown), q_dist, hidden, s_dist, clusters)
         tail = {

@@ -3,7 +3,7 @@
 :func:`annotate_full` runs five steps, each a function here: split and check the cells
 (:func:`split_domains`, :func:`reference_labels`, :func:`calibration_split`), fit the ensemble of
 GDA models (:func:`fit_gda`), the kNN and logistic-regression transfers and their mix
-(:func:`class_probabilities`), the Unknown calibration and calls (:func:`unknown_scores`,
+(:func:`class_probabilities`), the Unknown calibration and calls (:func:`query_evidence`,
 :func:`~.unknown.call_unknown`) and the outputs (:func:`assemble_result`).  The fitted parts are kept
 in an :class:`~.annotator.Annotator`, whose ``predict`` runs the same functions again.
 """
@@ -19,7 +19,6 @@ import numpy as np
 
 from seqalignatac import keys
 from seqalignatac.device import resolve_device
-from seqalignatac.models.stage2.clusters import leiden_clusters, query_graph
 from seqalignatac.models.stage2.inputs import (
     ReferenceSet,
     calibration_split,
@@ -30,7 +29,7 @@ from seqalignatac.models.stage2.options import check_annotate_options, config_wi
 from seqalignatac.models.stage2.results import Calls, Stage2Result, assemble_result, summary_head
 from seqalignatac.models.stage2.train import GDAConfig, fit_gda, seed_everything, set_threads
 from seqalignatac.models.stage2.transfer import class_probabilities, fit_linear
-from seqalignatac.models.stage2.unknown import CLUSTER_Z, calibrate_unknown, confidence_entropy, unknown_scores
+from seqalignatac.models.stage2.unknown import CLUSTER_Z, calibrate_unknown, confidence_entropy, query_evidence
 
 if TYPE_CHECKING:
     pass
@@ -155,9 +154,7 @@ def annotate_full(
     )
     conf, _ = confidence_entropy(q_proba)
     held_conf = confidence_entropy(held_proba)[0] if held.any() else np.array([])
-    graph = query_graph(split.x_query, settings["unknown_smooth"], threads)
-    q_dist, h_dist, s_dist = unknown_scores(settings, split.x_query, q_proba.argmax(axis=1), ref, threads, graph)
-    clusters = leiden_clusters(split.x_query, seed, threads, graph)
+    q_dist, h_dist, s_dist, clusters = query_evidence(settings, split.x_query, q_proba.argmax(axis=1), ref, threads)
     flags, unknown_info = calibrate_unknown(settings, conf, held_conf, q_dist, h_dist, s_dist, clusters)
     calls = Calls(
         q_proba,

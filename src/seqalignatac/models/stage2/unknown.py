@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from seqalignatac.models.stage2.clusters import LEIDEN_K, query_neighbours
+from seqalignatac.models.stage2.clusters import LEIDEN_K, leiden_clusters, query_graph, query_neighbours
 from seqalignatac.models.stage2.graphs import l2_normalize
 from seqalignatac.models.stage2.inputs import ReferenceSet
 from seqalignatac.models.stage2.unknown_reasons import (
@@ -170,9 +170,13 @@ def smooth_scores(
     included; cosine on the input embedding), returned in score units (``inf`` stays ``inf``).
     ``neighbours``: a :func:`query_neighbours` table with at least k columns, to reuse."""
     idx = query_neighbours(query_x, k, threads) if neighbours is None else neighbours[:, : max(1, int(k))]
+    return np.exp(np.median(_log_scores(scores)[idx], axis=1))
+
+
+def _log_scores(scores: np.ndarray) -> np.ndarray:
+    """Log scores; NaN (no class to compare with) counts as infinitely far."""
     with np.errstate(divide="ignore"):
-        logs = np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
-    return np.exp(np.median(logs[idx], axis=1))
+        return np.log(np.maximum(np.where(np.isnan(scores), np.inf, scores), 1e-12))
 
 
 def inlier_fit(log_scores: np.ndarray, lo: float = 0.10, hi: float = 0.40) -> tuple[float, float]:
@@ -289,16 +293,21 @@ def unknown_flags(
     return flags
 
 
-def cluster_flags(info: dict, query_dist: np.ndarray, clusters: np.ndarray) -> np.ndarray:
-    """True for the cells of every cluster of at least ``info['cluster_min_cells']`` cells whose
-    median log score is more than ``info['cluster_z']`` per-cell inlier sd above the inlier mean."""
+def cluster_scores(info: dict, query_dist: np.ndarray, clusters: np.ndarray):
+    """Per cluster (pandas Series indexed by cluster): the median log score of its cells in per-cell
+    inlier sd above the inlier mean of ``info`` (:func:`call_unknown`), and its size."""
     import pandas as pd
 
-    with np.errstate(divide="ignore"):
-        logs = np.log(np.maximum(np.where(np.isnan(query_dist), np.inf, query_dist), 1e-12))
-    by = pd.Series(logs).groupby(clusters)
+    by = pd.Series(_log_scores(query_dist)).groupby(clusters)
     z = (by.median() - info["distance_inlier_log_mean"]) / max(info["distance_inlier_log_sd"], 1e-12)
-    far = z.index[(z > info["cluster_z"]).to_numpy() & (by.size() >= info["cluster_min_cells"]).to_numpy()]
+    return z, by.size()
+
+
+def cluster_flags(info: dict, query_dist: np.ndarray, clusters: np.ndarray) -> np.ndarray:
+    """True for the cells of every cluster of at least ``info['cluster_min_cells']`` cells whose
+    :func:`cluster_scores` z is above ``info['cluster_z']``."""
+    z, size = cluster_scores(info, query_dist, clusters)
+    far = z.index[(z > info["cluster_z"]).to_numpy() & (size >= info["cluster_min_cells"]).to_numpy()]
     return np.isin(clusters, far.to_numpy())
 
 
@@ -329,7 +338,7 @@ def unknown_reasons(
     if "distance_threshold" in info and query_dist is not None:
         far = flags & ~low & (query_dist > info["distance_threshold"])
     reasons[flags] = FAR_CLUSTER if "cluster_z" in info else FAR_NEIGHBOURHOOD
-    if "cluster_z" in info and smooth_dist is not None and "smooth_unknown_rate" in info:
+    if smooth_dist is not None and "smooth_unknown_rate" in info:
         reasons[flags & _smooth_flags(info, smooth_dist)] = FAR_NEIGHBOURHOOD
     reasons[far] = FAR_FROM_REFERENCE
     reasons[low] = LOW_CONFIDENCE
@@ -353,6 +362,15 @@ def unknown_scores(
         if _smoothing(settings):
             s_dist = smooth_scores(x_query, q_dist, settings["unknown_smooth"], threads, neighbours)
     return q_dist, h_dist, s_dist
+
+
+def query_evidence(
+    settings: dict[str, Any], x_query: np.ndarray, best_idx: np.ndarray, ref: ReferenceSet, threads: int | None
+):
+    """:func:`unknown_scores` plus the query's Leiden clusters, from one kNN search of the query."""
+    graph = query_graph(x_query, settings["unknown_smooth"], threads)
+    q_dist, h_dist, s_dist = unknown_scores(settings, x_query, best_idx, ref, threads, graph)
+    return q_dist, h_dist, s_dist, leiden_clusters(x_query, settings["seed"], threads, graph)
 
 
 def _smoothing(settings: dict[str, Any]) -> bool:
